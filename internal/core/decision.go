@@ -1,0 +1,51 @@
+package core
+
+import (
+	"github.com/tpcluster/tpcluster/internal/reason"
+)
+
+// Outcome is the verdict of a decision.
+type Outcome uint8
+
+// Outcomes.
+const (
+	Deny Outcome = iota
+	Allow
+)
+
+// String returns "allow" or "deny", the audit spelling (SPEC §9).
+func (o Outcome) String() string {
+	if o == Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// Decision is the result of Decide. Fields other than Outcome, Reason and
+// Status are filled as far as the pipeline got: a request denied at step 1
+// carries no issuer, one denied at step 19 carries everything.
+type Decision struct {
+	Outcome Outcome
+	Reason  reason.Code
+	Status  int // the SPEC §6 HTTP status of Reason
+
+	RouteID            string
+	Audience           string // the passport's aud
+	Issuer             string
+	Subject            string
+	TrustDomain        string
+	JTI                string
+	KeyBinding         string // the passport's cnf.key_binding
+	RequiredKeyBinding string // the route's effective minimum
+	TranscriptSHA256   string // lowercase hex, set once the transcript matched
+
+	PolicySHA256   string // policy_id of the audit event
+	PolicySequence int64  // policy_version of the audit event
+
+	// Err says why a denial happened, for operators (logs, audit
+	// detail_reason). It never goes to the caller. Nil on allow.
+	Err error
+}
+
+// Allowed reports whether the request may proceed.
+func (d *Decision) Allowed() bool { return d.Outcome == Allow }

@@ -1,0 +1,71 @@
+package core
+
+import "errors"
+
+// errPathNoncanonical is the cause recorded for a step 1 denial.
+var errPathNoncanonical = errors.New("request path is not canonical")
+
+// CheckPath enforces the path hygiene of SPEC §4 on the raw request path as
+// sent on the wire (no decoding): it must start with "/" and hold no dot
+// segment, no empty segment ("//"), no backslash, no encoded "/", "\", "." or
+// NUL, and no malformed percent escape. A path that passes means the same
+// thing to the verifier and to any upstream, so both agree on the route.
+func CheckPath(p string) error {
+	if len(p) == 0 || p[0] != '/' {
+		return errPathNoncanonical
+	}
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			switch {
+			case c == '\\':
+				return errPathNoncanonical
+			case c == '%':
+				if i+2 >= len(p) {
+					return errPathNoncanonical
+				}
+				hi, ok1 := unhex(p[i+1])
+				lo, ok2 := unhex(p[i+2])
+				if !ok1 || !ok2 {
+					return errPathNoncanonical
+				}
+				switch hi<<4 | lo {
+				case '/', '\\', '.', 0:
+					return errPathNoncanonical
+				}
+				i += 2
+				continue
+			case c < 0x21 || c == 0x7f:
+				// Controls and spaces cannot appear in a request target; a
+				// parser that tolerated them could split it differently.
+				return errPathNoncanonical
+			case c != '/':
+				continue
+			}
+		}
+		// p[segStart:i] is a complete segment. Only the last one may be
+		// empty (a trailing slash).
+		seg := p[segStart:i]
+		if seg == "." || seg == ".." {
+			return errPathNoncanonical
+		}
+		if seg == "" && i < len(p) {
+			return errPathNoncanonical
+		}
+		segStart = i + 1
+	}
+	return nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

@@ -1,0 +1,333 @@
+package core
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/bundle"
+	"github.com/tpcluster/tpcluster/internal/passport"
+	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/transcript"
+)
+
+// Config configures a Pipeline. Zero values are documented per field.
+type Config struct {
+	// Ledger consumes jtis (step 19). Required.
+	Ledger Ledger
+	// Snapshot returns the current policy snapshot, or nil when none is
+	// loaded (step 3 then denies bundle_policy_missing). It is called once per
+	// request, so one request sees one snapshot. Required.
+	Snapshot func() *Snapshot
+	// Now is the clock. If nil, time.Now.
+	Now func() time.Time
+	// ClockSkew is the accepted skew of SPEC §2. If zero, 30s.
+	ClockSkew time.Duration
+	// MaxPassportLifetime bounds exp - iat (SPEC §2). If zero, 900s.
+	MaxPassportLifetime time.Duration
+	// RealtimeWindow is how old a realtime route's view may be (SPEC §8.3).
+	// If zero, 5s.
+	RealtimeWindow time.Duration
+	// IgnoreHeaders are never covered headers (--ignore-headers), in
+	// addition to each route's signed_headers.ignore.
+	IgnoreHeaders []string
+	// MaxHeaderCandidates bounds the covered-header search (SPEC §3.4). If
+	// zero, 256.
+	MaxHeaderCandidates int
+	// RouteID pins every request to one route (--route-id). If empty, routes
+	// are resolved from method and path.
+	RouteID string
+	// AudienceOverride replaces every route's audience (--audience-override).
+	AudienceOverride string
+	// AuditRoom reports whether the audit spool can take one more event
+	// (step 18a). If nil, there is always room.
+	AuditRoom func() bool
+}
+
+// Pipeline decides requests (SPEC §6). It is safe for concurrent use.
+type Pipeline struct {
+	cfg Config
+
+	// policies caches the transcript policy of each route of the current
+	// bundle, so a request merges no header lists. Keyed by *bundle.Route;
+	// dropped when the policy bundle changes.
+	mu       sync.Mutex
+	policyOf *bundle.Policy // guarded by mu
+	policies sync.Map       // *bundle.Route -> *transcript.Policy
+}
+
+// New checks cfg and returns a Pipeline.
+func New(cfg Config) (*Pipeline, error) {
+	var errs []error
+	if cfg.Ledger == nil {
+		errs = append(errs, errors.New("no ledger"))
+	}
+	if cfg.Snapshot == nil {
+		errs = append(errs, errors.New("no snapshot source"))
+	}
+	if cfg.ClockSkew < 0 || cfg.MaxPassportLifetime < 0 || cfg.RealtimeWindow < 0 || cfg.MaxHeaderCandidates < 0 {
+		errs = append(errs, errors.New("negative skew, lifetime, realtime window or candidate bound"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = 30 * time.Second
+	}
+	if cfg.MaxPassportLifetime == 0 {
+		cfg.MaxPassportLifetime = 900 * time.Second
+	}
+	if cfg.RealtimeWindow == 0 {
+		cfg.RealtimeWindow = 5 * time.Second
+	}
+	if cfg.MaxHeaderCandidates == 0 {
+		cfg.MaxHeaderCandidates = transcript.DefaultMaxCandidates
+	}
+	cfg.IgnoreHeaders = lowerAll(cfg.IgnoreHeaders)
+	return &Pipeline{cfg: cfg}, nil
+}
+
+// Wire header names (SPEC §3.5), in net/http's canonical form; lookups also
+// try other spellings.
+const (
+	hdrAuthorization = "Authorization"
+	hdrNonce         = "X-Trustplane-Nonce"
+	hdrBodySHA256    = "X-Trustplane-Body-Sha256"
+	hdrTranscript    = "X-Trustplane-Transcript-Sha256"
+	hdrProof         = "X-Trustplane-Proof"
+)
+
+// Decide runs the SPEC §6 pipeline on r. The first failing check wins, and
+// every check runs before the ledger is touched, so junk cannot burn a
+// caller's jti. It never panics on input and never allows on doubt.
+func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
+	var d Decision
+	now := p.cfg.Now()
+
+	// 1. Path hygiene.
+	if err := CheckPath(r.RawPath); err != nil {
+		return deny(d, reason.RequestPathNoncanonical, err)
+	}
+
+	// 2. A bearer passport is present.
+	auth, n := firstHeader(r.Header, hdrAuthorization)
+	token, ok := bearer(auth)
+	if n == 0 || !ok {
+		return deny(d, reason.PassportMissing, errors.New("no bearer passport in Authorization"))
+	}
+
+	// 3. Policy loaded.
+	snap := p.cfg.Snapshot()
+	if snap == nil || snap.Policy == nil || snap.Trust == nil {
+		return deny(d, reason.BundlePolicyMissing, errors.New("no verified policy bundle and trust material loaded"))
+	}
+	pol := snap.Policy
+	d.PolicySHA256, d.PolicySequence = pol.SHA256, pol.Sequence
+
+	// 4. Route.
+	route := p.route(pol, r)
+	if route == nil {
+		return deny(d, reason.BundleRouteMissing, errors.New("no route matches the request"))
+	}
+	d.RouteID = route.ID
+	d.RequiredKeyBinding = route.RequiredKeyBinding.String()
+
+	// 5, 6. Freshness (SPEC §8.3).
+	switch route.CheckFresh(now.Sub(snap.ViewTime), p.cfg.RealtimeWindow) {
+	case bundle.FreshOK:
+	case bundle.FreshUnknownClass:
+		return deny(d, reason.BundleFreshnessUnknown, fmt.Errorf("route %s has freshness class %q", route.ID, route.FreshnessName))
+	default:
+		return deny(d, reason.StaleBundleFailClosed, fmt.Errorf("policy view is %s old", now.Sub(snap.ViewTime).Truncate(time.Millisecond)))
+	}
+
+	// 7. Passport parses. Two Authorization headers are ambiguous: an
+	// upstream or a log could read the other one.
+	if n > 1 {
+		return deny(d, reason.PassportMalformed, errors.New("more than one Authorization header"))
+	}
+	tok, err := passport.Parse(token)
+	if err != nil {
+		return deny(d, reason.PassportMalformed, err)
+	}
+	c := &tok.Claims
+	d.Issuer, d.Subject, d.TrustDomain, d.JTI = c.Issuer, c.Subject, c.TrustDomain, c.JTI
+	d.Audience, d.KeyBinding = c.Audience, c.KeyBinding.String()
+
+	// 8. Issuer and key known, key active.
+	key := snap.Trust.PassportKey(c.Issuer, tok.KID, tok.HasKID, c.PublicKeyB64, now)
+	if key == nil {
+		return deny(d, reason.PassportKeyUnknown, errors.New("no active trust material key for the passport's issuer and kid"))
+	}
+
+	// 9. Passport signature.
+	if !tok.VerifySignature(key.PublicKey) {
+		return deny(d, reason.PassportSignatureInvalid, fmt.Errorf("passport signature does not verify with key %s", key.KID))
+	}
+
+	// 10. Time window.
+	if err := c.CheckTime(now, p.cfg.ClockSkew, p.cfg.MaxPassportLifetime); err != nil {
+		switch {
+		case errors.Is(err, passport.ErrExpired):
+			return deny(d, reason.PassportExpired, err)
+		case errors.Is(err, passport.ErrNotYetValid):
+			return deny(d, reason.PassportNotYetValid, err)
+		default:
+			return deny(d, reason.PassportLifetimeExceeded, err)
+		}
+	}
+
+	// 11. Audience.
+	aud := route.Audience
+	if p.cfg.AudienceOverride != "" {
+		aud = p.cfg.AudienceOverride
+	}
+	if c.Audience != aud {
+		return deny(d, reason.AudienceMismatch, fmt.Errorf("passport audience differs from route %s audience", route.ID))
+	}
+
+	// 12-14. Sources, signer class, provenance and context.
+	if code, err := matchSources(pol, route, tok); code != "" {
+		return deny(d, code, err)
+	}
+
+	// 15. Revocations.
+	if err := revoked(pol, tok, now); err != nil {
+		return deny(d, reason.PassportRevoked, err)
+	}
+
+	// 16. Proof headers well formed.
+	proof, err := readProofHeaders(r.Header)
+	if err != nil {
+		return deny(d, reason.InvalidRequestProof, err)
+	}
+
+	// 17. Body and transcript binding.
+	if r.BodyTooLarge {
+		return deny(d, reason.RequestBodyTooLarge, errors.New("request body exceeds the limit"))
+	}
+	bodyHex := proof.bodyHex
+	if !(r.BodyFromGateway && route.BodyHashFromGateway) {
+		sum := sha256.Sum256(r.Body)
+		if !hexEqual(proof.bodyHex, sum[:]) {
+			return deny(d, reason.RequestBindingMismatch, errors.New("body hash differs from X-TrustPlane-Body-SHA256"))
+		}
+	}
+	treq := transcript.Request{
+		Method:     r.Method,
+		Scheme:     r.Scheme,
+		Authority:  r.Authority,
+		Path:       r.RawPath,
+		RawQuery:   r.RawQuery,
+		Header:     r.Header,
+		BodySHA256: bodyHex,
+	}
+	bind := transcript.Binding{
+		Audience:   c.Audience,
+		RouteID:    route.ID,
+		JTI:        c.JTI,
+		Nonce:      proof.nonce,
+		IssuedAt:   c.IssuedAt,
+		KeyBinding: d.KeyBinding,
+	}
+	m, err := transcript.MatchRequest(&treq, &bind, p.transcriptPolicy(pol, route), &proof.digest)
+	if err != nil {
+		return deny(d, reason.RequestBindingMismatch, err)
+	}
+	d.TranscriptSHA256 = proof.digestHex
+
+	// 18. The proof: Ed25519 by the cnf key over the 32 raw digest bytes.
+	if !ed25519.Verify(c.PublicKey, m.Digest[:], proof.sig[:]) {
+		return deny(d, reason.InvalidRequestProof, errors.New("request proof does not verify with the cnf key"))
+	}
+
+	// 18a. The audit spool has room: never allow without a record (SPEC §9).
+	if p.cfg.AuditRoom != nil && !p.cfg.AuditRoom() {
+		return deny(d, reason.AuditUnavailable, errors.New("audit spool full"))
+	}
+
+	// 19. Consume the jti, exactly once across the cluster.
+	ttl := ReplayTTL(time.Unix(c.ExpiresAt, 0), p.cfg.ClockSkew, now)
+	switch err := p.cfg.Ledger.Consume(ctx, NewLedgerKey(c.Issuer, c.JTI), ttl, LedgerEntry{RouteID: route.ID}); {
+	case err == nil:
+	case errors.Is(err, ErrReplay):
+		return deny(d, reason.JTIReplay, err)
+	default: // unavailable, or a broken contract: never allow on doubt
+		return deny(d, reason.ReplayLedgerUnavailable, err)
+	}
+
+	// 20. Allow.
+	d.Outcome, d.Reason, d.Status = Allow, reason.Allowed, 200
+	return d
+}
+
+func deny(d Decision, code reason.Code, err error) Decision {
+	d.Outcome, d.Reason, d.Status, d.Err = Deny, code, code.HTTPStatus(), err
+	return d
+}
+
+// route resolves the request's route (step 4): the pinned one, or by method
+// and raw path.
+func (p *Pipeline) route(pol *bundle.Policy, r *Request) *bundle.Route {
+	if p.cfg.RouteID != "" {
+		return pol.RouteByID(p.cfg.RouteID)
+	}
+	return pol.Resolve(upperASCII(strings.TrimSpace(r.Method)), r.RawPath)
+}
+
+// transcriptPolicy returns the covered-header policy of route: its required
+// and ignored names plus the pipeline's own ignored names, merged once per
+// route and bundle.
+func (p *Pipeline) transcriptPolicy(pol *bundle.Policy, route *bundle.Route) *transcript.Policy {
+	p.mu.Lock()
+	if p.policyOf != pol {
+		p.policyOf = pol
+		p.policies.Clear()
+	}
+	p.mu.Unlock()
+	if v, ok := p.policies.Load(route); ok {
+		return v.(*transcript.Policy)
+	}
+	tp := &transcript.Policy{
+		Required:      route.SignedHeaders.Required,
+		Ignore:        append(append([]string(nil), route.SignedHeaders.Ignore...), p.cfg.IgnoreHeaders...),
+		MaxCandidates: p.cfg.MaxHeaderCandidates,
+	}
+	v, _ := p.policies.LoadOrStore(route, tp)
+	return v.(*transcript.Policy)
+}
+
+// NewLedgerKey returns the ledger key of SPEC §7: lowercase hex SHA-256 of
+// iss + 0x00 + jti. Hashing keeps caller data out of NATS subjects and copes
+// with jtis that NATS keys refuse.
+func NewLedgerKey(iss, jti string) LedgerKey {
+	h := sha256.New()
+	h.Write([]byte(iss))
+	h.Write([]byte{0})
+	h.Write([]byte(jti))
+	var sum [sha256.Size]byte
+	return LedgerKey(hex.EncodeToString(h.Sum(sum[:0])))
+}
+
+// ReplayTTL is how long a consumed jti must stay in the ledger (SPEC §7):
+// exp + skew - now, rounded up to whole seconds, at least 1s, so a jti never
+// leaves while its passport could still be accepted.
+func ReplayTTL(exp time.Time, skew time.Duration, now time.Time) time.Duration {
+	d := exp.Add(skew).Sub(now)
+	if d <= time.Second {
+		return time.Second
+	}
+	if rem := d % time.Second; rem != 0 {
+		d += time.Second - rem
+	}
+	return d
+}

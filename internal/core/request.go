@@ -1,0 +1,45 @@
+package core
+
+import (
+	"github.com/tpcluster/tpcluster/internal/bundle"
+	"time"
+)
+
+// Request is an HTTP request as the verifier received it, reduced to what the
+// pipeline needs. Adapters fill it from the wire and never from the caller's
+// claims about the wire (SPEC §4).
+type Request struct {
+	Method    string
+	Scheme    string // "http" or "https", from the connection or a trusted proxy
+	Authority string // the Host the request arrived with
+	RawPath   string // the path exactly as sent in the request target
+	RawQuery  string // the query exactly as sent, without "?"
+
+	// Header holds every request header; http.Header is assignable to it.
+	// Adapters remove the headers they consumed themselves (check mode's
+	// X-Original-*) so they are never taken for covered headers.
+	Header map[string][]string
+
+	// Body is the body exactly as received, when BodyTooLarge is false.
+	Body []byte
+	// BodyTooLarge reports that the body exceeded the adapter's limit; the
+	// request is denied request_body_too_large at step 17.
+	BodyTooLarge bool
+	// BodyFromGateway reports that the body did not reach the verifier (a
+	// gateway such as nginx auth_request sends none). Routes with
+	// body_hash_from_gateway then take the caller's X-TrustPlane-Body-SHA256
+	// as the body hash; other routes hash Body (empty) and so bind only
+	// bodiless requests.
+	BodyFromGateway bool
+}
+
+// Snapshot is one consistent view of policy: a verified policy bundle and a
+// verified trust material, never mixed across two loads (SPEC §8.2). It is
+// immutable once published.
+type Snapshot struct {
+	Policy *bundle.Policy
+	Trust  *bundle.TrustMaterial
+	// ViewTime is the bundle view time of SPEC §8.3: the policy's issued_at or
+	// the newest valid beacon's, or in file mode the policy file's mtime.
+	ViewTime time.Time
+}
