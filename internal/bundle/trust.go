@@ -1,0 +1,238 @@
+package bundle
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// TrustMaterial is loaded trust material (SPEC §5.2): the issuers whose
+// passports we accept and their keys. It is immutable once returned and
+// safe for concurrent use.
+type TrustMaterial struct {
+	Sequence int64
+	IssuedAt time.Time
+	SHA256   string // lowercase hex SHA-256 of the exact bytes parsed
+	Signed   bool
+	Issuers  map[string]*Issuer // by issuer
+}
+
+// Issuer is one issuers[] entry.
+type Issuer struct {
+	Issuer      string
+	TrustDomain string
+	SourceType  string // software_jwks, oidc_jwks or spiffe_spire
+	Keys        []*Key
+}
+
+// Key is one passport-signing key of an issuer. Within an issuer, kids and
+// public keys are unique.
+type Key struct {
+	KID          string
+	PublicKey    ed25519.PublicKey // ed25519.PublicKeySize bytes
+	PublicKeyB64 string            // canonical unpadded base64url of PublicKey
+	// NotBefore and NotAfter bound the key's use; zero means unbounded.
+	NotBefore, NotAfter time.Time
+	// Active is status "active"; a "retired" key verifies nothing.
+	Active bool
+}
+
+// Usable reports whether k may verify a passport at now: active, and now
+// within [NotBefore, NotAfter].
+func (k *Key) Usable(now time.Time) bool {
+	return k.Active &&
+		(k.NotBefore.IsZero() || !now.Before(k.NotBefore)) &&
+		(k.NotAfter.IsZero() || !now.After(k.NotAfter))
+}
+
+// PassportKey returns the key that verifies a passport of issuer iss at now
+// (SPEC §2 "Signature key"), or nil when there is none, which is
+// passport_key_unknown. With a header kid (hasKID) it is the issuer's key
+// with that kid. Without one, it is the issuer's usable key whose public key
+// equals cnfPublicKeyB64 (the self-issued software shape), else the issuer's
+// only usable key. "Usable" (Key.Usable) counts for "only": a key
+// published ahead of rotation, not yet valid, does not make the lookup
+// ambiguous.
+func (t *TrustMaterial) PassportKey(iss, kid string, hasKID bool, cnfPublicKeyB64 string, now time.Time) *Key {
+	is := t.Issuers[iss]
+	if is == nil {
+		return nil
+	}
+	if hasKID {
+		for _, k := range is.Keys {
+			if k.KID == kid {
+				if k.Usable(now) {
+					return k
+				}
+				return nil
+			}
+		}
+		return nil
+	}
+	var only *Key
+	usable := 0
+	for _, k := range is.Keys {
+		if !k.Usable(now) {
+			continue
+		}
+		if cnfPublicKeyB64 != "" && k.PublicKeyB64 == cnfPublicKeyB64 {
+			return k
+		}
+		only = k
+		usable++
+	}
+	if usable == 1 {
+		return only
+	}
+	return nil
+}
+
+// ParseTrustMaterial parses and authenticates trust material. Errors name
+// the offending field and wrap ErrUnsigned, ErrUnknownKey or ErrBadSignature
+// where those apply. Unknown members are refused at every level; version,
+// kind, issuers and, per issuer, issuer, trust_domain, source_type and keys
+// are required; per key kid, alg (EdDSA), public_key_b64url and status
+// (active or retired).
+func ParseTrustMaterial(data []byte, o Options) (*TrustMaterial, error) {
+	t, err := parseTrustMaterial(data, o)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: trust material: %w", err)
+	}
+	return t, nil
+}
+
+func parseTrustMaterial(data []byte, o Options) (*TrustMaterial, error) {
+	top, err := parseTree(data)
+	if err != nil {
+		return nil, err
+	}
+	h, err := loadHeader(top, TrustMaterialVersion, TrustMaterialKind, verifyKeys(o.Keys), o.AllowUnsigned, o.ModTime)
+	if err != nil {
+		return nil, err
+	}
+	doc := object{m: top}
+	if err := doc.only("version", "kind", "sequence", "issued_at", "issuers", "signed_by", "signature"); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	t := &TrustMaterial{
+		Sequence: h.sequence,
+		IssuedAt: h.issuedAt,
+		SHA256:   hex.EncodeToString(sum[:]),
+		Signed:   h.signed,
+		Issuers:  make(map[string]*Issuer),
+	}
+	issuers, ok, err := doc.objects("issuers")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, missing(doc, "issuers")
+	}
+	for _, io := range issuers {
+		is, err := parseIssuer(io)
+		if err != nil {
+			return nil, err
+		}
+		if t.Issuers[is.Issuer] != nil {
+			return nil, fmt.Errorf("%s: duplicate issuer %q", io.at("issuer"), is.Issuer)
+		}
+		t.Issuers[is.Issuer] = is
+	}
+	return t, nil
+}
+
+func parseIssuer(o object) (*Issuer, error) {
+	if err := o.only("issuer", "trust_domain", "source_type", "keys"); err != nil {
+		return nil, err
+	}
+	is := new(Issuer)
+	var err error
+	if is.Issuer, err = o.required("issuer"); err != nil {
+		return nil, err
+	}
+	if is.TrustDomain, err = o.required("trust_domain"); err != nil {
+		return nil, err
+	}
+	if is.SourceType, err = o.required("source_type"); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(sourceTypes, is.SourceType) {
+		return nil, fmt.Errorf("%s: unknown source type %q", o.at("source_type"), is.SourceType)
+	}
+	keys, ok, err := o.objects("keys")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, missing(o, "keys")
+	}
+	for _, ko := range keys {
+		k, err := parseKey(ko)
+		if err != nil {
+			return nil, err
+		}
+		for _, other := range is.Keys {
+			if other.KID == k.KID {
+				return nil, fmt.Errorf("%s: duplicate kid %q", ko.at("kid"), k.KID)
+			}
+			// Unique public keys keep the no-kid lookup by cnf key unambiguous.
+			if other.PublicKeyB64 == k.PublicKeyB64 {
+				return nil, fmt.Errorf("%s: same public key as kid %q", ko.at("public_key_b64url"), other.KID)
+			}
+		}
+		is.Keys = append(is.Keys, k)
+	}
+	return is, nil
+}
+
+func parseKey(o object) (*Key, error) {
+	if err := o.only("kid", "alg", "public_key_b64url", "not_before", "not_after", "status"); err != nil {
+		return nil, err
+	}
+	k := new(Key)
+	var err error
+	if k.KID, err = o.required("kid"); err != nil {
+		return nil, err
+	}
+	alg, err := o.required("alg")
+	if err != nil {
+		return nil, err
+	}
+	if alg != "EdDSA" {
+		return nil, fmt.Errorf("%s: %q is not \"EdDSA\"", o.at("alg"), alg)
+	}
+	if k.PublicKeyB64, err = o.required("public_key_b64url"); err != nil {
+		return nil, err
+	}
+	pub, err := base64.RawURLEncoding.Strict().DecodeString(k.PublicKeyB64)
+	if err != nil || base64.RawURLEncoding.EncodeToString(pub) != k.PublicKeyB64 || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%s: not canonical unpadded base64url of 32 bytes", o.at("public_key_b64url"))
+	}
+	k.PublicKey = pub
+	status, err := o.required("status")
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case "active":
+		k.Active = true
+	case "retired":
+	default:
+		return nil, fmt.Errorf("%s: %q is neither \"active\" nor \"retired\"", o.at("status"), status)
+	}
+	if k.NotBefore, _, err = o.timestamp("not_before"); err != nil {
+		return nil, err
+	}
+	if k.NotAfter, _, err = o.timestamp("not_after"); err != nil {
+		return nil, err
+	}
+	if !k.NotBefore.IsZero() && !k.NotAfter.IsZero() && k.NotAfter.Before(k.NotBefore) {
+		return nil, fmt.Errorf("%s: before not_before", o.at("not_after"))
+	}
+	return k, nil
+}
