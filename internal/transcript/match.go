@@ -223,7 +223,7 @@ func (c candidate) covers(e *entry) bool {
 	case c.mode == allOptional:
 		return true
 	}
-	return c.mask>>(c.m-1-e.opt)&1 == 1
+	return c.mask>>(c.m-1-int(e.opt))&1 == 1
 }
 
 // digest hashes the candidate's allow_list and selected lines after the
@@ -279,7 +279,7 @@ func (s *scratch) withoutAddedMask(m int) uint {
 	var r uint
 	for i := range s.ents {
 		if e := &s.ents[i]; e.opt >= 0 && !e.added {
-			r |= 1 << (m - 1 - e.opt)
+			r |= 1 << (m - 1 - int(e.opt))
 		}
 	}
 	return r
@@ -287,20 +287,12 @@ func (s *scratch) withoutAddedMask(m int) uint {
 
 // entry is one distinct header name of the request.
 type entry struct {
-	off, end int    // lower-case name: s.names[off:end]
 	key      string // the map key, for choosing among keys that fold together
 	value    string // its first value, untrimmed
-	kind     int8
-	opt      int  // index among the optional names in name order, or -1 when always covered
-	added    bool // a name client libraries add on their own (SPEC §3.4, A)
+	off, end int32  // lower-case name: s.names[off:end]
+	opt      int32  // index among the optional names in name order, or -1 when always covered
+	added    bool   // a name client libraries add on their own (SPEC §3.4, A)
 }
-
-// Entry kinds.
-const (
-	kindNever    = iota // never covered
-	kindRequired        // always covered
-	kindOptional        // maybe covered
-)
 
 // scratch holds per-request buffers. Pooled: a verifier's hot path then
 // allocates only the returned allow list.
@@ -339,16 +331,36 @@ func (s *scratch) release() {
 // returns the first Content-Encoding value.
 func (s *scratch) collect(h map[string][]string, p *Policy) (contentEncoding string, err error) {
 	s.names, s.ents = s.names[:0], s.ents[:0]
+	var ceKey string
+	nonce := false
 	for key, vs := range h {
 		if len(vs) == 0 {
 			continue
 		}
 		off := len(s.names)
 		s.names = appendLowerASCII(s.names, trimSpace(key))
-		if len(s.names) == off {
-			continue
+		name := s.names[off:]
+		e := entry{off: int32(off), end: int32(len(s.names)), key: key, value: vs[0], opt: -1}
+		if string(name) == "content-encoding" && (ceKey == "" || key < ceKey) {
+			contentEncoding, ceKey = vs[0], key
 		}
-		s.ents = append(s.ents, entry{off: off, end: len(s.names), key: key, value: vs[0]})
+		switch {
+		case len(name) == 0:
+			s.names = s.names[:off]
+			continue
+		case string(name) == "x-trustplane-nonce":
+			nonce = true
+		case matchesAny(name, p.Required, false):
+		case neverCovered(name) || matchesAny(name, p.Ignore, true):
+			s.names = s.names[:off]
+			continue
+		default:
+			e.opt = 0 // numbered below, once in name order
+		}
+		s.ents = append(s.ents, e)
+	}
+	if !nonce {
+		return "", ErrNonceMissing
 	}
 	names := s.names
 	slices.SortFunc(s.ents, func(a, b entry) int {
@@ -357,11 +369,10 @@ func (s *scratch) collect(h map[string][]string, p *Policy) (contentEncoding str
 		}
 		return strings.Compare(a.key, b.key)
 	})
-	// Keep the first of each name, drop the never-covered ones, number the
-	// optional ones in name order.
+	// Keep the first key of each name; number the optional names in name
+	// order.
 	out := s.ents[:0]
 	s.optional, s.added = 0, 0
-	nonce := false
 	var prev []byte
 	for _, e := range s.ents {
 		name := names[e.off:e.end]
@@ -369,18 +380,8 @@ func (s *scratch) collect(h map[string][]string, p *Policy) (contentEncoding str
 			continue
 		}
 		prev = name
-		if string(name) == "content-encoding" {
-			contentEncoding = e.value
-		}
-		e.opt = -1
-		switch {
-		case string(name) == "x-trustplane-nonce":
-			nonce = true
-		case matchesAny(name, p.Required, false):
-		case neverCovered(name) || matchesAny(name, p.Ignore, true):
-			continue
-		default:
-			e.opt = s.optional
+		if e.opt >= 0 {
+			e.opt = int32(s.optional)
 			e.added = clientAdded(name)
 			s.optional++
 			if e.added {
@@ -390,9 +391,6 @@ func (s *scratch) collect(h map[string][]string, p *Policy) (contentEncoding str
 		out = append(out, e)
 	}
 	s.ents = out
-	if !nonce {
-		return "", ErrNonceMissing
-	}
 	for _, r := range p.Required {
 		if r = trimSpace(r); r != "" && !s.has(r) {
 			return "", ErrRequiredHeaderMissing

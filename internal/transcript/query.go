@@ -18,7 +18,17 @@ var ErrMalformedQuery = errors.New("malformed query: bad percent escape or inval
 // Pieces are split on '&' only, a '+' stays a '+', and every piece, even an
 // empty one, is a pair. The error, if any, matches [ErrMalformedQuery].
 func NormalizeQuery(raw string) (string, error) {
-	b, err := appendNormalizedQuery(nil, raw, &queryScratch{})
+	if raw == "" || raw == "?" {
+		return "", nil
+	}
+	// Sized for the worst case (every byte escaped) to allocate once each.
+	n := strings.Count(raw, "&") + 1
+	s := &queryScratch{
+		enc:   make([]byte, 0, 3*len(raw)),
+		dec:   make([]byte, 0, len(raw)),
+		pairs: make([]qpair, 0, n),
+	}
+	b, err := appendNormalizedQuery(make([]byte, 0, 3*len(raw)+2*n), raw, s)
 	if err != nil {
 		return "", err
 	}
