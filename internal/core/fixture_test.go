@@ -278,9 +278,9 @@ func canonicalKey(s string) string {
 // derivedCall is the DERIVED vector's request.
 func derivedCall() call {
 	return call{
-		method: "POST",
-		url:    "https://orders.example/v1/orders",
-		body:   []byte(`{"order_id":"ord_123","amount":"42.00"}`),
+		method:  "POST",
+		url:     "https://orders.example/v1/orders",
+		body:    []byte(`{"order_id":"ord_123","amount":"42.00"}`),
 		headers: []transcript.Header{{Name: "Content-Type", Value: "application/json"}},
 		extra:   []transcript.Header{{Name: "X-Ignore-Me", Value: "not-covered"}},
 		covered: []string{"content-type", "x-trustplane-nonce"},

@@ -38,9 +38,9 @@ func withSource(r doc, mutate func(s doc)) doc {
 type reasonCase struct {
 	name     string
 	want     reason.Code
-	routes   []doc                      // extra routes in the policy
-	policy   func(p doc)                // policy edits
-	view     time.Duration              // how old the policy view is
+	routes   []doc         // extra routes in the policy
+	policy   func(p doc)   // policy edits
+	view     time.Duration // how old the policy view is
 	passport func(o *signer.PassportOptions)
 	call     func(c *call)
 	req      func(t testing.TB, r *Request)
@@ -97,8 +97,12 @@ func reasonCases() []reasonCase {
 		{name: "source trust domain", want: reason.SourceTrustDomainMismatch, passport: func(o *signer.PassportOptions) { o.TrustDomain = "other.local" }},
 		{name: "source subject", want: reason.SourceSubjectMismatch, passport: func(o *signer.PassportOptions) { o.Subject = "spiffe://example.local/workload/billing" }},
 		{name: "key binding", want: reason.InsufficientKeyBinding,
-			routes: []doc{func() doc { r := route("orders.hw", "POST", "/v1/hw"); r["required_key_binding"] = "hardware_local"; return r }()},
-			call:   func(c *call) { c.url, c.routeID = "https://orders.example/v1/hw", "orders.hw" }},
+			routes: []doc{func() doc {
+				r := route("orders.hw", "POST", "/v1/hw")
+				r["required_key_binding"] = "hardware_local"
+				return r
+			}()},
+			call: func(c *call) { c.url, c.routeID = "https://orders.example/v1/hw", "orders.hw" }},
 		{name: "source key binding", want: reason.InsufficientKeyBinding,
 			routes: []doc{withSource(route("orders.hw2", "POST", "/v1/hw2"), func(s doc) { s["required_key_binding"] = "remote_kms" })},
 			call:   func(c *call) { c.url, c.routeID = "https://orders.example/v1/hw2", "orders.hw2" }},

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/cliflag"
+)
+
+// Config is verifierd's whole configuration, from flags and TPCLUSTER_*
+// variables (SPEC §10.1).
+type Config struct {
+	Listen              string
+	Upstream            string
+	RouteID             string
+	AudienceOverride    string
+	NodeID              string
+	NATSURL             string
+	NATSListen          string
+	DataDir             string
+	TrustMaterial       string
+	PolicyBundle        string
+	BundlePublicKeys    cliflag.List
+	DevAllowUnsigned    bool
+	ClockSkew           time.Duration
+	MaxPassportLifetime time.Duration
+	RealtimeWindow      time.Duration
+	MaxBodyBytes        int64
+	TrustedProxies      cliflag.List
+	ExternalScheme      string
+	ForwardProofHeaders bool
+	IgnoreHeaders       cliflag.List
+	MaxHeaderCandidates int
+	LedgerBucket        string
+	LedgerReplicas      int
+	LedgerTimeout       time.Duration
+	LedgerSync          string
+	ReloadInterval      time.Duration
+	ShutdownTimeout     time.Duration
+	LogLevel            string
+	Demo                bool
+
+	// Derived by Validate.
+	trustedProxies []netip.Prefix
+	upstreamURL    *url.URL
+}
+
+// parseConfig reads args and the environment. It returns flag.ErrHelp for
+// -h.
+func parseConfig(args []string, lookup func(string) (string, bool), out io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("verifierd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Listen, "listen", ":8081", "HTTP listen address")
+	fs.StringVar(&c.Upstream, "upstream", "", "proxy mode: forward allowed requests to this URL (empty: check mode only)")
+	fs.StringVar(&c.RouteID, "route-id", "", "pin every request of this listener to one route")
+	fs.StringVar(&c.AudienceOverride, "audience-override", "", "the audience every route expects, in place of the bundle's")
+	fs.StringVar(&c.NodeID, "node-id", "", "node id in audit events and the ledger (default <hostname>:<listen port>)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "join an existing NATS cluster (comma list); empty starts an embedded server")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS client listener")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded NATS storage and local state")
+	fs.StringVar(&c.TrustMaterial, "trust-material", "", "trust material file (file mode)")
+	fs.StringVar(&c.PolicyBundle, "policy-bundle", "", "policy bundle file (file mode)")
+	fs.Var(&c.BundlePublicKeys, "bundle-public-key", "accepted bundle-signing public key file (repeatable)")
+	fs.BoolVar(&c.DevAllowUnsigned, "dev-allow-unsigned-bundles", false, "DEVELOPMENT ONLY: load unsigned bundles")
+	fs.DurationVar(&c.ClockSkew, "clock-skew", 30*time.Second, "accepted passport clock skew")
+	fs.DurationVar(&c.MaxPassportLifetime, "max-passport-lifetime", 900*time.Second, "longest accepted exp - iat")
+	fs.DurationVar(&c.RealtimeWindow, "realtime-window", 5*time.Second, "how old a realtime route's policy view may be")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted request body")
+	fs.Var(&c.TrustedProxies, "trusted-proxies", "CIDRs whose X-Forwarded-* are honoured and who may call /_tp/check (default 127.0.0.1/32,::1/128)")
+	fs.StringVar(&c.ExternalScheme, "external-scheme", "", "scheme of every request (plain listener behind a TLS terminator)")
+	fs.BoolVar(&c.ForwardProofHeaders, "forward-proof-headers", false, "forward Authorization and the proof headers upstream")
+	fs.Var(&c.IgnoreHeaders, "ignore-headers", "header names never taken as covered (repeatable)")
+	fs.IntVar(&c.MaxHeaderCandidates, "max-header-candidates", 256, "bound of the covered-header search")
+	fs.StringVar(&c.LedgerBucket, "ledger-bucket", "TRUSTPLANE_REPLAY", "replay ledger KV bucket")
+	fs.IntVar(&c.LedgerReplicas, "ledger-replicas", 1, "replay ledger replicas (3 in a cluster)")
+	fs.DurationVar(&c.LedgerTimeout, "ledger-timeout", 2*time.Second, "bound of one ledger write")
+	fs.StringVar(&c.LedgerSync, "ledger-sync", "default", "embedded server fsync: default or always")
+	fs.DurationVar(&c.ReloadInterval, "reload-interval", time.Second, "how often bundle files are checked for changes")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "drain deadline on shutdown")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.Demo, "demo", false, "first run: demo keys, bundle and upstream under --data-dir, then a signed request and its replay")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := cliflag.ApplyEnv(fs, lookup); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks everything once and reports every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(name string, v any, msg string) { errs = append(errs, cliflag.Problem(name, v, msg)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", c.Listen, "want host:port")
+	}
+	if c.Upstream != "" {
+		u, err := url.Parse(c.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("upstream", c.Upstream, "want an http:// or https:// URL")
+		} else {
+			c.upstreamURL = u
+		}
+	}
+	if c.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			bad("nats-listen", c.NATSListen, "want host:port")
+		}
+	}
+	if (c.TrustMaterial == "") != (c.PolicyBundle == "") {
+		bad("policy-bundle", c.PolicyBundle, "file mode needs both --trust-material and --policy-bundle")
+	}
+	if c.TrustMaterial == "" && !c.Demo {
+		bad("trust-material", c.TrustMaterial, "required until the NATS bundle channel lands (issue 6)")
+	}
+	if c.TrustMaterial != "" && len(c.BundlePublicKeys) == 0 && !c.DevAllowUnsigned {
+		bad("bundle-public-key", "", "signed bundles need at least one key (or --dev-allow-unsigned-bundles)")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"clock-skew", c.ClockSkew}, {"realtime-window", c.RealtimeWindow}, {"reload-interval", c.ReloadInterval}} {
+		if d.v <= 0 {
+			bad(d.name, d.v, "must be positive")
+		}
+	}
+	if c.MaxPassportLifetime <= 0 {
+		bad("max-passport-lifetime", c.MaxPassportLifetime, "must be positive")
+	}
+	if c.LedgerTimeout <= 0 {
+		bad("ledger-timeout", c.LedgerTimeout, "must be positive")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout", c.ShutdownTimeout, "must be positive")
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("max-body-bytes", c.MaxBodyBytes, "must be positive")
+	}
+	if c.MaxHeaderCandidates <= 0 || c.MaxHeaderCandidates > 4096 {
+		bad("max-header-candidates", c.MaxHeaderCandidates, "must be 1 to 4096")
+	}
+	if c.LedgerReplicas < 1 || c.LedgerReplicas > 5 {
+		bad("ledger-replicas", c.LedgerReplicas, "must be 1 to 5")
+	}
+	if c.LedgerSync != "default" && c.LedgerSync != "always" {
+		bad("ledger-sync", c.LedgerSync, "want default or always")
+	}
+	if c.ExternalScheme != "" && c.ExternalScheme != "http" && c.ExternalScheme != "https" {
+		bad("external-scheme", c.ExternalScheme, "want http or https")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("log-level", c.LogLevel, "want debug, info, warn or error")
+	}
+	c.trustedProxies = nil
+	for _, s := range c.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			bad("trusted-proxies", s, "want a CIDR such as 10.0.0.0/8")
+			continue
+		}
+		c.trustedProxies = append(c.trustedProxies, p.Masked())
+	}
+	return errors.Join(errs...)
+}
+
+// nodeID is --node-id, or <hostname>:<listen port> (SPEC §9).
+func (c *Config) nodeID() string {
+	if c.NodeID != "" {
+		return c.NodeID
+	}
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(c.Listen)
+	return host + ":" + port
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+// logValues is the effective configuration for the start-up log line.
+// Nothing here is secret: key files are paths, never contents.
+func (c *Config) logValues() []any {
+	return []any{
+		"listen", c.Listen, "upstream", c.Upstream, "node_id", c.nodeID(),
+		"nats_url", redactURL(c.NATSURL), "nats_listen", c.NATSListen, "data_dir", c.DataDir,
+		"trust_material", c.TrustMaterial, "policy_bundle", c.PolicyBundle,
+		"bundle_public_keys", c.BundlePublicKeys.String(), "route_id", c.RouteID,
+		"clock_skew", c.ClockSkew, "max_passport_lifetime", c.MaxPassportLifetime,
+		"realtime_window", c.RealtimeWindow, "max_body_bytes", c.MaxBodyBytes,
+		"ledger_bucket", c.LedgerBucket, "ledger_replicas", c.LedgerReplicas,
+		"ledger_timeout", c.LedgerTimeout, "ledger_sync", c.LedgerSync,
+		"trusted_proxies", c.TrustedProxies.String(), "max_header_candidates", strconv.Itoa(c.MaxHeaderCandidates),
+	}
+}
+
+// redactURL drops credentials from NATS URLs before they are logged.
+func redactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}

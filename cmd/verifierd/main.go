@@ -1,0 +1,331 @@
+// Command verifierd is a tpcluster verifier node: it verifies proof-bound
+// HTTP requests (SPEC §6), consumes each passport's jti once in the shared
+// replay ledger on NATS JetStream (SPEC §7), and forwards allowed requests
+// upstream (proxy mode) or answers a gateway (check mode, /_tp/check).
+//
+// With no --nats-url it starts an embedded NATS server with JetStream, so one
+// binary is a complete verifier. --demo prepares demo keys, bundles and an
+// upstream and shows a signed request allowed and its replay denied.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tpcluster/tpcluster/internal/bundle"
+	"github.com/tpcluster/tpcluster/internal/bundlefile"
+	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsx"
+	"github.com/tpcluster/tpcluster/internal/proxy"
+	"github.com/tpcluster/tpcluster/internal/telemetry"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.LookupEnv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "verifierd: %v\n", err)
+		os.Exit(2)
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "verifierd: invalid configuration:\n%v\n", err)
+		os.Exit(2)
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, os.Stdout); err != nil {
+		log.Error("verifierd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run builds every component, serves until ctx is done, then shuts down in
+// the order STYLE §6 fixes.
+func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) error {
+	var demoFiles *demo.Files
+	if cfg.Demo {
+		d, err := demo.Prepare(filepath.Join(cfg.DataDir, "demo"))
+		if err != nil {
+			return err
+		}
+		up, err := demo.StartUpstream(ctx, "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer up.Close()
+		cfg.Upstream, cfg.TrustMaterial, cfg.PolicyBundle = up.URL, d.TrustMaterial, d.PolicyBundle
+		cfg.BundlePublicKeys = append(cfg.BundlePublicKeys[:0], d.BundlePublicKey)
+		demoFiles = d
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
+	if cfg.DevAllowUnsigned {
+		log.Warn("DEVELOPMENT MODE: --dev-allow-unsigned-bundles loads unsigned trust material and policy; never use it in production")
+	}
+	log.Info("verifierd starting", cfg.logValues()...)
+	nodeID := cfg.nodeID()
+
+	// NATS: embedded, or join a cluster.
+	var embedded *natsx.Server
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		s, err := natsx.StartServer(ctx, natsx.ServerConfig{
+			DataDir:    filepath.Join(cfg.DataDir, "nats"),
+			Listen:     cfg.NATSListen,
+			ServerName: "verifierd-" + sanitize(nodeID),
+			SyncAlways: cfg.LedgerSync == "always",
+			Logger:     log.With("component", "nats-server"),
+		})
+		if err != nil {
+			return err
+		}
+		embedded = s
+		natsURL = s.ClientURL()
+		log.Info("embedded NATS server started", "url", natsURL)
+	}
+	nc, err := natsx.Connect(ctx, natsURL, "verifierd "+nodeID, log.With("component", "nats"))
+	if err != nil {
+		shutdownServer(embedded, log)
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		shutdownServer(embedded, log)
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceName: "verifierd", NodeID: nodeID})
+	if err != nil {
+		return err
+	}
+
+	led, err := openLedger(ctx, js, cfg, nodeID, log, tel)
+	if err != nil {
+		nc.Close()
+		shutdownServer(embedded, log)
+		return err
+	}
+
+	keys, err := readBundleKeys(cfg.BundlePublicKeys)
+	if err != nil {
+		return err
+	}
+	bundles, err := bundlefile.New(bundlefile.Config{
+		TrustMaterial: cfg.TrustMaterial,
+		PolicyBundle:  cfg.PolicyBundle,
+		Options:       bundle.Options{AllowUnsigned: cfg.DevAllowUnsigned, Keys: keys},
+		Interval:      cfg.ReloadInterval,
+		Logger:        log.With("component", "bundles"),
+	})
+	if err != nil {
+		nc.Close()
+		shutdownServer(embedded, log)
+		return err
+	}
+
+	pipeline, err := core.New(core.Config{
+		Ledger:              led,
+		Snapshot:            bundles.Snapshot,
+		ClockSkew:           cfg.ClockSkew,
+		MaxPassportLifetime: cfg.MaxPassportLifetime,
+		RealtimeWindow:      cfg.RealtimeWindow,
+		IgnoreHeaders:       cfg.IgnoreHeaders,
+		MaxHeaderCandidates: cfg.MaxHeaderCandidates,
+		RouteID:             cfg.RouteID,
+		AudienceOverride:    cfg.AudienceOverride,
+	})
+	if err != nil {
+		return err
+	}
+
+	var stopping atomic.Bool
+	handler, err := proxy.New(proxy.Config{
+		Decider:             pipeline,
+		Upstream:            cfg.upstreamURL,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		TrustedProxies:      cfg.trustedProxies,
+		ExternalScheme:      cfg.ExternalScheme,
+		ForwardProofHeaders: cfg.ForwardProofHeaders,
+		Ready: func(ctx context.Context, strict bool) (bool, any) {
+			return readiness(ctx, &stopping, bundles.Snapshot(), led, cfg.RealtimeWindow, strict)
+		},
+		Metrics:        tel.Metrics,
+		TracerProvider: tel.Tracer,
+		MeterProvider:  tel.Meter,
+		Logger:         log.With("component", "http"),
+	})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		nc.Close()
+		shutdownServer(embedded, log)
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	log.Info("verifierd listening", "addr", ln.Addr().String(), "node_id", nodeID, "mode", mode(cfg))
+
+	g, gctx := errgroup.WithContext(ctx)
+	bctx, stopBundles := context.WithCancel(context.WithoutCancel(gctx))
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	var bundlesDone = make(chan struct{})
+	go func() { defer close(bundlesDone); _ = bundles.Run(bctx) }()
+	if cfg.Demo {
+		g.Go(func() error {
+			return runDemo(gctx, ln.Addr().String(), demoFiles, out)
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		// STYLE §6 order: readiness false, drain HTTP, stop the bundle
+		// watcher, drain NATS, stop the embedded server.
+		stopping.Store(true)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("http drain deadline passed", "err", err)
+		}
+		stopBundles()
+		<-bundlesDone
+		if err := natsx.DrainAndWait(sctx, nc); err != nil {
+			log.Warn("nats drain", "err", err)
+		}
+		shutdownServer(embedded, log)
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+		log.Info("verifierd stopped")
+		return nil
+	})
+	return g.Wait()
+}
+
+func mode(cfg *Config) string {
+	if cfg.Upstream != "" {
+		return "proxy+check"
+	}
+	return "check"
+}
+
+func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID string, log *slog.Logger, tel *telemetry.Providers) (*ledger.Ledger, error) {
+	lc := ledger.Config{
+		JetStream:     js,
+		Bucket:        cfg.LedgerBucket,
+		Replicas:      cfg.LedgerReplicas,
+		MaxAge:        cfg.MaxPassportLifetime + 2*cfg.ClockSkew,
+		Timeout:       cfg.LedgerTimeout,
+		NodeID:        nodeID,
+		Logger:        log.With("component", "ledger"),
+		MeterProvider: tel.Meter,
+	}
+	// Nodes may start before their NATS cluster has a JetStream leader:
+	// retry with a bounded back-off until ctx ends.
+	wait := 250 * time.Millisecond
+	for {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		led, err := ledger.New(octx, lc)
+		cancel()
+		if err == nil {
+			return led, nil
+		}
+		log.Warn("replay ledger not ready; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("replay ledger: %w", err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func readBundleKeys(paths []string) ([]bundle.VerifyKey, error) {
+	var keys []bundle.VerifyKey
+	for _, p := range paths {
+		k, err := keyfile.ReadPublic(p)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle-public-key %s: %w", p, err)
+		}
+		keys = append(keys, bundle.NewVerifyKey(k))
+	}
+	return keys, nil
+}
+
+func runDemo(ctx context.Context, addr string, files *demo.Files, out io.Writer) error {
+	base := "http://" + addr
+	if err := demo.Exercise(ctx, base, files, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `
+verifierd is running (proxy mode, embedded NATS, demo bundle in %s). Try your own request:
+
+    go run ./cmd/tpcurl --key %s --kid %s --url %s/v1/orders/ord_42
+    go run ./cmd/tpcurl --key %s --kid %s --url %s/v1/orders -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json'
+    curl -si %s/v1/orders/ord_42                  # no passport: 401 passport_missing
+    curl -s %s/_tp/readyz ; curl -s %s/_tp/metrics | grep tpcluster_decisions
+
+Ctrl-C stops it.
+`, files.Dir, files.CallerKey, demo.CallerKID, base, files.CallerKey, demo.CallerKID, base, base, base, base)
+	return nil
+}
+
+func shutdownServer(s *natsx.Server, log *slog.Logger) {
+	if s == nil {
+		return
+	}
+	// Called on the way out, after the run context ended.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		log.Warn("embedded NATS server shutdown", "err", err)
+	}
+}
+
+// sanitize makes a node id usable as a NATS server name.
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

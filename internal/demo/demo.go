@@ -1,0 +1,207 @@
+// Package demo is verifierd's first run (--demo): it writes a demo caller
+// key, a bundle-signing key and a signed trust material and policy bundle
+// under a directory, runs a small upstream that echoes what reached it, and
+// sends a signed request and its replay through a verifier, printing both
+// answers and the commands a user can copy to try their own.
+//
+// Key files are generated here, at setup, never committed (SPEC §10.1).
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/bundle"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
+)
+
+// The demo world.
+const (
+	Issuer      = "https://issuer.demo.tpcluster"
+	TrustDomain = "demo.local"
+	Audience    = "orders-api"
+	Subject     = "spiffe://demo.local/workload/orders-client"
+	CallerKID   = "demo-caller-1"
+)
+
+// Files are the demo's files.
+type Files struct {
+	Dir             string
+	CallerKey       string // caller.key, 0600
+	BundleKey       string // bundle.key, 0600
+	BundlePublicKey string // bundle.pub
+	TrustMaterial   string // trust-material.json, signed
+	PolicyBundle    string // policy-bundle.json, signed
+}
+
+// Prepare writes the demo files under dir, reusing keys from an earlier
+// run, and signs fresh bundles with a sequence that grows across runs.
+func Prepare(dir string) (*Files, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	f := &Files{
+		Dir:             dir,
+		CallerKey:       filepath.Join(dir, "caller.key"),
+		BundleKey:       filepath.Join(dir, "bundle.key"),
+		BundlePublicKey: filepath.Join(dir, "bundle.pub"),
+		TrustMaterial:   filepath.Join(dir, "trust-material.json"),
+		PolicyBundle:    filepath.Join(dir, "policy-bundle.json"),
+	}
+	caller, err := loadOrCreate(filepath.Join(dir, "caller"), CallerKID)
+	if err != nil {
+		return nil, err
+	}
+	signing, err := loadOrCreate(filepath.Join(dir, "bundle"), "demo-bundle-1")
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	seq := now.Unix() // grows across runs: a restart never looks like a rollback
+	sk := bundle.NewSigningKey(signing)
+	trust, err := bundle.Sign(trustMaterial(caller.Public(), seq, now), sk, "local://demo.bundlepub")
+	if err != nil {
+		return nil, fmt.Errorf("demo: sign trust material: %w", err)
+	}
+	pol, err := bundle.Sign(policy(seq, now), sk, "local://demo.bundlepub")
+	if err != nil {
+		return nil, fmt.Errorf("demo: sign policy bundle: %w", err)
+	}
+	if err := writeFile(f.TrustMaterial, trust); err != nil {
+		return nil, err
+	}
+	if err := writeFile(f.PolicyBundle, pol); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func loadOrCreate(base, kid string) (*keyfile.PrivateKey, error) {
+	k, err := keyfile.ReadPrivate(base + ".key")
+	if err == nil {
+		return k, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if k, err = keyfile.Generate(kid); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	_ = os.Remove(base + ".pub") // a .pub without its .key is useless
+	if err := k.Write(base); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	return k, nil
+}
+
+func writeFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func trustMaterial(caller *keyfile.PublicKey, seq int64, now time.Time) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"version": "trustplane-trust-material-v1", "kind": "trust_material",
+		"sequence": seq, "issued_at": rfc3339(now),
+		"issuers": []any{map[string]any{
+			"issuer": Issuer, "trust_domain": TrustDomain, "source_type": "software_jwks",
+			"keys": []any{map[string]any{
+				"kid": caller.KID, "alg": "EdDSA", "status": "active",
+				"public_key_b64url": b64(caller.Key),
+			}},
+		}},
+	})
+	return b
+}
+
+func policy(seq int64, now time.Time) []byte {
+	src := []any{map[string]any{
+		"source_type": "software_jwks", "issuer": Issuer, "trust_domain": TrustDomain,
+		"subject_prefix": "spiffe://demo.local/workload/", "required_key_binding": "software",
+	}}
+	route := func(id, method, tmpl string) map[string]any {
+		return map[string]any{
+			"route_id": id, "method": method, "path_template": tmpl,
+			"freshness_class": "offline-ok", "allowed_sources": src,
+		}
+	}
+	b, _ := json.Marshal(map[string]any{
+		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle",
+		"trust_domain": TrustDomain, "sequence": seq, "issued_at": rfc3339(now),
+		"apis": []any{map[string]any{"api_id": "orders-api", "audience": Audience, "base_url": "http://127.0.0.1:8081"}},
+		"route_groups": []any{map[string]any{
+			"route_group_id": "orders", "api_id": "orders-api",
+			"routes": []any{
+				route("orders.create", "POST", "/v1/orders"),
+				route("orders.get", "GET", "/v1/orders/{id}"),
+				route("orders.search", "GET", "/v1/orders"),
+			},
+		}},
+		"default_required_key_binding": "software",
+		"default_freshness_class":      "offline-ok",
+	})
+	return b
+}
+
+// Upstream is the demo API: it answers every request with JSON describing
+// what reached it, so a user sees the context headers verifierd added.
+type Upstream struct {
+	URL string
+	srv *http.Server
+}
+
+// StartUpstream listens on addr (loopback) and serves until Close.
+func StartUpstream(ctx context.Context, addr string) (*Upstream, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("demo upstream: %w", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(echo), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return &Upstream{URL: "http://" + ln.Addr().String(), srv: srv}, nil
+}
+
+// Close stops the upstream.
+func (u *Upstream) Close() error { return u.srv.Close() }
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	sum := sha256.Sum256(body)
+	ctxHeaders := map[string]string{}
+	for _, k := range []string{"X-Trustplane-Subject", "X-Trustplane-Issuer", "X-Trustplane-Trust-Domain",
+		"X-Trustplane-Jti", "X-Trustplane-Route-Id", "X-Trustplane-Key-Binding", "X-Request-Id"} {
+		if v := r.Header.Get(k); v != "" {
+			ctxHeaders[k] = v
+		}
+	}
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(map[string]any{
+		"upstream": "tpcluster demo", "method": r.Method, "target": r.RequestURI,
+		"body_sha256": hex.EncodeToString(sum[:]), "headers": ctxHeaders,
+	})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(buf.Bytes())
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -1,0 +1,356 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tpcluster/tpcluster/internal/core"
+)
+
+// Decider decides one request; *core.Pipeline is one.
+type Decider interface {
+	Decide(ctx context.Context, r *core.Request) core.Decision
+}
+
+// Record is what the handler reports for every decision, before it answers
+// (SPEC §9: the event is recorded before the response is sent).
+type Record struct {
+	Decision  *core.Decision
+	RequestID string
+	Method    string
+	Path      string // raw path, no query
+	Latency   time.Duration
+	TraceID   string
+}
+
+// Config configures a Handler. Zero values are documented per field.
+type Config struct {
+	// Decider decides requests. Required.
+	Decider Decider
+	// Upstream is where proxy mode forwards allowed requests. If nil, only
+	// /_tp/ endpoints are served (check mode).
+	Upstream *url.URL
+	// Transport reaches the upstream. If nil, a transport with dial and
+	// response header timeouts.
+	Transport http.RoundTripper
+	// MaxBodyBytes bounds a request body (SPEC §4). If zero, 1 MiB.
+	MaxBodyBytes int64
+	// BodyReadTimeout bounds reading a body, so a slow client cannot pin a
+	// node. If zero, 30s.
+	BodyReadTimeout time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-Proto/-Host are
+	// honoured and who may call /_tp/check. If nil, 127.0.0.1/32 and ::1/128.
+	TrustedProxies []netip.Prefix
+	// ExternalScheme, when set, is the scheme of every request (a plain
+	// HTTP listener behind a TLS terminator).
+	ExternalScheme string
+	// ForwardProofHeaders keeps Authorization and the proof headers on
+	// forwarded requests.
+	ForwardProofHeaders bool
+	// Record records each decision; an error fails the request closed. If
+	// nil, nothing is recorded.
+	Record func(ctx context.Context, rec *Record) error
+	// Ready reports readiness for /_tp/readyz. If nil, always ready.
+	Ready func(ctx context.Context, strict bool) (ready bool, body any)
+	// Metrics serves /_tp/metrics. If nil, 404.
+	Metrics http.Handler
+	// TracerProvider and MeterProvider; nil means no-op.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Handler serves proxy mode, check mode and /_tp/. It is safe for
+// concurrent use.
+type Handler struct {
+	cfg   Config
+	proxy *httputil.ReverseProxy
+	tel   *telemetry
+	log   *slog.Logger
+}
+
+// DefaultTrustedProxies is the default of --trusted-proxies (SPEC §10.2).
+func DefaultTrustedProxies() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+}
+
+// New checks cfg and returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Decider == nil {
+		return nil, errors.New("proxy: no decider")
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("proxy: negative body limit")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = 30 * time.Second
+	}
+	if cfg.TrustedProxies == nil {
+		cfg.TrustedProxies = DefaultTrustedProxies()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tel, err := newTelemetry(cfg.TracerProvider, cfg.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	h := &Handler{cfg: cfg, tel: tel, log: cfg.Logger}
+	if cfg.Upstream != nil {
+		if cfg.Transport == nil {
+			cfg.Transport = defaultTransport()
+			h.cfg.Transport = cfg.Transport
+		}
+		h.proxy = &httputil.ReverseProxy{
+			Rewrite:      h.rewrite,
+			Transport:    cfg.Transport,
+			ErrorHandler: h.upstreamError,
+		}
+	}
+	return h, nil
+}
+
+func defaultTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // the upstream is ours; never an environment proxy
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   256,
+		ForceAttemptHTTP2:     false,
+	}
+}
+
+// ServeHTTP routes /_tp/ endpoints and verifies everything else.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path, _ := splitTarget(r.RequestURI)
+	switch {
+	case path == "/_tp/healthz":
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	case path == "/_tp/readyz":
+		h.serveReady(w, r)
+	case path == "/_tp/metrics":
+		if h.cfg.Metrics == nil {
+			http.NotFound(w, r)
+			return
+		}
+		h.cfg.Metrics.ServeHTTP(w, r)
+	case path == "/_tp/check":
+		h.serveCheck(w, r)
+	case strings.HasPrefix(path, "/_tp/"):
+		http.NotFound(w, r)
+	case h.proxy == nil:
+		http.Error(w, "verifierd has no --upstream: use /_tp/check", http.StatusNotFound)
+	default:
+		h.serveProxy(w, r)
+	}
+}
+
+// readBody reads the body up to the limit within the body read timeout. It
+// reports tooLarge rather than an error for an oversized body, which the
+// pipeline turns into request_body_too_large at step 17.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, tooLarge bool, err error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, false, nil
+	}
+	// MaxBytesReader bounds size, not time.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout))
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		return nil, true, nil
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return buf.Bytes(), false, nil
+}
+
+// scheme is the scheme the caller addressed (SPEC §4).
+func (h *Handler) scheme(r *http.Request, trustedPeer bool) string {
+	if h.cfg.ExternalScheme != "" {
+		return h.cfg.ExternalScheme
+	}
+	if trustedPeer {
+		if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+			return strings.ToLower(strings.TrimSpace(p))
+		}
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+func (h *Handler) authority(r *http.Request, trustedPeer bool) string {
+	if trustedPeer {
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
+			return v
+		}
+	}
+	return r.Host
+}
+
+// decide runs the pipeline inside a span, records the decision and the
+// metrics. A failed record turns any decision into a closed failure.
+func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID string) core.Decision {
+	start := time.Now()
+	ctx, span := h.tel.tracer.Start(ctx, "tpcluster.decide", trace.WithSpanKind(trace.SpanKindServer))
+	d := h.cfg.Decider.Decide(ctx, cr)
+	lat := time.Since(start)
+	if h.cfg.Record != nil {
+		rec := &Record{
+			Decision: &d, RequestID: reqID, Method: cr.Method, Path: cr.RawPath,
+			Latency: lat, TraceID: traceID(span),
+		}
+		if err := h.cfg.Record(ctx, rec); err != nil {
+			h.log.Error("audit record failed; failing closed", "request_id", reqID, "err", err)
+			d = auditFailed(d, err)
+		}
+	}
+	h.tel.observe(ctx, span, &d, lat)
+	span.End()
+	return d
+}
+
+func traceID(span trace.Span) string {
+	if sc := span.SpanContext(); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
+// serveProxy is proxy mode (SPEC §10.2).
+func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
+	reqID := requestID(r)
+	body, tooLarge, err := h.readBody(w, r)
+	if err != nil {
+		// The client went away or stalled past the read timeout: there is
+		// no request to decide.
+		w.Header().Set("X-Request-Id", reqID)
+		http.Error(w, "request body could not be read", http.StatusBadRequest)
+		return
+	}
+	trustedPeer := trusted(h.cfg.TrustedProxies, r)
+	path, query := splitTarget(r.RequestURI)
+	cr := &core.Request{
+		Method:       r.Method,
+		Scheme:       h.scheme(r, trustedPeer),
+		Authority:    h.authority(r, trustedPeer),
+		RawPath:      path,
+		RawQuery:     query,
+		Header:       r.Header,
+		Body:         body,
+		BodyTooLarge: tooLarge,
+	}
+	d := h.decide(r.Context(), cr, reqID)
+	if !d.Allowed() {
+		writeDeny(w, d.Status, &d, reqID)
+		return
+	}
+	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, &forward{d: &d, reqID: reqID}))
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	if len(body) == 0 && r.ContentLength <= 0 {
+		out.Body = http.NoBody
+	}
+	h.proxy.ServeHTTP(w, out)
+}
+
+// forward carries the decision from serveProxy to rewrite. Request-scoped
+// data only (STYLE §5).
+type forward struct {
+	d     *core.Decision
+	reqID string
+}
+
+type forwardKey struct{}
+
+// wireHeaders are the five headers of SPEC §3.5.
+var wireHeaders = []string{
+	"Authorization",
+	"X-Trustplane-Nonce",
+	"X-Trustplane-Body-Sha256",
+	"X-Trustplane-Transcript-Sha256",
+	"X-Trustplane-Proof",
+}
+
+// rewrite builds the upstream request: the same target and body, every
+// inbound X-TrustPlane-* removed, the context headers added.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	fw, _ := pr.In.Context().Value(forwardKey{}).(*forward)
+	u := h.cfg.Upstream
+	pr.Out.URL.Scheme = u.Scheme
+	pr.Out.URL.Host = u.Host
+	// Keep the request target exactly as received: Path, RawPath and
+	// RawQuery stay those of the inbound request.
+	pr.Out.Host = pr.In.Host
+	pr.SetXForwarded()
+
+	keep := map[string][]string{}
+	if h.cfg.ForwardProofHeaders {
+		for _, k := range wireHeaders {
+			if v, ok := pr.In.Header[k]; ok {
+				keep[k] = v
+			}
+		}
+	}
+	for k := range pr.Out.Header {
+		if len(k) >= len("X-Trustplane-") && strings.EqualFold(k[:len("X-Trustplane-")], "X-Trustplane-") {
+			delete(pr.Out.Header, k)
+		}
+	}
+	pr.Out.Header.Del("Authorization")
+	for k, v := range keep {
+		pr.Out.Header[k] = v
+	}
+	if fw == nil {
+		return // unreachable: serveProxy always sets it
+	}
+	setContextHeaders(pr.Out.Header, fw.d)
+	pr.Out.Header.Set("X-Request-Id", fw.reqID)
+}
+
+// setContextHeaders adds exactly one value of each context header (SPEC
+// §10.2).
+func setContextHeaders(h http.Header, d *core.Decision) {
+	h.Set("X-TrustPlane-Subject", d.Subject)
+	h.Set("X-TrustPlane-Issuer", d.Issuer)
+	h.Set("X-TrustPlane-Trust-Domain", d.TrustDomain)
+	h.Set("X-TrustPlane-JTI", d.JTI)
+	h.Set("X-TrustPlane-Route-Id", d.RouteID)
+	h.Set("X-TrustPlane-Key-Binding", d.KeyBinding)
+}
+
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if fw, ok := r.Context().Value(forwardKey{}).(*forward); ok {
+		w.Header().Set("X-Request-Id", fw.reqID)
+		h.log.Warn("upstream request failed", "request_id", fw.reqID, "err", err)
+	}
+	// The jti stays consumed (SPEC §7): the caller must sign a new request.
+	writeJSON(w, http.StatusBadGateway, map[string]any{"error": "upstream_unavailable"})
+}

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// splitTarget returns the raw path and raw query of a request target exactly
+// as sent: no decoding, no normalisation (SPEC §3.2, §4). An absolute-form
+// target ("http://host/p?q") yields its path and query.
+func splitTarget(target string) (path, query string) {
+	if !strings.HasPrefix(target, "/") {
+		if u, err := url.Parse(target); err == nil && u.Host != "" {
+			if i := strings.Index(target, u.Host); i >= 0 {
+				target = target[i+len(u.Host):]
+			}
+		}
+	}
+	path, query, _ = strings.Cut(target, "?")
+	if i := strings.IndexByte(query, '#'); i >= 0 {
+		query = query[:i]
+	}
+	return path, query
+}
+
+// peerAddr returns the address of the connection's peer.
+func peerAddr(r *http.Request) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+func trusted(prefixes []netip.Prefix, r *http.Request) bool {
+	a, ok := peerAddr(r)
+	if !ok {
+		return false
+	}
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestID returns the inbound X-Request-Id when it is 1 to 128 characters
+// of [A-Za-z0-9._-], else a new UUIDv7 (SPEC §9).
+func requestID(r *http.Request) string {
+	if v := r.Header.Get("X-Request-Id"); validRequestID(v) {
+		return v
+	}
+	return newRequestID()
+}
+
+func validRequestID(v string) bool {
+	if len(v) == 0 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns a new UUIDv7 (RFC 9562): time-ordered, so request ids
+// sort like the audit events that carry them.
+func newRequestID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		// Only a failing system random source gets here; a v4 id still
+		// identifies the request.
+		return uuid.NewString()
+	}
+	return id.String()
+}

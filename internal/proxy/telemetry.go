@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/tpcluster/tpcluster/internal/core"
+)
+
+const instrumentation = "github.com/tpcluster/tpcluster/internal/proxy"
+
+// telemetry holds the instruments of decisions. Attributes stay low
+// cardinality (outcome, reason_code, route_id); jti, subject, path and
+// request id belong to spans and audit events (STYLE §8).
+type telemetry struct {
+	tracer    trace.Tracer
+	decisions metric.Int64Counter
+	latency   metric.Float64Histogram
+}
+
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry, error) {
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	m := mp.Meter(instrumentation)
+	t := &telemetry{tracer: tp.Tracer(instrumentation)}
+	var err error
+	if t.decisions, err = m.Int64Counter("tpcluster.decisions",
+		metric.WithDescription("Decisions by outcome, reason code and route."),
+		metric.WithUnit("{decision}")); err != nil {
+		return nil, err
+	}
+	if t.latency, err = m.Float64Histogram("tpcluster.decision.duration",
+		metric.WithDescription("Time to decide a request, ledger and audit record included."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func decisionAttrs(d *core.Decision) metric.MeasurementOption {
+	return metric.WithAttributes(
+		attribute.String("outcome", d.Outcome.String()),
+		attribute.String("reason_code", string(d.Reason)),
+		attribute.String("route_id", d.RouteID),
+	)
+}
+
+func (t *telemetry) count(ctx context.Context, d *core.Decision) {
+	t.decisions.Add(ctx, 1, decisionAttrs(d))
+}
+
+// observe records the decision on its span and in the metrics. The span
+// carries no secrets: no passport, proof, body or key.
+func (t *telemetry) observe(ctx context.Context, span trace.Span, d *core.Decision, lat time.Duration) {
+	attrs := decisionAttrs(d)
+	t.decisions.Add(ctx, 1, attrs)
+	t.latency.Record(ctx, lat.Seconds(), attrs)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("tpcluster.outcome", d.Outcome.String()),
+			attribute.String("tpcluster.reason_code", string(d.Reason)),
+			attribute.String("tpcluster.route_id", d.RouteID),
+		)
+		if !d.Allowed() {
+			span.SetStatus(codes.Error, string(d.Reason))
+		}
+	}
+}
