@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gowebpki/jcs"
 )
 
 // maxDepth bounds nesting: our documents are five levels deep, and a bound
@@ -44,6 +46,13 @@ func parseTree(data []byte) (map[string]any, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("data after the top-level JSON object")
+	}
+	// encoding/json turns a lone surrogate escape into U+FFFD, so two
+	// different documents would read alike and share a signature; RFC 8785
+	// refuses them, as it refuses numbers beyond double range. Checking the
+	// raw bytes here makes the tree say exactly what the document says.
+	if _, err := jcs.Transform(data); err != nil {
+		return nil, fmt.Errorf("not canonicalizable (RFC 8785): %v", err)
 	}
 	return top, nil
 }
