@@ -1,0 +1,128 @@
+package natsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Connection options of a long-lived node.
+const (
+	// dialTimeout bounds each connection attempt, or ctx's deadline if sooner.
+	dialTimeout = 2 * time.Second
+	// reconnectWait and reconnectJitter space reconnect attempts so that a
+	// restarted cluster is not hit by every node at the same instant.
+	reconnectWait   = time.Second
+	reconnectJitter = time.Second
+	// pingInterval and maxPingsOut detect a dead server behind a half-open
+	// TCP connection within about 30s (nats.go's defaults take minutes),
+	// so writes stop timing out one by one against it.
+	pingInterval = 10 * time.Second
+	maxPingsOut  = 3
+)
+
+// Connect connects to the comma-separated NATS URLs as a long-lived node
+// called name. It returns after the first attempt: if no server answers, the
+// connection keeps trying in the background forever, with jittered waits,
+// so a node can start before NATS does (SPEC §8.2) and survive restarts of
+// the cluster. Disconnects, reconnects and the final close are logged.
+//
+// While disconnected, publishes and requests fail at once instead of being
+// buffered: a write whose caller already gave up (a ledger consume that
+// timed out) must never reach JetStream later.
+//
+// ctx bounds the first attempt. Close the connection with DrainAndWait.
+func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("natsx: connect %s: %w", name, context.Cause(ctx))
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("nats_name", name)
+	timeout := dialTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	nc, err := nats.Connect(urls,
+		nats.Name(name),
+		nats.Timeout(timeout),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		nats.ReconnectJitter(reconnectJitter, reconnectJitter),
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
+		nats.ConnectHandler(func(c *nats.Conn) {
+			logger.Info("nats connected", "server", c.ConnectedUrlRedacted())
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			logger.Info("nats reconnected", "server", c.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) {
+			logger.Info("nats connection closed")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				logger.Warn("nats async error", "subject", sub.Subject, "error", err)
+				return
+			}
+			logger.Warn("nats async error", "error", err)
+		}),
+	)
+	if err != nil {
+		// Only a bad URL list or option gets here; unreachable servers do not.
+		return nil, fmt.Errorf("natsx: connect %s: %w", name, err)
+	}
+	if !nc.IsConnected() {
+		logger.Warn("nats not reachable yet, retrying in the background")
+	}
+	return nc, nil
+}
+
+// DrainAndWait drains nc (subscriptions first, then pending publishes) and
+// waits until the connection is closed, at most until ctx ends, because
+// nats.Conn.Drain returns at once (STYLE §6). If ctx ends first, it closes nc
+// without waiting further and returns ctx's error. A connection that is
+// already closed is not an error.
+//
+// To learn when the drain ends it wraps nc's closed handler: the previous
+// handler still runs, first.
+func DrainAndWait(ctx context.Context, nc *nats.Conn) error {
+	closed := make(chan struct{})
+	prev := nc.ClosedHandler()
+	nc.SetClosedHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		close(closed)
+	})
+	if err := nc.Drain(); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		// While reconnecting nats.go closes instead of draining: say so,
+		// since what was pending is lost.
+		return fmt.Errorf("natsx: drain: %w", err)
+	}
+	select {
+	case <-closed:
+		if err := nc.LastError(); errors.Is(err, nats.ErrDrainTimeout) {
+			return fmt.Errorf("natsx: drain: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return fmt.Errorf("natsx: drain: %w", context.Cause(ctx))
+	}
+}

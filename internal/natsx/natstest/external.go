@@ -1,0 +1,218 @@
+package natstest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const serverModule = "github.com/nats-io/nats-server/v2"
+
+// build holds the one nats-server build of a test process. It is package
+// state on purpose, like tailscale's integration.GetBinaries: building is
+// what a test process must do at most once.
+var build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildServerBinary builds the external nats-server at the version go.mod
+// requires (SPEC: Debian's nats-server is too old for per-key TTLs) and
+// returns its path. It builds once per test process, into a directory under
+// os.TempDir() named after the version and platform, and replaces the binary
+// there atomically, so concurrent test processes never see half a file. The
+// go command must be on PATH.
+func BuildServerBinary(t testing.TB) string {
+	t.Helper()
+	build.once.Do(func() { build.path, build.err = buildServer() })
+	if build.err != nil {
+		t.Fatalf("natstest.BuildServerBinary: %v", build.err)
+	}
+	return build.path
+}
+
+func buildServer() (string, error) {
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("go command not found: %w", err)
+	}
+	version, err := moduleVersion(goCmd, serverModule)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("tpcluster-natstest-%d", os.Getuid()),
+		fmt.Sprintf("nats-server-%s-%s-%s", version, runtime.GOOS, runtime.GOARCH))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "nats-server")
+	tmp, err := os.CreateTemp(dir, "nats-server-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name()) // a no-op after the rename
+	// Built inside this module, so go.mod and go.sum pick the version.
+	cmd := exec.Command(goCmd, "build", "-o", tmp.Name(), serverModule)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", serverModule, err, out.Bytes())
+	}
+	if err := os.Rename(tmp.Name(), bin); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+// moduleVersion asks the go command which version of module path go.mod
+// selects.
+func moduleVersion(goCmd, path string) (string, error) {
+	out, err := exec.Command(goCmd, "list", "-m", "-f", "{{.Version}}", path).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", fmt.Errorf("go list -m %s: %w\n%s", path, err, ee.Stderr)
+		}
+		return "", fmt.Errorf("go list -m %s: %w", path, err)
+	}
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return "", fmt.Errorf("go list -m %s: no version", path)
+	}
+	return v, nil
+}
+
+// External is a nats-server process with JetStream on a loopback port,
+// for end-to-end tests. Stop and Start simulate an outage: the server comes
+// back on the same port with the same store.
+type External struct {
+	t    testing.TB
+	bin  string
+	args []string
+	port int
+
+	cmd  *exec.Cmd     // guarded by mu; nil when stopped
+	done chan struct{} // guarded by mu; closed when cmd has exited
+	mu   sync.Mutex
+	log  bytes.Buffer // guarded by mu; the server's output, shown when the test fails
+}
+
+// StartExternal starts the nats-server built by BuildServerBinary on a free
+// 127.0.0.1 port, with JetStream and a store in t.TempDir(), plus any extra
+// args, and waits until it accepts connections. It is stopped when the test
+// ends, and its output is logged if the test failed.
+func StartExternal(t testing.TB, args ...string) *External {
+	t.Helper()
+	bin := BuildServerBinary(t)
+	port := freePorts(t, 1)[0]
+	base := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir()}
+	e := &External{t: t, bin: bin, args: append(base, args...), port: port}
+	t.Cleanup(func() {
+		e.Stop()
+		if t.Failed() {
+			e.mu.Lock()
+			t.Logf("nats-server output:\n%s", e.log.String())
+			e.mu.Unlock()
+		}
+	})
+	e.Start()
+	return e
+}
+
+// ClientURL returns the URL clients connect to.
+func (e *External) ClientURL() string {
+	return fmt.Sprintf("nats://127.0.0.1:%d", e.port)
+}
+
+// Start starts the server (again) and waits until it accepts connections.
+// Starting a running server is a test bug.
+func (e *External) Start() {
+	e.t.Helper()
+	e.mu.Lock()
+	if e.cmd != nil {
+		e.mu.Unlock()
+		e.t.Fatalf("natstest: external nats-server already running")
+	}
+	cmd := exec.Command(e.bin, e.args...)
+	cmd.Stdout, cmd.Stderr = lockedWriter{&e.mu, &e.log}, lockedWriter{&e.mu, &e.log}
+	if err := cmd.Start(); err != nil {
+		e.mu.Unlock()
+		e.t.Fatalf("natstest: start external nats-server: %v", err)
+	}
+	done := make(chan struct{})
+	e.cmd, e.done = cmd, done
+	e.mu.Unlock()
+	go func() {
+		defer close(done)
+		cmd.Wait()
+	}()
+
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", e.port), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-done:
+			e.t.Fatalf("natstest: external nats-server exited at start: %v\n%s", cmd.ProcessState, e.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("natstest: external nats-server not listening after %s: %v", readyTimeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// Stop stops the server and waits for it to exit; stopping a stopped server
+// does nothing. The server gets an interrupt (a clean shutdown that flushes
+// its store) and is killed if it has not exited after 10s.
+func (e *External) Stop() {
+	e.mu.Lock()
+	cmd, done := e.cmd, e.done
+	e.cmd, e.done = nil, nil
+	e.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (e *External) output() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.log.String()
+}
+
+// lockedWriter serialises the process's stdout and stderr copies into one
+// buffer.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
