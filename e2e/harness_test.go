@@ -1,0 +1,406 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/bundle"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/signer"
+	"github.com/tpcluster/tpcluster/internal/transcript"
+)
+
+// binDir holds the binaries built once per test run.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// binary builds (once) and returns the path of cmd/<name>.
+func binary(t testing.TB, name string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "tpcluster-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "./cmd/...")
+		cmd.Dir = moduleRoot()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+func moduleRoot() string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// world is one signed policy world: keys, bundles and a caller.
+type world struct {
+	dir       string
+	caller    *signer.Key
+	bundlePub string // path of the bundle-signing public key file
+	trust     string // path of the signed trust material
+	policy    string // path of the signed policy bundle
+}
+
+const (
+	wIssuer   = "https://issuer.e2e.example"
+	wKID      = "caller-1"
+	wDomain   = "e2e.local"
+	wAudience = "orders-api"
+	wSubject  = "spiffe://e2e.local/workload/orders"
+)
+
+// newWorld writes a signed trust material and policy bundle with the routes
+// the e2e tests use. Keys are generated here, never committed.
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	dir := t.TempDir()
+	caller, err := signer.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := keyfile.Generate("e2e-bundle-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bk.Write(filepath.Join(dir, "bundle")); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{dir: dir, caller: caller, bundlePub: filepath.Join(dir, "bundle.pub"),
+		trust: filepath.Join(dir, "trust.json"), policy: filepath.Join(dir, "policy.json")}
+	now := time.Now().UTC().Format(time.RFC3339)
+	src := []any{map[string]any{
+		"source_type": "software_jwks", "issuer": wIssuer, "trust_domain": wDomain,
+		"subject_exact": wSubject, "required_key_binding": "software",
+	}}
+	route := func(id, method, tmpl string, extra map[string]any) map[string]any {
+		r := map[string]any{"route_id": id, "method": method, "path_template": tmpl,
+			"freshness_class": "offline-ok", "allowed_sources": src}
+		for k, v := range extra {
+			r[k] = v
+		}
+		return r
+	}
+	sign := func(path string, doc map[string]any) {
+		b, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := bundle.Sign(b, bundle.NewSigningKey(bk), "local://e2e")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, signed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sign(w.trust, map[string]any{
+		"version": "trustplane-trust-material-v1", "kind": "trust_material", "sequence": 1, "issued_at": now,
+		"issuers": []any{map[string]any{
+			"issuer": wIssuer, "trust_domain": wDomain, "source_type": "software_jwks",
+			"keys": []any{map[string]any{"kid": wKID, "alg": "EdDSA", "status": "active",
+				"public_key_b64url": caller.PublicKeyB64()}},
+		}},
+	})
+	sign(w.policy, map[string]any{
+		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle", "trust_domain": wDomain,
+		"sequence": 1, "issued_at": now,
+		"apis": []any{map[string]any{"api_id": "orders", "audience": wAudience, "base_url": "http://orders.e2e"}},
+		"route_groups": []any{map[string]any{"route_group_id": "orders", "api_id": "orders", "routes": []any{
+			route("orders.create", "POST", "/v1/orders", nil),
+			route("orders.get", "GET", "/v1/orders/{id}", nil),
+			route("orders.gateway-create", "POST", "/v1/gw/orders", map[string]any{"body_hash_from_gateway": true}),
+		}}},
+		"default_required_key_binding": "software", "default_freshness_class": "offline-ok",
+	})
+	return w
+}
+
+// signed builds a signed request to rawURL for routeID, covering every
+// header given plus the nonce, as the Python SDK's ProtectedClient does.
+func (w *world) signed(t testing.TB, method, rawURL, routeID string, body []byte, hdrs ...string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, rawURL, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) == 0 {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	var hs []transcript.Header
+	for i := 0; i+1 < len(hdrs); i += 2 {
+		hs = append(hs, transcript.Header{Name: hdrs[i], Value: hdrs[i+1]})
+		req.Header.Add(hdrs[i], hdrs[i+1])
+	}
+	tok, err := w.caller.MintPassport(signer.PassportOptions{
+		Issuer: wIssuer, Subject: wSubject, Audience: wAudience, TrustDomain: wDomain, KID: wKID,
+		IssuedAt: time.Now(), TTL: 5 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := w.caller.Sign(tok, &signer.Request{
+		Method: method, Scheme: req.URL.Scheme, Authority: req.URL.Host, Path: req.URL.EscapedPath(),
+		RawQuery: req.URL.RawQuery, Body: body, Headers: hs, RouteID: routeID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range s.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
+	return req
+}
+
+// clone copies req with its body, to send the same bytes again.
+func clone(t testing.TB, req *http.Request, body []byte) *http.Request {
+	t.Helper()
+	c := req.Clone(context.Background())
+	if len(body) > 0 {
+		c.Body, c.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	} else {
+		c.Body, c.ContentLength = http.NoBody, 0
+	}
+	return c
+}
+
+// answer is a response, read whole.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) reason() string {
+	var v struct{ Reason string }
+	_ = json.Unmarshal(a.body, &v)
+	return v.Reason
+}
+
+func send(t testing.TB, c *http.Client, req *http.Request) answer {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// seen is one request as the test upstream received it.
+type seen struct {
+	Method, RequestURI, Host string
+	Header                   http.Header
+	Body                     []byte
+}
+
+// upstream is a test API that records every request reaching it.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []seen
+}
+
+func newUpstream(t testing.TB) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.reqs = append(u.reqs, seen{r.Method, r.RequestURI, r.Host, r.Header.Clone(), b})
+		u.mu.Unlock()
+		sum := sha256.Sum256(b)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"ok":true,"body_sha256":%q}`, hex.EncodeToString(sum[:]))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) last(t testing.TB) seen {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		t.Fatal("upstream received nothing")
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+// node is a running verifierd.
+type node struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	URL    string
+	args   []string
+	logs   *syncBuffer
+	exited chan struct{}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startVerifierd starts verifierd for w with extra flags and waits until
+// /_tp/readyz answers 200 (or, with wantReady false, until /_tp/healthz
+// does). It stops the node with SIGTERM on cleanup.
+func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *node {
+	t.Helper()
+	listen := freeAddr(t)
+	args := append([]string{
+		"--listen", listen,
+		"--data-dir", t.TempDir(),
+		"--trust-material", w.trust, "--policy-bundle", w.policy,
+		"--bundle-public-key", w.bundlePub,
+		"--log-level", "debug",
+	}, extra...)
+	if !hasFlag(extra, "--nats-url") && !hasFlag(extra, "--nats-listen") {
+		args = append(args, "--nats-listen", freeAddr(t))
+	}
+	n := &node{t: t, URL: "http://" + listen, args: args, logs: &syncBuffer{}, exited: make(chan struct{})}
+	n.cmd = exec.Command(binary(t, "verifierd"), args...)
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	n.cmd.Env = append(os.Environ(), "TPCLUSTER_NODE_ID=") // flags only
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.cmd.Wait(); close(n.exited) }()
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("verifierd %s log:\n%s", listen, n.logs.String())
+		}
+	})
+	path := "/_tp/healthz"
+	if wantReady {
+		path = "/_tp/readyz"
+	}
+	waitFor(t, 60*time.Second, "verifierd "+path, func() error {
+		select {
+		case <-n.exited:
+			return fmt.Errorf("verifierd exited: %s", n.logs.String())
+		default:
+		}
+		resp, err := http.Get(n.URL + path)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return n
+}
+
+func hasFlag(args []string, f string) bool {
+	for _, a := range args {
+		if a == f || strings.HasPrefix(a, f+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// stop sends SIGTERM and waits for a clean exit, killing after a deadline.
+func (n *node) stop() {
+	select {
+	case <-n.exited:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(20 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+		n.t.Errorf("verifierd did not stop within 20s of SIGTERM")
+	}
+}
+
+// waitFor polls f until it returns nil or the deadline passes; it returns
+// how long that took.
+func waitFor(t testing.TB, deadline time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < deadline {
+		if err = f(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, deadline, err)
+	return 0
+}
