@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nginxBinary finds nginx; .ci/run installs Debian's package when missing.
+// A missing nginx fails the test: it is part of what CI must prove.
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	t.Fatal("nginx not found: install it (apt-get install nginx-light), as .ci/run does")
+	return ""
+}
+
+// startNginx runs nginx with the shipped deploy/nginx config, its listen
+// address and upstreams pointed at this test's processes.
+func startNginx(t *testing.T, verifier, app string) string {
+	t.Helper()
+	shipped, err := os.ReadFile(filepath.Join(moduleRoot(), "deploy", "nginx", "tpcluster-auth-request.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	conf := string(shipped)
+	for old, repl := range map[string]string{
+		"server 127.0.0.1:8081;": "server " + verifier + ";",
+		"server 127.0.0.1:9000;": "server " + app + ";",
+		"listen 127.0.0.1:8080;": "listen " + listen + ";",
+	} {
+		if !strings.Contains(conf, old) {
+			t.Fatalf("shipped nginx config lacks %q", old)
+		}
+		conf = strings.Replace(conf, old, repl, 1)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tpcluster.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	main := fmt.Sprintf(`worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    include %[1]s/tpcluster.conf;
+}
+`, dir)
+	if os.Geteuid() == 0 {
+		main = "user root;\n" + main // workers must reach the temp dirs of this test
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginxBinary(t), "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx output:\n%s\nerror.log:\n%s", out.String(), log)
+		}
+	})
+	base := "http://" + listen
+	waitFor(t, 20*time.Second, "nginx listening", func() error {
+		select {
+		case <-done:
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return fmt.Errorf("nginx exited: %s %s", out.String(), log)
+		default:
+		}
+		resp, err := http.Get(base + "/_tp/none")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	return base
+}
+
+// TestNginxAuthRequest puts a real nginx with the shipped config in front of
+// verifierd check mode: allowed GET and POST reach the app; a replay and
+// tampering reach the caller with the real status and the SPEC §6 body.
+func TestNginxAuthRequest(t *testing.T) {
+	w := newWorld(t)
+	up := newUpstream(t)
+	n := startVerifierd(t, w, true) // check mode: no --upstream
+	gw := startNginx(t, strings.TrimPrefix(n.URL, "http://"), strings.TrimPrefix(up.URL, "http://"))
+	c := &http.Client{}
+
+	get := w.signed(t, "GET", gw+"/v1/orders/ord_1?b=2&a=1", "orders.get", nil)
+	if a := send(t, c, get); a.status != 200 {
+		t.Fatalf("GET through nginx = %d %s", a.status, a.body)
+	}
+	got := up.last(t)
+	if got.RequestURI != "/v1/orders/ord_1?b=2&a=1" {
+		t.Errorf("app target = %q", got.RequestURI)
+	}
+	checkContext(t, got.Header, "orders.get")
+
+	body := []byte(`{"order_id":"ord_7"}`)
+	post := w.signed(t, "POST", gw+"/v1/gw/orders", "orders.gateway-create", body, "Content-Type", "application/json")
+	if a := send(t, c, post); a.status != 200 {
+		t.Fatalf("POST through nginx = %d %s", a.status, a.body)
+	}
+	if got := up.last(t); string(got.Body) != string(body) {
+		t.Errorf("app body = %q, want %q", got.Body, body)
+	}
+
+	tests := []struct {
+		name   string
+		req    *http.Request
+		status int
+		reason string
+	}{
+		{"replay", clone(t, get, nil), 409, "jti_replay"},
+		{"path tamper", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_2", "orders.get", nil)
+			r.URL.Path = "/v1/orders/ord_3"
+			return r
+		}(), 401, "request_binding_mismatch"},
+		{"query tamper", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_2?a=1", "orders.get", nil)
+			r.URL.RawQuery = "a=2"
+			return r
+		}(), 401, "request_binding_mismatch"},
+		{"no passport", func() *http.Request { r, _ := http.NewRequest("GET", gw+"/v1/orders/ord_2", nil); return r }(), 401, "passport_missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := up.count()
+			a := send(t, c, tt.req)
+			if a.status != tt.status || a.reason() != tt.reason {
+				t.Fatalf("%s = %d %s, want %d %s", tt.name, a.status, a.body, tt.status, tt.reason)
+			}
+			want := fmt.Sprintf(`{"allowed":false,"reason":%q,"request_id":%q}`, tt.reason, a.header.Get("X-Request-Id"))
+			if string(a.body) != want || a.header.Get("X-Request-Id") == "" {
+				t.Errorf("body = %s, want %s", a.body, want)
+			}
+			if up.count() != before {
+				t.Error("a denied request reached the app")
+			}
+		})
+	}
+}
