@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// TestClusterExactlyOnce: 200 distinct signed requests, each sent
+// concurrently to three verifierd nodes five times: exactly 200 allows and
+// 2800 jti_replay, nothing else. Once on a three-server NATS cluster with an
+// R3 ledger, once on a single server with an R1 ledger.
+func TestClusterExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: three verifierd nodes and 3000 requests; CI runs it")
+	}
+	for _, tc := range []struct {
+		name     string
+		servers  int
+		replicas string
+	}{
+		{"R3 cluster", 3, "3"},
+		{"R1 single server", 1, "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var urls []string
+			if tc.servers == 1 {
+				urls = []string{natstest.Server(t).ClientURL()}
+			} else {
+				urls = natstest.URLs(natstest.Cluster(t, tc.servers))
+			}
+			w := newWorld(t)
+			up := newUpstream(t)
+			var nodes []*node
+			for i := range 3 {
+				nodes = append(nodes, startVerifierd(t, w, true,
+					"--upstream", up.URL, "--nats-url", strings.Join(urls, ","),
+					"--ledger-replicas", tc.replicas, "--node-id", fmt.Sprintf("node-%d", i)))
+			}
+			const distinct, rounds = 200, 5
+			type job struct {
+				req  *http.Request
+				node *node
+			}
+			jobs := make(chan job)
+			var (
+				mu     sync.Mutex
+				counts = map[string]int{}
+			)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+			var wg sync.WaitGroup
+			for range 48 {
+				wg.Go(func() {
+					for j := range jobs {
+						resp, err := client.Do(j.req)
+						key := "error"
+						if err == nil {
+							a := answer{status: resp.StatusCode}
+							buf := make([]byte, 512)
+							k, _ := resp.Body.Read(buf)
+							resp.Body.Close()
+							a.body = buf[:k]
+							key = fmt.Sprintf("%d %s", a.status, a.reason())
+							if a.status == 200 {
+								key = "200 allowed"
+							}
+						}
+						mu.Lock()
+						counts[key]++
+						mu.Unlock()
+					}
+				})
+			}
+			start := time.Now()
+			for i := range distinct {
+				// One signed request (one passport, one jti) for the
+				// authority a load balancer would present; every node gets
+				// the very same bytes with that Host.
+				req := w.signed(t, "GET", "http://orders.e2e/v1/orders/"+fmt.Sprint(i), "orders.get", nil)
+				for range rounds {
+					for _, n := range nodes {
+						c := clone(t, req, nil)
+						c.URL.Host = strings.TrimPrefix(n.URL, "http://")
+						c.Host = "orders.e2e"
+						jobs <- job{req: c, node: n}
+					}
+				}
+			}
+			close(jobs)
+			wg.Wait()
+			t.Logf("%s: %d requests in %s: %v", tc.name, distinct*rounds*len(nodes), time.Since(start).Round(time.Millisecond), counts)
+			want := map[string]int{"200 allowed": distinct, "409 jti_replay": distinct*rounds*len(nodes) - distinct}
+			if len(counts) != len(want) || counts["200 allowed"] != want["200 allowed"] || counts["409 jti_replay"] != want["409 jti_replay"] {
+				t.Errorf("outcomes = %v, want %v", counts, want)
+			}
+			if up.count() != distinct {
+				t.Errorf("upstream got %d requests, want %d", up.count(), distinct)
+			}
+		})
+	}
+}

@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// TestNATSOutage stops an external nats-server (built from the go.mod
+// version) under a running verifierd: requests are denied 503
+// replay_ledger_unavailable within the ledger timeout, never allowed; once
+// NATS is back, allows resume without restarting verifierd. It records the
+// times it measured.
+func TestNATSOutage(t *testing.T) {
+	ext := natstest.StartExternal(t)
+	w := newWorld(t)
+	up := newUpstream(t)
+	const ledgerTimeout = 2 * time.Second
+	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-url", ext.ClientURL(), "--ledger-timeout", ledgerTimeout.String())
+	c := &http.Client{Timeout: 30 * time.Second}
+
+	if a := send(t, c, w.signed(t, "GET", n.URL+"/v1/orders/before", "orders.get", nil)); a.status != 200 {
+		t.Fatalf("before the outage = %d %s", a.status, a.body)
+	}
+
+	ext.Stop()
+	stopped := time.Now()
+	var worst time.Duration
+	for i := range 5 {
+		req := w.signed(t, "GET", n.URL+"/v1/orders/during-"+string(rune('a'+i)), "orders.get", nil)
+		start := time.Now()
+		a := send(t, c, req)
+		took := time.Since(start)
+		worst = max(worst, took)
+		if a.status != 503 || a.reason() != "replay_ledger_unavailable" {
+			t.Fatalf("during the outage = %d %s, want 503 replay_ledger_unavailable", a.status, a.body)
+		}
+		// Generous bound for a noisy machine: the ledger timeout plus 3s.
+		if took > ledgerTimeout+3*time.Second {
+			t.Errorf("denial took %s, ledger timeout is %s", took, ledgerTimeout)
+		}
+	}
+	t.Logf("outage: slowest replay_ledger_unavailable denial %s (ledger timeout %s)", worst.Round(time.Millisecond), ledgerTimeout)
+
+	ext.Start()
+	restarted := time.Now()
+	i := 0
+	took := waitFor(t, 60*time.Second, "allows after NATS restart", func() error {
+		i++
+		a := send(t, c, w.signed(t, "GET", n.URL+"/v1/orders/after-"+time.Now().Format("150405.000000"), "orders.get", nil))
+		if a.status != 200 {
+			return &statusError{a}
+		}
+		return nil
+	})
+	t.Logf("outage: NATS down for %s; first allow %s after restart (%d attempts)",
+		restarted.Sub(stopped).Round(time.Millisecond), took.Round(time.Millisecond), i)
+}
+
+type statusError struct{ a answer }
+
+func (e *statusError) Error() string { return string(e.a.body) }
