@@ -1,0 +1,139 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/natsx"
+)
+
+// Consume records key as used for ttl, with e and the node's name and clock
+// as the entry's value. It returns nil only if this call created the entry.
+// Otherwise the error matches exactly one of core.ErrReplay (the key exists:
+// JetStream reported a wrong last subject sequence, code 10071, or 10164 on
+// replicated buckets) or core.ErrLedgerUnavailable (anything else: timeout,
+// no responders, lost connection, a malformed key, a ttl the bucket cannot
+// keep), and wraps its cause.
+//
+// Consume waits at most the ledger's timeout, or until ctx's deadline if
+// that is sooner. A timeout does not prove the write was lost: the key may
+// be consumed all the same, so a retry can see ErrReplay. That is the
+// fail-closed side (SPEC §7: never allow on doubt).
+func (l *Ledger) Consume(ctx context.Context, key core.LedgerKey, ttl time.Duration, e core.LedgerEntry) error {
+	start := time.Now()
+	err := l.consume(ctx, key, ttl, e)
+	o := outcomeCreated
+	switch {
+	case errors.Is(err, core.ErrReplay):
+		o = outcomeReplay
+	case err != nil:
+		o = outcomeUnavailable
+	}
+	l.metrics.recordConsume(ctx, time.Since(start), o)
+	return err
+}
+
+// consume is one create-only write, one round trip (SPEC §7): a publish to
+// the key's subject carrying Nats-Expected-Last-Subject-Sequence: 0 and
+// Nats-TTL. JetStream stores it only if the subject holds no message.
+//
+// It is not kv.Create, although that sends the same message: when the write
+// is refused, kv.Create reads the key back to learn whether it holds a
+// delete marker and then writes again, so every replay costs two or three
+// round trips, the replay path being the one an attacker drives. Here a
+// marker counts as a replay, which is safe because a key expires only after
+// its passport stops being accepted (TTL), and markers live one second.
+//
+// SPEC §7: no Nats-Msg-Id. JetStream's duplicate window would acknowledge a
+// repeated message id as success, turning a replay into an allow.
+func (l *Ledger) consume(ctx context.Context, key core.LedgerKey, ttl time.Duration, e core.LedgerEntry) error {
+	if !validKey(key) {
+		// Never echo a malformed key: it may hold caller data.
+		return fmt.Errorf("ledger: consume: %w: key is not a lowercase hex SHA-256", core.ErrLedgerUnavailable)
+	}
+	secs, err := l.ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrLedgerUnavailable, err)
+	}
+	value, err := json.Marshal(entry{Node: l.node, At: l.now().UTC().Format(timeFormat), RouteID: e.RouteID})
+	if err != nil {
+		return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrLedgerUnavailable, err)
+	}
+	msg := &nats.Msg{
+		Subject: l.subjectPrefix + string(key),
+		Header: nats.Header{
+			jetstream.ExpectedLastSubjSeqHeader: {"0"},
+			jetstream.MsgTTLHeader:              {strconv.FormatInt(secs, 10) + "s"},
+		},
+		Data: value,
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	_, err = l.js.PublishMsg(ctx, msg)
+	if err == nil {
+		return nil
+	}
+	if code, ok := natsx.APIErrorCode(err); ok &&
+		(code == uint16(jetstream.JSErrCodeStreamWrongLastSequence) ||
+			code == uint16(jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
+		return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrReplay, err)
+	}
+	return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrLedgerUnavailable, err)
+}
+
+// ttlSeconds turns ttl into the whole seconds of a Nats-TTL header, rounding
+// up: JetStream truncates a fraction, and a key must never leave early.
+func (l *Ledger) ttlSeconds(ttl time.Duration) (int64, error) {
+	if ttl <= 0 {
+		return 0, fmt.Errorf("ttl %v: must be positive", ttl)
+	}
+	secs := int64((ttl + time.Second - 1) / time.Second)
+	if l.maxAge > 0 && time.Duration(secs)*time.Second > l.maxAge {
+		// JetStream would drop the key at the bucket's max age, before
+		// its passport expires: refuse rather than open a replay window.
+		return 0, fmt.Errorf("ttl %v exceeds the bucket's max age %v", ttl, l.maxAge)
+	}
+	return secs, nil
+}
+
+// TTL returns how long a consumed jti must stay in the ledger: exp + skew −
+// now, rounded up to whole seconds, at least one second (SPEC §7), so a jti
+// never leaves the ledger while its passport could still be accepted. It is
+// core.ReplayTTL, which the pipeline uses; it is here beside Consume for
+// callers that consume outside the pipeline.
+func TTL(exp time.Time, skew time.Duration, now time.Time) time.Duration {
+	return core.ReplayTTL(exp, skew, now)
+}
+
+// entry is the value stored under a key, for forensics (SPEC §7).
+type entry struct {
+	Node    string `json:"node"`
+	At      string `json:"at"`
+	RouteID string `json:"route_id"`
+}
+
+// timeFormat is RFC 3339 in UTC with milliseconds, as audit events are (SPEC §9).
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// validKey reports whether key is 64 lowercase hex digits. Anything else
+// could address another subject ('.', '*', '>') and is a broken caller.
+func validKey(key core.LedgerKey) bool {
+	if len(key) != 64 {
+		return false
+	}
+	for _, c := range []byte(key) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

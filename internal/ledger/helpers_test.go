@@ -1,0 +1,90 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testMaxAge is the max passport lifetime (900s) plus twice the skew (30s).
+const testMaxAge = 960 * time.Second
+
+// key returns the ledger key of a jti from one test issuer.
+func key(jti string) core.LedgerKey {
+	return core.NewLedgerKey("https://issuer.example", jti)
+}
+
+// singleNode returns a JetStream handle on a fresh embedded server.
+func singleNode(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	s := natstest.Server(t)
+	return natstest.JetStream(t, natstest.Connect(t, s.ClientURL()))
+}
+
+// newLedger builds a Ledger from cfg, filling in MaxAge and NodeID.
+func newLedger(t testing.TB, cfg ledger.Config) *ledger.Ledger {
+	t.Helper()
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = testMaxAge
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "node-1"
+	}
+	l, err := ledger.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("ledger.New: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// sentinel names the one sentinel err matches, and fails the test if it
+// matches both or neither (core.Ledger's contract).
+func sentinel(t testing.TB, err error) error {
+	t.Helper()
+	replay, unavailable := errors.Is(err, core.ErrReplay), errors.Is(err, core.ErrLedgerUnavailable)
+	switch {
+	case err == nil:
+		return nil
+	case replay && unavailable:
+		t.Fatalf("error matches both sentinels: %v", err)
+	case replay:
+		return core.ErrReplay
+	case unavailable:
+		return core.ErrLedgerUnavailable
+	default:
+		t.Fatalf("error matches neither sentinel: %v", err)
+	}
+	return nil
+}
+
+// eventually polls f until it returns nil or timeout passes, and returns how
+// long that took.
+func eventually(t testing.TB, timeout time.Duration, f func(ctx context.Context) error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		err := f(ctx)
+		cancel()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

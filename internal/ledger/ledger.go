@@ -1,0 +1,234 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// DefaultBucket is the ledger's KV bucket when Config.Bucket is empty (SPEC §7).
+const DefaultBucket = "TRUSTPLANE_REPLAY"
+
+// DefaultTimeout bounds one Consume when Config.Timeout is zero (SPEC §7).
+const DefaultTimeout = 2 * time.Second
+
+// limitMarkerTTL is how long the bucket keeps the marker JetStream leaves
+// where a key expired. nats.go enables per-key TTLs only together with
+// markers (SPEC §7: "LimitMarkerTTL set"). The ledger reads no markers; while
+// one stands, a create of its key reports a replay, which is harmless: a key
+// expires only after its passport can no longer be accepted (see TTL). So
+// the markers live as briefly as JetStream allows.
+const limitMarkerTTL = time.Second
+
+// kvStreamPrefix names the stream behind a KV bucket, "KV_<bucket>" (NATS
+// ADR-8, the layout every NATS client uses).
+const kvStreamPrefix = "KV_"
+
+// Config configures a Ledger.
+type Config struct {
+	// JetStream is the JetStream context the ledger uses. Required. Its
+	// connection should come from natsx.Connect, which never buffers a
+	// write while disconnected. API prefixes and domains are not supported.
+	JetStream jetstream.JetStream
+	// Bucket is the KV bucket name. If empty, DefaultBucket.
+	Bucket string
+	// Replicas is the bucket's replica count: 1 for a single embedded node,
+	// 3 in a cluster (--ledger-replicas, SPEC §7). If zero, 1.
+	Replicas int
+	// MaxAge is the bucket's max age, a backstop behind the per-key TTLs:
+	// the max passport lifetime plus twice the clock skew, which the caller
+	// computes (SPEC §7). Required. Consume refuses a TTL above the bucket's
+	// max age, since JetStream would drop the key early.
+	MaxAge time.Duration
+	// Timeout bounds each Consume and Ping; the tighter of it and the
+	// context's deadline applies. If zero, DefaultTimeout.
+	Timeout time.Duration
+	// NodeID is recorded in each entry, for forensics (SPEC §9 node_id).
+	NodeID string
+	// Now is the clock for the entry's timestamp. If nil, time.Now.
+	Now func() time.Time
+	// Logger receives lifecycle and degradation messages. If nil, they are
+	// discarded.
+	Logger *slog.Logger
+	// MeterProvider provides the ledger's metrics. If nil, no metrics.
+	MeterProvider metric.MeterProvider
+}
+
+// Ledger is the replay ledger of SPEC §7 on a JetStream KV bucket. It
+// implements core.Ledger. Its methods are safe for concurrent use; it starts
+// no goroutines.
+type Ledger struct {
+	js            jetstream.JetStream
+	stream        jetstream.Stream
+	bucket        string
+	subjectPrefix string        // "$KV.<bucket>."
+	maxAge        time.Duration // the bucket's, as found; 0 means none
+	timeout       time.Duration
+	node          string
+	now           func() time.Time
+	log           *slog.Logger
+	metrics       *metrics
+}
+
+// New returns a Ledger on cfg.Bucket, creating the bucket (history 1, per-key
+// TTLs, cfg.MaxAge, cfg.Replicas, file storage) if it does not exist. If it
+// exists, New checks that its configuration keeps the ledger's guarantees
+// (the same replicas, history 1, per-key TTLs, a max age no shorter than
+// cfg.MaxAge) and uses it, so any number of nodes may start at once (SPEC
+// §10.1). ctx bounds the whole call.
+func New(ctx context.Context, cfg Config) (*Ledger, error) {
+	l, err := newLedger(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	if err := l.open(ctx, cfg.Replicas, cfg.MaxAge); err != nil {
+		return nil, fmt.Errorf("ledger: bucket %s: %w", l.bucket, err)
+	}
+	if l.metrics, err = newMetrics(cfg.MeterProvider, l); err != nil {
+		return nil, fmt.Errorf("ledger: metrics: %w", err)
+	}
+	l.log.Info("replay ledger ready", "bucket", l.bucket, "replicas", cfg.Replicas, "max_age", l.maxAge)
+	return l, nil
+}
+
+// newLedger checks cfg and fills in its defaults.
+func newLedger(cfg Config) (*Ledger, error) {
+	if cfg.JetStream == nil {
+		return nil, errors.New("config: JetStream is required")
+	}
+	if o := cfg.JetStream.Options(); o.APIPrefix != "" || o.Domain != "" {
+		return nil, errors.New("config: JetStream API prefixes and domains are not supported")
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if !validBucket(cfg.Bucket) {
+		return nil, fmt.Errorf("config: bucket name %q: only letters, digits, - and _ are allowed", cfg.Bucket)
+	}
+	if cfg.Replicas < 0 || cfg.Replicas > 5 {
+		return nil, fmt.Errorf("config: replicas %d: must be 1 to 5", cfg.Replicas)
+	}
+	if cfg.MaxAge <= 0 {
+		return nil, fmt.Errorf("config: max age %v: must be positive", cfg.MaxAge)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("config: timeout %v: must not be negative", cfg.Timeout)
+	}
+	l := &Ledger{
+		js:            cfg.JetStream,
+		bucket:        cfg.Bucket,
+		subjectPrefix: "$KV." + cfg.Bucket + ".",
+		timeout:       cfg.Timeout,
+		node:          cfg.NodeID,
+		now:           cfg.Now,
+		log:           cfg.Logger,
+	}
+	if l.timeout == 0 {
+		l.timeout = DefaultTimeout
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	return l, nil
+}
+
+// open creates the bucket or checks the one that exists, and keeps a handle
+// on its stream.
+func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) error {
+	if replicas == 0 {
+		replicas = 1
+	}
+	_, err := l.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         l.bucket,
+		Description:    "tpcluster replay ledger (SPEC §7)",
+		History:        1,
+		TTL:            maxAge,
+		Storage:        jetstream.FileStorage,
+		Replicas:       replicas,
+		LimitMarkerTTL: limitMarkerTTL,
+	})
+	// The server answers a create of an identical stream with success and
+	// a different one with "already in use": either way, check what is
+	// there. A bucket made by another node with other settings is usable
+	// as long as it keeps the guarantees.
+	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		return fmt.Errorf("create: %w", err)
+	}
+	stream, err := l.js.Stream(ctx, kvStreamPrefix+l.bucket)
+	if err != nil {
+		return fmt.Errorf("look up: %w", err)
+	}
+	sc := stream.CachedInfo().Config
+	if err := checkStream(sc, replicas, maxAge); err != nil {
+		return err
+	}
+	if sc.MaxAge == 0 {
+		l.log.Warn("replay ledger bucket has no max age backstop", "bucket", l.bucket)
+	}
+	l.stream, l.maxAge = stream, sc.MaxAge
+	return nil
+}
+
+// checkStream reports why an existing bucket's stream cannot hold the
+// ledger, or nil.
+func checkStream(sc jetstream.StreamConfig, replicas int, maxAge time.Duration) error {
+	var errs []error
+	if sc.Replicas != replicas {
+		errs = append(errs, fmt.Errorf("exists with %d replicas, want %d (--ledger-replicas)", sc.Replicas, replicas))
+	}
+	if sc.MaxMsgsPerSubject != 1 {
+		errs = append(errs, fmt.Errorf("exists with history %d, want 1", sc.MaxMsgsPerSubject))
+	}
+	if !sc.AllowMsgTTL || sc.SubjectDeleteMarkerTTL <= 0 {
+		errs = append(errs, errors.New("exists without per-key TTLs (LimitMarkerTTL unset)"))
+	}
+	if sc.MaxAge != 0 && sc.MaxAge < maxAge {
+		// JetStream drops a key at the bucket's max age whatever its TTL:
+		// a passport could then be replayed while still valid.
+		errs = append(errs, fmt.Errorf("exists with max age %v, shorter than the %v passports need", sc.MaxAge, maxAge))
+	}
+	if sc.Mirror != nil || len(sc.Sources) > 0 {
+		errs = append(errs, errors.New("exists as a mirror or with sources"))
+	}
+	return errors.Join(errs...)
+}
+
+// Ping reports whether the bucket answers: its stream's leader returns the
+// stream's state within the ledger's timeout. It is the readiness check of
+// a node (SPEC §10.2), and refreshes the live-key gauge as a side effect.
+func (l *Ledger) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger: ping bucket %s: %w", l.bucket, err)
+	}
+	l.metrics.storeLiveKeys(info.State.Msgs)
+	return nil
+}
+
+// Close unregisters the ledger's metric callbacks. The ledger owns no
+// connection and no goroutine; Close is only needed when a ledger is
+// replaced during the life of a MeterProvider.
+func (l *Ledger) Close() error {
+	return l.metrics.close()
+}
+
+func validBucket(b string) bool {
+	for _, c := range []byte(b) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return b != ""
+}
