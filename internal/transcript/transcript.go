@@ -126,6 +126,11 @@ func Digest(f *Fields) ([32]byte, error) {
 	return sha256.Sum256(b), nil
 }
 
+// AllowList returns names as the headers.allow_list line lists them
+// (SPEC §3.4): trimmed, lower case, de-duplicated, sorted ascending, with
+// names empty after trimming dropped, as both SDKs do.
+func AllowList(names []string) []string { return canonicalAllowList(names) }
+
 // canonicalAllowList applies SPEC §3.4: trimmed, lower case, de-duplicated,
 // sorted ascending. Like both SDKs it drops names that are empty after trim.
 func canonicalAllowList(list []string) []string {
