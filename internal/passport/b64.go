@@ -3,9 +3,10 @@ package passport
 // sigB64Len is the length of a 64-byte signature in unpadded base64url.
 const sigB64Len = 86
 
-// maxDecoded bounds the decoded header and payload together: the token cap
-// less two dots and the signature, times 3/4.
-const maxDecoded = (MaxTokenBytes - 2 - sigB64Len) * 3 / 4
+// smallDecoded is the size of Parse's stack buffer for the decoded header
+// and payload. A larger buffer would cost more to zero on every call than
+// the rare allocation it saves.
+const smallDecoded = 1536
 
 // b64URLDecode maps a base64url alphabet byte (RFC 4648 §5) to its 6-bit
 // value and any other byte to 0xff. A constant, so that there is no package

@@ -17,9 +17,9 @@ import (
 // descent in skipValue.
 const maxDepth = 32
 
-// maxNames bounds the member names of the objects open at once. A member
-// takes at least four bytes (`"":0`), so the decoded buffer cannot hold more.
-const maxNames = maxDecoded/4 + 1
+// smallNames is how many member names of open objects Parse keeps on its
+// stack; past that, the names move to the heap. A passport has about a dozen.
+const smallNames = 64
 
 // A name is a decoded member name: a span of the scanner's buffer, with a
 // hash that makes the duplicate search compare integers first.
@@ -35,12 +35,29 @@ type scanner struct {
 	buf   []byte
 	pos   int
 	names []name // member names of the open objects, innermost last
+
+	// table finds duplicates in objects with more than linearNames members;
+	// it is allocated on first use. objects numbers the objects begun.
+	table   []slot
+	objects uint16
+}
+
+// linearNames is how many members of an object are searched linearly for a
+// duplicate; past that the object's names go into a hash table, so that a
+// token packed with members costs linear, not quadratic, time.
+const linearNames = 16
+
+// A slot of the duplicate table holds a name of object obj (0: empty).
+type slot struct {
+	obj uint16
+	name
 }
 
 // An object is the state of one open JSON object.
 type object struct {
 	base  int // index in names of its first member name
 	first bool
+	id    uint16 // from 1; at most one per two bytes of buf, so it cannot wrap
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -78,7 +95,8 @@ func (s *scanner) beginObject(depth int) (object, error) {
 		return object{}, malformed("JSON nested too deeply")
 	}
 	s.pos++
-	return object{base: len(s.names), first: true}, nil
+	s.objects++
+	return object{base: len(s.names), first: true, id: s.objects}, nil
 }
 
 // next reads the next member name of o and the colon after it, leaving the
@@ -117,25 +135,74 @@ func (s *scanner) next(o *object) (start, end int, ok bool, err error) {
 }
 
 // addName records buf[start:end] as a member name of o, refusing a duplicate
-// (SPEC §2: a parser-differential attack). The search is quadratic in the
-// members of one object, bounded by the token size cap; names differing in
-// hash or length cost one integer comparison each.
+// (SPEC §2: a parser-differential attack).
 func (s *scanner) addName(o *object, start, end int) error {
 	key := s.buf[start:end]
 	h := uint32(2166136261) // FNV-1a
 	for _, c := range key {
 		h = (h ^ uint32(c)) * 16777619
 	}
-	for _, n := range s.names[o.base:] {
-		if n.hash == h && int(n.n) == len(key) && string(s.buf[n.off:int(n.off)+int(n.n)]) == string(key) {
+	nm := name{off: uint16(start), n: uint16(len(key)), hash: h}
+	switch members := s.names[o.base:]; {
+	case len(members) < linearNames:
+		for _, m := range members {
+			if s.same(m, nm) {
+				return malformed("duplicate member name")
+			}
+		}
+	default:
+		if len(members) == linearNames {
+			for _, m := range members {
+				s.insert(o.id, m)
+			}
+		}
+		if !s.insert(o.id, nm) {
 			return malformed("duplicate member name")
 		}
 	}
-	if len(s.names) == cap(s.names) {
-		return malformed("too many members") // unreachable: maxNames is an upper bound
+	n := len(s.names)
+	if n == cap(s.names) {
+		// Copied explicitly, not by append: the first names live in Parse's
+		// stack frame, and an append would make the compiler move them, and
+		// the decode buffer with them, to the heap on every call.
+		more := make([]name, n, 2*n)
+		copy(more, s.names)
+		s.names = more
 	}
-	s.names = append(s.names, name{off: uint16(start), n: uint16(len(key)), hash: h})
+	s.names = s.names[:n+1]
+	s.names[n] = nm
 	return nil
+}
+
+func (s *scanner) same(a, b name) bool {
+	return a.hash == b.hash && a.n == b.n &&
+		string(s.buf[a.off:a.off+a.n]) == string(s.buf[b.off:b.off+b.n])
+}
+
+// insert adds nm to object obj's names in the table and reports false if
+// obj already has that name. Entries of closed objects are never removed;
+// they only lengthen probes. The table has room for every member the buffer
+// can hold (at least four bytes each) at a load of at most one half, so a
+// probe always ends.
+func (s *scanner) insert(obj uint16, nm name) bool {
+	if s.table == nil {
+		size := 64
+		for size < len(s.buf)/2+2 {
+			size *= 2
+		}
+		s.table = make([]slot, size)
+	}
+	mask := uint32(len(s.table) - 1)
+	for i := nm.hash & mask; ; i = (i + 1) & mask {
+		e := &s.table[i]
+		switch {
+		case e.obj == 0:
+			*e = slot{obj, nm}
+			return true
+		case e.obj == obj && s.same(e.name, nm):
+			return false
+		}
+	}
 }
 
 var errNotObject = malformed("not a JSON object")

@@ -88,6 +88,8 @@ func TestParseAccepts(t *testing.T) {
 			return ifNot(t.Claims.Ctx != nil && *t.Claims.Ctx == Context{}, "ctx")
 		}},
 		{"nesting at the limit", baseHeader, p(`{"iss"`, `{"x":`+strings.Repeat("[", maxDepth-1)+strings.Repeat("]", maxDepth-1)+`,"iss"`), nil},
+		{"many members", baseHeader, p(`{"iss"`, `{`+manyMembers(200)+`,"cnf2":{`+manyMembers(100)+`},"iss"`), nil},
+		{"large token", baseHeader, p(`{"iss"`, `{"x":"`+strings.Repeat("x", 5000)+`","iss"`), nil},
 		{"max int64 exp", baseHeader, p(`1740000300`, `9223372036854775807`), nil},
 		{"remote_kms", baseHeader, p(`"software"`, `"remote_kms"`), func(t *Token) string {
 			return ifNot(t.Claims.KeyBinding == signerclass.RemoteKMS, "KeyBinding")
@@ -191,6 +193,8 @@ func TestParseRefuses(t *testing.T) {
 		{"duplicate top-level escaped", pl(p(`{"iss"`, `{"\u0069ss":"a","iss"`))},
 		{"duplicate in cnf", pl(p(`"key_binding"`, `"kid":"x","key_binding"`))},
 		{"duplicate in unknown", pl(p(`{"iss"`, `{"x":[{"a":1,"b":{"c":1,"c":1}}],"iss"`))},
+		{"duplicate after many members", pl(p(`{"iss"`, `{`+manyMembers(100)+`,"m7":1,"iss"`))},
+		{"duplicate nested after many members", pl(p(`{"iss"`, `{"o":{`+manyMembers(100)+`,"m99":0},"iss"`))},
 		{"duplicate ctx", pl(p(`"jti"`, `"ctx":{},"ctx":{},"jti"`))},
 		{"too deep", pl(p(`{"iss"`, `{"x":`+strings.Repeat("[", maxDepth)+strings.Repeat("]", maxDepth)+`,"iss"`))},
 		{"lone high surrogate", pl(p(`"orders-api"`, `"a\ud83d"`))},
@@ -308,4 +312,16 @@ func TestTokenRedacted(t *testing.T) {
 			t.Errorf("formatted token %q shows its content", s)
 		}
 	}
+}
+
+// manyMembers returns n distinct members "m0":0 ... for an object's body.
+func manyMembers(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"m%d":%d`, i, i)
+	}
+	return b.String()
 }

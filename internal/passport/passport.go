@@ -139,8 +139,14 @@ func Parse(compact string) (*Token, error) {
 
 	// Header and payload are decoded into one buffer so that every string
 	// kept is a span of it; the spans are copied into one string at the end.
-	var buf [maxDecoded]byte
-	hn, ok := decodeB64(buf[:], h)
+	// A stack buffer holds every token of ordinary size (SDK passports decode
+	// to about 450 bytes); only larger ones cost an allocation.
+	var small [smallDecoded]byte
+	buf := small[:]
+	if need := (len(h) + len(p)) * 3 / 4; need > len(buf) {
+		buf = make([]byte, need)
+	}
+	hn, ok := decodeB64(buf, h)
 	if !ok {
 		return nil, malformed("header is not canonical base64url")
 	}
@@ -149,7 +155,7 @@ func Parse(compact string) (*Token, error) {
 		return nil, malformed("payload is not canonical base64url")
 	}
 
-	var names [maxNames]name
+	var names [smallNames]name
 	var k kept
 	sc := scanner{buf: buf[:hn], names: names[:0]}
 	if err := parseHeader(&sc, &k, &tok); err != nil {

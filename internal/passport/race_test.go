@@ -1,0 +1,5 @@
+//go:build race
+
+package passport
+
+const raceEnabled = true
