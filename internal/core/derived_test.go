@@ -123,9 +123,15 @@ func TestDerivedTamper(t *testing.T) {
 			if n := f.ledger.calls.Load(); n != 0 {
 				t.Errorf("ledger called %d times for a denied request", n)
 			}
-			// The untampered request still passes afterwards: the denial
-			// burnt nothing.
-			if d := f.p.Decide(t.Context(), derivedRequest(t, v)); d.Reason != reason.Allowed {
+			// The untampered request still passes afterwards, on the same
+			// ledger without the pin: the denial burnt nothing.
+			cfg := f.cfg
+			cfg.RouteID = ""
+			p, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := p.Decide(t.Context(), derivedRequest(t, v)); d.Reason != reason.Allowed {
 				t.Errorf("Decide(untampered) after the tamper = %q (%v), want allowed", d.Reason, d.Err)
 			}
 		})
