@@ -156,8 +156,10 @@ func MatchRequest(req *Request, b *Binding, p *Policy, claimed *[32]byte) (Match
 	}
 	m := s.optional
 	tried := 0
+	var hit candidate
 	try := func(c candidate) bool { // does not escape: no allocation
 		tried++
+		hit = c
 		return s.digest(c) == *claimed
 	}
 	found := try(candidate{mode: withoutAdded})
@@ -165,12 +167,12 @@ func MatchRequest(req *Request, b *Binding, p *Policy, claimed *[32]byte) (Match
 		found = try(candidate{mode: allOptional})
 	}
 	if !found && m <= 8 {
-		found = s.subsets(m, maxCandidates, &tried, claimed)
+		found = s.subsets(m, maxCandidates, &tried, claimed, &hit)
 	}
 	if !found {
 		return Match{}, ErrNoMatch
 	}
-	return Match{Digest: *claimed, AllowList: s.allowList(), Tried: tried}, nil
+	return Match{Digest: *claimed, AllowList: s.allowList(hit), Tried: tried}, nil
 }
 
 // subsets tries the remaining subsets of the m optional names, larger
@@ -179,7 +181,7 @@ func MatchRequest(req *Request, b *Binding, p *Policy, claimed *[32]byte) (Match
 // With optional name i mapped to bit m-1-i, lexicographic order of the index
 // lists is descending numeric order among masks of one population count: the
 // first index where two lists differ is the highest bit where the masks do.
-func (s *scratch) subsets(m, maxCandidates int, tried *int, claimed *[32]byte) bool {
+func (s *scratch) subsets(m, maxCandidates int, tried *int, claimed *[32]byte, hit *candidate) bool {
 	full := uint(1)<<m - 1
 	skip := s.withoutAddedMask(m)
 	for k := m; k >= 0; k-- {
@@ -189,7 +191,8 @@ func (s *scratch) subsets(m, maxCandidates int, tried *int, claimed *[32]byte) b
 					return false
 				}
 				*tried++
-				if s.digest(candidate{mode: subset, mask: r, m: m}) == *claimed {
+				*hit = candidate{mode: subset, mask: r, m: m}
+				if s.digest(*hit) == *claimed {
 					return true
 				}
 			}
@@ -227,8 +230,7 @@ func (c candidate) covers(e *entry) bool {
 }
 
 // digest hashes the candidate's allow_list and selected lines after the
-// prefix state, then the suffix. It leaves the allow_list text at the start
-// of s.buf, ending at the first LF.
+// prefix state, then the suffix.
 func (s *scratch) digest(c candidate) [32]byte {
 	s.buf = s.buf[:0]
 	n := 0
@@ -265,13 +267,35 @@ func (s *scratch) digest(c candidate) [32]byte {
 	return s.sum
 }
 
-// allowList returns the allow list of the last digested candidate.
-func (s *scratch) allowList() []string {
-	line, _, _ := bytes.Cut(s.buf, []byte{'\n'})
-	if len(line) == 0 {
-		return []string{}
+// allowList returns the names c covers, in allow-list order. It reads the
+// entries rather than splitting the line: a name holding a comma (not a
+// valid HTTP token, but a map may hold anything) would split wrongly.
+func (s *scratch) allowList(c candidate) []string {
+	n, size := 0, 0
+	for i := range s.ents {
+		if e := &s.ents[i]; c.covers(e) {
+			n++
+			size += int(e.end - e.off)
+		}
 	}
-	return strings.Split(string(line), ",")
+	// One string holding every name, sliced: two allocations in all.
+	var all strings.Builder
+	all.Grow(size)
+	for i := range s.ents {
+		if e := &s.ents[i]; c.covers(e) {
+			all.Write(s.names[e.off:e.end])
+		}
+	}
+	text := all.String()
+	out := make([]string, 0, n)
+	for i := range s.ents {
+		if e := &s.ents[i]; c.covers(e) {
+			l := int(e.end - e.off)
+			out = append(out, text[:l])
+			text = text[l:]
+		}
+	}
+	return out
 }
 
 // withoutAddedMask returns the subset mask of the first candidate.

@@ -286,17 +286,7 @@ func equalFoldASCII(s, t string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		a, b := s[i], t[i]
-		if a == b {
-			continue
-		}
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
+		if lowerByte(s[i]) != lowerByte(t[i]) {
 			return false
 		}
 	}
