@@ -140,13 +140,17 @@ func newLedger(cfg Config) (*Ledger, error) {
 	return l, nil
 }
 
+// openRetryWindow bounds how long open keeps retrying while a bucket that
+// another node is creating at the same moment is not yet visible.
+const openRetryWindow = 5 * time.Second
+
 // open creates the bucket or checks the one that exists, and keeps a handle
 // on its stream.
 func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) error {
 	if replicas == 0 {
 		replicas = 1
 	}
-	_, err := l.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+	stream, err := l.createOrFind(ctx, jetstream.KeyValueConfig{
 		Bucket:         l.bucket,
 		Description:    "tpcluster replay ledger (SPEC §7)",
 		History:        1,
@@ -155,16 +159,8 @@ func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) e
 		Replicas:       replicas,
 		LimitMarkerTTL: limitMarkerTTL,
 	})
-	// The server answers a create of an identical stream with success and
-	// a different one with "already in use": either way, check what is
-	// there. A bucket made by another node with other settings is usable
-	// as long as it keeps the guarantees.
-	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-		return fmt.Errorf("create: %w", err)
-	}
-	stream, err := l.js.Stream(ctx, kvStreamPrefix+l.bucket)
 	if err != nil {
-		return fmt.Errorf("look up: %w", err)
+		return err
 	}
 	sc := stream.CachedInfo().Config
 	if err := checkStream(sc, replicas, maxAge); err != nil {
@@ -175,6 +171,37 @@ func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) e
 	}
 	l.stream, l.maxAge = stream, sc.MaxAge
 	return nil
+}
+
+// createOrFind creates the bucket and returns its stream, whatever the
+// create answered. The server answers a create of an identical stream with
+// success and of a different one with "already in use" (standalone, it
+// refuses replicas it cannot place): either way the caller then checks what
+// is there, so that a bucket another node made with other settings is used
+// if it keeps the guarantees and named if not. In a cluster, a bucket
+// created by a concurrent node can be reported before its stream answers;
+// open retries for a few seconds, within ctx.
+func (l *Ledger) createOrFind(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.Stream, error) {
+	deadline := time.Now().Add(openRetryWindow)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		_, createErr := l.js.CreateKeyValue(ctx, cfg)
+		stream, err := l.js.Stream(ctx, kvStreamPrefix+l.bucket)
+		if err == nil {
+			return stream, nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) || time.Now().After(deadline) {
+			if createErr != nil {
+				return nil, fmt.Errorf("create: %w", createErr)
+			}
+			return nil, fmt.Errorf("look up: %w", err)
+		}
+		l.log.Debug("replay ledger bucket not visible yet, retrying", "bucket", l.bucket, "create_error", createErr)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("create: %w", context.Cause(ctx))
+		case <-time.After(wait):
+		}
+	}
 }
 
 // checkStream reports why an existing bucket's stream cannot hold the

@@ -1,0 +1,106 @@
+package ledger_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsx"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// TestClusterR3ExactlyOnce races five nodes, each with its own connection to
+// a different server of an R3 cluster, on every one of 200 keys: exactly one
+// consume per key wins, and every other one is a replay.
+func TestClusterR3ExactlyOnce(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	const nodes, keys = 5, 200
+	ledgers := make([]*ledger.Ledger, nodes)
+	var wg sync.WaitGroup
+	newErrs := make([]error, nodes)
+	for i := range nodes {
+		nc := natstest.Connect(t, servers[i%len(servers)].ClientURL())
+		js := natstest.JetStream(t, nc)
+		wg.Go(func() { // all nodes start at once (SPEC §10.1)
+			l, err := ledger.New(t.Context(), ledger.Config{
+				JetStream: js, Replicas: 3, MaxAge: testMaxAge, NodeID: fmt.Sprintf("node-%d", i),
+			})
+			ledgers[i], newErrs[i] = l, err
+		})
+	}
+	wg.Wait()
+	for i, err := range newErrs {
+		if err != nil {
+			t.Fatalf("node %d: New = %v", i, err)
+		}
+		t.Cleanup(func() { ledgers[i].Close() })
+	}
+
+	type result struct {
+		key  int
+		err  error
+		code uint16
+	}
+	results := make(chan result, nodes*keys)
+	start := time.Now()
+	for k := range keys {
+		for _, l := range ledgers {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				err := l.Consume(ctx, key(fmt.Sprintf("r3-%d", k)), time.Minute, core.LedgerEntry{RouteID: "orders.create"})
+				code, _ := natsx.APIErrorCode(err)
+				results <- result{k, err, code}
+			})
+		}
+	}
+	wg.Wait()
+	close(results)
+	t.Logf("%d consumes on R3 in %v", nodes*keys, time.Since(start))
+
+	created := make([]int, keys)
+	var nils, replays int
+	codes := map[uint16]int{}
+	for r := range results {
+		switch sentinel(t, r.err) {
+		case nil:
+			nils++
+			created[r.key]++
+		case core.ErrReplay:
+			replays++
+			codes[r.code]++
+		default:
+			t.Errorf("key %d: Consume = %v, want nil or %v", r.key, r.err, core.ErrReplay)
+		}
+	}
+	if nils != keys || replays != (nodes-1)*keys {
+		t.Errorf("%d created and %d replays, want %d and %d", nils, replays, keys, (nodes-1)*keys)
+	}
+	for k, n := range created {
+		if n != 1 {
+			t.Errorf("key %d created %d times, want once", k, n)
+		}
+	}
+	t.Logf("replays by JetStream error code: %v", codes)
+}
+
+// TestClusterReplicasMismatch: an R1 bucket where R3 is asked for is a
+// clear error, not a silent downgrade.
+func TestClusterReplicasMismatch(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	js := natstest.JetStream(t, natstest.Connect(t, natstest.URLs(servers)...))
+	newLedger(t, ledger.Config{JetStream: js, Bucket: "R1", Replicas: 1})
+	l, err := ledger.New(t.Context(), ledger.Config{JetStream: js, Bucket: "R1", Replicas: 3, MaxAge: testMaxAge})
+	if err == nil {
+		l.Close()
+		t.Fatal("New(R3) on an R1 bucket = nil error")
+	}
+	if want := "bucket R1: exists with 1 replicas, want 3"; !strings.Contains(err.Error(), want) {
+		t.Errorf("New(R3) on an R1 bucket = %q, want it to contain %q", err, want)
+	}
+}
