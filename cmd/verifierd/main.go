@@ -297,8 +297,8 @@ func runDemo(ctx context.Context, addr string, files *demo.Files, out io.Writer)
 	fmt.Fprintf(out, `
 verifierd is running (proxy mode, embedded NATS, demo bundle in %s). Try your own request:
 
-    go run ./cmd/tpcurl --key %s --kid %s --url %s/v1/orders/ord_42
-    go run ./cmd/tpcurl --key %s --kid %s --url %s/v1/orders -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json'
+    go run ./cmd/tpcurl --key %s --kid %s --route-id orders.get --url %s/v1/orders/ord_42
+    go run ./cmd/tpcurl --key %s --kid %s --route-id orders.create -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json' --repeat 2 --url %s/v1/orders
     curl -si %s/v1/orders/ord_42                  # no passport: 401 passport_missing
     curl -s %s/_tp/readyz ; curl -s %s/_tp/metrics | grep tpcluster_decisions
 

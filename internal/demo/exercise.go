@@ -24,19 +24,24 @@ func CallerKey(f *Files) (*signer.Key, error) {
 	return signer.NewKey(k.Seed())
 }
 
+// Passport returns the demo world's passport options for kid.
+func Passport(kid string) signer.PassportOptions {
+	return signer.PassportOptions{
+		Issuer: Issuer, Subject: Subject, Audience: Audience, TrustDomain: TrustDomain,
+		KID: kid, IssuedAt: time.Now(), TTL: 5 * time.Minute,
+	}
+}
+
 // NewRequest mints a fresh passport with key and returns the signed HTTP
 // request for method and rawURL: the caller side of SPEC §3, as the Python
 // SDK's ProtectedClient does it (every caller header covered, plus the
 // nonce).
-func NewRequest(ctx context.Context, key *signer.Key, kid, routeID, method, rawURL string, body []byte, headers []transcript.Header) (*http.Request, error) {
+func NewRequest(ctx context.Context, key *signer.Key, po signer.PassportOptions, routeID, method, rawURL string, body []byte, headers []transcript.Header) (*http.Request, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	tok, err := key.MintPassport(signer.PassportOptions{
-		Issuer: Issuer, Subject: Subject, Audience: Audience, TrustDomain: TrustDomain,
-		KID: kid, IssuedAt: time.Now(), TTL: 5 * time.Minute,
-	})
+	tok, err := key.MintPassport(po)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +77,7 @@ func Exercise(ctx context.Context, base string, f *Files, out io.Writer) error {
 		return err
 	}
 	body := []byte(`{"order_id":"ord_123","amount":"42.00"}`)
-	req, err := NewRequest(ctx, key, CallerKID, "orders.create", http.MethodPost, base+"/v1/orders", body,
+	req, err := NewRequest(ctx, key, Passport(CallerKID), "orders.create", http.MethodPost, base+"/v1/orders", body,
 		[]transcript.Header{{Name: "Content-Type", Value: "application/json"}})
 	if err != nil {
 		return err
