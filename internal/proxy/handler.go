@@ -120,9 +120,10 @@ func New(cfg Config) (*Handler, error) {
 			h.cfg.Transport = cfg.Transport
 		}
 		h.proxy = &httputil.ReverseProxy{
-			Rewrite:      h.rewrite,
-			Transport:    cfg.Transport,
-			ErrorHandler: h.upstreamError,
+			Rewrite:        h.rewrite,
+			Transport:      cfg.Transport,
+			ErrorHandler:   h.upstreamError,
+			ModifyResponse: setResponseRequestID,
 		}
 	}
 	return h, nil
@@ -344,6 +345,15 @@ func setContextHeaders(h http.Header, d *core.Decision) {
 	h.Set("X-TrustPlane-JTI", d.JTI)
 	h.Set("X-TrustPlane-Route-Id", d.RouteID)
 	h.Set("X-TrustPlane-Key-Binding", d.KeyBinding)
+}
+
+// setResponseRequestID puts the request id on the upstream's answer: every
+// answer carries it (SPEC §9), and it replaces any the upstream set.
+func setResponseRequestID(resp *http.Response) error {
+	if fw, ok := resp.Request.Context().Value(forwardKey{}).(*forward); ok {
+		resp.Header.Set("X-Request-Id", fw.reqID)
+	}
+	return nil
 }
 
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
