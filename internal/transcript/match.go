@@ -107,7 +107,8 @@ type Match struct {
 //
 // The error matches exactly one of [ErrNonceMissing],
 // [ErrRequiredHeaderMissing], [ErrMalformedQuery] or [ErrNoMatch], checked
-// in that order. p may be nil, meaning the zero Policy.
+// in that order. p may be nil, meaning the zero Policy; a nil req, b or
+// claimed matches nothing.
 //
 // The digests are public values, so the comparison need not be constant
 // time; it is exact. MatchRequest is safe for concurrent use.
