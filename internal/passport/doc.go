@@ -8,8 +8,9 @@
 //
 // Parsing is on the request hot path, so the package has its own compact JWS
 // reader and a minimal strict JSON scanner instead of reflection-based
-// decoding: a Parse costs two allocations. go-jose is used only by the tests,
-// as a differential oracle.
+// decoding: parsing an ordinary passport costs two allocations (the Token
+// and one string holding all its text). go-jose is used only by the tests, as
+// a differential oracle.
 //
 // The package must not import net/http, NATS, a logger or go-jose. Its
 // errors never echo the token or any part of it, and a Token formats itself
