@@ -3,6 +3,8 @@ package bundle
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/tpcluster/tpcluster/internal/conformance"
 )
 
 // fuzzSeeds are the vector and the test documents.
@@ -10,7 +12,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	var v struct {
 		PolicyBundle json.RawMessage `json:"policy_bundle"`
 	}
-	loadVector(f, "bundle-v1.source-rules.json", &v)
+	conformance.Load(f, "bundle-v1.source-rules.json", &v)
 	k := testKey(f, 1, "fuzz-key")
 	return [][]byte{
 		v.PolicyBundle,
@@ -36,7 +38,9 @@ func FuzzParsePolicy(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p.Resolve(method, path)
+		if got, want := p.Resolve(method, path), resolveLinear(p, method, path); got != want {
+			t.Fatalf("Resolve(%q, %q) = %v, brute force gives %v", method, path, got, want)
+		}
 		for _, r := range p.Routes {
 			if p.RouteByID(r.ID) != r {
 				t.Fatalf("RouteByID(%q) is not the route", r.ID)

@@ -2,43 +2,12 @@ package bundle
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 )
-
-// loadVector reads a conformance vector from ../shared/trustplane-conformance-v1
-// next to the module root, failing (never skipping) when it is missing.
-// TODO(bundle): switch to internal/conformance once it lands.
-func loadVector(t testing.TB, name string, v any) {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("module root (go.mod) not found")
-		}
-		dir = parent
-	}
-	path := filepath.Join(dir, "..", "shared", "trustplane-conformance-v1", name)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("conformance vector: %v", err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("conformance vector %s: %v", name, err)
-	}
-}
 
 var testModTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 

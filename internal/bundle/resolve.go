@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -112,38 +111,6 @@ func validParamName(n string) bool {
 	return true
 }
 
-// match reports whether a pattern template matches path, without
-// allocating.
-func (t *template) match(path string) bool {
-	if len(path) == 0 || path[0] != '/' {
-		return false
-	}
-	rest := path[1:]
-	for i, seg := range t.segs {
-		var s string
-		j := strings.IndexByte(rest, '/')
-		if i == len(t.segs)-1 {
-			if j >= 0 {
-				return false
-			}
-			s = rest
-		} else {
-			if j < 0 {
-				return false
-			}
-			s, rest = rest[:j], rest[j+1:]
-		}
-		if seg.param {
-			if s == "" {
-				return false
-			}
-		} else if s != seg.lit {
-			return false
-		}
-	}
-	return true
-}
-
 // overlaps reports whether two pattern templates can match one path.
 func (t *template) overlaps(u *template) bool {
 	if len(t.segs) != len(u.segs) {
@@ -162,8 +129,9 @@ func (t *template) overlaps(u *template) bool {
 // allocates nothing.
 type methodIndex struct {
 	literal  map[string]*Route
-	patterns map[int][]*Route // by segment count ('/' count of the path)
-	prefixes []*Route         // longest prefix first
+	patterns map[int][]*Route  // by segment count, for the overlap check
+	trie     trieNode          // the same patterns, for Resolve
+	prefixes map[string]*Route // by prefix, ending in '/'
 }
 
 // buildIndex indexes routes by method and refuses two routes that could
@@ -177,7 +145,11 @@ func buildIndex(routes []*Route, where map[*Route]string) (map[string]*methodInd
 	for _, r := range routes {
 		mi := idx[r.Method]
 		if mi == nil {
-			mi = &methodIndex{literal: make(map[string]*Route), patterns: make(map[int][]*Route)}
+			mi = &methodIndex{
+				literal:  make(map[string]*Route),
+				patterns: make(map[int][]*Route),
+				prefixes: make(map[string]*Route),
+			}
 			idx[r.Method] = mi
 		}
 		switch r.tmpl.kind {
@@ -194,19 +166,13 @@ func buildIndex(routes []*Route, where map[*Route]string) (map[string]*methodInd
 				}
 			}
 			mi.patterns[n] = append(mi.patterns[n], r)
+			mi.trie.insert(r)
 		case tmplPrefix:
-			for _, other := range mi.prefixes {
-				if other.tmpl.prefix == r.tmpl.prefix {
-					return nil, conflict(other, r)
-				}
+			if other := mi.prefixes[r.tmpl.prefix]; other != nil {
+				return nil, conflict(other, r)
 			}
-			mi.prefixes = append(mi.prefixes, r)
+			mi.prefixes[r.tmpl.prefix] = r
 		}
-	}
-	for _, mi := range idx {
-		slices.SortStableFunc(mi.prefixes, func(a, b *Route) int {
-			return cmp.Compare(len(b.tmpl.prefix), len(a.tmpl.prefix))
-		})
 	}
 	return idx, nil
 }
@@ -223,15 +189,18 @@ func (p *Policy) Resolve(method, path string) *Route {
 		return r
 	}
 	if len(path) > 0 && path[0] == '/' {
-		for _, r := range mi.patterns[strings.Count(path, "/")] {
-			if r.tmpl.match(path) {
-				return r // unique: overlapping patterns were refused at load
-			}
+		// Unique: overlapping patterns were refused at load.
+		if r := mi.trie.find(path[1:]); r != nil {
+			return r
 		}
 	}
-	for _, r := range mi.prefixes {
-		if len(path) > len(r.tmpl.prefix) && strings.HasPrefix(path, r.tmpl.prefix) {
-			return r
+	// Longest prefix first: try path up to each '/', from the right, that
+	// leaves at least one byte after it.
+	for i := len(path) - 2; i >= 0; i-- {
+		if path[i] == '/' {
+			if r := mi.prefixes[path[:i+1]]; r != nil {
+				return r
+			}
 		}
 	}
 	return nil
@@ -239,3 +208,58 @@ func (p *Policy) Resolve(method, path string) *Route {
 
 // RouteByID returns the route with that route_id, or nil (--route-id).
 func (p *Policy) RouteByID(id string) *Route { return p.byID[id] }
+
+// trieNode is one segment position of the pattern templates of a method:
+// literal children by text, one child for {name}, and the route whose
+// template ends here.
+type trieNode struct {
+	lit   map[string]*trieNode
+	param *trieNode
+	route *Route
+}
+
+func (n *trieNode) insert(r *Route) {
+	for _, seg := range r.tmpl.segs {
+		if seg.param {
+			if n.param == nil {
+				n.param = new(trieNode)
+			}
+			n = n.param
+			continue
+		}
+		if n.lit == nil {
+			n.lit = make(map[string]*trieNode)
+		}
+		c := n.lit[seg.lit]
+		if c == nil {
+			c = new(trieNode)
+			n.lit[seg.lit] = c
+		}
+		n = c
+	}
+	n.route = r
+}
+
+// find matches rest, a path after its leading '/', trying the literal
+// child before the {name} child at each segment (a literal may fail deeper
+// where {name} succeeds). The work is bounded by the trie's size, and it
+// allocates nothing.
+func (n *trieNode) find(rest string) *Route {
+	seg, tail, more := strings.Cut(rest, "/")
+	if c := n.lit[seg]; c != nil {
+		if r := c.next(tail, more); r != nil {
+			return r
+		}
+	}
+	if n.param != nil && seg != "" {
+		return n.param.next(tail, more)
+	}
+	return nil
+}
+
+func (n *trieNode) next(tail string, more bool) *Route {
+	if !more {
+		return n.route
+	}
+	return n.find(tail)
+}

@@ -34,6 +34,8 @@ func TestResolve(t *testing.T) {
 		"GET /v1/users/{uid}/keys/{k}", // r7
 		"GET /v1/trailing/",            // r8
 		"M-SEARCH /x",                  // r9
+		"GET /v2/b/{c}/w",              // r10
+		"GET /v2/{a}/{d}/z",            // r11
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +65,9 @@ func TestResolve(t *testing.T) {
 		{"GET", "/v1/orders/search?x=1", "r1"}, // the caller passes the path without its query
 		{"GET", "/v1/orders/%73earch", "r1"},   // raw bytes, no decoding
 		{"M-SEARCH", "/x", "r9"},
+		{"GET", "/v2/b/1/w", "r10"},
+		{"GET", "/v2/b/1/z", "r11"}, // literal b fails deeper; {a} succeeds
+		{"GET", "/v2/b/1/y", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -72,6 +77,9 @@ func TestResolve(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("Resolve(%s %s) = %q, want %q", tt.method, tt.path, got, tt.want)
+			}
+			if lin := resolveLinear(p, tt.method, tt.path); lin != p.Resolve(tt.method, tt.path) {
+				t.Errorf("resolveLinear(%s %s) = %v, disagrees with Resolve", tt.method, tt.path, lin)
 			}
 		})
 	}
@@ -176,4 +184,66 @@ func BenchmarkResolve(b *testing.B) {
 			}
 		})
 	}
+}
+
+// match is the reference matcher of a pattern template, checked against
+// the trie by resolveLinear.
+func (t *template) match(path string) bool {
+	if len(path) == 0 || path[0] != '/' {
+		return false
+	}
+	rest := path[1:]
+	for i, seg := range t.segs {
+		var s string
+		before, after, found := strings.Cut(rest, "/")
+		if i == len(t.segs)-1 {
+			if found {
+				return false
+			}
+			s = rest
+		} else {
+			if !found {
+				return false
+			}
+			s, rest = before, after
+		}
+		if seg.param {
+			if s == "" {
+				return false
+			}
+		} else if s != seg.lit {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveLinear is Resolve by brute force over every route, the
+// reference for the indexed Resolve.
+func resolveLinear(p *Policy, method, path string) *Route {
+	var pattern, prefix *Route
+	for _, r := range p.Routes {
+		if r.Method != method {
+			continue
+		}
+		switch r.tmpl.kind {
+		case tmplLiteral:
+			if r.PathTemplate == path {
+				return r
+			}
+		case tmplPattern:
+			if r.tmpl.match(path) {
+				pattern = r
+			}
+		case tmplPrefix:
+			if len(path) > len(r.tmpl.prefix) && strings.HasPrefix(path, r.tmpl.prefix) &&
+				(prefix == nil || len(r.tmpl.prefix) > len(prefix.tmpl.prefix)) {
+				prefix = r
+			}
+		}
+	}
+	if pattern != nil {
+		return pattern
+	}
+	return prefix
 }
