@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -326,7 +327,8 @@ func ReplayTTL(exp time.Time, skew time.Duration, now time.Time) time.Duration {
 	if d <= time.Second {
 		return time.Second
 	}
-	if rem := d % time.Second; rem != 0 {
+	// Sub saturates far in the future; rounding up there would overflow.
+	if rem := d % time.Second; rem != 0 && d < math.MaxInt64-time.Second {
 		d += time.Second - rem
 	}
 	return d

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -292,6 +293,7 @@ func TestReplayTTL(t *testing.T) {
 		{time.Unix(1100, 0).Add(-time.Millisecond), 130 * time.Second},
 		{time.Unix(900, 0), time.Second},
 		{time.Unix(970, 0).Add(500 * time.Millisecond), time.Second},
+		{time.Unix(1<<62, 0), time.Duration(math.MaxInt64)}, // saturated, not overflowed
 	}
 	for _, tt := range tests {
 		if got := ReplayTTL(tt.exp, 30*time.Second, now); got != tt.want {
