@@ -1,0 +1,71 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestConfigEnvAndFlags(t *testing.T) {
+	env := map[string]string{
+		"TPCLUSTER_MAX_BODY_BYTES":    "2048",
+		"TPCLUSTER_TRUSTED_PROXIES":   "10.0.0.0/8, 192.168.1.0/24",
+		"TPCLUSTER_LISTEN":            ":9999",
+		"TPCLUSTER_BUNDLE_PUBLIC_KEY": "a.pub,b.pub",
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c, err := parseConfig([]string{"--listen", "127.0.0.1:1234", "--trust-material", "t.json", "--policy-bundle", "p.json"}, lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if c.Listen != "127.0.0.1:1234" {
+		t.Errorf("listen = %q: the flag beats the environment", c.Listen)
+	}
+	if c.MaxBodyBytes != 2048 || len(c.trustedProxies) != 2 || len(c.BundlePublicKeys) != 2 {
+		t.Errorf("from env: max body %d, proxies %v, keys %v", c.MaxBodyBytes, c.trustedProxies, c.BundlePublicKeys)
+	}
+}
+
+// TestConfigProblems: every problem is reported at once, each naming flag,
+// variable and value.
+func TestConfigProblems(t *testing.T) {
+	c, err := parseConfig([]string{
+		"--listen", "nope", "--max-body-bytes", "-1", "--ledger-replicas", "7",
+		"--trusted-proxies", "10.0.0.0/99", "--upstream", "ftp://x", "--ledger-sync", "sometimes",
+		"--trust-material", "t.json", "--policy-bundle", "p.json", "--bundle-public-key", "k.pub",
+	}, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a bad configuration")
+	}
+	for _, want := range []string{
+		"--listen=nope (TPCLUSTER_LISTEN)",
+		"--max-body-bytes=-1 (TPCLUSTER_MAX_BODY_BYTES): must be positive",
+		"--ledger-replicas=7 (TPCLUSTER_LEDGER_REPLICAS)",
+		"--trusted-proxies=10.0.0.0/99 (TPCLUSTER_TRUSTED_PROXIES)",
+		"--upstream=ftp://x (TPCLUSTER_UPSTREAM)",
+		"--ledger-sync=sometimes (TPCLUSTER_LEDGER_SYNC)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestConfigBadEnv(t *testing.T) {
+	_, err := parseConfig(nil, func(k string) (string, bool) {
+		if k == "TPCLUSTER_CLOCK_SKEW" {
+			return "soon", true
+		}
+		return "", false
+	}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "TPCLUSTER_CLOCK_SKEW") {
+		t.Errorf("parseConfig with TPCLUSTER_CLOCK_SKEW=soon = %v", err)
+	}
+}
