@@ -47,6 +47,11 @@ type Config struct {
 	LedgerSync          string
 	ReloadInterval      time.Duration
 	ShutdownTimeout     time.Duration
+	ReadHeaderTimeout   time.Duration
+	ReadTimeout         time.Duration
+	WriteTimeout        time.Duration
+	IdleTimeout         time.Duration
+	MaxHeaderBytes      int
 	LogLevel            string
 	Demo                bool
 
@@ -88,6 +93,13 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.LedgerSync, "ledger-sync", "default", "embedded server fsync: default or always")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", time.Second, "how often bundle files are checked for changes")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "drain deadline on shutdown")
+	// A slow or huge client must not pin a node (issue 5): every phase of a
+	// request is bounded.
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "bound on reading request headers")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", 60*time.Second, "bound on reading a whole request, body included")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 90*time.Second, "bound on writing a response (upstream time included)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest accepted request header block")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.Demo, "demo", false, "first run: demo keys, bundle and upstream under --data-dir, then a signed request and its replay")
 	if err := fs.Parse(args); err != nil {
@@ -145,8 +157,19 @@ func (c *Config) Validate() error {
 	if c.LedgerTimeout <= 0 {
 		bad("ledger-timeout", c.LedgerTimeout, "must be positive")
 	}
-	if c.ShutdownTimeout <= 0 {
-		bad("shutdown-timeout", c.ShutdownTimeout, "must be positive")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"shutdown-timeout", c.ShutdownTimeout}, {"read-header-timeout", c.ReadHeaderTimeout},
+		{"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			bad(d.name, d.v, "must be positive")
+		}
+	}
+	if c.MaxHeaderBytes < 4096 {
+		bad("max-header-bytes", c.MaxHeaderBytes, "must be at least 4096")
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max-body-bytes", c.MaxBodyBytes, "must be positive")
