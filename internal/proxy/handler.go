@@ -49,8 +49,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// MaxBodyBytes bounds a request body (SPEC §4). If zero, 1 MiB.
 	MaxBodyBytes int64
-	// BodyReadTimeout bounds reading a body, so a slow client cannot pin a
-	// node. If zero, 30s.
+	// BodyReadTimeout, if set, bounds reading a body from the moment the
+	// handler starts reading it, so a slow client cannot pin a node. If
+	// zero, the server's ReadTimeout alone governs (verifierd sets it).
 	BodyReadTimeout time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-Proto/-Host are
 	// honoured and who may call /_tp/check. If nil, 127.0.0.1/32 and ::1/128.
@@ -99,9 +100,6 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
-	}
-	if cfg.BodyReadTimeout == 0 {
-		cfg.BodyReadTimeout = 30 * time.Second
 	}
 	if cfg.TrustedProxies == nil {
 		cfg.TrustedProxies = DefaultTrustedProxies()
@@ -173,7 +171,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte,
 		return nil, false, nil
 	}
 	// MaxBytesReader bounds size, not time.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout))
+	if h.cfg.BodyReadTimeout > 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout))
+	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
 		return nil, true, nil
 	}
