@@ -10,6 +10,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
@@ -56,11 +57,15 @@ type Pipeline struct {
 	cfg Config
 
 	// policies caches the transcript policy of each route of the current
-	// bundle, so a request merges no header lists. Keyed by *bundle.Route;
-	// dropped when the policy bundle changes.
-	mu       sync.Mutex
-	policyOf *bundle.Policy // guarded by mu
-	policies sync.Map       // *bundle.Route -> *transcript.Policy
+	// bundle, so a request merges no header lists and takes no lock. A new
+	// policy bundle replaces the whole cache.
+	policies atomic.Pointer[routePolicies]
+}
+
+// routePolicies are the transcript policies of one policy bundle's routes.
+type routePolicies struct {
+	pol *bundle.Policy
+	m   sync.Map // *bundle.Route -> *transcript.Policy
 }
 
 // New checks cfg and returns a Pipeline.
@@ -289,22 +294,32 @@ func (p *Pipeline) route(pol *bundle.Policy, r *Request) *bundle.Route {
 // and ignored names plus the pipeline's own ignored names, merged once per
 // route and bundle.
 func (p *Pipeline) transcriptPolicy(pol *bundle.Policy, route *bundle.Route) *transcript.Policy {
-	p.mu.Lock()
-	if p.policyOf != pol {
-		p.policyOf = pol
-		p.policies.Clear()
+	rp := p.policies.Load()
+	if rp == nil || rp.pol != pol {
+		next := &routePolicies{pol: pol}
+		if !p.policies.CompareAndSwap(rp, next) {
+			// Another request swapped first; if it installed this bundle's
+			// cache, use it, else build this one uncached.
+			if rp = p.policies.Load(); rp == nil || rp.pol != pol {
+				return p.newTranscriptPolicy(route)
+			}
+		} else {
+			rp = next
+		}
 	}
-	p.mu.Unlock()
-	if v, ok := p.policies.Load(route); ok {
+	if v, ok := rp.m.Load(route); ok {
 		return v.(*transcript.Policy)
 	}
-	tp := &transcript.Policy{
+	v, _ := rp.m.LoadOrStore(route, p.newTranscriptPolicy(route))
+	return v.(*transcript.Policy)
+}
+
+func (p *Pipeline) newTranscriptPolicy(route *bundle.Route) *transcript.Policy {
+	return &transcript.Policy{
 		Required:      route.SignedHeaders.Required,
 		Ignore:        append(append([]string(nil), route.SignedHeaders.Ignore...), p.cfg.IgnoreHeaders...),
 		MaxCandidates: p.cfg.MaxHeaderCandidates,
 	}
-	v, _ := p.policies.LoadOrStore(route, tp)
-	return v.(*transcript.Policy)
 }
 
 // NewLedgerKey returns the ledger key of SPEC §7: lowercase hex SHA-256 of
