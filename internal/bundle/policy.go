@@ -48,6 +48,9 @@ type Policy struct {
 	// ProvenancePolicy is the bundle-level provenance_policy, applying to
 	// every source; nil if absent.
 	ProvenancePolicy *ProvenancePolicy
+	// AudienceRegions maps an audience to its home region and mode
+	// (audience_regions, [ours], docs/MULTI-REGION.md); nil if absent.
+	AudienceRegions map[string]AudienceRegion
 
 	index map[string]*methodIndex
 	byID  map[string]*Route
@@ -93,7 +96,7 @@ func parsePolicy(data []byte, o Options) (*Policy, error) {
 	if err := doc.only("version", "kind", "trust_domain", "apis", "route_groups", "scopes",
 		"default_required_key_binding", "default_freshness_class", "default_max_staleness_seconds",
 		"revocations", "revocation_feed", "provenance_policy", "signed_by", "signature",
-		"contract_metadata", "sequence", "issued_at"); err != nil {
+		"contract_metadata", "sequence", "issued_at", "audience_regions"); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
@@ -133,6 +136,9 @@ func parsePolicy(data []byte, o Options) (*Policy, error) {
 		return nil, err
 	}
 	if p.Revocations, err = parseRevocations(doc); err != nil {
+		return nil, err
+	}
+	if p.AudienceRegions, err = parseAudienceRegions(doc); err != nil {
 		return nil, err
 	}
 	audiences, err := parseAPIs(doc)

@@ -39,6 +39,10 @@ type Decision struct {
 	RequiredKeyBinding string // the route's effective minimum
 	TranscriptSHA256   string // lowercase hex, set once the transcript matched
 
+	// LedgerRegion is the home region whose ledger consumed (or was to
+	// consume) the jti; empty for the node's own.
+	LedgerRegion string
+
 	PolicySHA256   string // policy_id of the audit event
 	PolicySequence int64  // policy_version of the audit event
 

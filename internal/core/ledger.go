@@ -22,6 +22,9 @@ type LedgerKey string
 // LedgerEntry is what a consume records, for forensics (SPEC §7).
 type LedgerEntry struct {
 	RouteID string
+	// Region is the region whose ledger must hold the key: empty for the
+	// node's own, else a home region ([ours], docs/MULTI-REGION.md).
+	Region string
 }
 
 // Ledger consumes passport jtis exactly once across every node sharing it.

@@ -47,6 +47,10 @@ type Config struct {
 	RouteID string
 	// AudienceOverride replaces every route's audience (--audience-override).
 	AudienceOverride string
+	// Region is this node's region (--region). If empty, the policy's
+	// audience_regions are not applied and every jti is consumed in the
+	// node's own ledger.
+	Region string
 	// AuditRoom reports whether the audit spool can take one more event
 	// (step 18a). If nil, there is always room.
 	AuditRoom func() bool
@@ -201,6 +205,14 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return deny(d, reason.AudienceMismatch, fmt.Errorf("passport audience differs from route %s audience", route.ID))
 	}
 
+	// 11a. Region ([ours]): a region-bound audience is accepted only in its
+	// home region; a home-region audience is consumed in its home ledger.
+	ledgerRegion, err := p.regionFor(pol, c.Audience)
+	if err != nil {
+		return deny(d, reason.AudienceRegionMismatch, err)
+	}
+	d.LedgerRegion = ledgerRegion
+
 	// 12-14. Sources, signer class, provenance and context.
 	if code, err := matchSources(pol, route, tok); code != "" {
 		return deny(d, code, err)
@@ -263,7 +275,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 
 	// 19. Consume the jti, exactly once across the cluster.
 	ttl := ReplayTTL(time.Unix(c.ExpiresAt, 0), p.cfg.ClockSkew, now)
-	switch err := p.cfg.Ledger.Consume(ctx, NewLedgerKey(c.Issuer, c.JTI), ttl, LedgerEntry{RouteID: route.ID}); {
+	switch err := p.cfg.Ledger.Consume(ctx, NewLedgerKey(c.Issuer, c.JTI), ttl, LedgerEntry{RouteID: route.ID, Region: ledgerRegion}); {
 	case err == nil:
 	case errors.Is(err, ErrReplay):
 		return deny(d, reason.JTIReplay, err)
@@ -279,6 +291,24 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 func deny(d Decision, code reason.Code, err error) Decision {
 	d.Outcome, d.Reason, d.Status, d.Err = Deny, code, code.HTTPStatus(), err
 	return d
+}
+
+// regionFor applies step 11a: the region whose ledger consumes this
+// audience's jtis, or an error when the audience is bound to another
+// region. Without --region, or for an audience the policy does not map,
+// that is the node's own ledger (empty).
+func (p *Pipeline) regionFor(pol *bundle.Policy, aud string) (string, error) {
+	if p.cfg.Region == "" {
+		return "", nil
+	}
+	ar, ok := pol.AudienceRegions[aud]
+	if !ok || ar.Home == p.cfg.Region {
+		return "", nil
+	}
+	if ar.Mode == bundle.HomeRegion {
+		return ar.Home, nil
+	}
+	return "", fmt.Errorf("audience is bound to region %s, this node is in %s", ar.Home, p.cfg.Region)
 }
 
 // route resolves the request's route (step 4): the pinned one, or by method

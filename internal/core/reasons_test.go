@@ -94,6 +94,11 @@ func reasonCases() []reasonCase {
 		}},
 		{name: "lifetime", want: reason.PassportLifetimeExceeded, passport: func(o *signer.PassportOptions) { o.TTL = 901 * time.Second }},
 		{name: "audience", want: reason.AudienceMismatch, passport: func(o *signer.PassportOptions) { o.Audience = "billing-api" }},
+		{name: "region bound elsewhere", want: reason.AudienceRegionMismatch,
+			cfg: func(c *Config) { c.Region = "eu" },
+			policy: func(p doc) {
+				p["audience_regions"] = doc{testAudience: doc{"home_region": "us", "mode": "region_bound"}}
+			}},
 		{name: "source issuer", want: reason.SourceIssuerMismatch, passport: func(o *signer.PassportOptions) { o.Issuer = otherIssuer }},
 		{name: "source trust domain", want: reason.SourceTrustDomainMismatch, passport: func(o *signer.PassportOptions) { o.TrustDomain = "other.local" }},
 		{name: "source subject", want: reason.SourceSubjectMismatch, passport: func(o *signer.PassportOptions) { o.Subject = "spiffe://example.local/workload/billing" }},

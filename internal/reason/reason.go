@@ -12,19 +12,22 @@ type Code string
 
 // Request decision codes, in SPEC §6 pipeline order.
 const (
-	RequestPathNoncanonical   Code = "request_path_noncanonical"
-	PassportMissing           Code = "passport_missing"
-	BundlePolicyMissing       Code = "bundle_policy_missing"
-	BundleRouteMissing        Code = "bundle_route_missing"
-	BundleFreshnessUnknown    Code = "bundle_freshness_unknown"
-	StaleBundleFailClosed     Code = "stale_bundle_fail_closed"
-	PassportMalformed         Code = "passport_malformed"
-	PassportKeyUnknown        Code = "passport_key_unknown"
-	PassportSignatureInvalid  Code = "passport_signature_invalid"
-	PassportExpired           Code = "passport_expired"
-	PassportNotYetValid       Code = "passport_not_yet_valid"
-	PassportLifetimeExceeded  Code = "passport_lifetime_exceeded"
-	AudienceMismatch          Code = "audience_mismatch"
+	RequestPathNoncanonical  Code = "request_path_noncanonical"
+	PassportMissing          Code = "passport_missing"
+	BundlePolicyMissing      Code = "bundle_policy_missing"
+	BundleRouteMissing       Code = "bundle_route_missing"
+	BundleFreshnessUnknown   Code = "bundle_freshness_unknown"
+	StaleBundleFailClosed    Code = "stale_bundle_fail_closed"
+	PassportMalformed        Code = "passport_malformed"
+	PassportKeyUnknown       Code = "passport_key_unknown"
+	PassportSignatureInvalid Code = "passport_signature_invalid"
+	PassportExpired          Code = "passport_expired"
+	PassportNotYetValid      Code = "passport_not_yet_valid"
+	PassportLifetimeExceeded Code = "passport_lifetime_exceeded"
+	AudienceMismatch         Code = "audience_mismatch"
+	// AudienceRegionMismatch: the audience is bound to another region
+	// (step 11a, [ours], docs/SPEC-EXTENSIONS.md).
+	AudienceRegionMismatch    Code = "audience_region_mismatch"
 	SourceIssuerMismatch      Code = "source_issuer_mismatch"
 	SourceTrustDomainMismatch Code = "source_trust_domain_mismatch"
 	SourceSubjectMismatch     Code = "source_subject_mismatch"
@@ -69,6 +72,7 @@ var statusOf = map[Code]int{
 	PassportNotYetValid:       401,
 	PassportLifetimeExceeded:  401,
 	AudienceMismatch:          403,
+	AudienceRegionMismatch:    403,
 	SourceIssuerMismatch:      403,
 	SourceTrustDomainMismatch: 403,
 	SourceSubjectMismatch:     403,
