@@ -57,6 +57,10 @@ type Config struct {
 	Logger *slog.Logger
 	// MeterProvider provides the ledger's metrics. If nil, no metrics.
 	MeterProvider metric.MeterProvider
+	// Cluster, if set, places a bucket New creates in that NATS cluster
+	// (the node's region, docs/MULTI-REGION.md). If empty, the server
+	// places it.
+	Cluster string
 }
 
 // Ledger is the replay ledger of SPEC §7 on a JetStream KV bucket. It
@@ -73,6 +77,7 @@ type Ledger struct {
 	now           func() time.Time
 	log           *slog.Logger
 	metrics       *metrics
+	placement     *jetstream.Placement
 }
 
 // New returns a Ledger on cfg.Bucket, creating the bucket (history 1, per-key
@@ -137,6 +142,9 @@ func newLedger(cfg Config) (*Ledger, error) {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Cluster != "" {
+		l.placement = &jetstream.Placement{Cluster: cfg.Cluster}
+	}
 	return l, nil
 }
 
@@ -158,6 +166,7 @@ func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) e
 		Storage:        jetstream.FileStorage,
 		Replicas:       replicas,
 		LimitMarkerTTL: limitMarkerTTL,
+		Placement:      l.placement,
 	})
 	if err != nil {
 		return err
