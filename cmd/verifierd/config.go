@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/cliflag"
 )
 
@@ -54,6 +55,7 @@ type Config struct {
 	MaxHeaderBytes      int
 	LogLevel            string
 	Demo                bool
+	Region              string
 
 	// Derived by Validate.
 	trustedProxies []netip.Prefix
@@ -101,6 +103,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest accepted request header block")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.Region, "region", "", "this node's region: applies the policy's audience_regions and names the ledger bucket (docs/MULTI-REGION.md)")
 	fs.BoolVar(&c.Demo, "demo", false, "first run: demo keys, bundle and upstream under --data-dir, then a signed request and its replay")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -185,6 +188,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ExternalScheme != "" && c.ExternalScheme != "http" && c.ExternalScheme != "https" {
 		bad("external-scheme", c.ExternalScheme, "want http or https")
+	}
+	if c.Region != "" && !bundle.ValidRegion(c.Region) {
+		bad("region", c.Region, "want 1 to 32 of [a-z0-9_-], starting with a letter or digit")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log-level", c.LogLevel, "want debug, info, warn or error")

@@ -158,6 +158,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		MaxHeaderCandidates: cfg.MaxHeaderCandidates,
 		RouteID:             cfg.RouteID,
 		AudienceOverride:    cfg.AudienceOverride,
+		Region:              cfg.Region,
 	})
 	if err != nil {
 		return err
@@ -246,7 +247,14 @@ func mode(cfg *Config) string {
 	return "check"
 }
 
-func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID string, log *slog.Logger, tel *telemetry.Providers) (*ledger.Ledger, error) {
+// nodeLedger is the replay ledger a node decides with: core's contract plus
+// the readiness check.
+type nodeLedger interface {
+	core.Ledger
+	Ping(ctx context.Context) error
+}
+
+func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID string, log *slog.Logger, tel *telemetry.Providers) (nodeLedger, error) {
 	lc := ledger.Config{
 		JetStream:     js,
 		Bucket:        cfg.LedgerBucket,
@@ -257,6 +265,15 @@ func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID
 		Logger:        log.With("component", "ledger"),
 		MeterProvider: tel.Meter,
 	}
+	base := lc
+	if cfg.Region != "" {
+		// One bucket per region, placed in the region's NATS cluster, which
+		// a supercluster names after the region (docs/MULTI-REGION.md).
+		lc.Bucket = ledger.BucketFor(cfg.LedgerBucket, cfg.Region)
+		if cfg.NATSURL != "" {
+			lc.Cluster = cfg.Region
+		}
+	}
 	// Nodes may start before their NATS cluster has a JetStream leader:
 	// retry with a bounded back-off until ctx ends.
 	wait := 250 * time.Millisecond
@@ -264,6 +281,9 @@ func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		led, err := ledger.New(octx, lc)
 		cancel()
+		if err == nil && cfg.Region != "" {
+			return ledger.NewRegional(led, base), nil
+		}
 		if err == nil {
 			return led, nil
 		}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/core"
-	"github.com/tpcluster/tpcluster/internal/ledger"
 )
 
 // readiness answers /_tp/readyz (SPEC §10.2): ready when a bundle pair is
@@ -15,7 +14,7 @@ import (
 // digests and age, and which freshness classes are stale; a stale realtime
 // class does not make the node unready unless strict, or a whole fleet would
 // leave its load balancer at once.
-func readiness(ctx context.Context, stopping *atomic.Bool, snap *core.Snapshot, led *ledger.Ledger, realtime time.Duration, strict bool) (bool, any) {
+func readiness(ctx context.Context, stopping *atomic.Bool, snap *core.Snapshot, led interface{ Ping(context.Context) error }, realtime time.Duration, strict bool) (bool, any) {
 	body := map[string]any{}
 	ready := !stopping.Load()
 	if stopping.Load() {
