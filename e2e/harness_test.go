@@ -90,6 +90,8 @@ type world struct {
 	bundlePub string // path of the bundle-signing public key file
 	trust     string // path of the signed trust material
 	policy    string // path of the signed policy bundle
+	// route builds a route admitting the world's caller, for policy edits.
+	route func(id, method, tmpl string, extra map[string]any) map[string]any
 }
 
 const (
@@ -103,6 +105,13 @@ const (
 // newWorld writes a signed trust material and policy bundle with the routes
 // the e2e tests use. Keys are generated here, never committed.
 func newWorld(t testing.TB) *world {
+	t.Helper()
+	return newWorldWith(t, nil)
+}
+
+// newWorldWith is newWorld with a last edit of the policy document before
+// it is signed.
+func newWorldWith(t testing.TB, edit func(policy map[string]any)) *world {
 	t.Helper()
 	dir := t.TempDir()
 	caller, err := signer.GenerateKey()
@@ -152,7 +161,8 @@ func newWorld(t testing.TB) *world {
 				"public_key_b64url": caller.PublicKeyB64()}},
 		}},
 	})
-	sign(w.policy, map[string]any{
+	w.route = route
+	policy := map[string]any{
 		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle", "trust_domain": wDomain,
 		"sequence": 1, "issued_at": now,
 		"apis": []any{map[string]any{"api_id": "orders", "audience": wAudience, "base_url": "http://orders.e2e"}},
@@ -162,13 +172,23 @@ func newWorld(t testing.TB) *world {
 			route("orders.gateway-create", "POST", "/v1/gw/orders", map[string]any{"body_hash_from_gateway": true}),
 		}}},
 		"default_required_key_binding": "software", "default_freshness_class": "offline-ok",
-	})
+	}
+	if edit != nil {
+		edit(policy)
+	}
+	sign(w.policy, policy)
 	return w
 }
 
 // signed builds a signed request to rawURL for routeID, covering every
 // header given plus the nonce, as the Python SDK's ProtectedClient does.
 func (w *world) signed(t testing.TB, method, rawURL, routeID string, body []byte, hdrs ...string) *http.Request {
+	t.Helper()
+	return w.signedFor(t, wAudience, method, rawURL, routeID, body, hdrs...)
+}
+
+// signedFor is signed with a passport for audience aud.
+func (w *world) signedFor(t testing.TB, aud, method, rawURL, routeID string, body []byte, hdrs ...string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, rawURL, bytes.NewReader(body))
 	if err != nil {
@@ -183,7 +203,7 @@ func (w *world) signed(t testing.TB, method, rawURL, routeID string, body []byte
 		req.Header.Add(hdrs[i], hdrs[i+1])
 	}
 	tok, err := w.caller.MintPassport(signer.PassportOptions{
-		Issuer: wIssuer, Subject: wSubject, Audience: wAudience, TrustDomain: wDomain, KID: wKID,
+		Issuer: wIssuer, Subject: wSubject, Audience: aud, TrustDomain: wDomain, KID: wKID,
 		IssuedAt: time.Now(), TTL: 5 * time.Minute,
 	})
 	if err != nil {

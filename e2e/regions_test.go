@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// TestTwoRegions: two regions of three NATS servers each, joined by
+// gateways through a latency proxy adding 40 ms one way, one verifierd per
+// region (--region eu, --region us). A region-bound audience replayed in the
+// other region is denied audience_region_mismatch; a home-region audience
+// replayed across regions is denied jti_replay; the latency of each mode is
+// logged (docs/PERFORMANCE.md reports it).
+func TestTwoRegions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: a six-server supercluster and two nodes; CI runs it")
+	}
+	const wan = 40 * time.Millisecond
+	regions := natstest.SuperCluster(t, wan, 3, "eu", "us")
+	w := newWorldWith(t, func(p map[string]any) {
+		p["apis"] = append(p["apis"].([]any),
+			map[string]any{"api_id": "billing", "audience": "billing-api", "base_url": "http://billing.e2e"})
+		p["route_groups"] = append(p["route_groups"].([]any), map[string]any{
+			"route_group_id": "billing", "api_id": "billing", "routes": []any{
+				w0route(p)("billing.get", "GET", "/v1/billing/{id}", nil),
+			}})
+		p["audience_regions"] = map[string]any{
+			wAudience:     map[string]any{"home_region": "eu", "mode": "region_bound"},
+			"billing-api": map[string]any{"home_region": "eu", "mode": "home_region"},
+		}
+	})
+	up := newUpstream(t)
+	nodes := map[string]*node{}
+	for _, r := range regions {
+		nodes[r.Name] = startVerifierd(t, w, true, "--upstream", up.URL, "--region", r.Name,
+			"--nats-url", strings.Join(r.URLs(), ","), "--ledger-replicas", "3", "--node-id", "node-"+r.Name)
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	// to sends a copy of req to a region's node with the authority the
+	// caller signed (a global load balancer would present it).
+	to := func(req *http.Request, region string) answer {
+		cp := clone(t, req, nil)
+		cp.URL.Host = strings.TrimPrefix(nodes[region].URL, "http://")
+		cp.Host = "api.e2e"
+		return send(t, c, cp)
+	}
+
+	t.Run("region bound", func(t *testing.T) {
+		req := w.signedFor(t, wAudience, "GET", "http://api.e2e/v1/orders/1", "orders.get", nil)
+		if a := to(req, "eu"); a.status != 200 {
+			t.Fatalf("eu node, eu-bound audience = %d %s", a.status, a.body)
+		}
+		if a := to(req, "us"); a.status != 403 || a.reason() != "audience_region_mismatch" {
+			t.Errorf("replay in us = %d %s, want 403 audience_region_mismatch", a.status, a.body)
+		}
+		fresh := w.signedFor(t, wAudience, "GET", "http://api.e2e/v1/orders/2", "orders.get", nil)
+		if a := to(fresh, "us"); a.status != 403 || a.reason() != "audience_region_mismatch" {
+			t.Errorf("fresh request in us = %d %s, want 403 audience_region_mismatch", a.status, a.body)
+		}
+	})
+
+	t.Run("home region", func(t *testing.T) {
+		req := w.signedFor(t, "billing-api", "GET", "http://api.e2e/v1/billing/1", "billing.get", nil)
+		if a := to(req, "us"); a.status != 200 {
+			t.Fatalf("us node, eu-homed audience = %d %s", a.status, a.body)
+		}
+		if a := to(req, "eu"); a.status != 409 || a.reason() != "jti_replay" {
+			t.Errorf("replay at home in eu = %d %s, want 409 jti_replay", a.status, a.body)
+		}
+		if a := to(req, "us"); a.status != 409 || a.reason() != "jti_replay" {
+			t.Errorf("replay again in us = %d %s, want 409 jti_replay", a.status, a.body)
+		}
+		req2 := w.signedFor(t, "billing-api", "GET", "http://api.e2e/v1/billing/2", "billing.get", nil)
+		if a := to(req2, "eu"); a.status != 200 {
+			t.Fatalf("eu node, eu-homed audience = %d %s", a.status, a.body)
+		}
+		if a := to(req2, "us"); a.status != 409 || a.reason() != "jti_replay" {
+			t.Errorf("replay in us of a request consumed in eu = %d %s, want 409 jti_replay", a.status, a.body)
+		}
+	})
+
+	t.Run("latency", func(t *testing.T) {
+		measure := func(aud, route, path, region string) []time.Duration {
+			var lat []time.Duration
+			for i := range 20 {
+				req := w.signedFor(t, aud, "GET", fmt.Sprintf("http://api.e2e%s/lat-%s-%d", path, region, i), route, nil)
+				start := time.Now()
+				if a := to(req, region); a.status != 200 {
+					t.Fatalf("%s in %s = %d %s", aud, region, a.status, a.body)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			slices.Sort(lat)
+			return lat
+		}
+		bound := measure(wAudience, "orders.get", "/v1/orders", "eu")
+		homeLocal := measure("billing-api", "billing.get", "/v1/billing", "eu")
+		homeRemote := measure("billing-api", "billing.get", "/v1/billing", "us")
+		p := func(l []time.Duration) string {
+			return fmt.Sprintf("p50 %s p90 %s", l[len(l)/2].Round(100*time.Microsecond), l[len(l)*9/10].Round(100*time.Microsecond))
+		}
+		t.Logf("two regions, WAN %s one way; request latency through verifierd: region-bound in its home %s; home-region audience at home %s; home-region audience from the other region %s",
+			wan, p(bound), p(homeLocal), p(homeRemote))
+		if homeRemote[0] < 2*wan {
+			t.Errorf("a home-region decision from the other region took %s, under one WAN round trip", homeRemote[0])
+		}
+	})
+}
+
+// w0route builds a route admitting the e2e world's caller, for a policy
+// edit made before the world exists.
+func w0route(_ map[string]any) func(id, method, tmpl string, extra map[string]any) map[string]any {
+	return func(id, method, tmpl string, extra map[string]any) map[string]any {
+		r := map[string]any{"route_id": id, "method": method, "path_template": tmpl,
+			"freshness_class": "offline-ok", "allowed_sources": []any{map[string]any{
+				"source_type": "software_jwks", "issuer": wIssuer, "trust_domain": wDomain,
+				"subject_exact": wSubject, "required_key_binding": "software",
+			}}}
+		for k, v := range extra {
+			r[k] = v
+		}
+		return r
+	}
+}
