@@ -111,7 +111,7 @@ func newWorld(t testing.TB) *world {
 
 // newWorldWith is newWorld with a last edit of the policy document before
 // it is signed.
-func newWorldWith(t testing.TB, edit func(policy map[string]any)) *world {
+func newWorldWith(t testing.TB, edit func(w *world, policy map[string]any)) *world {
 	t.Helper()
 	dir := t.TempDir()
 	caller, err := signer.GenerateKey()
@@ -174,7 +174,7 @@ func newWorldWith(t testing.TB, edit func(policy map[string]any)) *world {
 		"default_required_key_binding": "software", "default_freshness_class": "offline-ok",
 	}
 	if edit != nil {
-		edit(policy)
+		edit(w, policy)
 	}
 	sign(w.policy, policy)
 	return w

@@ -23,12 +23,12 @@ func TestTwoRegions(t *testing.T) {
 	}
 	const wan = 40 * time.Millisecond
 	regions := natstest.SuperCluster(t, wan, 3, "eu", "us")
-	w := newWorldWith(t, func(p map[string]any) {
+	w := newWorldWith(t, func(w *world, p map[string]any) {
 		p["apis"] = append(p["apis"].([]any),
 			map[string]any{"api_id": "billing", "audience": "billing-api", "base_url": "http://billing.e2e"})
 		p["route_groups"] = append(p["route_groups"].([]any), map[string]any{
 			"route_group_id": "billing", "api_id": "billing", "routes": []any{
-				w0route(p)("billing.get", "GET", "/v1/billing/{id}", nil),
+				w.route("billing.get", "GET", "/v1/billing/{id}", nil),
 			}})
 		p["audience_regions"] = map[string]any{
 			wAudience:     map[string]any{"home_region": "eu", "mode": "region_bound"},
@@ -111,20 +111,4 @@ func TestTwoRegions(t *testing.T) {
 			t.Errorf("a home-region decision from the other region took %s, under one WAN round trip", homeRemote[0])
 		}
 	})
-}
-
-// w0route builds a route admitting the e2e world's caller, for a policy
-// edit made before the world exists.
-func w0route(_ map[string]any) func(id, method, tmpl string, extra map[string]any) map[string]any {
-	return func(id, method, tmpl string, extra map[string]any) map[string]any {
-		r := map[string]any{"route_id": id, "method": method, "path_template": tmpl,
-			"freshness_class": "offline-ok", "allowed_sources": []any{map[string]any{
-				"source_type": "software_jwks", "issuer": wIssuer, "trust_domain": wDomain,
-				"subject_exact": wSubject, "required_key_binding": "software",
-			}}}
-		for k, v := range extra {
-			r[k] = v
-		}
-		return r
-	}
 }
