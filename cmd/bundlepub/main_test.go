@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,17 +23,12 @@ func TestDispatch(t *testing.T) {
 		{"subcommand help", []string{"sign", "-h"}, 0, "--sequence"},
 		{"bad flag", []string{"sign", "--nope"}, 2, "flag provided but not defined"},
 		{"stray argument", []string{"keygen", "--out", "x", "extra"}, 2, "unexpected arguments"},
-		{"publish placeholder", []string{"publish"}, 1, "bundlepub publish: not built yet (issue 6)"},
-		{"status placeholder", []string{"status"}, 1, "bundlepub status: not built yet (issue 6)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errs := bp(t, tt.args...)
 			if code != tt.code || !strings.Contains(out+errs, tt.output) {
 				t.Errorf("bundlepub %q = exit %d, want %d with %q\nstdout: %s\nstderr: %s", tt.args, code, tt.code, tt.output, out, errs)
-			}
-			if strings.Contains(errs, "bundlepub publish: bundlepub publish") {
-				t.Error("placeholder error printed with its prefix twice")
 			}
 		})
 	}
@@ -41,6 +37,29 @@ func TestDispatch(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "  "+c.name+" ") {
 			t.Errorf("bundlepub -h does not list %s", c.name)
 		}
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code int
+		want string
+	}{
+		{"success", nil, 0, ""},
+		{"help", flag.ErrHelp, 0, ""},
+		{"runtime", errors.New("boom"), 1, "bundlepub x: boom\n"},
+		{"names itself", errors.New("bundlepub x: not built yet"), 1, "bundlepub x: not built yet\n"},
+		{"usage", &usageError{errors.Join(errors.New("a"), errors.New("b"))}, 2, "bundlepub x: invalid configuration:\n  a\n  b\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if code := exitStatus("x", tt.err, &b); code != tt.code || b.String() != tt.want {
+				t.Errorf("exitStatus(%v) = %d, %q; want %d, %q", tt.err, code, b.String(), tt.code, tt.want)
+			}
+		})
 	}
 }
 
