@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# up.sh [--dir DIR]: a whole tpcluster on this machine, as real processes on
+# 127.0.0.1: a three-node NATS JetStream cluster (deploy/nats/local.conf),
+# three verifierd nodes joined to it with an R3 replay ledger, bundles
+# published over NATS by bundlepub with freshness beacons (or, while this
+# checkout's bundlepub cannot publish, read from signed files by each node),
+# a demo upstream, and nginx in front of the nodes (round robin): one
+# listener uses auth_request to /_tp/check (deploy/nginx), one forwards to
+# the nodes' proxy mode.
+#
+# It builds the binaries from this checkout (nats-server at the version
+# go.mod requires), generates keys (0600, under DIR, never committed) and
+# signed bundles, starts everything, waits until every node's /_tp/readyz
+# answers 200 and prints how to send a request. State, logs and PID files
+# live under DIR (default: $TPLOCAL_DIR, else ${TMPDIR:-/tmp}/tpcluster-local-UID).
+# deploy/local/down.sh [--dir DIR] stops all of it.
+#
+# Environment: ports as in lib.sh (TPLOCAL_BASE_PORT=18080 and overrides);
+# TPLOCAL_BUNDLES=auto|nats|file (auto: nats when bundlepub publish exists);
+# TPLOCAL_TIMEOUT readiness deadline in seconds (default 120); GO, the go
+# command (default go).
+
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+root=$(cd "$here/../.." && pwd -P)
+# shellcheck source=deploy/local/lib.sh
+. "$here/lib.sh"
+
+tplocal_parse_dir "$@"
+tplocal_ports
+GO=${GO:-go}
+timeout_s=${TPLOCAL_TIMEOUT:-120}
+bundles_mode=${TPLOCAL_BUNDLES:-auto}
+
+command -v curl >/dev/null || tplocal_die "curl is needed to wait for readiness"
+command -v setsid >/dev/null || tplocal_die "setsid (util-linux) is needed"
+NGINX=$(command -v nginx || true)
+if [[ -z $NGINX && -x /usr/sbin/nginx ]]; then
+	NGINX=/usr/sbin/nginx
+fi
+[[ -n $NGINX ]] || tplocal_die "nginx not found: apt-get install nginx-light"
+
+mkdir -p "$BIN" "$PIDS" "$LOGS"
+for f in "$PIDS"/*.pid; do
+	[[ -e $f ]] || continue
+	pid=$(<"$f")
+	if tplocal_ours "$pid" && tplocal_group_alive "$pid"; then
+		tplocal_die "already running in $DIR ($(basename "$f" .pid), pid $pid): run $here/down.sh --dir $DIR first"
+	fi
+	rm -f "$f"
+done
+
+# From here on, a failure stops whatever was started, so a failed up
+# leaves nothing running either.
+ok=0
+cleanup() {
+	if [[ $ok != 1 ]]; then
+		tplocal_log "start-up failed; last lines of each log:"
+		for l in "$LOGS"/*.log; do
+			[[ -e $l ]] || continue
+			echo "--- $l" >&2
+			tail -n 15 "$l" >&2 || true
+		done
+		"$here/down.sh" --dir "$DIR" >&2 || true
+	fi
+}
+trap cleanup EXIT
+
+# --- build -----------------------------------------------------------------
+tplocal_log "building binaries into $BIN"
+(
+	cd "$root"
+	"$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpcurl ./cmd/demoapi
+	# Debian's nats-server is too old for per-key TTLs (SPEC §7): build the
+	# version go.mod requires.
+	"$GO" build -o "$BIN/nats-server" github.com/nats-io/nats-server/v2
+)
+have_bundlepub=0
+if (cd "$root" && "$GO" build -o "$BIN/" ./cmd/bundlepub) >"$LOGS/build-bundlepub.log" 2>&1; then
+	have_bundlepub=1
+fi
+
+# NATS bundle mode needs bundlepub publish with beacons and a verifierd
+# that reads bundles from KV (--beacon-public-key).
+nats_bundles_possible=0
+if [[ $have_bundlepub == 1 ]] &&
+	"$BIN/bundlepub" publish -h 2>&1 | grep -q -- '-beacon-key' &&
+	"$BIN/verifierd" -h 2>&1 | grep -q -- '-beacon-public-key'; then
+	nats_bundles_possible=1
+fi
+case $bundles_mode in
+auto)
+	bundles_mode="file"
+	[[ $nats_bundles_possible == 1 ]] && bundles_mode=nats
+	;;
+nats) [[ $nats_bundles_possible == 1 ]] || tplocal_die "TPLOCAL_BUNDLES=nats: this checkout's bundlepub publish or verifierd --beacon-public-key is missing" ;;
+file) ;;
+*) tplocal_die "TPLOCAL_BUNDLES=$bundles_mode: want auto, nats or file" ;;
+esac
+
+# --- keys and bundles --------------------------------------------------------
+# The demo world: a caller key and a bundle-signing key (0600), a signed
+# trust material and policy bundle whose sequence grows across runs.
+KEYS=$DIR/keys
+"$BIN/demoapi" --prepare "$KEYS" >"$LOGS/prepare.log"
+if [[ $bundles_mode == nats && ! -e $KEYS/beacon.key ]]; then
+	# A beacon key of its own: the publishing host never holds the key that
+	# authors policy (SPEC §8.3).
+	"$BIN/bundlepub" keygen --out "$KEYS/beacon" --kid local-beacon-1 >>"$LOGS/prepare.log"
+fi
+
+# --- NATS cluster ------------------------------------------------------------
+nats_urls=""
+for i in "${TPLOCAL_NODES[@]}"; do
+	nats_var=NATS${i}_PORT
+	nats_urls+="${nats_urls:+,}nats://$TPLOCAL_HOST:${!nats_var}"
+done
+for i in "${TPLOCAL_NODES[@]}"; do
+	routes=""
+	for j in "${TPLOCAL_NODES[@]}"; do
+		[[ $j == "$i" ]] && continue
+		route_var=ROUTE${j}_PORT
+		routes+="${routes:+,}\"nats-route://$TPLOCAL_HOST:${!route_var}\""
+	done
+	nats_var=NATS${i}_PORT route_var=ROUTE${i}_PORT mon_var=MONITOR${i}_PORT
+	mkdir -p "$DIR/data/nats-$i"
+	tplocal_start "nats-$i" env \
+		TP_NATS_NAME="local-nats-$i" \
+		TP_NATS_CLIENT="$TPLOCAL_HOST:${!nats_var}" \
+		TP_NATS_MONITOR="$TPLOCAL_HOST:${!mon_var}" \
+		TP_NATS_CLUSTER="$TPLOCAL_HOST:${!route_var}" \
+		TP_NATS_ROUTES="[$routes]" \
+		TP_NATS_STORE="$DIR/data/nats-$i" \
+		"$BIN/nats-server" -c "$root/deploy/nats/local.conf"
+done
+
+deadline=$((SECONDS + timeout_s))
+
+# wait_http NAME URL [ANY]: poll URL until it answers 200 (with ANY, any
+# HTTP status), failing early when NAME's process group has exited.
+wait_http() {
+	local name=$1 url=$2 any=${3:-} code pid
+	pid=$(<"$PIDS/$name.pid")
+	while :; do
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+		if [[ $code == 200 || (-n $any && $code != 000) ]]; then
+			return 0
+		fi
+		tplocal_group_alive "$pid" || tplocal_die "$name exited; see $LOGS/$name.log"
+		((SECONDS < deadline)) || tplocal_die "$name: $url not ready after ${timeout_s}s (last status $code)"
+		sleep 0.2
+	done
+}
+
+# /healthz is 200 once the node's JetStream is up and the cluster has a
+# meta leader: the ledger bucket can then be created with three replicas.
+for i in "${TPLOCAL_NODES[@]}"; do
+	mon_var=MONITOR${i}_PORT
+	wait_http "nats-$i" "http://$TPLOCAL_HOST:${!mon_var}/healthz"
+done
+tplocal_log "NATS cluster up: $nats_urls"
+
+# --- demo upstream -------------------------------------------------------------
+tplocal_start demoapi "$BIN/demoapi" --listen "$TPLOCAL_HOST:$APP_PORT"
+
+# --- bundlepub -------------------------------------------------------------------
+if [[ $bundles_mode == nats ]]; then
+	tplocal_start bundlepub "$BIN/bundlepub" publish \
+		--nats-url "$nats_urls" \
+		--trust-material "$KEYS/trust-material.json" \
+		--policy-bundle "$KEYS/policy-bundle.json" \
+		--bundle-public-key "$KEYS/bundle.pub" \
+		--beacon-key "$KEYS/beacon.key" \
+		--watch
+fi
+
+# --- verifierd nodes --------------------------------------------------------------
+for i in "${TPLOCAL_NODES[@]}"; do
+	v_var=VERIFIER${i}_PORT
+	args=(
+		--listen "$TPLOCAL_HOST:${!v_var}"
+		--node-id "local-$i"
+		--data-dir "$DIR/data/verifierd-$i"
+		--nats-url "$nats_urls"
+		--ledger-replicas 3
+		--upstream "http://$TPLOCAL_HOST:$APP_PORT"
+		--trusted-proxies "127.0.0.1/32,::1/128"
+		--bundle-public-key "$KEYS/bundle.pub"
+	)
+	if [[ $bundles_mode == nats ]]; then
+		args+=(--beacon-public-key "$KEYS/beacon.pub")
+	else
+		# File mode: every node reads the same signed files; the demo's
+		# routes are offline-ok, so the files' age never makes them stale.
+		args+=(--trust-material "$KEYS/trust-material.json" --policy-bundle "$KEYS/policy-bundle.json")
+	fi
+	mkdir -p "$DIR/data/verifierd-$i"
+	tplocal_start "verifierd-$i" "$BIN/verifierd" "${args[@]}"
+done
+
+# --- nginx -------------------------------------------------------------------------
+# The shipped auth_request config, with its upstreams and listener pointed
+# at this cluster. Each replacement must happen once: if the shipped file
+# changes shape, fail here rather than run something else.
+NGX=$DIR/nginx
+mkdir -p "$NGX/tmp"
+shipped=$root/deploy/nginx/tpcluster-auth-request.conf
+verifier_servers=""
+for i in "${TPLOCAL_NODES[@]}"; do
+	v_var=VERIFIER${i}_PORT
+	# GNU sed turns \n in the replacement into a newline.
+	verifier_servers+="${verifier_servers:+\\n    }server $TPLOCAL_HOST:${!v_var};"
+done
+for want in 'server 127.0.0.1:8081;' 'server 127.0.0.1:9000;' 'listen 127.0.0.1:8080;'; do
+	[[ $(grep -cF -- "$want" "$shipped") == 1 ]] || tplocal_die "$shipped: expected exactly one '$want'"
+done
+sed -e "s|server 127.0.0.1:8081;|${verifier_servers}|" \
+	-e "s|server 127.0.0.1:9000;|server $TPLOCAL_HOST:$APP_PORT;|" \
+	-e "s|listen 127.0.0.1:8080;|listen $TPLOCAL_HOST:$GATEWAY_PORT;|" \
+	"$shipped" >"$NGX/tpcluster-auth-request.conf"
+
+user_line=""
+if [[ $(id -u) == 0 ]]; then
+	# Workers would run as nobody and could not reach the 0700 state dir.
+	user_line="user root;"
+fi
+cat >"$NGX/nginx.conf" <<EOF
+# Generated by deploy/local/up.sh; edits are lost on the next up.
+$user_line
+worker_processes 1;
+pid $NGX/nginx.pid;
+error_log $LOGS/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log $LOGS/nginx-access.log;
+    client_body_temp_path $NGX/tmp/body;
+    proxy_temp_path $NGX/tmp/proxy;
+    fastcgi_temp_path $NGX/tmp/fastcgi;
+    uwsgi_temp_path $NGX/tmp/uwsgi;
+    scgi_temp_path $NGX/tmp/scgi;
+
+    # Listener 1: auth_request to /_tp/check on the nodes, round robin
+    # (deploy/nginx/tpcluster-auth-request.conf).
+    include $NGX/tpcluster-auth-request.conf;
+
+    # Listener 2: the nodes' proxy mode, round robin. Use it where the body
+    # must be bound: nginx sends no body to an auth subrequest.
+    server {
+        listen $TPLOCAL_HOST:$PROXY_GATEWAY_PORT;
+        client_max_body_size 1m;
+        # /_tp/ is the nodes' operator interface; callers never need it.
+        location /_tp/ { return 404; }
+        location / {
+            proxy_pass http://tpcluster_verifierd;
+            # The authority the caller signed (SPEC §4).
+            proxy_set_header Host \$http_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$NGX" -c "$NGX/nginx.conf" -e "$LOGS/nginx-error.log" >>"$LOGS/nginx.log" 2>&1 ||
+	tplocal_die "nginx config test failed; see $LOGS/nginx.log"
+tplocal_start nginx "$NGINX" -p "$NGX" -c "$NGX/nginx.conf" -e "$LOGS/nginx-error.log" -g "daemon off;"
+
+# --- wait ------------------------------------------------------------------------------
+for i in "${TPLOCAL_NODES[@]}"; do
+	v_var=VERIFIER${i}_PORT
+	wait_http "verifierd-$i" "http://$TPLOCAL_HOST:${!v_var}/_tp/readyz"
+done
+wait_http demoapi "http://$TPLOCAL_HOST:$APP_PORT/" any
+wait_http nginx "http://$TPLOCAL_HOST:$GATEWAY_PORT/" any
+wait_http nginx "http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT/" any
+
+# What a test or a load generator needs, in a form a shell can source.
+{
+	echo "TPLOCAL_DIR=$DIR"
+	echo "TPLOCAL_BUNDLES=$bundles_mode"
+	echo "TPLOCAL_GATEWAY_URL=http://$TPLOCAL_HOST:$GATEWAY_PORT"
+	echo "TPLOCAL_PROXY_GATEWAY_URL=http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT"
+	echo "TPLOCAL_APP_URL=http://$TPLOCAL_HOST:$APP_PORT"
+	v_urls=""
+	for i in "${TPLOCAL_NODES[@]}"; do
+		v_var=VERIFIER${i}_PORT
+		v_urls+="${v_urls:+,}http://$TPLOCAL_HOST:${!v_var}"
+	done
+	echo "TPLOCAL_VERIFIER_URLS=$v_urls"
+	echo "TPLOCAL_NATS_URLS=$nats_urls"
+	echo "TPLOCAL_CALLER_KEY=$KEYS/caller.key"
+	echo "TPLOCAL_BIN=$BIN"
+} >"$DIR/env"
+
+ok=1
+gw=http://$TPLOCAL_HOST:$GATEWAY_PORT
+pgw=http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT
+cat <<EOF
+tpcluster is up in $DIR (bundles: $bundles_mode mode)
+  gateway, nginx auth_request:   $gw
+  gateway, nginx -> proxy mode:  $pgw
+  verifierd nodes:               ${v_urls//,/ }
+  NATS:                          $nats_urls
+  logs: $LOGS   PIDs: $PIDS   settings: $DIR/env
+
+A signed GET through nginx, then the same request again (200, then 409 jti_replay):
+  $BIN/tpcurl --key $KEYS/caller.key --route-id orders.get --repeat 2 --url $gw/v1/orders/ord_42
+
+A POST whose body is bound, through the proxy-mode gateway:
+  $BIN/tpcurl --key $KEYS/caller.key --route-id orders.create -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json' --url $pgw/v1/orders
+
+No passport (401 passport_missing):  curl -si $gw/v1/orders/ord_42
+Stop everything:                     $here/down.sh --dir $DIR
+EOF

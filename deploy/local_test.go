@@ -1,0 +1,343 @@
+// Package deploy holds the tests of what deploy/ ships: deploy/local brings
+// a real cluster up and down, the Kustomize manifests and the Dockerfile name
+// only flags, variables and binaries that exist.
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/signer"
+)
+
+// moduleRoot is the directory holding go.mod.
+func moduleRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// TestLocalUpDown runs deploy/local/up.sh, sends a signed request through
+// nginx (allowed) and the same request again (409 jti_replay with the SPEC
+// §6 body), does the same with a body through the proxy-mode gateway, runs
+// down.sh and checks that no process up.sh started is left.
+func TestLocalUpDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: builds the binaries and runs nine processes; CI runs it")
+	}
+	requireNginx(t)
+	root := moduleRoot(t)
+	dir := t.TempDir()
+	env := append(os.Environ(),
+		"TPLOCAL_BASE_PORT="+strconv.Itoa(freeBasePort(t)),
+		"TPLOCAL_TIMEOUT=240", // a loaded two-core CI machine
+		"TPLOCAL_GRACE=20",
+	)
+	script := func(name string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 8*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "deploy", "local", name), append([]string{"--dir", dir}, args...)...)
+		cmd.Env = env
+		cmd.Dir = root
+		cmd.WaitDelay = 10 * time.Second // a stray child holding our pipe must not hang the test
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	// Registered before up, so a failed up or a failing check still stops
+	// everything (down is idempotent).
+	t.Cleanup(func() {
+		if out, err := script("down.sh"); err != nil {
+			t.Errorf("cleanup down.sh: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			logTail(t, filepath.Join(dir, "logs"))
+		}
+	})
+
+	out, err := script("up.sh")
+	if err != nil {
+		t.Fatalf("up.sh: %v\n%s", err, out)
+	}
+	t.Logf("up.sh:\n%s", out)
+	for _, want := range []string{"tpcurl --key", "--route-id orders.get", "down.sh --dir " + dir} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up.sh output lacks %q", want)
+		}
+	}
+	st := readEnv(t, filepath.Join(dir, "env"))
+	t.Logf("bundles: %s mode", st["TPLOCAL_BUNDLES"])
+	groups := readPIDs(t, filepath.Join(dir, "pids"))
+	for _, name := range []string{"nats-1", "nats-2", "nats-3", "verifierd-1", "verifierd-2", "verifierd-3", "demoapi", "nginx"} {
+		if _, ok := groups[name]; !ok {
+			t.Errorf("no PID file for %s", name)
+		}
+	}
+
+	keyPath := st["TPLOCAL_CALLER_KEY"]
+	if fi, err := os.Stat(keyPath); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s mode = %v, want 0600", keyPath, fi.Mode().Perm())
+	}
+	kf, err := keyfile.ReadPrivate(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := signer.NewKey(kf.Seed())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := script("up.sh")
+	if err == nil || !strings.Contains(again, "already running") {
+		t.Errorf("second up.sh = %v, want a refusal naming the running cluster\n%s", err, again)
+	}
+
+	tests := []struct {
+		name    string
+		gateway string
+		route   string
+		method  string
+		path    string
+		body    string
+	}{
+		{"auth_request GET", st["TPLOCAL_GATEWAY_URL"], "orders.get", "GET", "/v1/orders/ord_42", ""},
+		{"proxy mode POST", st["TPLOCAL_PROXY_GATEWAY_URL"], "orders.create", "POST", "/v1/orders", `{"order_id":"ord_42"}`},
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := demo.NewRequest(t.Context(), key, demo.Passport(kf.KID()), tt.route, tt.method,
+				tt.gateway+tt.path, []byte(tt.body), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := do(t, client, req, tt.body)
+			if first.status != http.StatusOK {
+				t.Fatalf("first %s %s = %d %s, want 200", tt.method, tt.path, first.status, first.body)
+			}
+			var echo struct {
+				Upstream string
+				Target   string
+				Headers  map[string]string
+			}
+			if err := json.Unmarshal(first.body, &echo); err != nil || echo.Upstream != "tpcluster demo" {
+				t.Fatalf("first answer is not the demo upstream's: %s", first.body)
+			}
+			if echo.Target != tt.path || echo.Headers["X-Trustplane-Route-Id"] != tt.route {
+				t.Errorf("upstream saw target %q route %q, want %q %q", echo.Target, echo.Headers["X-Trustplane-Route-Id"], tt.path, tt.route)
+			}
+
+			replay := do(t, client, req, tt.body)
+			if replay.status != http.StatusConflict {
+				t.Fatalf("replay = %d %s, want 409", replay.status, replay.body)
+			}
+			id := replay.header.Get("X-Request-Id")
+			want := fmt.Sprintf(`{"allowed":false,"reason":"jti_replay","request_id":%q}`, id)
+			if id == "" || strings.TrimSpace(string(replay.body)) != want {
+				t.Errorf("replay body = %s (X-Request-Id %q), want %s", replay.body, id, want)
+			}
+			if ct := replay.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("replay Content-Type = %q", ct)
+			}
+		})
+	}
+
+	if out, err := script("down.sh"); err != nil {
+		t.Fatalf("down.sh: %v\n%s", err, out)
+	}
+	if left := leftovers(t, dir, groups); len(left) > 0 {
+		t.Errorf("processes left after down.sh:\n%s", strings.Join(left, "\n"))
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "pids")); len(entries) > 0 {
+		t.Errorf("down.sh left %d PID files", len(entries))
+	}
+}
+
+// requireNginx fails when nginx is missing: .ci/run installs it, and the
+// gateway is part of what this test must prove.
+func requireNginx(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nginx"); err == nil {
+		return
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return
+	}
+	t.Fatal("nginx not found: install it (apt-get install nginx-light), as .ci/run does")
+}
+
+// freeBasePort finds a base port whose every offset used by deploy/local
+// (lib.sh: +0..+2, +11..+13, +21..+23, +31..+33, +41..+43) is free now.
+func freeBasePort(t *testing.T) int {
+	t.Helper()
+	offsets := []int{0, 1, 2, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41, 42, 43}
+	for range 50 {
+		base := 20000 + rand.IntN(30000)
+		free := true
+		for _, off := range offsets {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+off))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free range of loopback ports found")
+	return 0
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends a copy of req with body, so the same signed bytes can go twice.
+func do(t *testing.T, c *http.Client, req *http.Request, body string) answer {
+	t.Helper()
+	r := req.Clone(t.Context())
+	r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+	if body == "" {
+		r.Body = http.NoBody
+	}
+	resp, err := c.Do(r)
+	if err != nil {
+		t.Fatalf("%s %s: %v", r.Method, r.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+// readEnv reads the KEY=VALUE lines up.sh writes to DIR/env.
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// readPIDs maps each PID file's name to the process group it names (each
+// process is its group's leader).
+func readPIDs(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]int{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		m[strings.TrimSuffix(filepath.Base(f), ".pid")] = pid
+	}
+	return m
+}
+
+// leftovers lists live processes that belong to one of groups or name dir
+// in their executable path or command line. Zombies are not counted: they
+// hold nothing, and this machine's init may never reap an orphan.
+func leftovers(t *testing.T, dir string, groups map[string]int) []string {
+	t.Helper()
+	want := map[int]string{}
+	for name, pgid := range groups {
+		want[pgid] = name
+	}
+	procs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, p := range procs {
+		stat, err := os.ReadFile(filepath.Join(p, "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// Fields after the command name, which may hold spaces: state ppid pgrp.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		pgrp, _ := strconv.Atoi(f[2])
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		exe, _ := os.Readlink(filepath.Join(p, "exe"))
+		args := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		name, inGroup := want[pgrp]
+		if inGroup || strings.HasPrefix(exe, dir) || strings.Contains(args, dir) {
+			left = append(left, fmt.Sprintf("pid %s group %d (%s): %s", filepath.Base(p), pgrp, name, args))
+		}
+	}
+	return left
+}
+
+// logTail logs the end of every log under dir.
+func logTail(t *testing.T, dir string) {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		t.Logf("--- %s:\n%s", l, b)
+	}
+}
