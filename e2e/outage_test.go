@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +44,12 @@ func TestNATSOutage(t *testing.T) {
 		}
 	}
 	t.Logf("outage: slowest replay_ledger_unavailable denial %s (ledger timeout %s)", worst.Round(time.Millisecond), ledgerTimeout)
+	// Readiness follows the ledger: 503 with the reason in the body, which
+	// still lists the loaded bundle pair.
+	if a := send(t, c, mustGet(t, n.URL+"/_tp/readyz")); a.status != 503 ||
+		!strings.Contains(string(a.body), `"ledger":"unavailable"`) || !strings.Contains(string(a.body), `"policy"`) {
+		t.Errorf("readyz during the outage = %d %s", a.status, a.body)
+	}
 
 	ext.Start()
 	restarted := time.Now()
@@ -57,6 +64,15 @@ func TestNATSOutage(t *testing.T) {
 	})
 	t.Logf("outage: NATS down for %s; first allow %s after restart (%d attempts)",
 		restarted.Sub(stopped).Round(time.Millisecond), took.Round(time.Millisecond), i)
+}
+
+func mustGet(t *testing.T, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
 
 type statusError struct{ a answer }
