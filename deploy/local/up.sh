@@ -83,10 +83,15 @@ fi
 
 # NATS bundle mode needs bundlepub publish with beacons and a verifierd
 # that reads bundles from KV (--beacon-public-key).
+# Help texts are read whole: with pipefail, "cmd -h | grep -q" fails at
+# random when grep exits before cmd has written everything (SIGPIPE).
+verifierd_help=$("$BIN/verifierd" -h 2>&1 || true)
+publish_help=""
+if [[ $have_bundlepub == 1 ]]; then
+	publish_help=$("$BIN/bundlepub" publish -h 2>&1 || true)
+fi
 nats_bundles_possible=0
-if [[ $have_bundlepub == 1 ]] &&
-	"$BIN/bundlepub" publish -h 2>&1 | grep -q -- '-beacon-key' &&
-	"$BIN/verifierd" -h 2>&1 | grep -q -- '-beacon-public-key'; then
+if [[ $publish_help == *-beacon-key* && $verifierd_help == *-beacon-public-key* ]]; then
 	nats_bundles_possible=1
 fi
 case $bundles_mode in
@@ -165,8 +170,14 @@ tplocal_log "NATS cluster up: $nats_urls"
 tplocal_start demoapi "$BIN/demoapi" --listen "$TPLOCAL_HOST:$APP_PORT"
 
 # --- bundlepub -------------------------------------------------------------------
+# Bundle bucket replicas: 3, like the ledger, so losing one NATS node loses
+# no bundle. Whichever of bundlepub and verifierd starts first creates it.
+replica_flags=()
+if [[ $bundles_mode == nats && $publish_help == *-replicas* ]]; then
+	replica_flags=(--replicas 3)
+fi
 if [[ $bundles_mode == nats ]]; then
-	tplocal_start bundlepub "$BIN/bundlepub" publish \
+	tplocal_start bundlepub "$BIN/bundlepub" publish "${replica_flags[@]}" \
 		--nats-url "$nats_urls" \
 		--trust-material "$KEYS/trust-material.json" \
 		--policy-bundle "$KEYS/policy-bundle.json" \
@@ -190,6 +201,9 @@ for i in "${TPLOCAL_NODES[@]}"; do
 	)
 	if [[ $bundles_mode == nats ]]; then
 		args+=(--beacon-public-key "$KEYS/beacon.pub")
+		if [[ $verifierd_help == *-bundle-replicas* ]]; then
+			args+=(--bundle-replicas 3)
+		fi
 	else
 		# File mode: every node reads the same signed files; the demo's
 		# routes are offline-ok, so the files' age never makes them stale.
@@ -292,6 +306,11 @@ wait_http nginx "http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT/" any
 	echo "TPLOCAL_BIN=$BIN"
 } >"$DIR/env"
 
+status_line="Bundles: every node reads $KEYS/{trust-material,policy-bundle}.json (file mode)"
+if [[ $bundles_mode == nats ]]; then
+	status_line="What every node holds:               $BIN/bundlepub status --nats-url $nats_urls"
+fi
+
 ok=1
 gw=http://$TPLOCAL_HOST:$GATEWAY_PORT
 pgw=http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT
@@ -310,5 +329,6 @@ A POST whose body is bound, through the proxy-mode gateway:
   $BIN/tpcurl --key $KEYS/caller.key --route-id orders.create -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json' --url $pgw/v1/orders
 
 No passport (401 passport_missing):  curl -si $gw/v1/orders/ord_42
+$status_line
 Stop everything:                     $here/down.sh --dir $DIR
 EOF
