@@ -1,0 +1,21 @@
+// Package audit records every verifier decision and bundle change as an audit
+// event (SPEC §9) and delivers it to the TRUSTPLANE_AUDIT stream on NATS
+// JetStream without losing one.
+//
+// An event is appended to a Spool, a write-ahead log of append-only segment
+// files on local disk, before the decision's response is sent; the append
+// also links it into the node's hash chain (node_seq, prev_event_sha256). A
+// Publisher goroutine sends the log, in order, to
+// trustplane.audit.<outcome>.<reason_code> with Nats-Msg-Id set to the event
+// id, and trims segments JetStream has acknowledged. A decision never waits
+// for NATS: while NATS is down the log grows, and when it is full Room
+// reports false, so the pipeline denies audit_unavailable (SPEC §6 step 18a).
+//
+// Durability: every append is one write(2), so a process crash (kill -9)
+// loses nothing; segments are fsynced in batches (Config.SyncInterval), so an
+// operating system crash or power loss can lose at most the events appended
+// since the last batch.
+//
+// The package must not import internal/core: verifierd maps decisions to
+// events. It imports reason, natsx, nats.go, slog and the OpenTelemetry API.
+package audit

@@ -1,0 +1,135 @@
+package audit
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+const instrumentation = "github.com/tpcluster/tpcluster/internal/audit"
+
+// Metric names (STYLE §8).
+const (
+	metricSpooled      = "tpcluster.audit.events.spooled"
+	metricUnrecordable = "tpcluster.audit.events.unrecordable"
+	metricSpoolSize    = "tpcluster.audit.spool.size"
+	metricSpoolPending = "tpcluster.audit.spool.pending"
+	metricPublished    = "tpcluster.audit.events.published"
+	metricPublishDur   = "tpcluster.audit.publish.duration"
+	metricFailures     = "tpcluster.audit.publish.failures"
+	metricOldestAge    = "tpcluster.audit.spool.oldest_age"
+)
+
+// spoolMetrics are the spool's instruments; with a nil provider, no-ops.
+type spoolMetrics struct {
+	spooled      metric.Int64Counter
+	unrecordable metric.Int64Counter
+}
+
+func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	m := mp.Meter(instrumentation)
+	var sm spoolMetrics
+	var err error
+	if sm.spooled, err = m.Int64Counter(metricSpooled,
+		metric.WithUnit("{event}"),
+		metric.WithDescription("Audit events appended to the spool.")); err != nil {
+		return nil, err
+	}
+	// SPEC §9: the denials a full (or failing) spool cannot record are
+	// counted, never dropped silently.
+	if sm.unrecordable, err = m.Int64Counter(metricUnrecordable,
+		metric.WithUnit("{event}"),
+		metric.WithDescription("Audit events that could not be recorded (spool full or failing); each such request was denied audit_unavailable.")); err != nil {
+		return nil, err
+	}
+	size, err := m.Int64ObservableGauge(metricSpoolSize,
+		metric.WithUnit("By"),
+		metric.WithDescription("Bytes of audit spool files on disk."))
+	if err != nil {
+		return nil, err
+	}
+	pend, err := m.Int64ObservableGauge(metricSpoolPending,
+		metric.WithUnit("{event}"),
+		metric.WithDescription("Audit events in the spool not yet acknowledged by JetStream."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(size, s.Bytes())
+		o.ObserveInt64(pend, int64(s.Pending()))
+		return nil
+	}, size, pend)
+	if err != nil {
+		return nil, err
+	}
+	return &sm, nil
+}
+
+// publisherMetrics are the publisher's instruments.
+type publisherMetrics struct {
+	count    metric.Int64Counter
+	duration metric.Float64Histogram
+	failures metric.Int64Counter
+	stored   metric.AddOption
+	dup      metric.AddOption
+}
+
+func newPublisherMetrics(mp metric.MeterProvider, p *Publisher) (*publisherMetrics, error) {
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	m := mp.Meter(instrumentation)
+	pm := &publisherMetrics{
+		stored: metric.WithAttributeSet(attribute.NewSet(attribute.Bool("duplicate", false))),
+		dup:    metric.WithAttributeSet(attribute.NewSet(attribute.Bool("duplicate", true))),
+	}
+	var err error
+	if pm.count, err = m.Int64Counter(metricPublished,
+		metric.WithUnit("{event}"),
+		metric.WithDescription("Audit events acknowledged by JetStream; duplicate=true when the duplicate window dropped a resend.")); err != nil {
+		return nil, err
+	}
+	if pm.duration, err = m.Float64Histogram(metricPublishDur,
+		metric.WithUnit("s"),
+		metric.WithDescription("Time from an audit event's publish to its acknowledgement."),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		return nil, err
+	}
+	if pm.failures, err = m.Int64Counter(metricFailures,
+		metric.WithUnit("{failure}"),
+		metric.WithDescription("Audit publish attempts that failed and were retried from the spool.")); err != nil {
+		return nil, err
+	}
+	age, err := m.Float64ObservableGauge(metricOldestAge,
+		metric.WithUnit("s"),
+		metric.WithDescription("Age of the oldest audit event not yet acknowledged by JetStream; 0 when the spool is drained."))
+	if err != nil {
+		return nil, err
+	}
+	if _, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		v := 0.0
+		if at := p.oldest.Load(); at != 0 && p.spool.Pending() > 0 {
+			v = max(time.Since(time.Unix(0, at)).Seconds(), 0)
+		}
+		o.ObserveFloat64(age, v)
+		return nil
+	}, age); err != nil {
+		return nil, err
+	}
+	return pm, nil
+}
+
+func (m *publisherMetrics) published(ctx context.Context, d time.Duration, duplicate bool) {
+	attrs := m.stored
+	if duplicate {
+		attrs = m.dup
+	}
+	m.count.Add(ctx, 1, attrs)
+	m.duration.Record(ctx, d.Seconds())
+}

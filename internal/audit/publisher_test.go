@@ -1,0 +1,163 @@
+package audit
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// runPublisher starts p.Run and returns a stop function that cancels it and
+// waits for it to return.
+func runPublisher(t testing.TB, p *Publisher) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	})
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func newPublisher(t testing.TB, s *Spool, cfg PublisherConfig) *Publisher {
+	t.Helper()
+	cfg.Spool = s
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	}
+	p, err := NewPublisher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func ensure(t testing.TB, js jetstream.JetStream) {
+	t.Helper()
+	if err := EnsureStream(t.Context(), js, StreamConfig{}, nil); err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+}
+
+func flush(t testing.TB, p *Publisher) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPublish: events reach the stream once, in order, on their subjects,
+// with Nats-Msg-Id = event_id, and acknowledged segments are trimmed.
+func TestPublish(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv := natstest.Server(t)
+	nc := natstest.Connect(t, srv.ClientURL())
+	js := natstest.JetStream(t, nc)
+	ensure(t, js)
+	dir := t.TempDir()
+	s := openSpool(t, SpoolConfig{Dir: dir, SegmentBytes: 8 << 10})
+	p := newPublisher(t, s, PublisherConfig{Conn: nc, Window: 16})
+	stop := runPublisher(t, p)
+	appendN(t, s, 0, 500)
+	flush(t, p)
+	msgs := readStream(t, js, DefaultStream)
+	checkChain(t, msgs, "node-a", 500)
+	if msgs[0].subject != "trustplane.audit.deny.passport_missing" {
+		t.Errorf("subject %q", msgs[0].subject)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(segs) != 1 {
+		t.Errorf("%d segments after a full flush, want 1 (the active one)", len(segs))
+	}
+	stop()
+	s.Close()
+	nc.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+}
+
+// TestPublishOutage stops NATS while events keep coming: they stay in the
+// spool, and after the restart every one arrives once, in order.
+func TestPublishOutage(t *testing.T) {
+	srv := natstest.Server(t)
+	nc := natstest.Connect(t, srv.ClientURL())
+	ensure(t, natstest.JetStream(t, nc))
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir(), SegmentBytes: 8 << 10})
+	p := newPublisher(t, s, PublisherConfig{Conn: nc, Window: 32, AckTimeout: time.Second})
+	runPublisher(t, p)
+	appendN(t, s, 0, 100)
+	flush(t, p)
+
+	stopped := natstest.StopServer(t, srv)
+	appendN(t, s, 100, 300) // a decision never waits for NATS
+	if s.Pending() == 0 {
+		t.Fatal("nothing pending during the outage")
+	}
+	srv = natstest.RestartServer(t, stopped)
+	flush(t, p)
+	nc2 := natstest.Connect(t, srv.ClientURL())
+	checkChain(t, readStream(t, natstest.JetStream(t, nc2), DefaultStream), "node-a", 400)
+}
+
+// TestResendAfterCrash: a node killed after JetStream stored events but
+// before its cursor moved sends them again on restart; the duplicate
+// window stores none twice.
+func TestResendAfterCrash(t *testing.T) {
+	srv := natstest.Server(t)
+	nc := natstest.Connect(t, srv.ClientURL())
+	js := natstest.JetStream(t, nc)
+	ensure(t, js)
+	dir := t.TempDir()
+	s, _ := OpenSpool(SpoolConfig{Dir: dir, NodeID: "node-a", SegmentBytes: 1 << 20})
+	p := newPublisher(t, s, PublisherConfig{Conn: nc})
+	stop := runPublisher(t, p)
+	appendN(t, s, 0, 50)
+	flush(t, p)
+	stop()
+	s.Close()
+	// The cursor as a kill -9 could leave it: behind the stream.
+	if err := os.WriteFile(filepath.Join(dir, cursorName), []byte("00000000000000000010\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openSpool(t, SpoolConfig{Dir: dir, NodeID: "node-a", SegmentBytes: 1 << 20})
+	if s.Pending() != 40 {
+		t.Fatalf("Pending after a stale cursor = %d, want 40", s.Pending())
+	}
+	p = newPublisher(t, s, PublisherConfig{Conn: nc})
+	runPublisher(t, p)
+	appendN(t, s, 50, 10)
+	flush(t, p)
+	checkChain(t, readStream(t, js, DefaultStream), "node-a", 60)
+}
+
+// TestEnsureStreamExisting: a second node finds the stream; a stream with
+// the wrong shape is refused.
+func TestEnsureStreamExisting(t *testing.T) {
+	srv := natstest.Server(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	ensure(t, js)
+	if err := EnsureStream(t.Context(), js, StreamConfig{MaxAge: time.Hour}, nil); err != nil {
+		t.Errorf("EnsureStream on an existing stream with other limits = %v", err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "BAD", Subjects: []string{"bad.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStream(t.Context(), js, StreamConfig{Name: "BAD"}, nil); err == nil {
+		t.Error("EnsureStream accepted a memory stream without the audit subjects")
+	} else {
+		t.Logf("EnsureStream(BAD): %v", err)
+	}
+}

@@ -1,0 +1,552 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Sentinels of Append. Match with errors.Is.
+var (
+	// ErrFull means the spool has reached its size limit: the event was
+	// not recorded, and the node must deny (SPEC §9).
+	ErrFull = errors.New("audit spool full")
+	// ErrClosed means the spool was closed.
+	ErrClosed = errors.New("audit spool closed")
+)
+
+// roomReserve is the space Room keeps free for the decision it admits:
+// more than an ordinary event, so a request that passes step 18a nearly
+// always finds room for its record. One that does not (a huge event, or a
+// race with other requests) fails closed in Append.
+const roomReserve = 4 << 10
+
+// SpoolConfig configures a Spool. Zero values are documented per field.
+type SpoolConfig struct {
+	// Dir holds the segment files and the acknowledgement cursor.
+	// Required; created if absent.
+	Dir string
+	// NodeID names this node's chain (SPEC §9). Required.
+	NodeID string
+	// Region is copied into every event.
+	Region string
+	// MaxBytes bounds the files of the spool. If zero, 1 GiB.
+	MaxBytes int64
+	// SegmentBytes is the size at which a segment is closed and a new one
+	// started; only whole segments are trimmed. If zero, the smaller of
+	// 8 MiB and MaxBytes/8 (at least 4 KiB).
+	SegmentBytes int64
+	// SyncInterval is the fsync batch: appended data reaches the disk at
+	// most this long after its write. If zero, 20ms.
+	SyncInterval time.Duration
+	// Now gives event times. If nil, time.Now.
+	Now func() time.Time
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// MeterProvider; nil means no-op.
+	MeterProvider metric.MeterProvider
+
+	// noSync skips every fsync; only tests that must not wait for a disk
+	// (the fuzz target) set it.
+	noSync bool
+}
+
+// Spool is the audit write-ahead log (SPEC §9): append-only segment files in
+// one directory, one writer (Append, safe for concurrent use) and one reader
+// (the Publisher). Open starts its fsync goroutine; Close stops it and waits.
+type Spool struct {
+	cfg SpoolConfig
+	log *slog.Logger
+	met *spoolMetrics
+
+	used     atomic.Int64  // bytes of segment files
+	lastPos  atomic.Uint64 // pos of the last appended event
+	ackedPos atomic.Uint64 // pos of the last event JetStream acknowledged
+	appended chan struct{} // cap 1: an event was appended
+	dirty    chan struct{} // cap 1: the active segment has unsynced data
+
+	mu      sync.Mutex
+	closed  bool              // guarded by mu
+	broken  error             // guarded by mu; a failed write left the tail unknown
+	segs    []*segment        // guarded by mu; by first pos, the last one active
+	active  *os.File          // guarded by mu
+	nodeSeq uint64            // guarded by mu; node_seq of the last event
+	prev    [sha256.Size]byte // guarded by mu; SHA-256 of the last event's bytes
+	buf     []byte            // guarded by mu; record scratch
+	unsync  bool              // guarded by mu; active has data not yet fsynced
+	syncMu  sync.Mutex        // serialises fsync of the active file with rotation
+	quit    chan struct{}     // closed by Close: stops the syncer
+	wg      sync.WaitGroup    // the syncer
+	cursor  *os.File          // written only by ack (the publisher)
+}
+
+// segment is one file of the spool.
+type segment struct {
+	first uint64 // pos of its first event (the name of the file)
+	last  uint64 // pos of its last event; first-1 while empty
+	size  int64  // bytes written and complete
+	path  string
+}
+
+const segmentSuffix = ".seg"
+
+func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, segmentSuffix) }
+
+// OpenSpool opens (or creates) the spool in cfg.Dir and recovers the chain
+// from it: node_seq and the last event hash continue where the last run
+// stopped, kill -9 included. A torn last record (a crash inside a write) is
+// cut off; damage anywhere else is an error naming the file and offset,
+// since events there would be lost.
+func OpenSpool(cfg SpoolConfig) (*Spool, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("audit: spool directory required")
+	}
+	if cfg.NodeID == "" {
+		return nil, errors.New("audit: node id required")
+	}
+	if cfg.MaxBytes < 0 || cfg.SegmentBytes < 0 || cfg.SyncInterval < 0 {
+		return nil, errors.New("audit: negative spool limit")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 1 << 30
+	}
+	if cfg.SegmentBytes == 0 {
+		cfg.SegmentBytes = max(min(8<<20, cfg.MaxBytes/8), 4<<10)
+	}
+	if cfg.SyncInterval == 0 {
+		cfg.SyncInterval = 20 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: spool directory: %w", err)
+	}
+	s := &Spool{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		appended: make(chan struct{}, 1),
+		dirty:    make(chan struct{}, 1),
+	}
+	if err := s.recover(); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("audit: open spool %s: %w", cfg.Dir, err)
+	}
+	met, err := newSpoolMetrics(cfg.MeterProvider, s)
+	if err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("audit: metrics: %w", err)
+	}
+	s.met = met
+	s.quit = make(chan struct{})
+	s.wg.Go(s.syncLoop)
+	return s, nil
+}
+
+// recover lists the segments, checks them, cuts a torn tail off the last
+// one, reads the cursor and continues the chain.
+func (s *Spool) recover() error {
+	names, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*"+segmentSuffix))
+	if err != nil {
+		return err
+	}
+	slices.Sort(names) // zero-padded: name order is pos order
+	acked, err := s.openCursor()
+	if err != nil {
+		return err
+	}
+	var last segmentState
+	for i, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		st, scanErr := scanSegment(b)
+		isLast := i == len(names)-1
+		if scanErr != nil && !isLast {
+			return fmt.Errorf("segment %s damaged at %w; move it aside to continue (its events are not published)", filepath.Base(name), scanErr)
+		}
+		if st.valid == 0 {
+			// Not even the chain record survived: the crash came
+			// right after the file was created.
+			if !isLast {
+				return fmt.Errorf("segment %s holds no chain record", filepath.Base(name))
+			}
+			if err := os.Remove(name); err != nil {
+				return err
+			}
+			continue
+		}
+		if scanErr != nil {
+			s.log.Warn("audit spool: cutting a torn record off the last segment (a crash inside a write)",
+				"segment", filepath.Base(name), "kept_bytes", st.valid, "dropped_bytes", int64(len(b))-st.valid, "reason", scanErr)
+			if err := os.Truncate(name, st.valid); err != nil {
+				return err
+			}
+		}
+		if base := filepath.Base(name); base != segmentName(st.first) {
+			return fmt.Errorf("segment %s starts at pos %d", base, st.first)
+		}
+		if len(s.segs) > 0 && st.first != s.segs[len(s.segs)-1].last+1 {
+			return fmt.Errorf("segment %s starts at pos %d, after pos %d: a segment is missing", filepath.Base(name), st.first, s.segs[len(s.segs)-1].last)
+		}
+		s.segs = append(s.segs, &segment{first: st.first, last: st.first - 1 + uint64(st.events), size: st.valid, path: name})
+		s.used.Add(st.valid)
+		last = st
+	}
+	if len(s.segs) == 0 {
+		// A new spool, or one whose every segment was empty.
+		last = segmentState{first: acked + 1, nodeID: s.cfg.NodeID}
+	}
+	s.nodeSeq, s.prev = last.nodeSeq, last.prev
+	lastPos := last.first - 1 + uint64(last.events)
+	if len(s.segs) > 0 {
+		lastPos = s.segs[len(s.segs)-1].last
+	}
+	s.lastPos.Store(lastPos)
+	s.ackedPos.Store(max(min(acked, lastPos), s.segs0First()-1))
+	if len(s.segs) == 0 || last.nodeID != s.cfg.NodeID {
+		if len(s.segs) > 0 {
+			s.log.Warn("audit spool: node id changed; starting a new chain", "old_node_id", last.nodeID, "node_id", s.cfg.NodeID)
+		}
+		s.nodeSeq, s.prev = 0, [sha256.Size]byte{}
+		return s.rotateLocked(lastPos + 1)
+	}
+	f, err := os.OpenFile(s.segs[len(s.segs)-1].path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	s.active = f
+	return nil
+}
+
+func (s *Spool) segs0First() uint64 {
+	if len(s.segs) == 0 {
+		return 1
+	}
+	return s.segs[0].first
+}
+
+// Room reports whether the spool can take the record of one more decision
+// (SPEC §6 step 18a). It does not reserve the space.
+func (s *Spool) Room() bool {
+	return s.used.Load()+roomReserve <= s.cfg.MaxBytes
+}
+
+// Append records e: it sets EventID (a new UUIDv7 if empty), NodeID,
+// Region, NodeSeq and PrevEventSHA256, encodes it and writes it to the
+// active segment with one write(2). It returns after the write, before any
+// fsync and without waiting for NATS. On error the event is not recorded:
+// ErrFull when the spool is at its limit, ErrClosed after Close, or the
+// write's error; each is counted as an unrecordable event. ctx is unused
+// for now: a local write is not cancellable.
+func (s *Spool) Append(ctx context.Context, e *Event) error {
+	err := s.append(e)
+	if err != nil {
+		s.met.unrecordable.Add(ctx, 1)
+		return fmt.Errorf("audit: append %s event: %w", e.ReasonCode, err)
+	}
+	s.met.spooled.Add(ctx, 1)
+	select {
+	case s.appended <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *Spool) append(e *Event) error {
+	if err := e.check(); err != nil {
+		return err
+	}
+	if e.EventID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("event id: %w", err)
+		}
+		e.EventID = id.String()
+	}
+	e.Version = Version
+	e.NodeID, e.Region = s.cfg.NodeID, s.cfg.Region
+	now := s.cfg.Now()
+	if e.OccurredAt == "" {
+		e.OccurredAt = Timestamp(now)
+	}
+	subject := e.NATSSubject()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.broken != nil:
+		return s.broken
+	}
+	e.NodeSeq = s.nodeSeq + 1
+	e.PrevEventSHA256 = hex.EncodeToString(s.prev[:])
+	data, err := e.Encode()
+	if err != nil {
+		return err
+	}
+	pos := s.lastPos.Load() + 1
+	s.buf = appendEventRecord(s.buf[:0], pos, e.NodeSeq, now.UnixNano(), subject, e.EventID, data)
+	if s.used.Load()+int64(len(s.buf)) > s.cfg.MaxBytes {
+		return ErrFull
+	}
+	seg := s.segs[len(s.segs)-1]
+	if n, err := s.active.Write(s.buf); err != nil {
+		// Cut the partial record off so the next append lands on a
+		// record boundary; if that fails too, refuse every append.
+		if terr := s.active.Truncate(seg.size); terr != nil {
+			s.broken = fmt.Errorf("spool segment %s unusable after a failed write: %w", seg.path, errors.Join(err, terr))
+			s.log.Error("audit spool broken; every request is denied audit_unavailable", "err", s.broken)
+		}
+		_ = n
+		return fmt.Errorf("write spool segment: %w", err)
+	}
+	seg.size += int64(len(s.buf))
+	seg.last = pos
+	s.used.Add(int64(len(s.buf)))
+	s.nodeSeq, s.prev = e.NodeSeq, sha256.Sum256(data)
+	s.lastPos.Store(pos)
+	s.unsync = true
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+	if seg.size >= s.cfg.SegmentBytes {
+		if err := s.rotateLocked(pos + 1); err != nil {
+			// The event is recorded; the next append retries.
+			s.log.Error("audit spool: cannot start a new segment", "err", err)
+		}
+	}
+	return nil
+}
+
+// rotateLocked fsyncs and closes the active segment (a rotated segment is
+// always on disk) and starts a new one whose chain record holds the chain
+// state. s.mu must be held, or s not yet shared.
+func (s *Spool) rotateLocked(first uint64) error {
+	path := filepath.Join(s.cfg.Dir, segmentName(first))
+	rec := appendChainRecord(nil, first, s.nodeSeq, s.prev, s.cfg.NodeID)
+	if s.used.Load()+int64(len(rec)) > s.cfg.MaxBytes && len(s.segs) > 0 {
+		return ErrFull
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(rec); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if s.active != nil {
+		s.syncMu.Lock()
+		err := s.fsync(s.active)
+		s.syncMu.Unlock()
+		if err != nil {
+			s.log.Error("audit spool: fsync of a full segment failed", "err", err)
+		}
+		s.active.Close()
+	}
+	if err := s.syncDir(); err != nil {
+		s.log.Warn("audit spool: directory fsync failed", "err", err)
+	}
+	s.active = f
+	s.unsync = true
+	s.segs = append(s.segs, &segment{first: first, last: first - 1, size: int64(len(rec)), path: path})
+	s.used.Add(int64(len(rec)))
+	return nil
+}
+
+func (s *Spool) fsync(f *os.File) error {
+	if s.cfg.noSync {
+		return nil
+	}
+	return f.Sync()
+}
+
+// syncDir makes a new segment's name durable.
+func (s *Spool) syncDir() error {
+	if s.cfg.noSync {
+		return nil
+	}
+	d, err := os.Open(s.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// syncLoop fsyncs the active segment at most once per SyncInterval while
+// there is data to sync.
+func (s *Spool) syncLoop() {
+	t := time.NewTimer(s.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.dirty:
+		}
+		t.Reset(s.cfg.SyncInterval)
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		if err := s.Sync(); err != nil {
+			s.log.Error("audit spool fsync failed", "err", err)
+		}
+	}
+}
+
+// Sync fsyncs the active segment now.
+func (s *Spool) Sync() error {
+	s.mu.Lock()
+	f, need := s.active, s.unsync
+	s.unsync = false
+	s.syncMu.Lock() // before unlocking mu, so a rotation cannot close f under us
+	s.mu.Unlock()
+	defer s.syncMu.Unlock()
+	if !need || f == nil {
+		return nil
+	}
+	if err := s.fsync(f); err != nil {
+		return fmt.Errorf("audit: fsync spool: %w", err)
+	}
+	return nil
+}
+
+// Close stops the fsync goroutine, fsyncs and closes the files. Events
+// not yet published stay in the spool for the next start. Append fails with
+// ErrClosed afterwards.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.quit)
+	s.wg.Wait()
+	s.mu.Lock()
+	s.unsync = true
+	s.mu.Unlock()
+	err := s.Sync()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(err, s.closeFiles())
+}
+
+func (s *Spool) closeFiles() error {
+	var errs []error
+	if s.active != nil {
+		errs = append(errs, s.active.Close())
+		s.active = nil
+	}
+	if s.cursor != nil {
+		errs = append(errs, s.cursor.Close())
+		s.cursor = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Bytes returns the size of the spool files.
+func (s *Spool) Bytes() int64 { return s.used.Load() }
+
+// Pending returns how many appended events JetStream has not acknowledged.
+func (s *Spool) Pending() uint64 { return s.lastPos.Load() - s.ackedPos.Load() }
+
+// --- the publisher's side: the acknowledgement cursor and trimming ---
+
+const cursorName = "acked"
+
+// openCursor opens the cursor file and returns the pos it holds: the last
+// event JetStream acknowledged. A missing or unreadable cursor is 0, which
+// resends what the spool still holds (the stream's duplicate window drops
+// what it already has).
+func (s *Spool) openCursor() (uint64, error) {
+	path := filepath.Join(s.cfg.Dir, cursorName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	s.cursor = f
+	b := make([]byte, 32)
+	n, _ := f.ReadAt(b, 0)
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b[:n])), 10, 64)
+	if err != nil {
+		if n > 0 {
+			s.log.Warn("audit spool: unreadable cursor; resending what the spool holds", "file", path)
+		}
+		return 0, nil
+	}
+	return v, nil
+}
+
+// ack records that every event up to pos is in the stream: it writes the
+// cursor (one pwrite, no fsync: after an OS crash a stale cursor only
+// resends events, which the duplicate window drops) and deletes the
+// segments that hold nothing newer. Only the publisher calls it.
+func (s *Spool) ack(pos uint64) {
+	s.ackedPos.Store(pos)
+	if s.cursor != nil {
+		if _, err := s.cursor.WriteAt(fmt.Appendf(nil, "%020d\n", pos), 0); err != nil {
+			s.log.Warn("audit spool: cursor write failed", "err", err)
+		}
+	}
+	var drop []*segment
+	s.mu.Lock()
+	for len(s.segs) > 1 && s.segs[0].last <= pos {
+		drop = append(drop, s.segs[0])
+		s.segs = s.segs[1:]
+	}
+	s.mu.Unlock()
+	for _, seg := range drop {
+		if err := os.Remove(seg.path); err != nil {
+			s.log.Warn("audit spool: cannot delete a published segment", "segment", seg.path, "err", err)
+			continue
+		}
+		s.used.Add(-seg.size)
+	}
+}
+
+// segmentAfter returns a copy of the first segment whose first pos is at
+// least from's segment, for the reader: the one holding pos from, or the
+// next one if that was trimmed. ok is false if there is none.
+func (s *Spool) segmentFor(pos uint64) (seg segment, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		if s.segs[i].first <= pos {
+			if s.segs[i].last < pos && i+1 < len(s.segs) {
+				return *s.segs[i+1], true
+			}
+			return *s.segs[i], true
+		}
+	}
+	if len(s.segs) > 0 {
+		return *s.segs[0], true
+	}
+	return segment{}, false
+}
