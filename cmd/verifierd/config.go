@@ -32,6 +32,9 @@ type Config struct {
 	TrustMaterial       string
 	PolicyBundle        string
 	BundlePublicKeys    cliflag.List
+	BeaconPublicKeys    cliflag.List
+	BundleReplicas      int
+	BundleReconcile     time.Duration
 	DevAllowUnsigned    bool
 	ClockSkew           time.Duration
 	MaxPassportLifetime time.Duration
@@ -79,6 +82,9 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.TrustMaterial, "trust-material", "", "trust material file (file mode)")
 	fs.StringVar(&c.PolicyBundle, "policy-bundle", "", "policy bundle file (file mode)")
 	fs.Var(&c.BundlePublicKeys, "bundle-public-key", "accepted bundle-signing public key file (repeatable)")
+	fs.Var(&c.BeaconPublicKeys, "beacon-public-key", "NATS mode: accepted freshness beacon public key file (repeatable)")
+	fs.IntVar(&c.BundleReplicas, "bundle-replicas", 1, "NATS mode: bundle bucket replicas if this node creates it (3 in a cluster)")
+	fs.DurationVar(&c.BundleReconcile, "bundle-reconcile-interval", 10*time.Second, "NATS mode: how often each bundle key is read directly besides the watch (at most 30s)")
 	fs.BoolVar(&c.DevAllowUnsigned, "dev-allow-unsigned-bundles", false, "DEVELOPMENT ONLY: load unsigned bundles")
 	fs.DurationVar(&c.ClockSkew, "clock-skew", 30*time.Second, "accepted passport clock skew")
 	fs.DurationVar(&c.MaxPassportLifetime, "max-passport-lifetime", 900*time.Second, "longest accepted exp - iat")
@@ -140,11 +146,16 @@ func (c *Config) Validate() error {
 	if (c.TrustMaterial == "") != (c.PolicyBundle == "") {
 		bad("policy-bundle", c.PolicyBundle, "file mode needs both --trust-material and --policy-bundle")
 	}
-	if c.TrustMaterial == "" && !c.Demo {
-		bad("trust-material", c.TrustMaterial, "required until the NATS bundle channel lands (issue 6)")
-	}
-	if c.TrustMaterial != "" && len(c.BundlePublicKeys) == 0 && !c.DevAllowUnsigned {
+	// Without files, bundles come from the NATS bucket (SPEC §10.1); --demo
+	// names its own files and key later.
+	if !c.Demo && len(c.BundlePublicKeys) == 0 && !c.DevAllowUnsigned {
 		bad("bundle-public-key", "", "signed bundles need at least one key (or --dev-allow-unsigned-bundles)")
+	}
+	if c.BundleReconcile <= 0 || c.BundleReconcile > 30*time.Second {
+		bad("bundle-reconcile-interval", c.BundleReconcile, "must be positive and at most 30s (SPEC §8.2)")
+	}
+	if c.BundleReplicas < 1 || c.BundleReplicas > 5 {
+		bad("bundle-replicas", c.BundleReplicas, "must be 1 to 5")
 	}
 	for _, d := range []struct {
 		name string
@@ -230,7 +241,8 @@ func (c *Config) logValues() []any {
 		"listen", c.Listen, "upstream", c.Upstream, "node_id", c.nodeID(),
 		"nats_url", redactURL(c.NATSURL), "nats_listen", c.NATSListen, "data_dir", c.DataDir,
 		"trust_material", c.TrustMaterial, "policy_bundle", c.PolicyBundle,
-		"bundle_public_keys", c.BundlePublicKeys.String(), "route_id", c.RouteID,
+		"bundle_public_keys", c.BundlePublicKeys.String(), "beacon_public_keys", c.BeaconPublicKeys.String(),
+		"bundle_replicas", c.BundleReplicas, "route_id", c.RouteID,
 		"clock_skew", c.ClockSkew, "max_passport_lifetime", c.MaxPassportLifetime,
 		"realtime_window", c.RealtimeWindow, "max_body_bytes", c.MaxBodyBytes,
 		"ledger_bucket", c.LedgerBucket, "ledger_replicas", c.LedgerReplicas,

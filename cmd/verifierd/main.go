@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,7 +29,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
-	"github.com/tpcluster/tpcluster/internal/bundlefile"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
@@ -124,8 +124,18 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		return err
 	}
 
-	led, err := openLedger(ctx, js, cfg, nodeID, log, tel)
-	if err != nil {
+	var (
+		led  nodeLedger
+		lazy *lazyLedger
+	)
+	if cfg.bundlesFromNATS() {
+		// SPEC §8.2: a node decides from its cached pair before NATS
+		// answers, so the ledger opens in the background.
+		lazy = &lazyLedger{open: func(ctx context.Context) (nodeLedger, error) {
+			return openLedger(ctx, js, cfg, nodeID, log, tel)
+		}}
+		led = lazy
+	} else if led, err = openLedger(ctx, js, cfg, nodeID, log, tel); err != nil {
 		nc.Close()
 		shutdownServer(embedded, log)
 		return err
@@ -135,13 +145,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 	if err != nil {
 		return err
 	}
-	bundles, err := bundlefile.New(bundlefile.Config{
-		TrustMaterial: cfg.TrustMaterial,
-		PolicyBundle:  cfg.PolicyBundle,
-		Options:       bundle.Options{AllowUnsigned: cfg.DevAllowUnsigned, Keys: keys},
-		Interval:      cfg.ReloadInterval,
-		Logger:        log.With("component", "bundles"),
-	})
+	bundles, err := newBundleSource(cfg, js, keys, nodeID, log, tel)
 	if err != nil {
 		nc.Close()
 		shutdownServer(embedded, log)
@@ -209,7 +213,15 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		return nil
 	})
 	var bundlesDone = make(chan struct{})
-	go func() { defer close(bundlesDone); _ = bundles.Run(bctx) }()
+	go func() {
+		defer close(bundlesDone)
+		var wg sync.WaitGroup
+		if lazy != nil {
+			wg.Go(func() { _ = lazy.Run(bctx) })
+		}
+		_ = bundles.Run(bctx)
+		wg.Wait()
+	}()
 	if cfg.Demo {
 		g.Go(func() error {
 			return runDemo(gctx, ln.Addr().String(), demoFiles, out)
