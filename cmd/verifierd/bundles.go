@@ -32,7 +32,7 @@ type bundleSource interface {
 func (c *Config) bundlesFromNATS() bool { return c.TrustMaterial == "" && c.PolicyBundle == "" }
 
 // newBundleSource builds the node's bundle source.
-func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, nodeID string, log *slog.Logger, tel *telemetry.Providers) (bundleSource, error) {
+func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, nodeID string, log *slog.Logger, tel *telemetry.Providers, aud *auditor) (bundleSource, error) {
 	opts := bundle.Options{AllowUnsigned: cfg.DevAllowUnsigned, Keys: keys}
 	if !cfg.bundlesFromNATS() {
 		return bundlefile.New(bundlefile.Config{
@@ -41,6 +41,8 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 			Options:       opts,
 			Interval:      cfg.ReloadInterval,
 			Logger:        log.With("component", "bundles"),
+			OnApply:       aud.onFileApply,
+			OnReject:      aud.onFileReject,
 		})
 	}
 	beaconKeys, err := readBeaconKeys(cfg.BeaconPublicKeys)
@@ -58,9 +60,9 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 		ReconcileInterval: cfg.BundleReconcile,
 		Logger:            log.With("component", "bundles"),
 		MeterProvider:     tel.Meter,
-		// OnApply and OnReject become the bundle_applied and
-		// bundle_rejected audit events (SPEC §8.2) once the audit
-		// publisher is wired in; until then the watcher logs them.
+		// The bundle_applied and bundle_rejected audit events (SPEC §8.2).
+		OnApply:  aud.onKVApply,
+		OnReject: aud.onKVReject,
 	})
 	if err != nil {
 		return nil, err

@@ -60,6 +60,17 @@ type Config struct {
 	Demo                bool
 	Region              string
 
+	// Audit (SPEC §9).
+	AuditSpoolDir      string
+	AuditSpoolMaxBytes int64
+	AuditSyncInterval  time.Duration
+	AuditStream        string
+	AuditReplicas      int
+	AuditMaxAge        time.Duration
+	AuditMaxBytes      int64
+	AuditWindow        int
+	AuditFlushTimeout  time.Duration
+
 	// Derived by Validate.
 	trustedProxies []netip.Prefix
 	upstreamURL    *url.URL
@@ -101,6 +112,15 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.LedgerSync, "ledger-sync", "default", "embedded server fsync: default or always")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", time.Second, "how often bundle files are checked for changes")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "drain deadline on shutdown")
+	fs.StringVar(&c.AuditSpoolDir, "audit-spool-dir", "", "audit write-ahead log directory (default <data-dir>/audit)")
+	fs.Int64Var(&c.AuditSpoolMaxBytes, "audit-spool-max-bytes", 1<<30, "audit spool size limit; when full every request is denied audit_unavailable")
+	fs.DurationVar(&c.AuditSyncInterval, "audit-sync-interval", 20*time.Millisecond, "audit spool fsync batch: an OS crash loses at most this much")
+	fs.StringVar(&c.AuditStream, "audit-stream", "TRUSTPLANE_AUDIT", "audit JetStream stream")
+	fs.IntVar(&c.AuditReplicas, "audit-replicas", 1, "audit stream replicas (3 in a cluster)")
+	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", 30*24*time.Hour, "audit stream retention by age")
+	fs.Int64Var(&c.AuditMaxBytes, "audit-max-bytes", 10<<30, "audit stream retention by size (-1: unlimited)")
+	fs.IntVar(&c.AuditWindow, "audit-publish-window", 256, "audit publishes awaiting an acknowledgement at once")
+	fs.DurationVar(&c.AuditFlushTimeout, "audit-flush-timeout", 5*time.Second, "on shutdown, how long to wait for the spool to reach NATS before leaving it on disk")
 	// A slow or huge client must not pin a node (issue 5): every phase of a
 	// request is bounded.
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "bound on reading request headers")
@@ -215,6 +235,30 @@ func (c *Config) Validate() error {
 		}
 		c.trustedProxies = append(c.trustedProxies, p.Masked())
 	}
+	if c.AuditSpoolMaxBytes < 64<<10 {
+		bad("audit-spool-max-bytes", c.AuditSpoolMaxBytes, "must be at least 65536")
+	}
+	if c.AuditSyncInterval <= 0 {
+		bad("audit-sync-interval", c.AuditSyncInterval, "must be positive")
+	}
+	if c.AuditStream == "" || strings.ContainsAny(c.AuditStream, ". *>") {
+		bad("audit-stream", c.AuditStream, "want a stream name without '.', ' ', '*' or '>'")
+	}
+	if c.AuditReplicas < 1 || c.AuditReplicas > 5 {
+		bad("audit-replicas", c.AuditReplicas, "must be 1 to 5")
+	}
+	if c.AuditMaxAge <= 0 {
+		bad("audit-max-age", c.AuditMaxAge, "must be positive")
+	}
+	if c.AuditMaxBytes == 0 || c.AuditMaxBytes < -1 {
+		bad("audit-max-bytes", c.AuditMaxBytes, "must be positive or -1")
+	}
+	if c.AuditWindow < 1 || c.AuditWindow > 65536 {
+		bad("audit-publish-window", c.AuditWindow, "must be 1 to 65536")
+	}
+	if c.AuditFlushTimeout <= 0 {
+		bad("audit-flush-timeout", c.AuditFlushTimeout, "must be positive")
+	}
 	return errors.Join(errs...)
 }
 
@@ -247,6 +291,8 @@ func (c *Config) logValues() []any {
 		"realtime_window", c.RealtimeWindow, "max_body_bytes", c.MaxBodyBytes,
 		"ledger_bucket", c.LedgerBucket, "ledger_replicas", c.LedgerReplicas,
 		"ledger_timeout", c.LedgerTimeout, "ledger_sync", c.LedgerSync,
+		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes,
+		"audit_stream", c.AuditStream, "audit_replicas", c.AuditReplicas, "audit_max_age", c.AuditMaxAge,
 		"trusted_proxies", c.TrustedProxies.String(), "max_header_candidates", strconv.Itoa(c.MaxHeaderCandidates),
 	}
 }

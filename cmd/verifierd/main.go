@@ -124,6 +124,15 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		return err
 	}
 
+	// Audit before bundles: the first bundle_applied events go to the spool.
+	aud, err := openAuditor(cfg, nc, js, nodeID, log, tel)
+	if err != nil {
+		nc.Close()
+		shutdownServer(embedded, log)
+		return err
+	}
+	defer aud.spool.Close() // fsync on an early return; a no-op after shutdown
+
 	var (
 		led  nodeLedger
 		lazy *lazyLedger
@@ -145,7 +154,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 	if err != nil {
 		return err
 	}
-	bundles, err := newBundleSource(cfg, js, keys, nodeID, log, tel)
+	bundles, err := newBundleSource(cfg, js, keys, nodeID, log, tel, aud)
 	if err != nil {
 		nc.Close()
 		shutdownServer(embedded, log)
@@ -163,6 +172,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		RouteID:             cfg.RouteID,
 		AudienceOverride:    cfg.AudienceOverride,
 		Region:              cfg.Region,
+		AuditRoom:           aud.spool.Room, // SPEC §6 step 18a
 	})
 	if err != nil {
 		return err
@@ -176,6 +186,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		TrustedProxies:      cfg.trustedProxies,
 		ExternalScheme:      cfg.ExternalScheme,
 		ForwardProofHeaders: cfg.ForwardProofHeaders,
+		Record:              aud.record, // SPEC §9: before the response
 		Ready: func(ctx context.Context, strict bool) (bool, any) {
 			return readiness(ctx, &stopping, bundles.Snapshot(), led, cfg.RealtimeWindow, strict)
 		},
@@ -205,6 +216,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 	log.Info("verifierd listening", "addr", ln.Addr().String(), "node_id", nodeID, "mode", mode(cfg))
 
 	g, gctx := errgroup.WithContext(ctx)
+	aud.start(gctx)
 	bctx, stopBundles := context.WithCancel(context.WithoutCancel(gctx))
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -230,7 +242,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 	g.Go(func() error {
 		<-gctx.Done()
 		// STYLE §6 order: readiness false, drain HTTP, stop the bundle
-		// watcher, drain NATS, stop the embedded server.
+		// watcher, flush audit to NATS (else leave it in the spool, with
+		// fsync), drain NATS, stop the embedded server.
 		stopping.Store(true)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownTimeout)
 		defer cancel()
@@ -239,6 +252,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		}
 		stopBundles()
 		<-bundlesDone
+		aud.shutdown(sctx, cfg.AuditFlushTimeout)
 		if err := natsx.DrainAndWait(sctx, nc); err != nil {
 			log.Warn("nats drain", "err", err)
 		}

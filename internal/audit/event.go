@@ -67,7 +67,7 @@ type Event struct {
 	TraceID        string `json:"trace_id"`
 
 	// Bundle events only (SPEC §8.2): the document concerned.
-	BundleKind   string `json:"bundle_kind,omitempty"`   // trust_material or policy_runtime_bundle
+	BundleKind   string `json:"bundle_kind,omitempty"`   // trust_material, policy_bundle or freshness_beacon
 	BundleSHA256 string `json:"bundle_sha256,omitempty"` // hex SHA-256 of its signed bytes
 
 	NodeSeq         uint64 `json:"node_seq"`

@@ -55,7 +55,7 @@ func sampleEvents() []Event {
 		Version: Version, OccurredAt: at, Component: "verifier", Outcome: OutcomeBundle,
 		ReasonCode: reason.BundleRejected, DetailReason: "policy bundle sequence 3 does not follow 7: rollback refused",
 		EventID: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5d", NodeID: "node-a:8081", BundleSequence: 3,
-		BundleKind: "policy_runtime_bundle", BundleSHA256: strings.Repeat("ef", 32),
+		BundleKind: "policy_bundle", BundleSHA256: strings.Repeat("ef", 32),
 		PolicyID: strings.Repeat("cd", 32), PolicyVersion: 7, NodeSeq: 3, PrevEventSHA256: strings.Repeat("02", 32),
 	}}
 }
