@@ -192,10 +192,11 @@ func (p *Publisher) publish(ctx context.Context) ([]Result, error) {
 	if err := p.open(ctx); err != nil {
 		return nil, err
 	}
-	if max := p.cfg.JetStream.Conn().MaxPayload(); max > 0 {
+	// SPEC §8.1: refused with a clear message rather than JetStream's.
+	if limit := p.cfg.JetStream.Conn().MaxPayload(); limit > 0 {
 		for _, d := range docs {
-			if int64(len(d.data)) > max {
-				return nil, &filesError{fmt.Errorf("%s is %d bytes, above the NATS server's max payload of %d bytes: raise max_payload on every server or shrink the document", d.kind, len(d.data), max)}
+			if int64(len(d.data)) > limit {
+				return nil, &filesError{fmt.Errorf("%s is %d bytes, above the NATS server's max payload of %d bytes: raise max_payload on every server or shrink the document", d.kind, len(d.data), limit)}
 			}
 		}
 	}

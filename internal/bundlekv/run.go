@@ -45,8 +45,9 @@ func (w *Watcher) loop(ctx context.Context) {
 	bo := backoff{min: retryMin, max: retryMax}
 	var (
 		kv      jetstream.KeyValue
-		failing bool // the last attempt failed; logged once per outage
+		failing bool // logged once per outage, then at debug level
 	)
+	current := func() { bo.reset(); failing = false }
 	for ctx.Err() == nil {
 		var err error
 		if kv == nil {
@@ -55,21 +56,22 @@ func (w *Watcher) loop(ctx context.Context) {
 			cancel()
 		}
 		if err == nil {
-			err = w.watch(ctx, kv, &bo)
+			err = w.watch(ctx, kv, current)
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if !errors.Is(err, errWatchLagging) {
+		lagging := errors.Is(err, errWatchLagging)
+		if !lagging {
 			kv = nil // reopen: the bucket may have been recreated
 		}
 		wait := bo.next()
-		if !failing || errors.Is(err, errWatchLagging) {
-			w.log.Warn("bundle watch down; re-creating", "err", err, "retry_in", wait)
+		if lagging || !failing {
+			w.log.Warn("bundle watch down; re-creating it", "err", err, "retry_in", wait)
 		} else {
 			w.log.Debug("bundle watch still down", "err", err, "retry_in", wait)
 		}
-		failing = !errors.Is(err, errWatchLagging)
+		failing = !lagging
 		if !sleep(ctx, wait) {
 			return
 		}
@@ -77,8 +79,8 @@ func (w *Watcher) loop(ctx context.Context) {
 }
 
 // watch runs one KV watch until it ends, ctx is done, or a reconcile finds it
-// lagging. It resets bo once the initial values have arrived.
-func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, bo *backoff) error {
+// lagging. It calls current once the initial values have arrived.
+func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, current func()) error {
 	// The watch's subscription lives as long as this context (nats.go
 	// unsubscribes when it ends), so it is this call's own.
 	wctx, cancel := context.WithCancel(ctx)
@@ -99,7 +101,7 @@ func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, bo *backoff)
 				return fmt.Errorf("watch of bucket %s closed", w.cfg.Bucket)
 			}
 			if e == nil { // the initial values are in
-				bo.reset()
+				current()
 				w.log.Debug("bundle watch current", "bucket", w.cfg.Bucket)
 				continue
 			}

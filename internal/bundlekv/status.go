@@ -82,7 +82,8 @@ func (w *Watcher) serveStatus(ctx context.Context) {
 }
 
 // GatherStatus asks every node on StatusSubject and collects the replies
-// that arrive until ctx is done (give it a timeout), sorted by node id.
+// that arrive until ctx is done, sorted by node id. ctx must have a
+// deadline: it is how long replies are gathered.
 // Replies that do not decode are skipped and counted in malformed. An error
 // means the request could not be sent.
 func GatherStatus(ctx context.Context, nc *nats.Conn) (replies []Status, malformed int, err error) {
