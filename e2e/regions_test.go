@@ -23,7 +23,8 @@ func TestTwoRegions(t *testing.T) {
 	}
 	const wan = 40 * time.Millisecond
 	regions := natstest.SuperCluster(t, wan, 3, "eu", "us")
-	w := newWorldWith(t, func(w *world, p map[string]any) {
+	// Bundles are published once, in eu, over the bundle channel.
+	ch := newChannel(t, strings.Join(regions[0].URLs(), ","), func(w *world, p map[string]any) {
 		p["apis"] = append(p["apis"].([]any),
 			map[string]any{"api_id": "billing", "audience": "billing-api", "base_url": "http://billing.e2e"})
 		p["route_groups"] = append(p["route_groups"].([]any), map[string]any{
@@ -35,11 +36,18 @@ func TestTwoRegions(t *testing.T) {
 			"billing-api": map[string]any{"home_region": "eu", "mode": "home_region"},
 		}
 	})
-	up := newUpstream(t)
+	w := ch.world
+	published := time.Now()
+	mustBundlepub(t, ch.publishArgs("--replicas", "3")...)
 	nodes := map[string]*node{}
 	for _, r := range regions {
-		nodes[r.Name] = startVerifierd(t, w, true, "--upstream", up.URL, "--region", r.Name,
-			"--nats-url", strings.Join(r.URLs(), ","), "--ledger-replicas", "3", "--node-id", "node-"+r.Name)
+		nodes[r.Name] = ch.startKVNode(t, "node-"+r.Name, "", true, "--region", r.Name,
+			"--nats-url", strings.Join(r.URLs(), ","), "--ledger-replicas", "3")
+	}
+	// Both nodes are ready, so each holds the pair published once in eu.
+	t.Logf("bundle published in eu reached both regions' nodes within %s", time.Since(published).Round(time.Millisecond))
+	if st := ch.status(t); len(st) != 2 {
+		t.Errorf("bundlepub status sees %d nodes, want 2: %+v", len(st), st)
 	}
 	c := &http.Client{Timeout: 30 * time.Second}
 	// to sends a copy of req to a region's node with the authority the
