@@ -1,0 +1,152 @@
+// Command tpaudit reads the tpcluster audit stream (SPEC §9) for audit
+// users: tail it with filters, verify every node's hash chain, export it as
+// JSON lines through a durable consumer (resumable), and count decisions by
+// reason and route over a window.
+//
+//	tpaudit tail   [--outcome O] [--reason R] [--route ID] [--subject S] [--node N] [--since 10m|RFC3339] [--follow=false] [--text]
+//	tpaudit verify [--allow-truncated-head]
+//	tpaudit export [--durable NAME] [--out FILE] [--since ...] [--follow]
+//	tpaudit stats  [--window 1h] [--json]
+//
+// Every subcommand takes --nats-url and --stream; each flag is also read
+// from TPCLUSTER_<FLAG> (SPEC §10.1).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/cliflag"
+)
+
+// exitProblems is verify's status when a chain is broken; 2 is bad usage,
+// 1 is also any other failure.
+const (
+	exitProblems = 1
+	exitUsage    = 2
+)
+
+const usage = `usage: tpaudit <command> [flags]
+
+commands:
+  tail     print events as they arrive (filters: --outcome --reason --route --subject --node --since)
+  verify   walk every node's hash chain in the stream; exit 1 on a gap or an altered event
+  export   write events as JSON lines through a durable consumer; a rerun continues where it stopped
+  stats    count decisions by reason and route over --window
+
+common flags: --nats-url (TPCLUSTER_NATS_URL), --stream (TPCLUSTER_STREAM)
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+// command is one subcommand: its flags are added to fs, then exec runs it.
+type command struct {
+	flags func(fs *flag.FlagSet) func(ctx context.Context, c *client, out io.Writer) (int, error)
+}
+
+var commands = map[string]command{
+	"tail":   {tailFlags},
+	"verify": {verifyFlags},
+	"export": {exportFlags},
+	"stats":  {statsFlags},
+}
+
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tpaudit: unknown command %q\n%s", args[0], usage)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("tpaudit "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	natsURL := fs.String("nats-url", nats.DefaultURL, "NATS server URLs (comma list)")
+	stream := fs.String("stream", audit.DefaultStream, "audit stream")
+	timeout := fs.Duration("connect-timeout", 5*time.Second, "bound of the first connection")
+	exec := cmd.flags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tpaudit %s: unexpected arguments %q\n", args[0], fs.Args())
+		return exitUsage
+	}
+	if err := cliflag.ApplyEnv(fs, lookup); err != nil {
+		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], err)
+		return exitUsage
+	}
+	c, err := connect(*natsURL, *stream, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], err)
+		return 1
+	}
+	defer c.nc.Close()
+	code, err := exec(ctx, c, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// client is a connection and the stream it reads.
+type client struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+}
+
+func connect(url, stream string, timeout time.Duration) (*client, error) {
+	nc, err := nats.Connect(url, nats.Name("tpaudit"), nats.Timeout(timeout))
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &client{nc: nc, js: js, stream: stream}, nil
+}
+
+// parseSince reads --since: empty (no bound), a duration back from now, or
+// an RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--since %q: want a duration such as 10m or an RFC 3339 time", s)
+	}
+	return t, nil
+}
