@@ -1,0 +1,277 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/audit"
+)
+
+// decided is one answer a test got, by request id.
+type decided struct {
+	status int
+	reason string // "allowed" for a 200
+}
+
+// ledgerOf collects the decisions a test made, safe for concurrent use.
+type ledgerOf struct {
+	mu sync.Mutex
+	m  map[string]decided
+}
+
+func newDecisions() *ledgerOf { return &ledgerOf{m: map[string]decided{}} }
+
+// add records a's decision under its X-Request-Id and returns it.
+func (l *ledgerOf) add(t testing.TB, a answer) decided {
+	t.Helper()
+	id := a.header.Get("X-Request-Id")
+	if id == "" {
+		t.Fatalf("answer %d without X-Request-Id", a.status)
+	}
+	d := decided{a.status, a.reason()}
+	if a.status == 200 {
+		d.reason = "allowed"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, dup := l.m[id]; dup {
+		t.Fatalf("request id %s answered twice", id)
+	}
+	l.m[id] = d
+	return d
+}
+
+func (l *ledgerOf) snapshot() map[string]decided {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]decided, len(l.m))
+	for k, v := range l.m {
+		out[k] = v
+	}
+	return out
+}
+
+// auditMsg is one stored audit message.
+type auditMsg struct {
+	seq     uint64
+	subject string
+	msgID   string
+	data    []byte
+	ev      *audit.Event
+}
+
+// readAudit reads the whole audit stream from the NATS server at url.
+func readAudit(t testing.TB, url string) []auditMsg {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, audit.DefaultStream)
+	if err != nil {
+		t.Fatalf("audit stream: %v", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []auditMsg
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("audit stream seq %d: %v", seq, err)
+		}
+		e, err := audit.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("audit stream seq %d: %v", seq, err)
+		}
+		out = append(out, auditMsg{seq, m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Data, e})
+	}
+	return out
+}
+
+// waitAudit waits until the stream holds want request events plus bundles
+// bundle events of node, and returns the stream.
+func waitAudit(t testing.TB, url, node string, want, bundles int) []auditMsg {
+	t.Helper()
+	var msgs []auditMsg
+	waitFor(t, 90*time.Second, "audit events in the stream", func() error {
+		msgs = readAudit(t, url)
+		var req, bun int
+		for _, m := range msgs {
+			switch {
+			case m.ev.NodeID != node:
+			case m.ev.Outcome == audit.OutcomeBundle:
+				bun++
+			default:
+				req++
+			}
+		}
+		if req < want || bun < bundles {
+			return fmt.Errorf("%d request and %d bundle events of %s, want %d and %d", req, bun, node, want, bundles)
+		}
+		return nil
+	})
+	return msgs
+}
+
+// checkAudit: every decision in dec appears exactly once among node's
+// events, with its reason code on the right subject; node's events are
+// node_seq 1..n in stream order, each stored once; bundles bundle events.
+func checkAudit(t testing.TB, msgs []auditMsg, node string, dec map[string]decided, bundles int) {
+	t.Helper()
+	seen := map[string]int{}
+	var last uint64
+	var requests, bun int
+	for _, m := range msgs {
+		e := m.ev
+		if e.NodeID != node {
+			continue
+		}
+		if e.NodeSeq != last+1 {
+			t.Errorf("node %s: node_seq %d after %d (stream seq %d)", node, e.NodeSeq, last, m.seq)
+		}
+		last = e.NodeSeq
+		if m.msgID != e.EventID {
+			t.Errorf("stream seq %d: Nats-Msg-Id %q, event_id %q", m.seq, m.msgID, e.EventID)
+		}
+		if want := "trustplane.audit." + e.Outcome + "." + string(e.ReasonCode); m.subject != want {
+			t.Errorf("stream seq %d: subject %q, want %q", m.seq, m.subject, want)
+		}
+		if e.Outcome == audit.OutcomeBundle {
+			bun++
+			continue
+		}
+		requests++
+		seen[e.RequestID]++
+		d, ok := dec[e.RequestID]
+		if !ok {
+			t.Errorf("stream seq %d: event for request %s that the test never got an answer for", m.seq, e.RequestID)
+			continue
+		}
+		if string(e.ReasonCode) != d.reason || e.Status != d.status || e.Accepted != (d.status == 200) {
+			t.Errorf("request %s: event says %s %d accepted=%v, the answer was %s %d", e.RequestID, e.ReasonCode, e.Status, e.Accepted, d.reason, d.status)
+		}
+	}
+	for id, d := range dec {
+		if d.reason == "audit_unavailable" {
+			continue // unrecordable by definition: counted, never stored
+		}
+		if seen[id] != 1 {
+			t.Errorf("request %s (%s): %d events in the stream, want exactly 1", id, d.reason, seen[id])
+		}
+	}
+	if bun != bundles {
+		t.Errorf("node %s: %d bundle events, want %d", node, bun, bundles)
+	}
+	t.Logf("audit: node %s: %d request events and %d bundle events, node_seq 1..%d, each once, in order", node, requests, bun, last)
+}
+
+// tpauditVerify runs the real tpaudit verify against url.
+func tpauditVerify(t testing.TB, url string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t, "tpaudit"), append([]string{"verify", "--nats-url", url}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String()
+}
+
+func requireWhole(t testing.TB, url string) {
+	t.Helper()
+	if code, out := tpauditVerify(t, url); code != 0 || !strings.Contains(out, "every chain whole") {
+		t.Errorf("tpaudit verify = %d\n%s", code, out)
+	} else {
+		t.Logf("tpaudit verify:\n%s", strings.TrimSpace(out))
+	}
+}
+
+// TestAuditEveryDecision: a node with embedded NATS makes one decision of
+// each common kind; each appears in TRUSTPLANE_AUDIT exactly once with its
+// reason code and subject, and tpaudit verify finds the chain whole. After a
+// clean restart the chain continues.
+func TestAuditEveryDecision(t *testing.T) {
+	w := newWorld(t)
+	up := newUpstream(t)
+	natsAddr := freeAddr(t)
+	dataDir := t.TempDir()
+	args := []string{"--upstream", up.URL, "--nats-listen", natsAddr, "--data-dir", dataDir, "--node-id", "audit-a"}
+	n := startVerifierd(t, w, true, args...)
+	url := "nats://" + natsAddr
+	c := &http.Client{Timeout: 30 * time.Second}
+	dec := newDecisions()
+
+	exercise := func(n *node, tag string) {
+		t.Helper()
+		get := w.signed(t, "GET", n.URL+"/v1/orders/"+tag, "orders.get", nil)
+		cases := []struct {
+			name string
+			req  *http.Request
+			want string
+		}{
+			{"allow", get, "allowed"},
+			{"replay", clone(t, get, nil), "jti_replay"},
+			{"no passport", mustGet(t, n.URL+"/v1/orders/"+tag), "passport_missing"},
+			{"no route", w.signed(t, "GET", n.URL+"/v2/unknown", "orders.get", nil), "bundle_route_missing"},
+			{"dot segment", mustGet(t, n.URL+"/v1//orders"), "request_path_noncanonical"},
+		}
+		body := []byte(`{"order_id":"` + tag + `"}`)
+		post := w.signed(t, "POST", n.URL+"/v1/orders", "orders.create", body, "Content-Type", "application/json")
+		post.Body, post.ContentLength = nopBody([]byte(`{"order_id":"forged"}`)), int64(len(`{"order_id":"forged"}`))
+		cases = append(cases, struct {
+			name string
+			req  *http.Request
+			want string
+		}{"altered body", post, "request_binding_mismatch"})
+		bad := w.signed(t, "GET", n.URL+"/v1/orders/"+tag+"-p", "orders.get", nil)
+		bad.Header.Set("X-TrustPlane-Proof", strings.Repeat("A", 86))
+		cases = append(cases, struct {
+			name string
+			req  *http.Request
+			want string
+		}{"bad proof", bad, "invalid_request_proof"})
+		for _, tc := range cases {
+			if d := dec.add(t, send(t, c, tc.req)); d.reason != tc.want {
+				t.Errorf("%s: %d %s, want %s", tc.name, d.status, d.reason, tc.want)
+			}
+		}
+	}
+	exercise(n, "first")
+	msgs := waitAudit(t, url, "audit-a", len(dec.snapshot()), 2)
+	checkAudit(t, msgs, "audit-a", dec.snapshot(), 2)
+	requireWhole(t, url)
+
+	// A clean restart: the chain continues at the next node_seq.
+	n.stop()
+	n = startVerifierd(t, w, true, args...)
+	exercise(n, "second")
+	msgs = waitAudit(t, url, "audit-a", len(dec.snapshot()), 4)
+	checkAudit(t, msgs, "audit-a", dec.snapshot(), 4)
+	requireWhole(t, url)
+}
+
+func nopBody(b []byte) *readCloser { return &readCloser{bytes.NewReader(b)} }
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }
