@@ -153,6 +153,11 @@ wait_http() {
 			return 0
 		fi
 		tplocal_group_alive "$pid" || tplocal_die "$name exited; see $LOGS/$name.log"
+		# A node waits for bundles as long as it takes: say so if their
+		# publisher is gone.
+		if [[ -e $PIDS/bundlepub.pid ]] && ! tplocal_group_alive "$(<"$PIDS/bundlepub.pid")"; then
+			tplocal_die "bundlepub exited; see $LOGS/bundlepub.log"
+		fi
 		((SECONDS < deadline)) || tplocal_die "$name: $url not ready after ${timeout_s}s (last status $code)"
 		sleep 0.2
 	done
@@ -177,6 +182,18 @@ if [[ $bundles_mode == nats && $publish_help == *-replicas* ]]; then
 	replica_flags=(--replicas 3)
 fi
 if [[ $bundles_mode == nats ]]; then
+	# Publish once first, retrying: right after the cluster forms, the
+	# bundle bucket's stream may have no leader yet ("no responders"), and
+	# publish exits on that. Once this has put both documents, the
+	# long-running publish below finds identical bytes and only adds beacons.
+	until "$BIN/bundlepub" publish "${replica_flags[@]}" \
+		--nats-url "$nats_urls" \
+		--trust-material "$KEYS/trust-material.json" \
+		--policy-bundle "$KEYS/policy-bundle.json" \
+		--bundle-public-key "$KEYS/bundle.pub" >>"$LOGS/bundlepub.log" 2>&1; do
+		((SECONDS < deadline)) || tplocal_die "bundlepub publish kept failing; see $LOGS/bundlepub.log"
+		sleep 0.5
+	done
 	tplocal_start bundlepub "$BIN/bundlepub" publish "${replica_flags[@]}" \
 		--nats-url "$nats_urls" \
 		--trust-material "$KEYS/trust-material.json" \
