@@ -10,6 +10,7 @@
 //	tpload --world DIR --mode ceiling         two ed25519.Verify per request on all cores
 //	tpload upstream --listen ADDR             the demo upstream, in its own process
 //	tpload proxy --listen ADDR --upstream URL a plain httputil.ReverseProxy
+//	tpload summarize [flags]                  the bench section of docs/PERFORMANCE.md
 //
 // The code lives in internal/loadgen; this file reads flags and runs it.
 package main
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return serveUpstream(ctx, args[1:], stderr)
 		case "proxy":
 			return serveProxy(ctx, args[1:], stderr)
+		case "summarize":
+			return summarize(args[1:], stdout, stderr)
 		}
 	}
 	var c config

@@ -131,6 +131,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		answered.Add(1)
 		w.byKind[sd.kind]++
+		if cfg.Expect == ExpectUpstream && out.name == outcomeAllowed {
+			out.name = outcome2xx // nothing was verified
+		}
 		w.outcomes[out.name]++
 		if cfg.Expect == ExpectUpstream {
 			if out.status/100 != 2 {
@@ -191,7 +194,12 @@ type outcome struct {
 	name   string // "allowed", a reason code, or "http_<status>"
 }
 
-const outcomeAllowed = "allowed"
+// The outcome names of a 2xx answer: from a verifier, an allow; from a
+// target that verifies nothing, just a success.
+const (
+	outcomeAllowed = "allowed"
+	outcome2xx     = "2xx"
+)
 
 // requestCodes returns the reason codes an answer may name by their text;
 // anything else is reported by its status only, so a report never carries
