@@ -82,7 +82,7 @@ type container struct {
 		ContainerPort int
 	}
 	ReadinessProbe, LivenessProbe, StartupProbe *probe
-	Resources struct {
+	Resources                                   struct {
 		Requests map[string]string
 		Limits   map[string]string
 	}
