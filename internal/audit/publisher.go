@@ -138,7 +138,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		// Fill the window, resends first: the stream sees each node's
 		// events in node_seq order.
-		sendErr := error(nil)
+		sendErr, damaged := error(nil), false
 		for len(inflight) < p.cfg.Window {
 			var pm *pending
 			if len(resend) > 0 {
@@ -148,7 +148,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 				if err != nil {
 					// Damage the reader cannot pass: an operator must
 					// act. The spool keeps growing, then fails closed.
-					sendErr = fmt.Errorf("read spool: %w", err)
+					sendErr, damaged = fmt.Errorf("read spool: %w", err), true
 					break
 				}
 				if !ok {
@@ -223,7 +223,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 		flushAcks()
 		p.met.failures.Add(ctx, 1)
 		fails++
-		if fails == 1 || fails%50 == 0 {
+		switch {
+		case damaged && (fails == 1 || fails%50 == 0):
+			p.log.Error("audit spool unreadable; publishing stopped, the spool will fill and the node fail closed",
+				"err", sendErr, "pending", p.spool.Pending())
+		case fails == 1 || fails%50 == 0:
 			p.log.Warn("audit publish failed; events stay in the spool and are retried",
 				"err", sendErr, "pending", p.spool.Pending(), "spool_bytes", p.spool.Bytes())
 		}

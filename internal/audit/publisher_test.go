@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
@@ -159,5 +161,45 @@ func TestEnsureStreamExisting(t *testing.T) {
 		t.Error("EnsureStream accepted a memory stream without the audit subjects")
 	} else {
 		t.Logf("EnsureStream(BAD): %v", err)
+	}
+}
+
+// TestPublisherMetrics reads the publisher's and the spool's instruments.
+func TestPublisherMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	srv := natstest.Server(t)
+	nc := natstest.Connect(t, srv.ClientURL())
+	ensure(t, natstest.JetStream(t, nc))
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir(), MeterProvider: mp})
+	p := newPublisher(t, s, PublisherConfig{Conn: nc, MeterProvider: mp})
+	runPublisher(t, p)
+	appendN(t, s, 0, 10)
+	flush(t, p)
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{metricSpooled: 10, metricPublished: 10, metricUnrecordable: 0} {
+		if got := sumOf(rm, name); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
+	}
+	if got := gaugeOf(rm, metricSpoolPending); got != 0 {
+		t.Errorf("%s = %d after a flush, want 0", metricSpoolPending, got)
+	}
+	var sawLatency, sawAge bool
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Histogram[float64]:
+				sawLatency = sawLatency || (m.Name == metricPublishDur && len(d.DataPoints) == 1 && d.DataPoints[0].Count == 10)
+			case metricdata.Gauge[float64]:
+				sawAge = sawAge || (m.Name == metricOldestAge && len(d.DataPoints) == 1 && d.DataPoints[0].Value == 0)
+			}
+		}
+	}
+	if !sawLatency || !sawAge {
+		t.Errorf("publish latency histogram seen %v, oldest age 0 seen %v", sawLatency, sawAge)
 	}
 }

@@ -1,0 +1,67 @@
+package audit
+
+import (
+	"bytes"
+	"testing"
+)
+
+// chainOf returns n encoded events of node, chained.
+func chainOf(t *testing.T, node string, n int) [][]byte {
+	t.Helper()
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir(), NodeID: node})
+	var out [][]byte
+	for _, e := range appendN(t, s, 0, n) {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func TestChainVerifier(t *testing.T) {
+	const subj = "trustplane.audit.deny.passport_missing"
+	a := chainOf(t, "a", 5)
+	b := chainOf(t, "b", 3)
+	tests := []struct {
+		name     string
+		msgs     [][]byte
+		subjects map[int]string // overrides by index
+		trimmed  bool
+		want     []string // problem kinds, in order
+	}{
+		{name: "two whole chains interleaved", msgs: [][]byte{a[0], b[0], a[1], a[2], b[1], a[3], b[2], a[4]}},
+		{name: "deleted", msgs: [][]byte{a[0], a[1], a[3], a[4]}, want: []string{ProblemGap}},
+		{name: "altered", msgs: [][]byte{a[0], bytes.Replace(a[1], []byte("req-1"), []byte("req-X"), 1), a[2], a[3], a[4]}, want: []string{ProblemAltered}},
+		{name: "stored twice", msgs: [][]byte{a[0], a[1], a[1], a[2]}, want: []string{ProblemDuplicate}},
+		{name: "head missing", msgs: [][]byte{a[2], a[3], a[4]}, want: []string{ProblemHead}},
+		{name: "head trimmed by retention", msgs: [][]byte{a[2], a[3], a[4]}, trimmed: true},
+		{name: "wrong subject", msgs: [][]byte{a[0], a[1]}, subjects: map[int]string{1: "trustplane.audit.allow.allowed"}, want: []string{ProblemSubject}},
+		{name: "not an event", msgs: [][]byte{a[0], []byte("{}"), a[1]}, want: []string{ProblemMalformed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := ChainVerifier{HeadTrimmed: tt.trimmed}
+			for i, m := range tt.msgs {
+				s := subj
+				if o, ok := tt.subjects[i]; ok {
+					s = o
+				}
+				v.Add(uint64(i+1), s, m)
+			}
+			var got []string
+			for _, p := range v.Problems() {
+				got = append(got, p.Kind)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("Problems = %v, want %v (%v)", got, tt.want, v.Problems())
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("Problems = %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+}
