@@ -216,6 +216,10 @@ for i in "${TPLOCAL_NODES[@]}"; do
 		--trusted-proxies "127.0.0.1/32,::1/128"
 		--bundle-public-key "$KEYS/bundle.pub"
 	)
+	# The audit stream as durable as the ledger, where this verifierd has one.
+	if [[ $verifierd_help == *-audit-replicas* ]]; then
+		args+=(--audit-replicas 3)
+	fi
 	if [[ $bundles_mode == nats ]]; then
 		args+=(--beacon-public-key "$KEYS/beacon.pub")
 		if [[ $verifierd_help == *-bundle-replicas* ]]; then
