@@ -497,3 +497,54 @@ func TestAuditSpoolFull(t *testing.T) {
 		ledgerDown, full, stored, unrecordable)
 	requireWhole(t, ext.ClientURL())
 }
+
+// TestAuditShutdownFlush: on SIGTERM verifierd flushes its spool to NATS
+// before it drains the connection (STYLE §6), so a backlog built during an
+// outage is in the stream once the process has exited; and when NATS stays
+// down past --audit-flush-timeout, the backlog stays in the spool and the
+// next start sends it.
+func TestAuditShutdownFlush(t *testing.T) {
+	ext := natstest.StartExternal(t)
+	w := newWorld(t)
+	up := newUpstream(t)
+	dataDir := t.TempDir()
+	args := []string{"--upstream", up.URL, "--nats-url", ext.ClientURL(), "--node-id", "flush-a",
+		"--data-dir", dataDir, "--audit-flush-timeout", "15s"}
+	n := startVerifierd(t, w, true, args...)
+	c := &http.Client{Timeout: 30 * time.Second}
+	dec := newDecisions()
+	if d := signedGet(t, w, c, n, dec, "flush-before"); d.status != 200 {
+		t.Fatalf("before: %d %s", d.status, d.reason)
+	}
+
+	// A backlog, then NATS back and SIGTERM at once: the flush sends it.
+	ext.Stop()
+	for i := range 100 {
+		signedGet(t, w, c, n, dec, fmt.Sprintf("flush-down-%d", i))
+	}
+	ext.Start()
+	n.stop()
+	if strings.Contains(n.logs.String(), "audit flush incomplete") {
+		t.Errorf("the flush did not finish:\n%s", n.logs.String())
+	}
+	all := dec.snapshot()
+	msgs := readAudit(t, ext.ClientURL())
+	checkAudit(t, msgs, "flush-a", all, 2)
+
+	// NATS down through the whole shutdown: the backlog stays on disk.
+	n = startVerifierd(t, w, true, append(args[:len(args)-1:len(args)-1], "1s")...)
+	ext.Stop()
+	for i := range 20 {
+		signedGet(t, w, c, n, dec, fmt.Sprintf("flush-left-%d", i))
+	}
+	n.stop()
+	if !strings.Contains(n.logs.String(), "audit flush incomplete") {
+		t.Errorf("no \"audit flush incomplete\" with NATS down:\n%s", n.logs.String())
+	}
+	ext.Start()
+	n = startVerifierd(t, w, true, args...)
+	all = dec.snapshot()
+	msgs = waitAudit(t, ext.ClientURL(), "flush-a", len(all), 6)
+	checkAudit(t, msgs, "flush-a", all, 6)
+	requireWhole(t, ext.ClientURL())
+}
