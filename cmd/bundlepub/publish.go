@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -132,7 +133,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	res, err := pub.Publish(ctx)
+	res, err := publishAtStart(ctx, pub, log)
 	if err != nil {
 		return err
 	}
@@ -184,4 +185,37 @@ func closeConn(ctx context.Context, nc *nats.Conn, log *slog.Logger) {
 	if err := natsx.DrainAndWait(dctx, nc); err != nil {
 		log.Debug("nats drain", "err", err)
 	}
+}
+
+// startRetryWindow bounds how long publish keeps retrying a first publish
+// that failed for a transient reason.
+const startRetryWindow = 30 * time.Second
+
+// publishAtStart publishes, retrying with back-off while JetStream is not
+// ready yet (a bucket just created has no stream leader for a moment, and
+// its requests get no responders). A refusal (rollback, bad signature) is
+// final at once.
+func publishAtStart(ctx context.Context, pub *bundlekv.Publisher, log *slog.Logger) ([]bundlekv.Result, error) {
+	deadline := time.Now().Add(startRetryWindow)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		res, err := pub.Publish(ctx)
+		if err == nil || !transient(err) || time.Now().After(deadline) {
+			return res, err
+		}
+		log.Warn("first publish failed; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// transient reports errors that say JetStream did not answer yet, as
+// opposed to an answer that refuses the documents.
+func transient(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected)
 }
