@@ -1,3 +1,5 @@
+//go:build !auditfuzz
+
 package audit
 
 import (

@@ -62,6 +62,14 @@ func TestWriteFuzzSeeds(t *testing.T) {
 // kill -9 or a disk could leave it: opening never panics, keeps only whole
 // well-formed records, and what the reader returns then is exactly what
 // scanSegment accepted, after which appends continue the chain.
+//
+// Run it without the NATS tests linked in, which slow the fuzzer's coverage
+// bookkeeping about twentyfold:
+//
+//	go test -tags auditfuzz -run '^$' -fuzz FuzzSpoolReader -fuzztime 120s ./internal/audit
+//
+// The worker reports executions in batches; "0/sec" between reports is not
+// a hang.
 func FuzzSpoolReader(f *testing.F) {
 	for _, b := range fuzzSeeds() {
 		f.Add(b)

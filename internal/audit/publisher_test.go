@@ -1,10 +1,10 @@
+//go:build !auditfuzz
+
 package audit
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,52 +15,6 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
-
-// runPublisher starts p.Run and returns a stop function that cancels it and
-// waits for it to return.
-func runPublisher(t testing.TB, p *Publisher) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := p.Run(ctx); err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	})
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
-}
-
-func newPublisher(t testing.TB, s *Spool, cfg PublisherConfig) *Publisher {
-	t.Helper()
-	cfg.Spool = s
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
-	}
-	p, err := NewPublisher(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func ensure(t testing.TB, js jetstream.JetStream) {
-	t.Helper()
-	if err := EnsureStream(t.Context(), js, StreamConfig{}, nil); err != nil {
-		t.Fatalf("EnsureStream: %v", err)
-	}
-}
-
-func flush(t testing.TB, p *Publisher) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestPublish: events reach the stream once, in order, on their subjects,
 // with Nats-Msg-Id = event_id, and acknowledged segments are trimmed.

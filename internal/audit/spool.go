@@ -172,7 +172,10 @@ func (s *Spool) recover() error {
 	if err != nil {
 		return err
 	}
-	var last segmentState
+	var (
+		last   segmentState
+		states []segmentState // of s.segs
+	)
 	for i, name := range names {
 		b, err := os.ReadFile(name)
 		if err != nil {
@@ -181,7 +184,7 @@ func (s *Spool) recover() error {
 		st, scanErr := scanSegment(b)
 		isLast := i == len(names)-1
 		if scanErr != nil && !isLast {
-			return fmt.Errorf("segment %s damaged at %w; move it aside to continue (its events are not published)", filepath.Base(name), scanErr)
+			return fmt.Errorf("segment %s damaged at %w; to continue, move it and every older segment aside (their unpublished events are then lost)", filepath.Base(name), scanErr)
 		}
 		if st.valid == 0 {
 			// Not even the chain record survived: the crash came
@@ -210,6 +213,19 @@ func (s *Spool) recover() error {
 		s.segs = append(s.segs, &segment{first: st.first, last: st.first - 1 + uint64(st.events), size: st.valid, path: name})
 		s.used.Add(st.valid)
 		last = st
+		states = append(states, st)
+	}
+	if n := len(s.segs); n > 0 && last.events == 0 && last.nodeID != s.cfg.NodeID {
+		// An empty segment of another node id: the new chain starts in a
+		// segment of the same first pos, so this one goes.
+		if err := os.Remove(s.segs[n-1].path); err != nil {
+			return err
+		}
+		s.used.Add(-s.segs[n-1].size)
+		s.segs = s.segs[:n-1]
+		if n > 1 {
+			last = states[n-2]
+		}
 	}
 	if len(s.segs) == 0 {
 		// A new spool, or one whose every segment was empty.

@@ -197,3 +197,15 @@ func gaugeOf(rm metricdata.ResourceMetrics, name string) int64 {
 	}
 	return -1
 }
+
+// TestNodeIDChangeEmptySegment: a node id change right after a rotation
+// (the active segment holds only its chain record).
+func TestNodeIDChangeEmptySegment(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := OpenSpool(SpoolConfig{Dir: dir, NodeID: "old"})
+	s.Close()
+	s = openSpool(t, SpoolConfig{Dir: dir, NodeID: "new"})
+	if e := appendN(t, s, 0, 1)[0]; e.NodeSeq != 1 || e.NodeID != "new" {
+		t.Errorf("first event after the change: node_seq %d node %s", e.NodeSeq, e.NodeID)
+	}
+}
