@@ -36,6 +36,7 @@ RESULTS=$root/loadtest/results
 LOCAL=$WORK/local # deploy/local state; its keys are the demo world every run uses
 KEYS=$LOCAL/keys
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$SECONDS
 
 log() { echo "bench: $*" >&2; }
@@ -217,10 +218,13 @@ local_up=0
 # --- summary -----------------------------------------------------------------------------------
 commit=$(git -C "$root" rev-parse --short HEAD)
 if [[ -n $(git -C "$root" status --porcelain -- cmd internal go.mod 2>/dev/null) ]]; then
-	commit+=" (with uncommitted changes in cmd/ or internal/)"
+	commit+=" plus uncommitted changes in the shared working tree (cmd/, internal/ or go.mod)"
 fi
 audit="off: not wired into verifierd at this commit (no --audit-* flags)"
-if "$BIN/verifierd" -h 2>&1 | grep -q -- '-audit-replicas'; then
+# The help text is read whole: under pipefail, "verifierd -h | grep -q"
+# fails at random when grep exits before verifierd has written (SIGPIPE).
+verifierd_help=$("$BIN/verifierd" -h 2>&1 || true)
+if [[ $verifierd_help == *-audit-replicas* ]]; then
 	audit="on: every decision is published to the audit stream, verifierd's defaults (--audit-replicas 1 unless deploy/local sets it)"
 fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -228,6 +232,7 @@ mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 "$BIN/tpload" summarize --results "$RESULTS" --doc "$root/docs/PERFORMANCE.md" \
 	--header "Measured $started_at by \`loadtest/bench.sh\` (BENCH_DURATION=$DUR per run) at commit $commit, in $(((SECONDS - t0) / 60)) min." \
 	--header "Machine: $(nproc) vCPU \"$cpu\", $mem, Linux $(uname -r) $(uname -m); $("$GO" version | cut -d' ' -f3); $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'); nats-server $("$LOCAL/bin/nats-server" --version | sed 's/.*v//'); shared with other work, so rates are pessimistic and CPU per request is the figure to trust." \
+	--header "Load average (1, 5, 15 min) before the run: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg). Above 2 means other work competed for the 2 cores: latency figures are then the machine's, not the verifier's." \
 	--header "Load: tpload, one signed request per send (passport + proof signed before the clock starts), 50% GET / 50% POST with a 1 KiB body (nginx: GETs only, see below), closed loop with 64 workers, open loop with up to 256 in flight and latency from each due time. CPU: utime+stime from /proc of the processes under test, per answered request. tpload itself runs on the same 2 cores." \
 	--header "Audit: $audit. d and e use deploy/local with bundles from files (TPLOCAL_BUNDLES=file). Raw reports: \`loadtest/results/\`." \
 	>/dev/null
