@@ -197,7 +197,7 @@ type outcome struct {
 // The outcome names of a 2xx answer: from a verifier, an allow; from a
 // target that verifies nothing, just a success.
 const (
-	outcomeAllowed = "allowed"
+	outcomeAllowed = string(reason.Allowed)
 	outcome2xx     = "2xx"
 )
 
