@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -492,77 +490,3 @@ func (s *Spool) Bytes() int64 { return s.used.Load() }
 
 // Pending returns how many appended events JetStream has not acknowledged.
 func (s *Spool) Pending() uint64 { return s.lastPos.Load() - s.ackedPos.Load() }
-
-// --- the publisher's side: the acknowledgement cursor and trimming ---
-
-const cursorName = "acked"
-
-// openCursor opens the cursor file and returns the pos it holds: the last
-// event JetStream acknowledged. A missing or unreadable cursor is 0, which
-// resends what the spool still holds (the stream's duplicate window drops
-// what it already has).
-func (s *Spool) openCursor() (uint64, error) {
-	path := filepath.Join(s.cfg.Dir, cursorName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	s.cursor = f
-	b := make([]byte, 32)
-	n, _ := f.ReadAt(b, 0)
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b[:n])), 10, 64)
-	if err != nil {
-		if n > 0 {
-			s.log.Warn("audit spool: unreadable cursor; resending what the spool holds", "file", path)
-		}
-		return 0, nil
-	}
-	return v, nil
-}
-
-// ack records that every event up to pos is in the stream: it writes the
-// cursor (one pwrite, no fsync: after an OS crash a stale cursor only
-// resends events, which the duplicate window drops) and deletes the
-// segments that hold nothing newer. Only the publisher calls it.
-func (s *Spool) ack(pos uint64) {
-	s.ackedPos.Store(pos)
-	if s.cursor != nil {
-		if _, err := s.cursor.WriteAt(fmt.Appendf(nil, "%020d\n", pos), 0); err != nil {
-			s.log.Warn("audit spool: cursor write failed", "err", err)
-		}
-	}
-	var drop []*segment
-	s.mu.Lock()
-	for len(s.segs) > 1 && s.segs[0].last <= pos {
-		drop = append(drop, s.segs[0])
-		s.segs = s.segs[1:]
-	}
-	s.mu.Unlock()
-	for _, seg := range drop {
-		if err := os.Remove(seg.path); err != nil {
-			s.log.Warn("audit spool: cannot delete a published segment", "segment", seg.path, "err", err)
-			continue
-		}
-		s.used.Add(-seg.size)
-	}
-}
-
-// segmentAfter returns a copy of the first segment whose first pos is at
-// least from's segment, for the reader: the one holding pos from, or the
-// next one if that was trimmed. ok is false if there is none.
-func (s *Spool) segmentFor(pos uint64) (seg segment, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.segs) - 1; i >= 0; i-- {
-		if s.segs[i].first <= pos {
-			if s.segs[i].last < pos && i+1 < len(s.segs) {
-				return *s.segs[i+1], true
-			}
-			return *s.segs[i], true
-		}
-	}
-	if len(s.segs) > 0 {
-		return *s.segs[0], true
-	}
-	return segment{}, false
-}
