@@ -266,6 +266,33 @@ func TestAuditEveryDecision(t *testing.T) {
 	checkAudit(t, msgs, "audit-a", dec.snapshot(), 2)
 	requireWhole(t, url)
 
+	// Tampered copies of the stream (what someone with write access to
+	// the storage could make): tpaudit verify finds the deletion and the
+	// alteration.
+	tamperCopy(t, url, "DELETED", func(i int, m auditMsg) []byte {
+		if i == 3 {
+			return nil
+		}
+		return m.data
+	})
+	if code, out := tpauditVerify(t, url, "--stream", "DELETED"); code != 1 || !strings.Contains(out, "PROBLEM gap") {
+		t.Errorf("tpaudit verify of a copy with a deleted event = %d, want 1 and a gap\n%s", code, out)
+	} else {
+		t.Logf("tpaudit verify --stream DELETED (event 4 deleted):\n%s", strings.TrimSpace(out))
+	}
+	tamperCopy(t, url, "ALTERED", func(i int, m auditMsg) []byte {
+		if m.ev.ReasonCode == "allowed" {
+			// Rewrite who was allowed, keeping the JSON valid.
+			return bytes.Replace(m.data, []byte(`"subject":"`+wSubject+`"`), []byte(`"subject":"spiffe://e2e.local/workload/someone-else"`), 1)
+		}
+		return m.data
+	})
+	if code, out := tpauditVerify(t, url, "--stream", "ALTERED"); code != 1 || !strings.Contains(out, "PROBLEM altered") {
+		t.Errorf("tpaudit verify of a copy with an altered event = %d, want 1 and altered\n%s", code, out)
+	} else {
+		t.Logf("tpaudit verify --stream ALTERED (the allow's subject rewritten):\n%s", strings.TrimSpace(out))
+	}
+
 	// A clean restart: the chain continues at the next node_seq.
 	n.stop()
 	n = startVerifierd(t, w, true, args...)
@@ -280,3 +307,29 @@ func nopBody(b []byte) *readCloser { return &readCloser{bytes.NewReader(b)} }
 type readCloser struct{ *bytes.Reader }
 
 func (readCloser) Close() error { return nil }
+
+// tamperCopy copies the audit stream at url into a new stream name (subjects
+// <name>.audit.>), message by message through edit (nil drops one).
+func tamperCopy(t testing.TB, url, name string, edit func(i int, m auditMsg) []byte) {
+	t.Helper()
+	msgs := readAudit(t, url)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	prefix := strings.ToLower(name)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ".audit.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs {
+		data := edit(i, m)
+		if data == nil {
+			continue
+		}
+		if _, err := js.Publish(t.Context(), prefix+"."+strings.TrimPrefix(m.subject, "trustplane."), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
