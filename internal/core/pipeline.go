@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -64,6 +63,8 @@ type Pipeline struct {
 	// bundle, so a request merges no header lists and takes no lock. A new
 	// policy bundle replaces the whole cache.
 	policies atomic.Pointer[routePolicies]
+	// keys caches expanded trust-material keys (keys.go).
+	keys keyCache
 }
 
 // routePolicies are the transcript policies of one policy bundle's routes.
@@ -180,7 +181,8 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	}
 
 	// 9. Passport signature.
-	if !tok.VerifySignature(key.PublicKey) {
+	trusted := p.keys.verifier(snap.Trust, key)
+	if v := trusted; v == nil || !tok.VerifyWith(v) {
 		return deny(d, reason.PassportSignatureInvalid, fmt.Errorf("passport signature does not verify with key %s", key.KID))
 	}
 
@@ -264,7 +266,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	d.TranscriptSHA256 = proof.digestHex
 
 	// 18. The proof: Ed25519 by the cnf key over the 32 raw digest bytes.
-	if !ed25519.Verify(c.PublicKey, m.Digest[:], proof.sig[:]) {
+	if v := cnfVerifier(c.PublicKey, key.PublicKey, trusted); v == nil || !v.Verify(m.Digest[:], proof.sig[:]) {
 		return deny(d, reason.InvalidRequestProof, errors.New("request proof does not verify with the cnf key"))
 	}
 
