@@ -67,11 +67,17 @@ func checkChain(t testing.TB, msgs []stored, node string, n int) {
 			t.Errorf("stream seq %d: Nats-Msg-Id %q, event_id %q", m.seq, m.msgID, e.EventID)
 		}
 	}
+	v.Finish()
 	for _, p := range v.Problems() {
 		t.Errorf("chain problem: %s", p)
 	}
 	if count != n {
 		t.Errorf("node %s: %d events in the stream, want %d", node, count, n)
+	}
+	for _, nc := range v.Nodes() {
+		if nc.Reordered > 0 {
+			t.Logf("node %s: %d events stored out of node_seq order", nc.NodeID, nc.Reordered)
+		}
 	}
 }
 

@@ -157,3 +157,43 @@ func TestPublisherMetrics(t *testing.T) {
 		t.Errorf("publish latency histogram seen %v, oldest age 0 seen %v", sawLatency, sawAge)
 	}
 }
+
+// TestPublishR3: the stream with three replicas on a three-server cluster,
+// and the leader of the stream restarted while events flow.
+func TestPublishR3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three servers")
+	}
+	servers := natstest.Cluster(t, 3)
+	nc := natstest.Connect(t, natstest.URLs(servers)...)
+	js := natstest.JetStream(t, nc)
+	if err := EnsureStream(t.Context(), js, StreamConfig{Replicas: 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(t.Context(), DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.Replicas; got != 3 {
+		t.Fatalf("replicas = %d, want 3", got)
+	}
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir()})
+	p := newPublisher(t, s, PublisherConfig{Conn: nc, AckTimeout: 2 * time.Second})
+	runPublisher(t, p)
+	appendN(t, s, 0, 200)
+	flush(t, p)
+
+	// Stop the stream leader; a new one is elected and the rest arrives.
+	leader := st.CachedInfo().Cluster.Leader
+	for i, srv := range servers {
+		if srv.Name() == leader {
+			stopped := natstest.StopServer(t, srv)
+			appendN(t, s, 200, 200)
+			flush(t, p)
+			servers[i] = natstest.RestartServer(t, stopped)
+		}
+	}
+	appendN(t, s, 400, 100)
+	flush(t, p)
+	checkChain(t, readStream(t, js, DefaultStream), "node-a", 500)
+}

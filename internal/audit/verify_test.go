@@ -29,12 +29,17 @@ func TestChainVerifier(t *testing.T) {
 		msgs     [][]byte
 		subjects map[int]string // overrides by index
 		trimmed  bool
+		window   int
 		want     []string // problem kinds, in order
 	}{
 		{name: "two whole chains interleaved", msgs: [][]byte{a[0], b[0], a[1], a[2], b[1], a[3], b[2], a[4]}},
 		{name: "deleted", msgs: [][]byte{a[0], a[1], a[3], a[4]}, want: []string{ProblemGap}},
 		{name: "altered", msgs: [][]byte{a[0], bytes.Replace(a[1], []byte("req-1"), []byte("req-X"), 1), a[2], a[3], a[4]}, want: []string{ProblemAltered}},
 		{name: "stored twice", msgs: [][]byte{a[0], a[1], a[1], a[2]}, want: []string{ProblemDuplicate}},
+		{name: "out of order", msgs: [][]byte{a[0], a[2], a[1], a[4], a[3]}},
+		{name: "out of order and deleted", msgs: [][]byte{a[0], a[3], a[1], a[4]}, want: []string{ProblemGap}},
+		{name: "deleted at the head", msgs: [][]byte{a[1], a[2]}, want: []string{ProblemHead}},
+		{name: "reorder window exceeded", msgs: [][]byte{a[0], a[2], a[3], a[4], a[1]}, window: 2, want: []string{ProblemGap, ProblemDuplicate}},
 		{name: "head missing", msgs: [][]byte{a[2], a[3], a[4]}, want: []string{ProblemHead}},
 		{name: "head trimmed by retention", msgs: [][]byte{a[2], a[3], a[4]}, trimmed: true},
 		{name: "wrong subject", msgs: [][]byte{a[0], a[1]}, subjects: map[int]string{1: "trustplane.audit.allow.allowed"}, want: []string{ProblemSubject}},
@@ -42,7 +47,7 @@ func TestChainVerifier(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := ChainVerifier{HeadTrimmed: tt.trimmed}
+			v := ChainVerifier{HeadTrimmed: tt.trimmed, ReorderWindow: tt.window}
 			for i, m := range tt.msgs {
 				s := subj
 				if o, ok := tt.subjects[i]; ok {
@@ -50,6 +55,7 @@ func TestChainVerifier(t *testing.T) {
 				}
 				v.Add(uint64(i+1), s, m)
 			}
+			v.Finish()
 			var got []string
 			for _, p := range v.Problems() {
 				got = append(got, p.Kind)
