@@ -1,8 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/reason"
@@ -120,6 +123,38 @@ func (e *Event) Encode() ([]byte, error) {
 		e.Path = e.Path[:maxPathBytes] + "...(truncated)"
 	}
 	return json.Marshal(e)
+}
+
+// chainTail is how Encode ends for an event with NodeSeq 0 and an empty
+// PrevEventSHA256: the chain members are the last two.
+const chainTail = `,"node_seq":0,"prev_event_sha256":""}`
+
+// encodeHead encodes e without its chain members: the bytes of Encode up
+// to the comma before "node_seq". appendChain completes them, so the chain
+// can be filled in under the spool's lock without encoding there.
+func (e *Event) encodeHead() ([]byte, error) {
+	seq, prev := e.NodeSeq, e.PrevEventSHA256
+	e.NodeSeq, e.PrevEventSHA256 = 0, ""
+	b, err := e.Encode()
+	e.NodeSeq, e.PrevEventSHA256 = seq, prev
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasSuffix(b, []byte(chainTail)) {
+		return nil, errors.New("audit: event encoding does not end with the chain members")
+	}
+	return b[:len(b)-len(chainTail)], nil
+}
+
+// appendChain completes head with the chain members, giving exactly the
+// bytes Encode gives for the event with these values (a hex string needs
+// no JSON escaping).
+func appendChain(head []byte, nodeSeq uint64, prev string) []byte {
+	b := append(head, `,"node_seq":`...)
+	b = strconv.AppendUint(b, nodeSeq, 10)
+	b = append(b, `,"prev_event_sha256":"`...)
+	b = append(b, prev...)
+	return append(b, `"}`...)
 }
 
 // Decode parses message bytes into an event. Unknown members are ignored, so

@@ -116,3 +116,18 @@ func TestLongPathCut(t *testing.T) {
 		t.Errorf("event with a 70 kB path encodes to %d bytes", len(b))
 	}
 }
+
+// TestHeadPlusChain: encodeHead plus appendChain is byte for byte Encode,
+// which the chain and every consumer rely on.
+func TestHeadPlusChain(t *testing.T) {
+	for i, e := range sampleEvents() {
+		want, _ := e.Encode()
+		head, err := e.encodeHead()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendChain(head, e.NodeSeq, e.PrevEventSHA256); !bytes.Equal(got, want) {
+			t.Errorf("event %d: head+chain\n%s\nwant\n%s", i, got, want)
+		}
+	}
+}

@@ -303,6 +303,12 @@ func (s *Spool) append(e *Event) error {
 		e.OccurredAt = Timestamp(now)
 	}
 	subject := e.NATSSubject()
+	// Encode outside the lock; only the chain members, last in the
+	// encoding, are filled in under it.
+	head, err := e.encodeHead()
+	if err != nil {
+		return err
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -314,10 +320,7 @@ func (s *Spool) append(e *Event) error {
 	}
 	e.NodeSeq = s.nodeSeq + 1
 	e.PrevEventSHA256 = hex.EncodeToString(s.prev[:])
-	data, err := e.Encode()
-	if err != nil {
-		return err
-	}
+	data := appendChain(head, e.NodeSeq, e.PrevEventSHA256)
 	pos := s.lastPos.Load() + 1
 	s.buf = appendEventRecord(s.buf[:0], pos, e.NodeSeq, now.UnixNano(), subject, e.EventID, data)
 	if s.used.Load()+int64(len(s.buf)) > s.cfg.MaxBytes {
