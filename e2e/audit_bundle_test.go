@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
 
@@ -75,7 +76,7 @@ func TestAuditBundleEvents(t *testing.T) {
 	events := bundleEvents(3)
 	var rejected *auditMsg
 	for i := range events {
-		if events[i].ev.ReasonCode == "bundle_rejected" {
+		if events[i].ev.ReasonCode == reason.BundleRejected {
 			rejected = &events[i]
 		}
 	}

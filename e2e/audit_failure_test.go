@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
 
@@ -222,7 +223,7 @@ func TestAuditSpoolFull(t *testing.T) {
 	// lost quietly.
 	var stored int
 	for _, m := range msgs {
-		if m.ev.ReasonCode == "audit_unavailable" {
+		if m.ev.ReasonCode == reason.AuditUnavailable {
 			stored++
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 // decided is one answer a test got, by request id.
@@ -281,7 +282,7 @@ func TestAuditEveryDecision(t *testing.T) {
 		t.Logf("tpaudit verify --stream DELETED (event 4 deleted):\n%s", strings.TrimSpace(out))
 	}
 	tamperCopy(t, url, "ALTERED", func(i int, m auditMsg) []byte {
-		if m.ev.ReasonCode == "allowed" {
+		if m.ev.ReasonCode == reason.Allowed {
 			// Rewrite who was allowed, keeping the JSON valid.
 			return bytes.Replace(m.data, []byte(`"subject":"`+wSubject+`"`), []byte(`"subject":"spiffe://e2e.local/workload/someone-else"`), 1)
 		}
