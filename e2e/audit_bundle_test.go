@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
-	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 // TestAuditBundleEvents: a node in NATS bundle mode records a

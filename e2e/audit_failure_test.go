@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
-	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 // signedGet sends a fresh signed GET and records the answer.
