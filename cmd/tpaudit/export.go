@@ -92,7 +92,7 @@ func exportFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (in
 			}
 			n += len(got)
 		}
-		fmt.Fprintf(os.Stderr, "tpaudit export: %d events exported through consumer %s\n", n, *durable)
+		fmt.Fprintf(c.stderr, "tpaudit export: %d events exported through consumer %s\n", n, *durable)
 		return 0, nil
 	}
 }

@@ -105,6 +105,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return 1
 	}
 	defer c.nc.Close()
+	c.stderr = stderr
 	code, err := exec(ctx, c, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], err)
@@ -120,6 +121,7 @@ type client struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream string
+	stderr io.Writer // progress and summaries, apart from the data on stdout
 }
 
 func connect(url, stream string, timeout time.Duration) (*client, error) {

@@ -269,8 +269,9 @@ func (s *Spool) Room() bool {
 // active segment with one write(2). It returns after the write, before any
 // fsync and without waiting for NATS. On error the event is not recorded:
 // ErrFull when the spool is at its limit, ErrClosed after Close, or the
-// write's error; each is counted as an unrecordable event. ctx is unused
-// for now: a local write is not cancellable.
+// write's error; each is counted as an unrecordable event. ctx only
+// carries request-scoped values to the metrics: a local write is not
+// cancellable, and the event must be written whatever the caller's state.
 func (s *Spool) Append(ctx context.Context, e *Event) error {
 	err := s.append(e)
 	if err != nil {
