@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
@@ -93,6 +98,37 @@ func TestTwoRegions(t *testing.T) {
 		}
 	})
 
+	t.Run("audit gathered", func(t *testing.T) {
+		url := regions[0].URLs()[0]
+		cmd := exec.Command(binary(t, "tpaudit"), "gather", "--nats-url", url, "--regions", "eu,us", "--replicas", "3", "--cluster", "eu")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tpaudit gather: %v\n%s", err, out)
+		}
+		// Every event of both regional streams reaches the global one, once,
+		// under its SPEC subject and naming its region.
+		var msgs []auditMsg
+		took := waitFor(t, 60*time.Second, "global audit stream caught up", func() error {
+			eu, us := streamMsgs(t, url, "TRUSTPLANE_AUDIT_EU"), streamMsgs(t, url, "TRUSTPLANE_AUDIT_US")
+			msgs = readAudit(t, url)
+			if eu == 0 || us == 0 || uint64(len(msgs)) != eu+us {
+				return fmt.Errorf("regional streams eu %d + us %d, global %d", eu, us, len(msgs))
+			}
+			return nil
+		})
+		ids := map[string]bool{}
+		perRegion := map[string]int{}
+		for _, m := range msgs {
+			wantRegion := strings.TrimPrefix(m.ev.NodeID, "node-")
+			if m.ev.Region != wantRegion || !strings.HasPrefix(m.subject, "trustplane.audit."+m.ev.Outcome+".") || ids[m.msgID] {
+				t.Errorf("global event %d: node %s region %q subject %s msg id %s (seen %v)", m.seq, m.ev.NodeID, m.ev.Region, m.subject, m.msgID, ids[m.msgID])
+			}
+			ids[m.msgID] = true
+			perRegion[m.ev.Region]++
+		}
+		t.Logf("global audit stream: %d events gathered from %v within %s of tpaudit gather", len(msgs), perRegion, took.Round(time.Millisecond))
+		requireWhole(t, url)
+	})
+
 	t.Run("latency", func(t *testing.T) {
 		measure := func(aud, route, path, region string) []time.Duration {
 			var lat []time.Duration
@@ -119,4 +155,26 @@ func TestTwoRegions(t *testing.T) {
 			t.Errorf("a home-region decision from the other region took %s, under one WAN round trip", homeRemote[0])
 		}
 	})
+}
+
+// streamMsgs is the number of messages stream holds.
+func streamMsgs(t testing.TB, url, stream string) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
 }

@@ -7,6 +7,7 @@
 //	tpaudit verify [--allow-truncated-head]
 //	tpaudit export [--durable NAME] [--out FILE] [--since ...] [--follow]
 //	tpaudit stats  [--window 1h] [--json]
+//	tpaudit gather --regions eu,us [--base TRUSTPLANE_AUDIT] [--replicas 3] [--cluster eu]
 //
 // Every subcommand takes --nats-url and --stream; each flag is also read
 // from TPCLUSTER_<FLAG> (SPEC §10.1).
@@ -44,6 +45,7 @@ commands:
   verify   walk every node's hash chain in the stream; exit 1 on a gap or an altered event
   export   write events as JSON lines through a durable consumer; a rerun continues where it stopped
   stats    count decisions by reason and route over --window
+  gather   make --stream the global stream of a multi-region fleet, sourcing every --regions stream
 
 common flags: --nats-url (TPCLUSTER_NATS_URL), --stream (TPCLUSTER_STREAM)
 `
@@ -64,6 +66,7 @@ var commands = map[string]command{
 	"verify": {verifyFlags},
 	"export": {exportFlags},
 	"stats":  {statsFlags},
+	"gather": {gatherFlags},
 }
 
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {

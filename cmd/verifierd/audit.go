@@ -67,6 +67,16 @@ func openAuditor(cfg *Config, nc *nats.Conn, js jetstream.JetStream, nodeID stri
 		MaxAge:   cfg.AuditMaxAge,
 		MaxBytes: cfg.AuditMaxBytes,
 	}
+	if cfg.Region != "" {
+		// A region's events go to its own stream, placed in its cluster;
+		// `tpaudit gather` sources every region's stream into the global
+		// one (docs/MULTI-REGION.md).
+		stream.Name = audit.RegionStream(cfg.AuditStream, cfg.Region)
+		stream.Region = cfg.Region
+		if cfg.NATSURL != "" {
+			stream.Cluster = cfg.Region
+		}
+	}
 	pub, err := audit.NewPublisher(audit.PublisherConfig{
 		Spool:         spool,
 		Conn:          nc,

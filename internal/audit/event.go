@@ -83,9 +83,22 @@ func Timestamp(t time.Time) string {
 }
 
 // NATSSubject is the subject the event is published on (SPEC §9):
-// trustplane.audit.<outcome>.<reason_code>.
+// trustplane.audit.<outcome>.<reason_code>. A node of a region (Region set)
+// publishes to its region's stream instead, under
+// trustplane.region.<region>.audit.<outcome>.<reason_code>; the global
+// stream gathers every region's events back under the SPEC subject
+// (EnsureGlobalStream, docs/MULTI-REGION.md).
 func (e *Event) NATSSubject() string {
+	if e.Region != "" {
+		return RegionSubjectPrefix(e.Region) + e.Outcome + "." + string(e.ReasonCode)
+	}
 	return SubjectPrefix + e.Outcome + "." + string(e.ReasonCode)
+}
+
+// RegionSubjectPrefix is the subject prefix of region's audit events:
+// "trustplane.region.<region>.audit.".
+func RegionSubjectPrefix(region string) string {
+	return "trustplane.region." + region + ".audit."
 }
 
 // check reports an event that cannot be published as it is: its subject

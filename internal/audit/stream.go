@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,6 +31,21 @@ type StreamConfig struct {
 	// MaxBytes bounds the stream; the oldest events go first. If zero,
 	// 10 GiB; -1 means unlimited.
 	MaxBytes int64
+	// Region, if set, makes this the region's stream: it listens on
+	// RegionSubjectPrefix(Region) and, with Cluster set, is placed in that
+	// NATS cluster (docs/MULTI-REGION.md).
+	Region string
+	// Cluster places the stream in a NATS cluster. If empty, the server
+	// places it.
+	Cluster string
+}
+
+// subjectPrefix is what the stream listens on.
+func (c StreamConfig) subjectPrefix() string {
+	if c.Region != "" {
+		return RegionSubjectPrefix(c.Region)
+	}
+	return SubjectPrefix
 }
 
 func (c StreamConfig) withDefaults() StreamConfig {
@@ -49,10 +65,15 @@ func (c StreamConfig) withDefaults() StreamConfig {
 }
 
 func (c StreamConfig) jetstream() jetstream.StreamConfig {
+	var placement *jetstream.Placement
+	if c.Cluster != "" {
+		placement = &jetstream.Placement{Cluster: c.Cluster}
+	}
 	return jetstream.StreamConfig{
 		Name:        c.Name,
 		Description: "tpcluster audit events (SPEC §9)",
-		Subjects:    []string{SubjectPrefix + ">"},
+		Subjects:    []string{c.subjectPrefix() + ">"},
+		Placement:   placement,
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
@@ -87,8 +108,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 	}
 	have := st.CachedInfo().Config
 	var errs []error
-	if !slices.Contains(have.Subjects, SubjectPrefix+">") {
-		errs = append(errs, fmt.Errorf("subjects %q do not include %s>", have.Subjects, SubjectPrefix))
+	if !slices.Contains(have.Subjects, cfg.subjectPrefix()+">") {
+		errs = append(errs, fmt.Errorf("subjects %q do not include %s>", have.Subjects, cfg.subjectPrefix()))
 	}
 	if have.Storage != jetstream.FileStorage {
 		errs = append(errs, fmt.Errorf("storage %s, want file", have.Storage))
@@ -102,6 +123,61 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 	if have.Replicas != want.Replicas || have.MaxAge != want.MaxAge || have.MaxBytes != want.MaxBytes {
 		logger.Warn("audit stream exists with other limits; using it as it is",
 			"stream", cfg.Name, "replicas", have.Replicas, "max_age", have.MaxAge, "max_bytes", have.MaxBytes)
+	}
+	return nil
+}
+
+// GlobalConfig describes the global audit stream of a multi-region fleet:
+// it listens on nothing itself and sources every region's stream, mapping
+// each event back to its SPEC subject, so audit consumers read one stream
+// in which every event names its region (docs/MULTI-REGION.md).
+type GlobalConfig struct {
+	// Name of the global stream. If empty, DefaultStream.
+	Name string
+	// Regions whose streams are gathered, each RegionStream(Base, region).
+	Regions []string
+	// Base is the regional streams' base name. If empty, DefaultStream.
+	Base string
+	// Replicas, MaxAge, MaxBytes and Cluster as in StreamConfig.
+	Replicas int
+	MaxAge   time.Duration
+	MaxBytes int64
+	Cluster  string
+}
+
+// RegionStream names region's audit stream: base + "_" + the region in
+// upper case.
+func RegionStream(base, region string) string {
+	if base == "" {
+		base = DefaultStream
+	}
+	return base + "_" + strings.ToUpper(region)
+}
+
+// EnsureGlobalStream creates the global stream, or updates its sources to
+// cfg.Regions. Sourcing is asynchronous: an event reaches the global stream
+// after its region's stream stored it, and a region cut off by the WAN
+// catches up when the link returns; nothing is lost, since the regional
+// stream holds it meanwhile.
+func EnsureGlobalStream(ctx context.Context, js jetstream.JetStream, cfg GlobalConfig) error {
+	sc := StreamConfig{Name: cfg.Name, Replicas: cfg.Replicas, MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes, Cluster: cfg.Cluster}.withDefaults()
+	want := sc.jetstream()
+	want.Subjects = nil
+	want.Description = "tpcluster audit events of every region (SPEC §9, docs/MULTI-REGION.md)"
+	if len(cfg.Regions) == 0 {
+		return errors.New("audit: global stream: no regions")
+	}
+	for _, r := range cfg.Regions {
+		want.Sources = append(want.Sources, &jetstream.StreamSource{
+			Name: RegionStream(cfg.Base, r),
+			SubjectTransforms: []jetstream.SubjectTransformConfig{{
+				Source:      RegionSubjectPrefix(r) + ">",
+				Destination: SubjectPrefix + ">",
+			}},
+		})
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("audit: global stream %s: %w", sc.Name, err)
 	}
 	return nil
 }
