@@ -59,6 +59,7 @@ type Config struct {
 	LogLevel            string
 	Demo                bool
 	Region              string
+	PprofListen         string
 
 	// Audit (SPEC §9).
 	AuditSpoolDir      string
@@ -129,6 +130,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest accepted request header block")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	fs.StringVar(&c.Region, "region", "", "this node's region: applies the policy's audience_regions and names the ledger bucket (docs/MULTI-REGION.md)")
 	fs.BoolVar(&c.Demo, "demo", false, "first run: demo keys, bundle and upstream under --data-dir, then a signed request and its replay")
 	if err := fs.Parse(args); err != nil {
@@ -219,6 +221,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ExternalScheme != "" && c.ExternalScheme != "http" && c.ExternalScheme != "https" {
 		bad("external-scheme", c.ExternalScheme, "want http or https")
+	}
+	if c.PprofListen != "" {
+		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
+			bad("pprof-listen", c.PprofListen, "want host:port")
+		}
 	}
 	if c.Region != "" && !bundle.ValidRegion(c.Region) {
 		bad("region", c.Region, "want 1 to 32 of [a-z0-9_-], starting with a letter or digit")

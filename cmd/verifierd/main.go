@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -214,6 +215,17 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	log.Info("verifierd listening", "addr", ln.Addr().String(), "node_id", nodeID, "mode", mode(cfg))
+	var pln net.Listener
+	if cfg.PprofListen != "" {
+		// Profiles on their own listener (loopback by default), never on
+		// the verifying one: an operator's tool, not a caller's.
+		if pln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.PprofListen); err != nil {
+			ln.Close()
+			nc.Close()
+			shutdownServer(embedded, log)
+			return fmt.Errorf("listen --pprof-listen %s: %w", cfg.PprofListen, err)
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	aud.start(gctx)
@@ -237,6 +249,20 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 	if cfg.Demo {
 		g.Go(func() error {
 			return runDemo(gctx, ln.Addr().String(), demoFiles, out)
+		})
+	}
+	if pln != nil {
+		psrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("pprof listening", "addr", pln.Addr().String())
+		g.Go(func() error {
+			if err := psrv.Serve(pln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("pprof server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			return psrv.Close()
 		})
 	}
 	g.Go(func() error {
@@ -264,6 +290,19 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 		return nil
 	})
 	return g.Wait()
+}
+
+// pprofMux serves net/http/pprof on a mux of its own: importing the
+// package registers nothing here, since verifierd never serves
+// http.DefaultServeMux.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func mode(cfg *Config) string {
