@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -122,6 +123,7 @@ func New(cfg Config) (*Handler, error) {
 			Transport:      cfg.Transport,
 			ErrorHandler:   h.upstreamError,
 			ModifyResponse: setResponseRequestID,
+			BufferPool:     newBufferPool(),
 		}
 	}
 	return h, nil
@@ -364,3 +366,16 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	// The jti stays consumed (SPEC §7): the caller must sign a new request.
 	writeJSON(w, http.StatusBadGateway, map[string]any{"error": "upstream_unavailable"})
 }
+
+// bufferPool reuses the response copy buffers of the reverse proxy. Without
+// one, ReverseProxy allocates 32 KiB per response: under load that was more
+// than half of every byte verifierd allocated, and its GC work
+// (docs/PERFORMANCE.md, "Profile under load").
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (bp *bufferPool) Get() []byte  { return *bp.p.Get().(*[]byte) }
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
