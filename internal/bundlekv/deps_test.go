@@ -1,36 +1,22 @@
 package bundlekv
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/tpcluster/tpcluster/internal/deptest"
 )
 
 // TestDeps checks bundlekv's direct imports (STYLE §1).
 func TestDeps(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, ".").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	allowed := map[string]bool{
-		"github.com/tpcluster/tpcluster/internal/bundle": true,
-		"github.com/tpcluster/tpcluster/internal/reason": true,
-		"github.com/tpcluster/tpcluster/internal/audit":  true,
-		"github.com/tpcluster/tpcluster/internal/natsx":  true,
-	}
-	for line := range strings.Lines(string(out)) {
-		pkg := strings.TrimSpace(line)
-		switch {
-		case pkg == "github.com/tpcluster/tpcluster/internal/core":
-			t.Errorf("bundlekv imports core: it serves verified documents; verifierd turns them into a core.Snapshot")
-		case pkg == "net/http" || strings.HasPrefix(pkg, "net/http/"):
-			t.Errorf("bundlekv imports %s: HTTP is internal/proxy's job", pkg)
-		case strings.HasPrefix(pkg, "github.com/nats-io/nats-server"):
-			t.Errorf("bundlekv imports %s: it is a client; servers are internal/natsx's job", pkg)
-		case strings.HasPrefix(pkg, "go.opentelemetry.io/otel/sdk"), pkg == "go.opentelemetry.io/otel":
-			t.Errorf("bundlekv imports %s: packages use the OTel API with a provider from config (STYLE §8)", pkg)
-		case strings.HasPrefix(pkg, "github.com/tpcluster/tpcluster/internal/") && !allowed[pkg]:
-			t.Errorf("bundlekv imports %s: only bundle, reason, audit and natsx are allowed", pkg)
-		}
-	}
+	deptest.Check(t, deptest.Spec{
+		Direct: true,
+		Forbidden: []deptest.Rule{
+			{Path: "github.com/tpcluster/tpcluster/internal/core", Why: "it serves verified documents; verifierd turns them into a core.Snapshot"},
+			{Path: "net/http", Why: "HTTP is internal/proxy's job"},
+			{Path: "github.com/nats-io/nats-server/", Why: "it is a client; servers are internal/natsx's job"},
+			{Path: "go.opentelemetry.io/otel/sdk", Why: "packages use the OTel API with a provider from config (STYLE §8)"},
+		},
+		Only:    []string{"github.com/nats-io/nats.go", "go.opentelemetry.io/otel/", "github.com/tpcluster/tpcluster/internal/bundle", "github.com/tpcluster/tpcluster/internal/reason", "github.com/tpcluster/tpcluster/internal/audit", "github.com/tpcluster/tpcluster/internal/natsx"},
+		OnlyWhy: "only bundle, reason, audit and natsx among ours, nats.go and the OTel API are allowed",
+	})
 }

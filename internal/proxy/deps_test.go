@@ -1,21 +1,17 @@
 package proxy
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/tpcluster/tpcluster/internal/deptest"
 )
 
 // TestDeps: the HTTP adapter never talks to NATS (STYLE §1); the ledger and
 // audit reach it through core and the Record hook.
 func TestDeps(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	for _, pkg := range strings.Fields(string(out)) {
-		if strings.HasPrefix(pkg, "github.com/nats-io/") {
-			t.Errorf("proxy depends on %s: NATS belongs to ledger, audit and bundlekv", pkg)
-		}
-	}
+	deptest.Check(t, deptest.Spec{
+		Forbidden: []deptest.Rule{
+			{Path: "github.com/nats-io/", Why: "NATS belongs to ledger, audit and bundlekv"},
+		},
+	})
 }
