@@ -216,3 +216,14 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.w.Write(p)
 }
+
+// PID returns the running server's process id, or 0 when it is stopped,
+// for tests that read its resource use from /proc.
+func (e *External) PID() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cmd == nil || e.cmd.Process == nil {
+		return 0
+	}
+	return e.cmd.Process.Pid
+}
