@@ -149,41 +149,7 @@ func (c *channel) startKVNode(t testing.TB, id, dataDir string, wantReady bool, 
 		"--bundle-public-key", c.bundlePub, "--beacon-public-key", c.beaconPub,
 		"--bundle-reconcile-interval", "2s", "--log-level", "debug",
 	}, extra...)
-	n := &node{t: t, URL: "http://" + listen, args: args, logs: &syncBuffer{}, exited: make(chan struct{})}
-	n.cmd = exec.Command(binary(t, "verifierd"), args...)
-	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
-	n.cmd.Env = append(os.Environ(), "TPCLUSTER_NODE_ID=", "TPCLUSTER_TRUST_MATERIAL=", "TPCLUSTER_POLICY_BUNDLE=")
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { n.cmd.Wait(); close(n.exited) }()
-	t.Cleanup(func() {
-		n.stop()
-		if t.Failed() {
-			t.Logf("verifierd %s log:\n%s", id, n.logs.String())
-		}
-	})
-	path := "/_tp/healthz"
-	if wantReady {
-		path = "/_tp/readyz"
-	}
-	waitFor(t, 60*time.Second, "verifierd "+id+" "+path, func() error {
-		select {
-		case <-n.exited:
-			return fmt.Errorf("verifierd exited: %s", n.logs.String())
-		default:
-		}
-		resp, err := http.Get(n.URL + path)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return n
+	return launch(t, listen, args, []string{"TPCLUSTER_NODE_ID=", "TPCLUSTER_TRUST_MATERIAL=", "TPCLUSTER_POLICY_BUNDLE="}, wantReady)
 }
 
 // client is a caller other than the world's: its own key, kid and subject.

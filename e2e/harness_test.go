@@ -346,10 +346,19 @@ func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *no
 	if !hasFlag(extra, "--nats-url") && !hasFlag(extra, "--nats-listen") {
 		args = append(args, "--nats-listen", freeAddr(t))
 	}
+	return launch(t, listen, args, []string{"TPCLUSTER_NODE_ID="}, wantReady) // flags only
+}
+
+// launch runs verifierd listening on listen with args (and env added to
+// the test's environment), stops it with SIGTERM on cleanup (logging its
+// output if the test failed), and waits until /_tp/readyz answers 200 (or,
+// with wantReady false, /_tp/healthz).
+func launch(t testing.TB, listen string, args, env []string, wantReady bool) *node {
+	t.Helper()
 	n := &node{t: t, URL: "http://" + listen, args: args, logs: &syncBuffer{}, exited: make(chan struct{})}
 	n.cmd = exec.Command(binary(t, "verifierd"), args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
-	n.cmd.Env = append(os.Environ(), "TPCLUSTER_NODE_ID=") // flags only
+	n.cmd.Env = append(os.Environ(), env...)
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +373,7 @@ func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *no
 	if wantReady {
 		path = "/_tp/readyz"
 	}
-	waitFor(t, 60*time.Second, "verifierd "+path, func() error {
+	waitFor(t, 60*time.Second, "verifierd "+listen+" "+path, func() error {
 		select {
 		case <-n.exited:
 			return fmt.Errorf("verifierd exited: %s", n.logs.String())
