@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -56,9 +57,7 @@ func (l *ledgerOf) snapshot() map[string]decided {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make(map[string]decided, len(l.m))
-	for k, v := range l.m {
-		out[k] = v
-	}
+	maps.Copy(out, l.m)
 	return out
 }
 

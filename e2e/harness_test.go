@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -135,9 +136,7 @@ func newWorldWith(t testing.TB, edit func(w *world, policy map[string]any)) *wor
 	route := func(id, method, tmpl string, extra map[string]any) map[string]any {
 		r := map[string]any{"route_id": id, "method": method, "path_template": tmpl,
 			"freshness_class": "offline-ok", "allowed_sources": src}
-		for k, v := range extra {
-			r[k] = v
-		}
+		maps.Copy(r, extra)
 		return r
 	}
 	sign := func(path string, doc map[string]any) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -85,9 +86,7 @@ func (k *keys) policyDoc(t testing.TB, seq int64, issuedAt time.Time, extra ...m
 		}}},
 	}
 	for _, e := range extra {
-		for n, v := range e {
-			doc[n] = v
-		}
+		maps.Copy(doc, e)
 	}
 	return k.sign(t, k.bundle, doc)
 }

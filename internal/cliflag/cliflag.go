@@ -56,7 +56,7 @@ func (l *List) String() string { return strings.Join(*l, ",") }
 
 // Set appends the comma-separated values of v.
 func (l *List) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
+	for s := range strings.SplitSeq(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			*l = append(*l, s)
 		}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -19,9 +20,7 @@ func trustWithOtherIssuer(pubB64 string) doc {
 	tm := testTrust(pubB64)
 	iss := tm["issuers"].([]any)
 	other := doc{}
-	for k, v := range iss[0].(doc) {
-		other[k] = v
-	}
+	maps.Copy(other, iss[0].(doc))
 	other["issuer"] = otherIssuer
 	tm["issuers"] = append(iss, other)
 	return tm

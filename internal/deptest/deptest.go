@@ -68,8 +68,8 @@ func Check(t testing.TB, spec Spec) {
 }
 
 func matches(pkg, path string) bool {
-	if strings.HasSuffix(path, "/") {
-		return strings.HasPrefix(pkg, path) || pkg == strings.TrimSuffix(path, "/")
+	if before, ok := strings.CutSuffix(path, "/"); ok {
+		return strings.HasPrefix(pkg, path) || pkg == before
 	}
 	return pkg == path || strings.HasPrefix(pkg, path+"/")
 }

@@ -237,7 +237,7 @@ func TestNewBatcherConfig(t *testing.T) {
 			if err == nil {
 				t.Fatalf("NewBatcher(%+v) = nil, want an error", tt.cfg)
 			}
-			for _, part := range strings.Split(tt.want, "|") {
+			for part := range strings.SplitSeq(tt.want, "|") {
 				if !strings.Contains(err.Error(), part) {
 					t.Errorf("NewBatcher(%+v) = %q, want it to contain %q", tt.cfg, err, part)
 				}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -191,9 +192,7 @@ func (w *World) policy(seq int64, now time.Time) map[string]any {
 	route := func(r Route, method, tmpl string, extra map[string]any) map[string]any {
 		m := map[string]any{"route_id": r.ID, "method": method, "path_template": tmpl,
 			"freshness_class": "offline-ok", "allowed_sources": src}
-		for k, v := range extra {
-			m[k] = v
-		}
+		maps.Copy(m, extra)
 		return m
 	}
 	return map[string]any{

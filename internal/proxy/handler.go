@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -328,9 +329,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.Out.Header.Del("Authorization")
-	for k, v := range keep {
-		pr.Out.Header[k] = v
-	}
+	maps.Copy(pr.Out.Header, keep)
 	if fw == nil {
 		return // unreachable: serveProxy always sets it
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -62,9 +63,7 @@ func newRig(t *testing.T, mutate func(*Config)) *rig {
 		"subject_exact": pSubject, "required_key_binding": "software"}}
 	route := func(id, m, p string, extra map[string]any) map[string]any {
 		rt := map[string]any{"route_id": id, "method": m, "path_template": p, "freshness_class": "offline-ok", "allowed_sources": src}
-		for k, v := range extra {
-			rt[k] = v
-		}
+		maps.Copy(rt, extra)
 		return rt
 	}
 	pol, _ := json.Marshal(map[string]any{
@@ -273,9 +272,7 @@ func TestCheckMode(t *testing.T) {
 			body = bytes.NewReader(b)
 		}
 		c, _ := http.NewRequest("POST", r.srv.URL+"/_tp/check", body)
-		for k, v := range q.Header {
-			c.Header[k] = v
-		}
+		maps.Copy(c.Header, q.Header)
 		c.Header.Set("X-Original-Method", q.Method)
 		c.Header.Set("X-Original-Uri", q.URL.RequestURI())
 		c.Header.Set("X-Forwarded-Host", q.URL.Host)

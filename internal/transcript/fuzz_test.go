@@ -33,7 +33,7 @@ func FuzzNormalizeQuery(f *testing.F) {
 			}
 			return
 		}
-		for _, pair := range strings.Split(got, "&") {
+		for pair := range strings.SplitSeq(got, "&") {
 			if strings.Count(pair, "=") != 1 {
 				t.Fatalf("NormalizeQuery(%q) = %q: pair %q has not exactly one '='", raw, got, pair)
 			}

@@ -298,7 +298,7 @@ func equalFoldBytes(b []byte, t string) bool {
 	if len(b) != len(t) {
 		return false
 	}
-	for i := 0; i < len(b); i++ {
+	for i := range b {
 		if lowerByte(b[i]) != lowerByte(t[i]) {
 			return false
 		}
