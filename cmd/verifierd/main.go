@@ -248,7 +248,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) erro
 	}()
 	if cfg.Demo {
 		g.Go(func() error {
-			return runDemo(gctx, ln.Addr().String(), demoFiles, out)
+			return runDemo(gctx, dialable(ln.Addr()), demoFiles, out)
 		})
 	}
 	if pln != nil {
@@ -303,6 +303,19 @@ func pprofMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// dialable turns a listener's address into one a client on this machine
+// can dial: a wildcard host (":8081" listens on [::]) becomes 127.0.0.1.
+func dialable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func mode(cfg *Config) string {
