@@ -74,6 +74,7 @@ type Spool struct {
 	used     atomic.Int64  // bytes of segment files
 	lastPos  atomic.Uint64 // pos of the last appended event
 	ackedPos atomic.Uint64 // pos of the last event JetStream acknowledged
+	refusing atomic.Bool   // Append refuses every event: closed, or broken
 	appended chan struct{} // cap 1: an event was appended
 	dirty    chan struct{} // cap 1: the active segment has unsynced data
 
@@ -259,9 +260,11 @@ func (s *Spool) segs0First() uint64 {
 }
 
 // Room reports whether the spool can take the record of one more decision
-// (SPEC §6 step 18a). It does not reserve the space.
+// (SPEC §6 step 18a). It does not reserve the space. A closed spool, or one
+// broken by a failed write, has none: Append would refuse the record after
+// the ledger had consumed the caller's jti.
 func (s *Spool) Room() bool {
-	return s.used.Load()+roomReserve <= s.cfg.MaxBytes
+	return !s.refusing.Load() && s.used.Load()+roomReserve <= s.cfg.MaxBytes
 }
 
 // Append records e: it sets EventID (a new UUIDv7 if empty), NodeID,
@@ -333,6 +336,7 @@ func (s *Spool) append(e *Event) error {
 		// record boundary; if that fails too, refuse every append.
 		if terr := s.active.Truncate(seg.size); terr != nil {
 			s.broken = fmt.Errorf("spool segment %s unusable after a failed write: %w", seg.path, errors.Join(err, terr))
+			s.refusing.Store(true)
 			s.log.Error("audit spool broken; every request is denied audit_unavailable", "err", s.broken)
 		}
 		_ = n
@@ -464,6 +468,7 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.refusing.Store(true)
 	s.mu.Unlock()
 	close(s.quit)
 	s.wg.Wait()

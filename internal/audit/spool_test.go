@@ -146,6 +146,46 @@ func TestSpoolFull(t *testing.T) {
 	}
 }
 
+// TestRoomWhenUnusable: a spool that refuses every append (a write failed
+// and its tail could not be cut off, or the spool is closed) has no room,
+// so the pipeline denies audit_unavailable at step 18a instead of
+// consuming the caller's jti first and then failing to record the decision
+// (SPEC §6, §9).
+func TestRoomWhenUnusable(t *testing.T) {
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir()})
+	appendN(t, s, 0, 1)
+	// Swap the active segment for a read-only handle on the same file:
+	// the write fails, and so does the truncate that would repair it.
+	s.mu.Lock()
+	ro, err := os.Open(s.segs[len(s.segs)-1].path)
+	if err != nil {
+		s.mu.Unlock()
+		t.Fatal(err)
+	}
+	rw := s.active
+	s.active = ro
+	s.mu.Unlock()
+	if err := s.Append(t.Context(), decision(1)); err == nil {
+		t.Fatal("Append on a read-only segment succeeded")
+	}
+	if err := s.Append(t.Context(), decision(2)); err == nil {
+		t.Fatal("Append on a broken spool succeeded")
+	}
+	if s.Room() {
+		t.Error("Room = true on a spool that refuses every append")
+	}
+	s.mu.Lock()
+	s.active = rw
+	s.mu.Unlock()
+	ro.Close()
+
+	c := openSpool(t, SpoolConfig{Dir: t.TempDir()})
+	c.Close()
+	if c.Room() {
+		t.Error("Room = true after Close")
+	}
+}
+
 func TestAppendAfterClose(t *testing.T) {
 	s := openSpool(t, SpoolConfig{Dir: t.TempDir()})
 	s.Close()
