@@ -197,6 +197,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 				continue
 			case err := <-head.fut.Err():
 				sendErr = err
+				// Its one outcome was just received: settle must not
+				// wait AckTimeout for another.
+				head.fut = nil
 			case <-ctx.Done():
 				return nil
 			}

@@ -3,6 +3,7 @@
 package audit
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,6 +98,37 @@ func TestResendAfterCrash(t *testing.T) {
 	appendN(t, s, 50, 10)
 	flush(t, p)
 	checkChain(t, readStream(t, js, DefaultStream), "node-a", 60)
+}
+
+// TestPublishStreamDeleted: when the stream disappears the head's publish
+// fails with no responders; the publisher re-creates the stream and sends
+// again after its back-off, without first sitting out AckTimeout on the
+// failure it already received.
+func TestPublishStreamDeleted(t *testing.T) {
+	srv := natstest.Server(t)
+	nc := natstest.Connect(t, srv.ClientURL())
+	js := natstest.JetStream(t, nc)
+	ensure(t, js)
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir()})
+	p := newPublisher(t, s, PublisherConfig{Conn: nc, AckTimeout: time.Minute})
+	runPublisher(t, p)
+	appendN(t, s, 0, 10)
+	flush(t, p)
+	if err := js.DeleteStream(t.Context(), DefaultStream); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 10, 10)
+	// Far below AckTimeout: the failure is known once nats.go gives up
+	// on no responders (about half a second).
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush after the stream was deleted: %v", err)
+	}
+	msgs := readStream(t, js, DefaultStream)
+	if len(msgs) != 10 {
+		t.Errorf("%d events in the re-created stream, want 10", len(msgs))
+	}
 }
 
 // TestEnsureStreamExisting: a second node finds the stream; a stream with
