@@ -421,6 +421,7 @@ func TestSplitTarget(t *testing.T) {
 		{"/a%2Fb", "/a%2Fb", ""},
 		{"/a?", "/a", ""},
 		{"http://h.example/p?q=1", "/p", "q=1"},
+		{"/p?q=1#&admin=1", "/p", "q=1#&admin=1"},
 	} {
 		p, q := splitTarget(tt.in)
 		if p != tt.path || q != tt.query {

@@ -11,7 +11,9 @@ import (
 
 // splitTarget returns the raw path and raw query of a request target exactly
 // as sent: no decoding, no normalisation (SPEC §3.2, §4). An absolute-form
-// target ("http://host/p?q") yields its path and query.
+// target ("http://host/p?q") yields its path and query. A '#' cannot appear
+// in a request target; net/http keeps it and what follows in the path or
+// query it forwards, so it stays here too and is bound like any other byte.
 func splitTarget(target string) (path, query string) {
 	if !strings.HasPrefix(target, "/") {
 		if u, err := url.Parse(target); err == nil && u.Host != "" {
@@ -21,9 +23,6 @@ func splitTarget(target string) (path, query string) {
 		}
 	}
 	path, query, _ = strings.Cut(target, "?")
-	if i := strings.IndexByte(query, '#'); i >= 0 {
-		query = query[:i]
-	}
 	return path, query
 }
 
