@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -267,7 +268,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		Authority:    h.authority(r, trustedPeer),
 		RawPath:      path,
 		RawQuery:     query,
-		Header:       r.Header,
+		Header:       endToEnd(r.Header),
 		Body:         body,
 		BodyTooLarge: tooLarge,
 	}
@@ -283,6 +284,33 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		out.Body = http.NoBody
 	}
 	h.proxy.ServeHTTP(w, out)
+}
+
+// endToEnd returns h without the headers its Connection header nominates.
+// They are hop-by-hop (RFC 9110 §7.6.1) and the reverse proxy removes them,
+// so the upstream never sees them: they must not count as covered headers,
+// or a hop could strip a header the verifier checked. h is not changed, and
+// is returned as is when Connection nominates nothing present.
+func endToEnd(h http.Header) http.Header {
+	var out http.Header
+	for _, v := range h["Connection"] {
+		for sf := range strings.SplitSeq(v, ",") {
+			if sf = textproto.TrimString(sf); sf == "" {
+				continue
+			}
+			if _, ok := h[textproto.CanonicalMIMEHeaderKey(sf)]; !ok {
+				continue
+			}
+			if out == nil {
+				out = h.Clone()
+			}
+			out.Del(sf)
+		}
+	}
+	if out == nil {
+		return h
+	}
+	return out
 }
 
 // forward carries the decision from serveProxy to rewrite. Request-scoped

@@ -55,3 +55,24 @@ func TestFragmentInTargetIsBound(t *testing.T) {
 		t.Errorf("upstream got %q", up.RequestURI)
 	}
 }
+
+// TestConnectionNominatedHeaderIsNotCovered: a header that the Connection
+// header nominates is hop-by-hop and never reaches the upstream, so it
+// cannot be one the verifier checked: a covered header dropped that way
+// must not be allowed.
+func TestConnectionNominatedHeaderIsNotCovered(t *testing.T) {
+	r := newRig(t, nil)
+	req := r.sign(t, "GET", r.srv.URL, "/v1/orders/1", "orders.get", nil, "Idempotency-Key", "k-1")
+	resp := sendRaw(t, req.URL.Host, req, "/v1/orders/1", "Connection: Idempotency-Key\r\n", "")
+	if resp.StatusCode != 401 {
+		t.Errorf("covered header nominated by Connection = %d, want 401", resp.StatusCode)
+	}
+	for _, up := range r.seen {
+		t.Errorf("upstream got %q without Idempotency-Key %q", up.RequestURI, up.Header.Get("Idempotency-Key"))
+	}
+	// The ordinary tokens clients send still verify.
+	ok := r.sign(t, "GET", r.srv.URL, "/v1/orders/2", "orders.get", nil, "Idempotency-Key", "k-2")
+	if resp := sendRaw(t, ok.URL.Host, ok, "/v1/orders/2", "Connection: keep-alive\r\n", ""); resp.StatusCode != 200 {
+		t.Errorf("Connection: keep-alive, close = %d, want 200", resp.StatusCode)
+	}
+}
