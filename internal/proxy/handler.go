@@ -352,17 +352,32 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	for k := range pr.Out.Header {
-		if len(k) >= len("X-Trustplane-") && strings.EqualFold(k[:len("X-Trustplane-")], "X-Trustplane-") {
+		if isTrustPlaneName(k) {
 			delete(pr.Out.Header, k)
 		}
 	}
 	pr.Out.Header.Del("Authorization")
+	// Request trailers are header fields too (net/http has read them with
+	// the body), and none of them was verified: the caller's X-TrustPlane-*
+	// and Authorization do not reach the upstream that way either.
+	for k := range pr.Out.Trailer {
+		if isTrustPlaneName(k) || strings.EqualFold(k, "Authorization") {
+			delete(pr.Out.Trailer, k)
+		}
+	}
 	maps.Copy(pr.Out.Header, keep)
 	if fw == nil {
 		return // unreachable: serveProxy always sets it
 	}
 	setContextHeaders(pr.Out.Header, fw.d)
 	pr.Out.Header.Set("X-Request-Id", fw.reqID)
+}
+
+// isTrustPlaneName reports whether a header name is X-TrustPlane-*, in any
+// case.
+func isTrustPlaneName(k string) bool {
+	const prefix = "X-Trustplane-"
+	return len(k) >= len(prefix) && strings.EqualFold(k[:len(prefix)], prefix)
 }
 
 // setContextHeaders adds exactly one value of each context header (SPEC

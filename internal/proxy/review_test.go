@@ -76,3 +76,29 @@ func TestConnectionNominatedHeaderIsNotCovered(t *testing.T) {
 		t.Errorf("Connection: keep-alive, close = %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestTrailersStripped: request trailers are header fields too; the
+// caller's X-TrustPlane-* and Authorization must not reach the upstream
+// that way.
+func TestTrailersStripped(t *testing.T) {
+	r := newRig(t, nil)
+	body := `{"order":1}`
+	req := r.sign(t, "POST", r.srv.URL, "/v1/orders", "orders.create", []byte(body))
+	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\nX-Trustplane-Subject: spoofed\r\nAuthorization: Bearer spoofed\r\nX-Other: kept\r\n\r\n", len(body), body)
+	resp := sendRaw(t, req.URL.Host, req, "/v1/orders",
+		"Transfer-Encoding: chunked\r\nTrailer: X-Trustplane-Subject, Authorization, X-Other\r\n", chunked)
+	if resp.StatusCode != 200 {
+		t.Fatalf("chunked POST with trailers = %d", resp.StatusCode)
+	}
+	r.mu.Lock()
+	up := r.seen[0]
+	r.mu.Unlock()
+	for k, v := range up.Trailer {
+		if strings.HasPrefix(strings.ToLower(k), "x-trustplane-") || strings.EqualFold(k, "Authorization") {
+			t.Errorf("inbound trailer %s: %q reached the upstream", k, v)
+		}
+	}
+	if got := up.Header.Values("X-Trustplane-Subject"); len(got) != 1 || got[0] != pSubject {
+		t.Errorf("upstream X-TrustPlane-Subject = %q", got)
+	}
+}
