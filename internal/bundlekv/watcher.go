@@ -118,6 +118,7 @@ type Watcher struct {
 	beacon     *bundle.Beacon    // the newest valid beacon seen, covering or not
 	covered    time.Time         // issued_at of the newest beacon that covers the current pair
 	rev        map[string]uint64 // the last revision handled, by key
+	revSum     map[string]string // digest of the value at that revision, by key
 	cached     bool              // the pair came from the disk cache
 	lastBeacon time.Time         // when a refused beacon was last reported
 }
@@ -163,7 +164,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, rev: make(map[string]uint64)}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, rev: make(map[string]uint64), revSum: make(map[string]string)}
 	var err error
 	if w.metrics, err = newMetrics(cfg.MeterProvider, w); err != nil {
 		return nil, fmt.Errorf("bundlekv: metrics: %w", err)
@@ -183,11 +184,13 @@ func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
 // handle applies one bucket entry, from the watch or a direct read. It
 // reports whether the entry was new to the watcher.
 //
-// The watch and the reconcile deliver the same revision twice. From the
-// watch, a revision lower than the last one means the bucket was recreated,
-// and the entry is handled (its bytes decide, and a rollback is refused). A
-// direct read may be answered by a replica that lags, so from a read only a
-// higher revision counts.
+// The watch and the reconcile deliver the same revision twice: the same
+// revision with the same bytes is skipped. From the watch, a revision lower
+// than the last one means the bucket was recreated, and the entry is handled
+// (its bytes decide, and a rollback is refused). A recreated bucket numbers
+// from 1 again, so the same revision with other bytes is handled too, from
+// either source. A direct read may be answered by a replica that lags, so
+// from a read a lower revision does not count.
 func (w *Watcher) handle(ctx context.Context, e jetstream.KeyValueEntry, fromWatch bool) bool {
 	key := e.Key()
 	kind, ok := keyKind(key)
@@ -195,10 +198,11 @@ func (w *Watcher) handle(ctx context.Context, e jetstream.KeyValueEntry, fromWat
 		w.log.Debug("ignoring unknown key in the bundle bucket", "key", key)
 		return false
 	}
-	if last := w.rev[key]; e.Revision() == last || (!fromWatch && e.Revision() < last) {
+	sum := digest(e.Value())
+	if last := w.rev[key]; (e.Revision() == last && sum == w.revSum[key]) || (!fromWatch && e.Revision() < last) {
 		return false
 	}
-	w.rev[key] = e.Revision()
+	w.rev[key], w.revSum[key] = e.Revision(), sum
 	if op := e.Operation(); op != jetstream.KeyValuePut {
 		w.log.Warn("bundle key removed from the bucket; keeping the last good pair", "kind", kind, "operation", op.String(), "revision", e.Revision())
 		return true

@@ -274,6 +274,36 @@ func TestWatcherSurvivesServerRestart(t *testing.T) {
 	t.Logf("pair published after a NATS restart applied in %s", took.Round(time.Millisecond))
 }
 
+// TestWatcherBucketRecreated: a bucket deleted and created again (a NATS
+// store lost and rebuilt) numbers its revisions from 1 again; a new pair
+// published there reaches the watcher although its revisions equal those
+// of the documents the watcher applied from the old bucket.
+func TestWatcherBucketRecreated(t *testing.T) {
+	s := natstest.Server(t)
+	js := natstest.JetStream(t, natstest.Connect(t, s.ClientURL()))
+	k := newKeys(t)
+	k.writeFiles(t, k.trustDoc(t, 1), k.policyDoc(t, 1, time.Now()))
+	if _, err := k.publisher(t, js, false).Publish(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w := k.newWatcher(t, js, nil)
+	run(t, w.Run)
+	waitPair(t, w, 1, 1)
+
+	if err := js.DeleteKeyValue(t.Context(), bundlekv.DefaultBucket); err != nil {
+		t.Fatal(err)
+	}
+	k.writeFiles(t, k.trustDoc(t, 2), k.policyDoc(t, 2, time.Now()))
+	eventually(t, 10*time.Second, "publish into the new bucket", func() error {
+		res, err := k.publisher(t, js, false).Publish(t.Context())
+		if err == nil && (res[0].Revision != 1 || res[1].Revision != 2) {
+			t.Logf("revisions in the new bucket: %d, %d", res[0].Revision, res[1].Revision)
+		}
+		return err
+	})
+	waitPair(t, w, 2, 2)
+}
+
 func TestStatus(t *testing.T) {
 	s := natstest.Server(t)
 	nc := natstest.Connect(t, s.ClientURL())
