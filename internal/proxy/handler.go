@@ -374,10 +374,27 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // isTrustPlaneName reports whether a header name is X-TrustPlane-*, in any
-// case.
+// case and with '_' for any '-': CGI-style upstreams (WSGI, Rack, PHP) read
+// X_TrustPlane_Subject as X-TrustPlane-Subject, so the caller's underscore
+// spelling could stand beside, or in for, ours.
 func isTrustPlaneName(k string) bool {
-	const prefix = "X-Trustplane-"
-	return len(k) >= len(prefix) && strings.EqualFold(k[:len(prefix)], prefix)
+	const prefix = "x-trustplane-"
+	if len(k) < len(prefix) {
+		return false
+	}
+	for i := range len(prefix) {
+		c := k[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // setContextHeaders adds exactly one value of each context header (SPEC

@@ -102,3 +102,23 @@ func TestTrailersStripped(t *testing.T) {
 		t.Errorf("upstream X-TrustPlane-Subject = %q", got)
 	}
 }
+
+// TestUnderscoreContextHeadersStripped: CGI-style upstreams (WSGI, Rack,
+// PHP) read X_TrustPlane_Subject and X-TrustPlane-Subject as one name, so
+// the caller's underscore spelling must not reach them beside ours.
+func TestUnderscoreContextHeadersStripped(t *testing.T) {
+	r := newRig(t, nil)
+	req := r.sign(t, "GET", r.srv.URL, "/v1/orders/1", "orders.get", nil)
+	resp := sendRaw(t, req.URL.Host, req, "/v1/orders/1", "X_TrustPlane_Subject: spoofed\r\nx-trustplane_jti: spoofed\r\n", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET = %d", resp.StatusCode)
+	}
+	r.mu.Lock()
+	up := r.seen[0]
+	r.mu.Unlock()
+	for k, v := range up.Header {
+		if n := strings.ReplaceAll(strings.ToLower(k), "_", "-"); strings.HasPrefix(n, "x-trustplane-") && v[0] == "spoofed" {
+			t.Errorf("inbound %s: %q reached the upstream", k, v)
+		}
+	}
+}
