@@ -107,6 +107,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.TrustedProxies == nil {
 		cfg.TrustedProxies = DefaultTrustedProxies()
 	}
+	cfg.TrustedProxies = unmapPrefixes(cfg.TrustedProxies)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -129,6 +130,20 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	return h, nil
+}
+
+// unmapPrefixes returns prefixes with each IPv4-mapped IPv6 prefix
+// (::ffff:10.0.0.0/104) written as the IPv4 prefix it covers: peers are
+// compared unmapped, so the mapped form would never match one.
+func unmapPrefixes(prefixes []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, len(prefixes))
+	for i, p := range prefixes {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+		}
+		out[i] = p
+	}
+	return out
 }
 
 func defaultTransport() *http.Transport {

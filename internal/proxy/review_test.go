@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -120,5 +121,19 @@ func TestUnderscoreContextHeadersStripped(t *testing.T) {
 		if n := strings.ReplaceAll(strings.ToLower(k), "_", "-"); strings.HasPrefix(n, "x-trustplane-") && v[0] == "spoofed" {
 			t.Errorf("inbound %s: %q reached the upstream", k, v)
 		}
+	}
+}
+
+// TestTrustedProxiesIPv4Mapped: a prefix written in IPv4-mapped IPv6 form
+// matches the IPv4 peers it names (peers are compared unmapped).
+func TestTrustedProxiesIPv4Mapped(t *testing.T) {
+	r := newRig(t, func(c *Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("::ffff:127.0.0.0/104")}
+	})
+	req, _ := http.NewRequest("GET", r.srv.URL+"/_tp/check", nil)
+	req.Header.Set("X-Original-Uri", "/v1/orders/1")
+	resp, _ := do(t, req)
+	if got := resp.Header.Get("X-Trustplane-Reason"); got == "gateway_not_trusted" {
+		t.Errorf("127.0.0.1 under ::ffff:127.0.0.0/104 = %s", got)
 	}
 }
