@@ -1,9 +1,24 @@
 package core
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // errPathNoncanonical is the cause recorded for a step 1 denial.
 var errPathNoncanonical = errors.New("request path is not canonical")
+
+// checkQuery applies step 1 to the raw query: no '#' (never part of a
+// request target; an upstream could cut the query there while the
+// verifier bound all of it) and no leading '?' (SPEC §3.3 step 1 drops one,
+// so "??a=1" and "?a=1" would share a transcript while the upstream reads a
+// parameter named "?a").
+func checkQuery(q string) error {
+	if strings.HasPrefix(q, "?") || strings.IndexByte(q, '#') >= 0 {
+		return errPathNoncanonical
+	}
+	return nil
+}
 
 // CheckPath enforces the path hygiene of SPEC §4 on the raw request path as
 // sent on the wire (no decoding): it must start with "/" and hold no dot
@@ -19,7 +34,9 @@ func CheckPath(p string) error {
 		if i < len(p) {
 			c := p[i]
 			switch {
-			case c == '\\':
+			case c == '\\' || c == '#':
+				// A '#' is never part of a request target (RFC 9112 §3.2);
+				// a gateway would cut the path there, the verifier not.
 				return errPathNoncanonical
 			case c == '%':
 				if i+2 >= len(p) {

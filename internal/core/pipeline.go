@@ -124,8 +124,12 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	var d Decision
 	now := p.cfg.Now()
 
-	// 1. Path hygiene.
+	// 1. Path hygiene, and the query's two characters that would let a
+	// verifier and an upstream read different targets.
 	if err := CheckPath(r.RawPath); err != nil {
+		return deny(d, reason.RequestPathNoncanonical, err)
+	}
+	if err := checkQuery(r.RawQuery); err != nil {
 		return deny(d, reason.RequestPathNoncanonical, err)
 	}
 
@@ -262,6 +266,14 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	m, err := transcript.MatchRequest(&treq, &bind, p.transcriptPolicy(pol, route), &proof.digest)
 	if err != nil {
 		return deny(d, reason.RequestBindingMismatch, err)
+	}
+	// Only the first value of a covered header is bound (SPEC §3.4); a
+	// second one, which some upstreams read instead, is unauthenticated.
+	for _, name := range m.AllowList {
+		// firstHeader counts every spelling, so the lower-case name does.
+		if _, n := firstHeader(r.Header, name); n > 1 {
+			return deny(d, reason.RequestBindingMismatch, fmt.Errorf("covered header %s appears %d times", name, n))
+		}
 	}
 	d.TranscriptSHA256 = proof.digestHex
 

@@ -314,3 +314,36 @@ func TestNewLedgerKey(t *testing.T) {
 		t.Errorf("NewLedgerKey = %s, want %s", got, want)
 	}
 }
+
+// TestTargetAmbiguities: the step 1 and step 17 refusals that keep the
+// verifier and an upstream reading the same request (security review).
+func TestTargetAmbiguities(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(r *Request)
+		want reason.Code
+	}{
+		{"hash in path", func(r *Request) { r.RawPath = "/v1/orders#x" }, reason.RequestPathNoncanonical},
+		{"hash in query", func(r *Request) { r.RawQuery = "a=1#&admin=1" }, reason.RequestPathNoncanonical},
+		{"leading question mark", func(r *Request) { r.RawQuery = "?a=1" }, reason.RequestPathNoncanonical},
+		{"covered header twice", func(r *Request) {
+			r.Header["Content-Type"] = append(r.Header["Content-Type"], "text/plain")
+		}, reason.RequestBindingMismatch},
+		{"covered header under two spellings", func(r *Request) {
+			r.Header["content-type"] = []string{"text/plain"}
+		}, reason.RequestBindingMismatch},
+		{"uncovered header twice is fine", func(r *Request) {
+			r.Header["X-Ignore-Me"] = []string{"a", "b"}
+		}, reason.Allowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			r := f.request(derivedCall())
+			tt.edit(r)
+			if d := f.p.Decide(t.Context(), r); d.Reason != tt.want {
+				t.Errorf("Decide(%s) = %q (%v), want %q", tt.name, d.Reason, d.Err, tt.want)
+			}
+		})
+	}
+}
