@@ -42,15 +42,15 @@ func sendRaw(t *testing.T, addr string, req *http.Request, target, extra, body s
 }
 
 // TestFragmentInTargetIsBound: a '#' cannot appear in a request target, and
-// what follows it is not dropped before the transcript is rebuilt: the
-// upstream receives it as part of the query (net/http keeps it), so a
-// stripped suffix would reach the upstream unverified.
+// what follows it is never dropped unverified: net/http would forward it
+// upstream as part of the query. Core now refuses any '#' in the target at
+// step 1 (400 request_path_noncanonical).
 func TestFragmentInTargetIsBound(t *testing.T) {
 	r := newRig(t, nil)
 	req := r.sign(t, "GET", r.srv.URL, "/v1/orders/1?x=1", "orders.get", nil)
 	resp := sendRaw(t, req.URL.Host, req, "/v1/orders/1?x=1#&admin=1", "", "")
-	if resp.StatusCode != 401 {
-		t.Errorf("query with an appended #&admin=1 = %d, want 401", resp.StatusCode)
+	if resp.StatusCode != 400 {
+		t.Errorf("query with an appended #&admin=1 = %d, want 400 request_path_noncanonical", resp.StatusCode)
 	}
 	for _, up := range r.seen {
 		t.Errorf("upstream got %q", up.RequestURI)
