@@ -353,8 +353,13 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	u := h.cfg.Upstream
 	pr.Out.URL.Scheme = u.Scheme
 	pr.Out.URL.Host = u.Host
-	// Keep the request target exactly as received: Path, RawPath and
-	// RawQuery stay those of the inbound request.
+	// Keep the request target exactly as received (SPEC §10.2): the raw
+	// path goes out as Opaque, so net/url never re-encodes it; RawQuery
+	// stays the inbound one. CheckPath has refused "//" and '#', the two
+	// spellings Opaque would read differently.
+	if path, _ := splitTarget(pr.In.RequestURI); strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "//") {
+		pr.Out.URL.Opaque = path
+	}
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
 

@@ -137,3 +137,24 @@ func TestTrustedProxiesIPv4Mapped(t *testing.T) {
 		t.Errorf("127.0.0.1 under ::ffff:127.0.0.0/104 = %s", got)
 	}
 }
+
+// TestTargetForwardedUnchanged: the upstream receives the raw path as the
+// caller sent and signed it, not net/url's re-encoding of it.
+func TestTargetForwardedUnchanged(t *testing.T) {
+	r := newRig(t, nil)
+	for _, target := range []string{"/v1/orders/a|b?q=1", "/v1/orders/%7Euser", "/v1/orders/caf\u00e9"} {
+		path, _, _ := strings.Cut(target, "?")
+		req := r.signAs(t, "GET", r.srv.URL, target, path, "orders.get", nil)
+		resp := sendRaw(t, req.URL.Host, req, target, "", "")
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s = %d", target, resp.StatusCode)
+			continue
+		}
+		r.mu.Lock()
+		got := r.seen[len(r.seen)-1].RequestURI
+		r.mu.Unlock()
+		if got != target {
+			t.Errorf("upstream target = %q, want %q exactly", got, target)
+		}
+	}
+}
