@@ -75,6 +75,11 @@ type Spool struct {
 	lastPos  atomic.Uint64 // pos of the last appended event
 	ackedPos atomic.Uint64 // pos of the last event JetStream acknowledged
 	refusing atomic.Bool   // Append refuses every event: closed, or broken
+	// writeFailed is set by a failed write (a full disk: ENOSPC) and
+	// cleared by the next successful one; meanwhile Room reports none, so
+	// requests are denied at step 18a before the ledger, and the deny
+	// records those denials try to append are the retries.
+	writeFailed atomic.Bool
 	appended chan struct{} // cap 1: an event was appended
 	dirty    chan struct{} // cap 1: the active segment has unsynced data
 
@@ -260,11 +265,12 @@ func (s *Spool) segs0First() uint64 {
 }
 
 // Room reports whether the spool can take the record of one more decision
-// (SPEC §6 step 18a). It does not reserve the space. A closed spool, or one
-// broken by a failed write, has none: Append would refuse the record after
-// the ledger had consumed the caller's jti.
+// (SPEC §6 step 18a). It does not reserve the space. A closed spool, one
+// broken by a failed write, or one whose last write failed (a full disk)
+// has none: Append would refuse the record after the ledger had consumed
+// the caller's jti.
 func (s *Spool) Room() bool {
-	return !s.refusing.Load() && s.used.Load()+roomReserve <= s.cfg.MaxBytes
+	return !s.refusing.Load() && !s.writeFailed.Load() && s.used.Load()+roomReserve <= s.cfg.MaxBytes
 }
 
 // Append records e: it sets EventID (a new UUIDv7 if empty), NodeID,
@@ -340,8 +346,10 @@ func (s *Spool) append(e *Event) error {
 			s.log.Error("audit spool broken; every request is denied audit_unavailable", "err", s.broken)
 		}
 		_ = n
+		s.writeFailed.Store(true)
 		return fmt.Errorf("write spool segment: %w", err)
 	}
+	s.writeFailed.Store(false)
 	seg.size += int64(len(s.buf))
 	seg.last = pos
 	s.used.Add(int64(len(s.buf)))
