@@ -80,8 +80,8 @@ type Spool struct {
 	// requests are denied at step 18a before the ledger, and the deny
 	// records those denials try to append are the retries.
 	writeFailed atomic.Bool
-	appended chan struct{} // cap 1: an event was appended
-	dirty    chan struct{} // cap 1: the active segment has unsynced data
+	appended    chan struct{} // cap 1: an event was appended
+	dirty       chan struct{} // cap 1: the active segment has unsynced data
 
 	mu      sync.Mutex
 	closed  bool              // guarded by mu
