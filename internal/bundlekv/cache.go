@@ -46,6 +46,7 @@ func (w *Watcher) loadCache() {
 		return
 	}
 	w.trust, w.trustRaw, w.policy, w.policyRaw = trust, tdata, pol, pdata
+	w.setPolicyAt(pol)
 	w.cached = true
 	s := w.publish()
 	w.log.Info("cached bundle pair verified; deciding from it until the bucket answers",

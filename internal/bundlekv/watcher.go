@@ -117,6 +117,7 @@ type Watcher struct {
 	trustRaw   []byte
 	beacon     *bundle.Beacon    // the newest valid beacon seen, covering or not
 	covered    time.Time         // issued_at of the newest beacon that covers the current pair
+	policyAt   time.Time         // the policy's issued_at, or when it was applied if that is earlier by more than MaxBeaconSkew
 	rev        map[string]uint64 // the last revision handled, by key
 	revSum     map[string]string // digest of the value at that revision, by key
 	cached     bool              // the pair came from the disk cache
@@ -263,6 +264,7 @@ func (w *Watcher) applyDocument(ctx context.Context, kind Kind, data []byte, cre
 		w.trust, w.trustRaw = trust, data
 	} else {
 		w.policy, w.policyRaw = pol, data
+		w.setPolicyAt(pol)
 	}
 	// A beacon seen before its pair counts once the pair is complete.
 	w.covered = time.Time{}
@@ -309,6 +311,19 @@ func (w *Watcher) applyBeacon(ctx context.Context, data []byte) {
 	}
 }
 
+// setPolicyAt fixes the view time the policy itself gives. A policy dated
+// in the future must not keep realtime and bounded routes fresh until that
+// date (the same bound as beacons, MaxBeaconSkew): its view time is then
+// when this node applied it.
+func (w *Watcher) setPolicyAt(pol *bundle.Policy) {
+	w.policyAt = pol.IssuedAt
+	if now := w.cfg.Now(); pol.IssuedAt.Sub(now) > w.cfg.MaxBeaconSkew {
+		w.policyAt = now
+		w.log.Warn("policy bundle issued_at is in the future; its view time is when it was applied",
+			"policy_sequence", pol.Sequence, "issued_at", pol.IssuedAt)
+	}
+}
+
 // publish stores the current pair with its view time if anything changed,
 // and returns the new snapshot when the pair itself changed (nil when not,
 // or when the pair is still incomplete).
@@ -316,7 +331,7 @@ func (w *Watcher) publish() *Snapshot {
 	if w.policy == nil || w.trust == nil {
 		return nil
 	}
-	vt := w.policy.IssuedAt
+	vt := w.policyAt
 	if w.covered.After(vt) {
 		vt = w.covered
 	}

@@ -377,3 +377,25 @@ func counter(t testing.TB, r *sdkmetric.ManualReader, name, kind string) int64 {
 	}
 	return 0
 }
+
+// TestWatcherFuturePolicy: a policy dated an hour ahead does not stay fresh
+// for that hour: its view time is when the node applied it (review finding;
+// the same bound as beacons).
+func TestWatcherFuturePolicy(t *testing.T) {
+	s := natstest.Server(t)
+	js := natstest.JetStream(t, natstest.Connect(t, s.ClientURL()))
+	k := newKeys(t)
+	w := k.newWatcher(t, js, &events{})
+	run(t, w.Run)
+	future := time.Now().Add(time.Hour).Truncate(time.Second)
+	k.writeFiles(t, k.trustDoc(t, 1), k.policyDoc(t, 1, future))
+	before := time.Now()
+	if _, err := k.publisher(t, js, false).Publish(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitPair(t, w, 1, 1)
+	vt := w.Snapshot().ViewTime
+	if vt.After(time.Now()) || vt.Before(before.Add(-time.Second)) {
+		t.Errorf("view time of a policy issued at %s = %s, want when it was applied (about %s)", future, vt, before)
+	}
+}
