@@ -47,6 +47,10 @@ type Source struct {
 	trustStamp, policyStamp stamp
 }
 
+// maxFutureView is how far ahead of the clock a view time may be; the bundle
+// channel bounds beacons and policies the same way.
+const maxFutureView = 30 * time.Second
+
 // stamp identifies one version of a file on disk.
 type stamp struct {
 	mod  time.Time
@@ -140,7 +144,14 @@ func (s *Source) reload() (changed bool, err error) {
 		}
 		pol = next
 	}
-	next := &core.Snapshot{Policy: pol, Trust: trust, ViewTime: ps.mod}
+	// A modification time in the future (a clock-skewed sync job) must not
+	// keep realtime and bounded routes fresh until then: beyond the beacon
+	// skew bound the view time is the moment of this load.
+	view := ps.mod
+	if now := time.Now(); view.Sub(now) > maxFutureView {
+		view = now
+	}
+	next := &core.Snapshot{Policy: pol, Trust: trust, ViewTime: view}
 	s.snap.Store(next)
 	s.trustStamp, s.policyStamp = ts, ps
 	if s.cfg.OnApply != nil {

@@ -150,6 +150,16 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSnap(t, s, "view time follows the touch", func(sn *core.Snapshot) bool { return sn.ViewTime.Equal(later) })
+
+	// A touch far into the future does not keep the pair fresh until then.
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(f.policy, future, future); err != nil {
+		t.Fatal(err)
+	}
+	waitSnap(t, s, "future touch applied", func(sn *core.Snapshot) bool { return !sn.ViewTime.Equal(later) })
+	if vt := s.Snapshot().ViewTime; vt.After(time.Now()) {
+		t.Errorf("view time after a touch an hour ahead = %s, want the load time", vt)
+	}
 }
 
 func TestNewRefusesBadFiles(t *testing.T) {
