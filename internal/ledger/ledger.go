@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -150,7 +151,7 @@ func newLedger(cfg Config) (*Ledger, error) {
 
 // openRetryWindow bounds how long open keeps retrying while a bucket that
 // another node is creating at the same moment is not yet visible.
-const openRetryWindow = 5 * time.Second
+const openRetryWindow = 15 * time.Second
 
 // open creates the bucket or checks the one that exists, and keeps a handle
 // on its stream.
@@ -198,7 +199,12 @@ func (l *Ledger) createOrFind(ctx context.Context, cfg jetstream.KeyValueConfig)
 		if err == nil {
 			return stream, nil
 		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) || time.Now().After(deadline) {
+		// Not found yet, or a request that timed out while the cluster was
+		// busy placing the stream: both pass once the stream answers.
+		transient := errors.Is(err, jetstream.ErrStreamNotFound) ||
+			(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) ||
+			errors.Is(err, nats.ErrNoResponders)
+		if !transient || time.Now().After(deadline) {
 			if createErr != nil {
 				return nil, fmt.Errorf("create: %w", createErr)
 			}
