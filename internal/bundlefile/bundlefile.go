@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
@@ -51,10 +52,13 @@ type Source struct {
 // channel bounds beacons and policies the same way.
 const maxFutureView = 30 * time.Second
 
-// stamp identifies one version of a file on disk.
+// stamp identifies one version of a file on disk. The inode catches a file
+// replaced by rename (how sync jobs write) with the same size within the
+// file system's timestamp granularity.
 type stamp struct {
 	mod  time.Time
 	size int64
+	ino  uint64
 }
 
 // New loads both files once and returns a Source holding the pair. A file
@@ -186,5 +190,9 @@ func statFile(path string) (stamp, error) {
 	if err != nil {
 		return stamp{}, err
 	}
-	return stamp{mod: fi.ModTime(), size: fi.Size()}, nil
+	st := stamp{mod: fi.ModTime(), size: fi.Size()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = uint64(sys.Ino)
+	}
+	return st, nil
 }
