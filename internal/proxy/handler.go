@@ -292,7 +292,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		writeDeny(w, d.Status, &d, reqID)
 		return
 	}
-	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, &forward{d: &d, reqID: reqID}))
+	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, &forward{d: &d, reqID: reqID, scheme: cr.Scheme}))
 	out.Body = io.NopCloser(bytes.NewReader(body))
 	out.ContentLength = int64(len(body))
 	if len(body) == 0 && r.ContentLength <= 0 {
@@ -331,8 +331,9 @@ func endToEnd(h http.Header) http.Header {
 // forward carries the decision from serveProxy to rewrite. Request-scoped
 // data only (STYLE §5).
 type forward struct {
-	d     *core.Decision
-	reqID string
+	d      *core.Decision
+	reqID  string
+	scheme string // the scheme the request was verified with
 }
 
 type forwardKey struct{}
@@ -362,6 +363,11 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
+	if fw != nil && fw.scheme != "" {
+		// The scheme the caller addressed and signed (--external-scheme or
+		// a trusted proxy's), not the scheme of this hop.
+		pr.Out.Header.Set("X-Forwarded-Proto", fw.scheme)
+	}
 
 	keep := map[string][]string{}
 	if h.cfg.ForwardProofHeaders {

@@ -158,3 +158,22 @@ func TestTargetForwardedUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardedProtoIsTheSignedScheme: behind a TLS terminator
+// (--external-scheme https) the upstream is told https, the scheme the
+// caller signed, not the plain hop's http.
+func TestForwardedProtoIsTheSignedScheme(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.ExternalScheme = "https" })
+	host := strings.TrimPrefix(r.srv.URL, "http://")
+	req := r.sign(t, "GET", "https://"+host, "/v1/orders/1", "orders.get", nil)
+	req.URL.Scheme = "http"
+	if resp, text := do(t, req); resp.StatusCode != 200 {
+		t.Fatalf("GET = %d %s", resp.StatusCode, text)
+	}
+	r.mu.Lock()
+	got := r.seen[len(r.seen)-1].Header.Get("X-Forwarded-Proto")
+	r.mu.Unlock()
+	if got != "https" {
+		t.Errorf("upstream X-Forwarded-Proto = %q, want https", got)
+	}
+}
