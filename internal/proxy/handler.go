@@ -298,6 +298,13 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 	if len(body) == 0 && r.ContentLength <= 0 {
 		out.Body = http.NoBody
 	}
+	if out.Header.Get("Upgrade") != "" {
+		// No protocol upgrades: after a 101 the reverse proxy would copy
+		// raw bytes both ways, none of them bound by the proof. Without
+		// the Upgrade header it forwards an ordinary request.
+		out.Header = out.Header.Clone()
+		out.Header.Del("Upgrade")
+	}
 	h.proxy.ServeHTTP(w, out)
 }
 

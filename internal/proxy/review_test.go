@@ -177,3 +177,21 @@ func TestForwardedProtoIsTheSignedScheme(t *testing.T) {
 		t.Errorf("upstream X-Forwarded-Proto = %q, want https", got)
 	}
 }
+
+// TestNoUpgrade: a verified request asking for a protocol upgrade reaches
+// the upstream as an ordinary request; nothing unbound can follow it.
+func TestNoUpgrade(t *testing.T) {
+	r := newRig(t, nil)
+	req := r.sign(t, "GET", r.srv.URL, "/v1/orders/1", "orders.get", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	if resp, text := do(t, req); resp.StatusCode != 200 {
+		t.Fatalf("GET = %d %s", resp.StatusCode, text)
+	}
+	r.mu.Lock()
+	up := r.seen[len(r.seen)-1]
+	r.mu.Unlock()
+	if v := up.Header.Get("Upgrade"); v != "" {
+		t.Errorf("upstream got Upgrade: %q", v)
+	}
+}
