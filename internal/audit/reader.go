@@ -35,7 +35,7 @@ func newReader(s *Spool, from uint64) *reader {
 // to keep it.
 func (r *reader) Next() (rec record, ok bool, err error) {
 	for {
-		if r.next > r.s.lastPos.Load() {
+		if r.next > r.s.syncedPos.Load() { // only what is on disk (see Spool.syncedPos)
 			return rec, false, nil
 		}
 		seg, found := r.s.segmentFor(r.next)

@@ -71,10 +71,15 @@ type Spool struct {
 	log *slog.Logger
 	met *spoolMetrics
 
-	used     atomic.Int64  // bytes of segment files
-	lastPos  atomic.Uint64 // pos of the last appended event
-	ackedPos atomic.Uint64 // pos of the last event JetStream acknowledged
-	refusing atomic.Bool   // Append refuses every event: closed, or broken
+	used    atomic.Int64  // bytes of segment files
+	lastPos atomic.Uint64 // pos of the last appended event
+	// syncedPos is the pos of the last event known to be on disk
+	// (fsynced). The publisher sends nothing beyond it: an event published
+	// and then lost to an OS crash would let the restarted node reuse its
+	// node_seq and fork its chain.
+	syncedPos atomic.Uint64
+	ackedPos  atomic.Uint64 // pos of the last event JetStream acknowledged
+	refusing  atomic.Bool   // Append refuses every event: closed, or broken
 	// writeFailed is set by a failed write (a full disk: ENOSPC) and
 	// cleared by the next successful one; meanwhile Room reports none, so
 	// requests are denied at step 18a before the ledger, and the deny
@@ -241,6 +246,7 @@ func (s *Spool) recover() error {
 		lastPos = s.segs[len(s.segs)-1].last
 	}
 	s.lastPos.Store(lastPos)
+	s.syncedPos.Store(lastPos) // what survived on disk is what there is
 	s.ackedPos.Store(max(min(acked, lastPos), s.segs0First()-1))
 	if len(s.segs) == 0 || last.nodeID != s.cfg.NodeID {
 		if len(s.segs) > 0 {
@@ -393,6 +399,8 @@ func (s *Spool) rotateLocked(first uint64) error {
 		s.syncMu.Unlock()
 		if err != nil {
 			s.log.Error("audit spool: fsync of a full segment failed", "err", err)
+		} else {
+			s.markSynced(first - 1)
 		}
 		s.active.Close()
 	}
@@ -453,17 +461,33 @@ func (s *Spool) syncLoop() {
 func (s *Spool) Sync() error {
 	s.mu.Lock()
 	f, need := s.active, s.unsync
+	pos := s.lastPos.Load() // every event up to here is in f or fsynced before
 	s.unsync = false
 	s.syncMu.Lock() // before unlocking mu, so a rotation cannot close f under us
 	s.mu.Unlock()
 	defer s.syncMu.Unlock()
-	if !need || f == nil {
-		return nil
+	if need && f != nil {
+		if err := s.fsync(f); err != nil {
+			return fmt.Errorf("audit: fsync spool: %w", err)
+		}
 	}
-	if err := s.fsync(f); err != nil {
-		return fmt.Errorf("audit: fsync spool: %w", err)
-	}
+	s.markSynced(pos)
 	return nil
+}
+
+// markSynced records that every event up to pos is on disk, and wakes the
+// publisher, which sends only such events.
+func (s *Spool) markSynced(pos uint64) {
+	for {
+		cur := s.syncedPos.Load()
+		if pos <= cur || s.syncedPos.CompareAndSwap(cur, pos) {
+			break
+		}
+	}
+	select {
+	case s.appended <- struct{}{}:
+	default:
+	}
 }
 
 // Close stops the fsync goroutine, fsyncs and closes the files. Events

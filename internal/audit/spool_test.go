@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -67,6 +68,10 @@ func TestTornTail(t *testing.T) {
 	third, _ := evs[2].Encode()
 	if got := appendN(t, s, 3, 1)[0]; got.NodeSeq != 4 || got.PrevEventSHA256 != sha(third) {
 		t.Errorf("after a torn tail: node_seq %d prev %s, want 4 chained to 3", got.NodeSeq, got.PrevEventSHA256)
+	}
+	// The reader (the publisher's) sees only what is fsynced.
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
 	}
 	r := newReader(s, 1)
 	defer r.close()
@@ -247,5 +252,27 @@ func TestNodeIDChangeEmptySegment(t *testing.T) {
 	s = openSpool(t, SpoolConfig{Dir: dir, NodeID: "new"})
 	if e := appendN(t, s, 0, 1)[0]; e.NodeSeq != 1 || e.NodeID != "new" {
 		t.Errorf("first event after the change: node_seq %d node %s", e.NodeSeq, e.NodeID)
+	}
+}
+
+// TestPublishOnlySynced: an appended event is not handed to the publisher
+// until it is fsynced, so an OS crash can never lose an event JetStream
+// already holds (the restarted node would reuse its node_seq and fork its
+// chain).
+func TestPublishOnlySynced(t *testing.T) {
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir(), SyncInterval: time.Hour})
+	appendN(t, s, 0, 2)
+	r := newReader(s, 1)
+	defer r.close()
+	if _, ok, err := r.Next(); ok || err != nil {
+		t.Fatalf("reader returned an unsynced event (ok %v, err %v)", ok, err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 2; i++ {
+		if rec, ok, err := r.Next(); !ok || err != nil || rec.nodeSeq != i {
+			t.Fatalf("after Sync: record %d: %v %v", i, ok, err)
+		}
 	}
 }
