@@ -216,7 +216,7 @@ func TestAuditSpoolFull(t *testing.T) {
 			recorded++
 		}
 	}
-	msgs := waitAudit(t, ext.ClientURL(), "full-a", recorded, 2)
+	msgs := waitDecisions(t, ext.ClientURL(), "full-a", all, 2)
 	checkAudit(t, msgs, "full-a", all, 2)
 	// Each audit_unavailable denial is either in the stream (recorded
 	// while a little room was left) or counted as unrecordable: none is

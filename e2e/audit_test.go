@@ -129,6 +129,40 @@ func waitAudit(t testing.TB, url, node string, want, bundles int) []auditMsg {
 	return msgs
 }
 
+// waitDecisions waits until the stream holds an event of node for every
+// decision in dec that was recorded (all but audit_unavailable, which may
+// or may not be), plus bundles bundle events, and returns the stream.
+// Counting is not enough where some denials may be stored: they could make
+// up the count while a decision's event is still on its way.
+func waitDecisions(t testing.TB, url, node string, dec map[string]decided, bundles int) []auditMsg {
+	t.Helper()
+	var msgs []auditMsg
+	waitFor(t, 90*time.Second, "every recorded decision in the stream", func() error {
+		msgs = readAudit(t, url)
+		have := map[string]bool{}
+		var bun int
+		for _, m := range msgs {
+			if m.ev.NodeID != node {
+				continue
+			}
+			if m.ev.Outcome == audit.OutcomeBundle {
+				bun++
+			}
+			have[m.ev.RequestID] = true
+		}
+		for id, d := range dec {
+			if d.reason != string(reason.AuditUnavailable) && !have[id] {
+				return fmt.Errorf("request %s (%s) not in the stream yet", id, d.reason)
+			}
+		}
+		if bun < bundles {
+			return fmt.Errorf("%d bundle events, want %d", bun, bundles)
+		}
+		return nil
+	})
+	return msgs
+}
+
 // checkAudit: every decision in dec appears exactly once among node's
 // events, with its reason code on the right subject; node's events are
 // node_seq 1..n in stream order, each stored once; bundles bundle events.
