@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -120,21 +119,7 @@ func (c *channel) startPublisher(t testing.TB, interval time.Duration) *publishe
 	return p
 }
 
-func (p *publisher) stop(t testing.TB) {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		t.Errorf("bundlepub publish did not stop within 20s of SIGTERM")
-	}
-}
+func (p *publisher) stop(t testing.TB) { stopProcess(t, "bundlepub publish", p.cmd, p.exited) }
 
 // startKVNode starts verifierd in NATS mode (no bundle files) and proxy
 // mode with the channel's keys. dataDir "" is a fresh one.

@@ -401,19 +401,24 @@ func hasFlag(args []string, f string) bool {
 }
 
 // stop sends SIGTERM and waits for a clean exit, killing after a deadline.
-func (n *node) stop() {
+func (n *node) stop() { stopProcess(n.t, "verifierd", n.cmd, n.exited) }
+
+// stopProcess sends cmd SIGTERM unless it has exited (exited is closed when
+// it has) and waits for it, killing it and failing the test if it is still
+// running 20 s later.
+func stopProcess(t testing.TB, name string, cmd *exec.Cmd, exited <-chan struct{}) {
 	select {
-	case <-n.exited:
+	case <-exited:
 		return
 	default:
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-n.exited:
+	case <-exited:
 	case <-time.After(20 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.exited
-		n.t.Errorf("verifierd did not stop within 20s of SIGTERM")
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Errorf("%s did not stop within 20s of SIGTERM", name)
 	}
 }
 
