@@ -14,7 +14,9 @@
 // Durability: every append is one write(2), so a process crash (kill -9)
 // loses nothing; segments are fsynced in batches (Config.SyncInterval), so an
 // operating system crash or power loss can lose at most the events appended
-// since the last batch.
+// since the last batch. The publisher sends only fsynced events, so an event
+// lost that way was never in JetStream either, and the restarted node's
+// chain continues without a fork.
 //
 // The package must not import internal/core: verifierd maps decisions to
 // events. It imports reason, natsx, nats.go, slog and the OpenTelemetry API.
