@@ -90,6 +90,13 @@ func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, current func
 		return fmt.Errorf("watch bucket %s: %w", w.cfg.Bucket, err)
 	}
 	defer kw.Stop()
+	if w.bucketCreated.IsZero() {
+		// The bucket this watch reads, so the first reconcile can tell a
+		// recreated one.
+		if created, err := bucketCreated(ctx, kv, w.cfg.Timeout); err == nil {
+			w.bucketCreated = created
+		}
+	}
 	reconcile := time.NewTimer(w.cfg.ReconcileInterval)
 	defer reconcile.Stop()
 	for {
@@ -127,6 +134,21 @@ func (w *Watcher) watch(ctx context.Context, kv jetstream.KeyValue, current func
 // delivered. It returns the key the watch missed, if any.
 func (w *Watcher) reconcile(ctx context.Context, kv jetstream.KeyValue) (missed string, err error) {
 	var errs []error
+	// A bucket recreated (a NATS store lost and rebuilt) numbers its
+	// revisions from 1 again, below the ones this node handled, and its
+	// watch may have died without a word: a new creation time says so, and
+	// the revisions seen before stop counting.
+	if created, err := bucketCreated(ctx, kv, w.cfg.Timeout); err != nil {
+		errs = append(errs, err)
+	} else {
+		if !w.bucketCreated.IsZero() && !created.Equal(w.bucketCreated) {
+			w.log.Warn("bundle bucket was recreated; reading it anew", "bucket", w.cfg.Bucket)
+			clear(w.rev)
+			clear(w.revSum)
+			missed = "bucket recreated"
+		}
+		w.bucketCreated = created
+	}
 	for _, key := range []string{KeyTrustMaterial, KeyPolicyBundle, KeyFreshness} {
 		gctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 		e, err := kv.Get(gctx, key)
@@ -144,4 +166,19 @@ func (w *Watcher) reconcile(ctx context.Context, kv jetstream.KeyValue) (missed 
 		}
 	}
 	return missed, errors.Join(errs...)
+}
+
+// bucketCreated returns when kv's stream was created.
+func bucketCreated(ctx context.Context, kv jetstream.KeyValue, timeout time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bucket status: %w", err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return time.Time{}, errors.New("bucket status without stream info")
+	}
+	return bs.StreamInfo().Created, nil
 }

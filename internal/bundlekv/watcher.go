@@ -111,17 +111,20 @@ type Watcher struct {
 	snap    atomic.Pointer[Snapshot]
 
 	// Owned by New, then by Run's goroutine.
-	policy     *bundle.Policy
-	trust      *bundle.TrustMaterial
-	policyRaw  []byte // the exact bytes of policy, for the disk cache
-	trustRaw   []byte
-	beacon     *bundle.Beacon    // the newest valid beacon seen, covering or not
-	covered    time.Time         // issued_at of the newest beacon that covers the current pair
-	policyAt   time.Time         // the policy's issued_at, or when it was applied if that is earlier by more than MaxBeaconSkew
-	rev        map[string]uint64 // the last revision handled, by key
-	revSum     map[string]string // digest of the value at that revision, by key
-	cached     bool              // the pair came from the disk cache
-	lastBeacon time.Time         // when a refused beacon was last reported
+	policy    *bundle.Policy
+	trust     *bundle.TrustMaterial
+	policyRaw []byte // the exact bytes of policy, for the disk cache
+	trustRaw  []byte
+	beacon    *bundle.Beacon    // the newest valid beacon seen, covering or not
+	covered   time.Time         // issued_at of the newest beacon that covers the current pair
+	policyAt  time.Time         // the policy's issued_at, or when it was applied if that is earlier by more than MaxBeaconSkew
+	rev       map[string]uint64 // the last revision handled, by key
+	revSum    map[string]string // digest of the value at that revision, by key
+	// bucketCreated is when the bucket's stream was created, as the last
+	// reconcile saw it; a change means the bucket was recreated.
+	bucketCreated time.Time
+	cached        bool      // the pair came from the disk cache
+	lastBeacon    time.Time // when a refused beacon was last reported
 }
 
 // NewWatcher checks cfg and returns a Watcher. With a CacheDir it reads and

@@ -399,3 +399,31 @@ func TestWatcherFuturePolicy(t *testing.T) {
 		t.Errorf("view time of a policy issued at %s = %s, want when it was applied (about %s)", future, vt, before)
 	}
 }
+
+// TestWatcherBucketRecreatedLower: the old bucket's revisions were higher
+// than the new bucket's first ones (several publishes before the loss); the
+// watcher notices the recreated bucket at its next reconcile and applies the
+// new pair, whether or not its watch saw the deletion.
+func TestWatcherBucketRecreatedLower(t *testing.T) {
+	s := natstest.Server(t)
+	js := natstest.JetStream(t, natstest.Connect(t, s.ClientURL()))
+	k := newKeys(t)
+	w := k.newWatcher(t, js, nil, func(c *bundlekv.WatcherConfig) { c.ReconcileInterval = 200 * time.Millisecond })
+	run(t, w.Run)
+	for seq := int64(1); seq <= 3; seq++ {
+		k.writeFiles(t, k.trustDoc(t, seq), k.policyDoc(t, seq, time.Now()))
+		if _, err := k.publisher(t, js, false).Publish(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPair(t, w, 3, 3)
+	if err := js.DeleteKeyValue(t.Context(), bundlekv.DefaultBucket); err != nil {
+		t.Fatal(err)
+	}
+	k.writeFiles(t, k.trustDoc(t, 4), k.policyDoc(t, 4, time.Now()))
+	eventually(t, 10*time.Second, "publish into the new bucket", func() error {
+		_, err := k.publisher(t, js, false).Publish(t.Context())
+		return err
+	})
+	waitPair(t, w, 4, 4)
+}
