@@ -51,6 +51,13 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(text, "--url http://"+listen+"/v1/orders") {
 		t.Errorf("demo commands do not name %s:\n%s", listen, text)
 	}
+	// The printed tpcurl command works: allowed, then the same request denied.
+	tp, err := exec.Command(binary(t, "tpcurl"), "--key", filepath.Join(dir, "demo", "caller.key"),
+		"--route-id", "orders.get", "--url", "http://"+listen+"/v1/orders/ord_42", "--repeat", "2").CombinedOutput()
+	if err != nil || !strings.Contains(string(tp), "#1 GET") || !strings.Contains(string(tp), "200 OK") ||
+		!strings.Contains(string(tp), "409 Conflict") || !strings.Contains(string(tp), "jti_replay") {
+		t.Errorf("tpcurl against the demo: %v\n%s", err, tp)
+	}
 	for _, k := range []string{"caller.key", "bundle.key"} {
 		fi, err := os.Stat(filepath.Join(dir, "demo", k))
 		if err != nil {
