@@ -16,7 +16,7 @@ func TestDeps(t *testing.T) {
 			{Path: "log/slog", Why: "errors are returned, not logged; logging belongs to adapters (STYLE §7)"},
 			{Path: "github.com/nats-io/", Why: "NATS belongs to internal/bundlekv (STYLE §1)"},
 		},
-		Only:    []string{"github.com/tpcluster/tpcluster/internal/signerclass", "github.com/tpcluster/tpcluster/internal/keyfile", "github.com/gowebpki/jcs"},
-		OnlyWhy: "only the standard library, jcs, signerclass and keyfile are allowed",
+		Only:    []string{"github.com/tpcluster/tpcluster/internal/signerclass", "github.com/tpcluster/tpcluster/internal/keyfile", "github.com/tpcluster/tpcluster/internal/jsontree", "github.com/gowebpki/jcs"},
+		OnlyWhy: "only the standard library, jcs, signerclass, keyfile and jsontree are allowed",
 	})
 }

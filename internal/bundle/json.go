@@ -1,51 +1,32 @@
 package bundle
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"regexp"
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gowebpki/jcs"
-)
 
-// maxDepth bounds nesting: our documents are five levels deep, and a bound
-// keeps hostile input from costing stack.
-const maxDepth = 32
+	"github.com/tpcluster/tpcluster/internal/jsontree"
+)
 
 // maxSafeInteger is 2^53-1: larger integers change under RFC 8785, which
 // writes every number as an IEEE double, so the signed bytes would not say
 // what we parsed.
 const maxSafeInteger = 1<<53 - 1
 
-// parseTree decodes data into a tree of map[string]any, []any, string,
-// json.Number, bool and nil. Unlike json.Unmarshal it refuses duplicate
-// member names at any level (SPEC §5.1: a duplicate is a parser
-// differential), invalid UTF-8 (which encoding/json would silently replace),
-// and anything after the top-level value.
+// parseTree decodes data (internal/jsontree: duplicate member names at any
+// level, invalid UTF-8, deep nesting and trailing data refused; SPEC §5.1)
+// into a tree of map[string]any, []any, string, json.Number, bool and nil.
 func parseTree(data []byte) (map[string]any, error) {
-	if !utf8.Valid(data) {
-		return nil, errors.New("not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	top, err := parseObject(dec, "", 1)
+	top, err := jsontree.Decode(data)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the top-level JSON object")
 	}
 	// encoding/json turns a lone surrogate escape into U+FFFD, so two
 	// different documents would read alike and share a signature; RFC 8785
@@ -54,77 +35,7 @@ func parseTree(data []byte) (map[string]any, error) {
 	if _, err := jcs.Transform(data); err != nil {
 		return nil, fmt.Errorf("not canonicalizable (RFC 8785): %v", err)
 	}
-	return top, nil
-}
-
-func parseObject(dec *json.Decoder, path string, depth int) (map[string]any, error) {
-	m := make(map[string]any)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, syntaxError(path, err)
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil, syntaxError(path, errors.New("member name is not a string"))
-		}
-		p := join(path, name)
-		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("%s: duplicate member", p)
-		}
-		v, err := parseValue(dec, p, depth)
-		if err != nil {
-			return nil, err
-		}
-		m[name] = v
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, syntaxError(path, err)
-	}
-	return m, nil
-}
-
-func parseValue(dec *json.Decoder, path string, depth int) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, syntaxError(path, err)
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil
-	}
-	if depth >= maxDepth {
-		return nil, fmt.Errorf("%s: nested deeper than %d levels", path, maxDepth)
-	}
-	if d == '{' {
-		return parseObject(dec, path, depth+1)
-	}
-	a := []any{}
-	for i := 0; dec.More(); i++ {
-		v, err := parseValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1)
-		if err != nil {
-			return nil, err
-		}
-		a = append(a, v)
-	}
-	if _, err := dec.Token(); err != nil { // the closing bracket
-		return nil, syntaxError(path, err)
-	}
-	return a, nil
-}
-
-func syntaxError(path string, err error) error {
-	if path == "" {
-		return fmt.Errorf("malformed JSON: %w", err)
-	}
-	return fmt.Errorf("%s: malformed JSON: %w", path, err)
-}
-
-func join(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
+	return jsontree.ToMap(top), nil
 }
 
 // object is a decoded JSON object and its path in the document, for errors
@@ -134,7 +45,7 @@ type object struct {
 	m    map[string]any
 }
 
-func (o object) at(name string) string { return join(o.path, name) }
+func (o object) at(name string) string { return jsontree.Join(o.path, name) }
 
 // only refuses members not in known. Unknown members are refused so that a
 // restriction we do not understand is never silently dropped (SPEC §5.1).

@@ -15,7 +15,7 @@ func TestDeps(t *testing.T) {
 			{Path: "log/slog", Why: "edits report what changed in Result.Changes; logging belongs to adapters (STYLE §7)"},
 			{Path: "github.com/nats-io/", Why: "NATS belongs to internal/bundlekv (STYLE §1)"},
 		},
-		Only:    []string{"github.com/tpcluster/tpcluster/internal/bundle", "github.com/tpcluster/tpcluster/internal/signerclass", "github.com/tpcluster/tpcluster/internal/keyfile", "github.com/gowebpki/jcs"},
-		OnlyWhy: "only the standard library, bundle, signerclass and keyfile are allowed",
+		Only:    []string{"github.com/tpcluster/tpcluster/internal/bundle", "github.com/tpcluster/tpcluster/internal/signerclass", "github.com/tpcluster/tpcluster/internal/keyfile", "github.com/tpcluster/tpcluster/internal/jsontree", "github.com/gowebpki/jcs"},
+		OnlyWhy: "only the standard library, bundle, signerclass, keyfile and jsontree are allowed",
 	})
 }

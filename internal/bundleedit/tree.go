@@ -3,16 +3,11 @@ package bundleedit
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"unicode/utf8"
-)
 
-// maxDepth bounds nesting, as internal/bundle does: our documents are five
-// levels deep.
-const maxDepth = 32
+	"github.com/tpcluster/tpcluster/internal/jsontree"
+)
 
 // object is a JSON object that keeps its members in document order, so an
 // edit changes only what it means to change. Values are *object, []any,
@@ -26,96 +21,39 @@ type member struct {
 	value any
 }
 
-// parseDoc decodes a JSON document whose top level is an object. Like
-// internal/bundle, it refuses duplicate member names at any level, invalid
-// UTF-8 and anything after the object.
+// parseDoc decodes a JSON document whose top level is an object, with
+// internal/jsontree's strictness (the same as internal/bundle's loader:
+// duplicate member names at any level, invalid UTF-8 and trailing data
+// refused).
 func parseDoc(data []byte) (*object, error) {
-	if !utf8.Valid(data) {
-		return nil, errors.New("not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	o, err := decodeObject(dec, "", 1)
+	t, err := jsontree.Decode(data)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the top-level JSON object")
-	}
-	return o, nil
+	return fromTree(t), nil
 }
 
-func decodeObject(dec *json.Decoder, path string, depth int) (*object, error) {
-	o := new(object)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, malformed(path, err)
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil, malformed(path, errors.New("member name is not a string"))
-		}
-		p := joinPath(path, name)
-		if _, dup := o.get(name); dup {
-			return nil, fmt.Errorf("%s: duplicate member", p)
-		}
-		v, err := decodeValue(dec, p, depth)
-		if err != nil {
-			return nil, err
-		}
-		o.members = append(o.members, member{name, v})
+// fromTree turns a decoded tree into the editable one.
+func fromTree(t *jsontree.Object) *object {
+	o := &object{members: make([]member, len(t.Members))}
+	for i, m := range t.Members {
+		o.members[i] = member{m.Name, fromValue(m.Value)}
 	}
-	if _, err := dec.Token(); err != nil {
-		return nil, malformed(path, err)
-	}
-	return o, nil
+	return o
 }
 
-func decodeValue(dec *json.Decoder, path string, depth int) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, malformed(path, err)
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil
-	}
-	if depth >= maxDepth {
-		return nil, fmt.Errorf("%s: nested deeper than %d levels", path, maxDepth)
-	}
-	if d == '{' {
-		return decodeObject(dec, path, depth+1)
-	}
-	a := []any{}
-	for i := 0; dec.More(); i++ {
-		v, err := decodeValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1)
-		if err != nil {
-			return nil, err
+func fromValue(v any) any {
+	switch v := v.(type) {
+	case *jsontree.Object:
+		return fromTree(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = fromValue(e)
 		}
-		a = append(a, v)
+		return out
 	}
-	if _, err := dec.Token(); err != nil {
-		return nil, malformed(path, err)
-	}
-	return a, nil
-}
-
-func malformed(path string, err error) error {
-	if path == "" {
-		return fmt.Errorf("malformed JSON: %w", err)
-	}
-	return fmt.Errorf("%s: malformed JSON: %w", path, err)
-}
-
-func joinPath(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
+	return v
 }
 
 func (o *object) get(name string) (any, bool) {
@@ -165,12 +103,12 @@ func (o *object) objects(name, path string) ([]*object, error) {
 	}
 	a, isArr := v.([]any)
 	if !isArr {
-		return nil, fmt.Errorf("%s: must be an array", joinPath(path, name))
+		return nil, fmt.Errorf("%s: must be an array", jsontree.Join(path, name))
 	}
 	out := make([]*object, len(a))
 	for i, e := range a {
 		if out[i], ok = e.(*object); !ok {
-			return nil, fmt.Errorf("%s[%d]: must be an object", joinPath(path, name), i)
+			return nil, fmt.Errorf("%s[%d]: must be an object", jsontree.Join(path, name), i)
 		}
 	}
 	return out, nil
