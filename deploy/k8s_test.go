@@ -17,6 +17,8 @@ import (
 
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/tpcluster/tpcluster/internal/conformance"
 )
 
 // The manifests and the Dockerfile are validated statically: there is no
@@ -99,7 +101,7 @@ type container struct {
 func render(t *testing.T) []object {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(moduleRoot(t), "deploy", "k8s"))
+	rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(conformance.ModuleRoot(t), "deploy", "k8s"))
 	if err != nil {
 		t.Fatalf("kustomize deploy/k8s: %v", err)
 	}
@@ -138,7 +140,7 @@ func TestKustomizeRenders(t *testing.T) {
 		t.Logf("kubectl not installed; rendered with the kustomize library only (%d objects)", len(objs))
 		return
 	}
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(moduleRoot(t), "deploy", "k8s")).CombinedOutput()
+	out, err := exec.Command(kubectl, "kustomize", filepath.Join(conformance.ModuleRoot(t), "deploy", "k8s")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize deploy/k8s: %v\n%s", err, out)
 	}
@@ -362,7 +364,7 @@ func builtBinary(t *testing.T, name string) string {
 		}
 		for _, pkg := range []string{"./cmd/verifierd", "./cmd/bundlepub", "github.com/nats-io/nats-server/v2"} {
 			cmd := exec.Command("go", "build", "-o", binaries.dir+string(os.PathSeparator), pkg)
-			cmd.Dir = moduleRoot(t)
+			cmd.Dir = conformance.ModuleRoot(t)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				binaries.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 				return
@@ -433,7 +435,7 @@ func natsServerFlags(t *testing.T) map[string]string {
 // TestNATSConfigs: both NATS configurations load in the nats-server that
 // go.mod requires, and the Kubernetes routes name the StatefulSet's pods.
 func TestNATSConfigs(t *testing.T) {
-	root := moduleRoot(t)
+	root := conformance.ModuleRoot(t)
 	bin := builtBinary(t, "nats-server")
 	for _, tc := range []struct {
 		file string
@@ -480,7 +482,7 @@ type image struct {
 // non-root user, an entrypoint naming one of our commands.
 func readDockerfile(t *testing.T) image {
 	t.Helper()
-	root := moduleRoot(t)
+	root := conformance.ModuleRoot(t)
 	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)

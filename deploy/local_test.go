@@ -24,26 +24,9 @@ import (
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/signer"
-)
 
-// moduleRoot is the directory holding go.mod.
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/tpcluster/tpcluster/internal/conformance"
+)
 
 // TestLocalUpDown runs deploy/local/up.sh, sends a signed request through
 // nginx (allowed) and the same request again (409 jti_replay with the SPEC
@@ -54,7 +37,7 @@ func TestLocalUpDown(t *testing.T) {
 		t.Skip("slow: builds the binaries and runs nine processes; CI runs it")
 	}
 	requireNginx(t)
-	root := moduleRoot(t)
+	root := conformance.ModuleRoot(t)
 	dir := t.TempDir()
 	env := append(os.Environ(),
 		"TPLOCAL_BASE_PORT="+strconv.Itoa(freeBasePort(t)),

@@ -25,6 +25,8 @@ import (
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/signer"
 	"github.com/tpcluster/tpcluster/internal/transcript"
+
+	"github.com/tpcluster/tpcluster/internal/conformance"
 )
 
 // binDir holds the binaries built once per test run.
@@ -51,7 +53,7 @@ func binary(t testing.TB, name string) string {
 			return
 		}
 		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "./cmd/...")
-		cmd.Dir = moduleRoot()
+		cmd.Dir = conformance.ModuleRoot(t)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
@@ -61,16 +63,6 @@ func binary(t testing.TB, name string) string {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(binDir, name)
-}
-
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		dir = filepath.Dir(dir)
-	}
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tpcluster/tpcluster/internal/conformance"
 )
 
 // nginxBinary finds nginx; .ci/run installs Debian's package when missing.
@@ -30,7 +32,7 @@ func nginxBinary(t *testing.T) string {
 // address and upstreams pointed at this test's processes.
 func startNginx(t *testing.T, verifier, app string) string {
 	t.Helper()
-	shipped, err := os.ReadFile(filepath.Join(moduleRoot(), "deploy", "nginx", "tpcluster-auth-request.conf"))
+	shipped, err := os.ReadFile(filepath.Join(conformance.ModuleRoot(t), "deploy", "nginx", "tpcluster-auth-request.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,17 +48,25 @@ func (v Vector) Name() string { return filepath.Base(filepath.FromSlash(v.Path))
 // It fails t when the root or the directory's manifest.json is missing.
 func Dir(t testing.TB) string {
 	t.Helper()
+	vdir := filepath.Join(filepath.Dir(ModuleRoot(t)), "shared", DirName)
+	if _, err := os.Stat(filepath.Join(vdir, "manifest.json")); err != nil {
+		t.Fatalf("conformance: vectors missing (want %s/manifest.json beside the module root): %v", vdir, err)
+	}
+	return vdir
+}
+
+// ModuleRoot returns the module root, the nearest directory at or above the
+// working directory that holds go.mod; ../shared sits beside it. It fails t
+// when there is none.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatalf("conformance: working directory: %v", err)
 	}
 	for dir := wd; ; {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			vdir := filepath.Join(filepath.Dir(dir), "shared", DirName)
-			if _, err := os.Stat(filepath.Join(vdir, "manifest.json")); err != nil {
-				t.Fatalf("conformance: vectors missing (want %s/manifest.json beside the module root): %v", vdir, err)
-			}
-			return vdir
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {

@@ -11,25 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/tpcluster/tpcluster/internal/conformance"
+)
 
 func TestStatuses(t *testing.T) {
 	for _, c := range RequestCodes() {
@@ -72,7 +56,7 @@ func TestSubjectTokens(t *testing.T) {
 // TestNamedInSpec: every code is written in SPEC.md or, for our later
 // extensions, docs/SPEC-EXTENSIONS.md.
 func TestNamedInSpec(t *testing.T) {
-	root := moduleRoot(t)
+	root := conformance.ModuleRoot(t)
 	spec, err := os.ReadFile(filepath.Join(root, "..", "shared", "SPEC.md"))
 	if err != nil {
 		t.Fatalf("read SPEC.md (../shared beside the checkout): %v", err)
@@ -94,7 +78,7 @@ func TestNamedInSpec(t *testing.T) {
 // implicitly, so a literal spelling a code is the one way around the closed
 // set; this test finds it.
 func TestNoCodeLiterals(t *testing.T) {
-	root := moduleRoot(t)
+	root := conformance.ModuleRoot(t)
 	codes := make(map[string]bool)
 	for _, c := range All() {
 		codes[string(c)] = true
