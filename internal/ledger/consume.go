@@ -102,15 +102,6 @@ func (l *Ledger) ttlSeconds(ttl time.Duration) (int64, error) {
 	return secs, nil
 }
 
-// TTL returns how long a consumed jti must stay in the ledger: exp + skew −
-// now, rounded up to whole seconds, at least one second (SPEC §7), so a jti
-// never leaves the ledger while its passport could still be accepted. It is
-// core.ReplayTTL, which the pipeline uses; it is here beside Consume for
-// callers that consume outside the pipeline.
-func TTL(exp time.Time, skew time.Duration, now time.Time) time.Duration {
-	return core.ReplayTTL(exp, skew, now)
-}
-
 // appendEntry appends the value stored under a key, for forensics (SPEC
 // §7): {"node":..,"at":..,"route_id":..}. Written by hand because it is on
 // every decision's path, where encoding/json's reflection showed in

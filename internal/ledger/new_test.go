@@ -157,7 +157,7 @@ func TestTTL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ledger.TTL(tt.exp, tt.skew, now); got != tt.want {
+			if got := core.ReplayTTL(tt.exp, tt.skew, now); got != tt.want {
 				t.Errorf("TTL(now%+v, %v, now) = %v, want %v", tt.exp.Sub(now), tt.skew, got, tt.want)
 			}
 		})
