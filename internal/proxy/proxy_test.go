@@ -431,6 +431,9 @@ func TestSplitTarget(t *testing.T) {
 		{"/a%2Fb", "/a%2Fb", ""},
 		{"/a?", "/a", ""},
 		{"http://h.example/p?q=1", "/p", "q=1"},
+		{"http://p/x?q=1", "/x", "q=1"},
+		{"http://s:8080/v1/s", "/v1/s", ""},
+		{"http://h.example?q=1", "", "q=1"},
 		{"/p?q=1#&admin=1", "/p", "q=1#&admin=1"},
 	} {
 		p, q := splitTarget(tt.in)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 
 	"github.com/google/uuid"
@@ -16,9 +15,14 @@ import (
 // query it forwards, so it stays here too and is bound like any other byte.
 func splitTarget(target string) (path, query string) {
 	if !strings.HasPrefix(target, "/") {
-		if u, err := url.Parse(target); err == nil && u.Host != "" {
-			if i := strings.Index(target, u.Host); i >= 0 {
-				target = target[i+len(u.Host):]
+		// Absolute form: scheme "://" authority, then the path. Cut after
+		// the authority by position; searching for the host's text would
+		// find it inside the scheme ("http://p/x" has a 'p' in "http").
+		if _, rest, ok := strings.Cut(target, "://"); ok {
+			if i := strings.IndexAny(rest, "/?"); i >= 0 {
+				target = rest[i:]
+			} else {
+				target = ""
 			}
 		}
 	}
