@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +22,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/signer"
+	"github.com/tpcluster/tpcluster/internal/testport"
 
 	"github.com/tpcluster/tpcluster/internal/conformance"
 )
@@ -32,6 +31,10 @@ import (
 // nginx (allowed) and the same request again (409 jti_replay with the SPEC
 // §6 body), does the same with a body through the proxy-mode gateway, runs
 // down.sh and checks that no process up.sh started is left.
+// localPortOffsets are the offsets from TPLOCAL_BASE_PORT that
+// deploy/local/lib.sh uses.
+var localPortOffsets = []int{0, 1, 2, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41, 42, 43}
+
 func TestLocalUpDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: builds the binaries and runs nine processes; CI runs it")
@@ -40,7 +43,7 @@ func TestLocalUpDown(t *testing.T) {
 	root := conformance.ModuleRoot(t)
 	dir := t.TempDir()
 	env := append(os.Environ(),
-		"TPLOCAL_BASE_PORT="+strconv.Itoa(freeBasePort(t)),
+		"TPLOCAL_BASE_PORT="+strconv.Itoa(testport.Block(t, localPortOffsets...)),
 		"TPLOCAL_TIMEOUT=240", // a loaded two-core CI machine
 		"TPLOCAL_GRACE=20",
 	)
@@ -177,30 +180,6 @@ func requireNginx(t *testing.T) {
 		return
 	}
 	t.Fatal("nginx not found: install it (apt-get install nginx-light), as .ci/run does")
-}
-
-// freeBasePort finds a base port whose every offset used by deploy/local
-// (lib.sh: +0..+2, +11..+13, +21..+23, +31..+33, +41..+43) is free now.
-func freeBasePort(t *testing.T) int {
-	t.Helper()
-	offsets := []int{0, 1, 2, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41, 42, 43}
-	for range 50 {
-		base := 20000 + rand.IntN(30000)
-		free := true
-		for _, off := range offsets {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+off))
-			if err != nil {
-				free = false
-				break
-			}
-			ln.Close()
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free range of loopback ports found")
-	return 0
 }
 
 type answer struct {

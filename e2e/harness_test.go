@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,6 +26,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/transcript"
 
 	"github.com/tpcluster/tpcluster/internal/conformance"
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 // binDir holds the binaries built once per test run.
@@ -65,15 +65,11 @@ func binary(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
+// freeAddr returns a loopback address with a port nobody listens on now,
+// outside the ephemeral range (see testport).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
 }
 
 // world is one signed policy world: keys, bundles and a caller.

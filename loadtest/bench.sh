@@ -42,7 +42,7 @@ t0=$SECONDS
 log() { echo "bench: $*" >&2; }
 
 # Ports: a random block, so a second checkout's bench does not collide.
-base=$((20000 + RANDOM % 20000))
+base=$((10000 + RANDOM % 20000)) # below the ephemeral ports (32768-60999 by default)
 UP_PORT=$base PROXY_PORT=$((base + 1)) R1_PORT=$((base + 2)) R1_NATS_PORT=$((base + 3))
 export TPLOCAL_BASE_PORT=$((base + 100)) TPLOCAL_DIR=$LOCAL TPLOCAL_BUNDLES=file
 

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 // TestPrepare: --prepare writes the demo world with private keys 0600 and
@@ -40,17 +42,15 @@ func TestPrepare(t *testing.T) {
 // TestServe: the upstream answers with what reached it and stops when its
 // context ends.
 func TestServe(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--listen", addr}, io.Discard, io.Discard) }()
 
-	var resp *http.Response
+	var (
+		resp *http.Response
+		err  error
+	)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/orders/ord_1", nil)

@@ -2,8 +2,8 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 // TestRunVerifierd sends mixed load through real verifierd processes (two
@@ -107,12 +108,7 @@ func buildVerifierd(t *testing.T) string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
 }
 
 // startVerifierd starts bin with args on a free loopback port, waits until

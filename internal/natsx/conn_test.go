@@ -3,7 +3,7 @@ package natsx_test
 import (
 	"context"
 	"errors"
-	"net"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 func TestConnect(t *testing.T) {
@@ -38,12 +39,7 @@ func TestConnect(t *testing.T) {
 // TestConnectBeforeServer starts a node before NATS: Connect succeeds at once
 // and the connection comes up when the server does (SPEC §8.2).
 func TestConnectBeforeServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
 
 	nc, err := natsx.Connect(t.Context(), "nats://"+addr, "early", nil)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/natsx"
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 func startServer(t *testing.T, cfg natsx.ServerConfig) *natsx.Server {
@@ -93,20 +94,10 @@ func TestStartServerErrors(t *testing.T) {
 // TestStartServerCluster forms a three-node JetStream cluster from
 // natsx.ServerConfig alone, each member routing to the same list.
 func TestStartServerCluster(t *testing.T) {
-	var ports []int
-	var ls []net.Listener
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
+	ports := testport.Free(t, 3)
 	var routes []string
-	for i, l := range ls {
-		l.Close()
-		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", ports[i]))
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", p))
 	}
 	var urls []string
 	for i := range 3 {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 const serverModule = "github.com/nats-io/nats-server/v2"
@@ -116,7 +118,7 @@ type External struct {
 func StartExternal(t testing.TB, args ...string) *External {
 	t.Helper()
 	bin := BuildServerBinary(t)
-	port := freePorts(t, 1)[0]
+	port := testport.Free(t, 1)[0]
 	base := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir()}
 	e := &External{t: t, bin: bin, args: append(base, args...), port: port}
 	t.Cleanup(func() {

@@ -3,8 +3,10 @@
 // built from the go.mod version for end-to-end tests. There are no fakes.
 //
 // Every helper takes a testing.TB, fails the test (never skips it) when it
-// cannot do its job, and cleans up with t.Cleanup. Ports are chosen by the
-// operating system; nothing listens beyond 127.0.0.1.
+// cannot do its job, and cleans up with t.Cleanup. Client ports are chosen by
+// the operating system; ports a server must be told in advance (routes,
+// gateways, an external server's) come from testport. Nothing listens beyond
+// 127.0.0.1.
 package natstest
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/natsx"
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 const (
@@ -58,8 +61,9 @@ func Cluster(t testing.TB, n int) []*server.Server {
 	// Every member routes to every cluster port, its own included (a route
 	// to itself is dropped), so the meta group knows its size from the
 	// start. nats-server cannot report a port before it listens, so the
-	// ports are reserved by listening on :0 and released just before use.
-	ports := freePorts(t, n)
+	// ports are reserved by listening (outside the ephemeral range, see
+	// testport) and released just before use.
+	ports := testport.Free(t, n)
 	var routes []*url.URL
 	for _, p := range ports {
 		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
@@ -233,26 +237,4 @@ func run(t testing.TB, opts *server.Options) *server.Server {
 		t.Fatalf("natstest: server %s not ready for connections after %s", s.Name(), readyTimeout)
 	}
 	return s
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-// All n listeners are open at once, so no port is handed out twice.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("natstest: reserve a port: %v", err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 // Region is one cluster of a supercluster, named after its region.
@@ -36,7 +38,7 @@ func SuperCluster(t testing.TB, wan time.Duration, n int, regions ...string) []R
 	}
 	members := make(map[string][]member, len(regions))
 	for _, r := range regions {
-		ports := freePorts(t, 2*n)
+		ports := testport.Free(t, 2*n)
 		for i := range n {
 			m := member{clusterPort: ports[2*i], gatewayPort: ports[2*i+1]}
 			m.proxy = NewLatencyProxy(t, fmt.Sprintf("127.0.0.1:%d", m.gatewayPort), wan)
