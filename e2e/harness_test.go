@@ -322,7 +322,9 @@ func (b *syncBuffer) String() string {
 // does). It stops the node with SIGTERM on cleanup.
 func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *node {
 	t.Helper()
-	listen := freeAddr(t)
+	// Both ports at once, so the node's two listeners never get the same one.
+	ports := testport.Free(t, 2)
+	listen := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	args := append([]string{
 		"--listen", listen,
 		"--data-dir", t.TempDir(),
@@ -331,7 +333,7 @@ func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *no
 		"--log-level", "debug",
 	}, extra...)
 	if !hasFlag(extra, "--nats-url") && !hasFlag(extra, "--nats-listen") {
-		args = append(args, "--nats-listen", freeAddr(t))
+		args = append(args, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]))
 	}
 	return launch(t, listen, args, []string{"TPCLUSTER_NODE_ID="}, wantReady) // flags only
 }
