@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/retry"
 	"github.com/tpcluster/tpcluster/internal/telemetry"
 )
 
@@ -99,7 +99,7 @@ func (a *auditor) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	a.stop = cancel
 	a.wg.Go(func() {
-		wait := 250 * time.Millisecond
+		bo := retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
 		for {
 			ectx, c := context.WithTimeout(ctx, 10*time.Second)
 			err := audit.EnsureStream(ectx, a.js, a.stream, a.log)
@@ -107,13 +107,11 @@ func (a *auditor) start(parent context.Context) {
 			if err == nil {
 				break
 			}
+			wait := bo.Next()
 			a.log.Warn("audit stream not ready; events stay in the spool", "err", err, "retry_in", wait)
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, wait) {
 				return
-			case <-time.After(wait/2 + rand.N(wait/2)):
 			}
-			wait = min(2*wait, 5*time.Second)
 		}
 		_ = a.pub.Run(ctx)
 	})

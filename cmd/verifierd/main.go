@@ -36,6 +36,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/proxy"
+	"github.com/tpcluster/tpcluster/internal/retry"
 	"github.com/tpcluster/tpcluster/internal/telemetry"
 )
 
@@ -366,10 +367,8 @@ func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID
 			return led, nil
 		}
 		log.Warn("replay ledger not ready; retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return nil, fmt.Errorf("replay ledger: %w", err)
-		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)
 	}

@@ -16,7 +16,7 @@ func TestDeps(t *testing.T) {
 			{Path: "github.com/nats-io/nats-server/", Why: "it is a client; servers are internal/natsx's job"},
 			{Path: "go.opentelemetry.io/otel/sdk", Why: "the OTel API with a provider from config only (STYLE §8)"},
 		},
-		Only:    []string{"github.com/nats-io/nats.go", "go.opentelemetry.io/otel/", "github.com/google/uuid", "github.com/tpcluster/tpcluster/internal/reason", "github.com/tpcluster/tpcluster/internal/natsx"},
-		OnlyWhy: "only reason and natsx among ours, nats.go, the OTel API and uuid are allowed",
+		Only:    []string{"github.com/nats-io/nats.go", "go.opentelemetry.io/otel/", "github.com/google/uuid", "github.com/tpcluster/tpcluster/internal/reason", "github.com/tpcluster/tpcluster/internal/natsx", "github.com/tpcluster/tpcluster/internal/retry"},
+		OnlyWhy: "only reason, natsx and retry among ours, nats.go, the OTel API and uuid are allowed",
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/tpcluster/tpcluster/internal/retry"
 )
 
 // PublisherConfig configures a Publisher. Zero values are documented per
@@ -119,7 +120,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 		inflight []*pending // sent, in pos order
 		resend   []*pending // to send again, in pos order, before reading more
 		acked    uint64     // highest acknowledged pos not yet given to the spool
-		fails    int        // consecutive failures, for the back-off
+		fails    int        // consecutive failures, for the log
+		bo       = retry.Backoff{Min: p.cfg.MinBackoff, Max: p.cfg.MaxBackoff}
 	)
 	flushAcks := func() {
 		if acked != 0 {
@@ -190,6 +192,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 				inflight = inflight[1:]
 				acked = head.pos
 				fails = 0
+				bo.Reset()
 				p.met.published(ctx, time.Since(head.sent), ack.Duplicate)
 				if len(inflight) == 0 || head.pos%64 == 0 {
 					flushAcks()
@@ -241,7 +244,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			}
 			cancel()
 		}
-		if !sleep(ctx, p.backoff(fails)) {
+		if !retry.Sleep(ctx, bo.Next()) {
 			return nil
 		}
 	}
@@ -262,26 +265,6 @@ func (p *Publisher) settle(ctx context.Context, pm *pending) bool {
 	case <-ctx.Done():
 	}
 	return false
-}
-
-// backoff is the wait after the n-th consecutive failure: exponential from
-// MinBackoff to MaxBackoff, with full jitter in its upper half, so nodes
-// that lost NATS together do not return together.
-func (p *Publisher) backoff(n int) time.Duration {
-	d := p.cfg.MinBackoff << min(n-1, 16)
-	d = min(d, p.cfg.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func (p *Publisher) setOldest(inflight, resend []*pending) {

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -142,34 +140,4 @@ func claimedSequence(b []byte) int64 {
 		return -1
 	}
 	return n
-}
-
-// backoff is a jittered exponential back-off between min and max.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-// next returns the wait before the next attempt: the current step with up to
-// half of it taken off at random, so nodes restarted together spread out.
-func (b *backoff) next() time.Duration {
-	if b.cur < b.min {
-		b.cur = b.min
-	}
-	d := b.cur
-	b.cur = min(2*b.cur, b.max)
-	return d - rand.N(d/2+1)
-}
-
-func (b *backoff) reset() { b.cur = b.min }
-
-// sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -16,7 +16,7 @@ func TestDeps(t *testing.T) {
 			{Path: "github.com/nats-io/nats-server/", Why: "it is a client; servers are internal/natsx's job"},
 			{Path: "go.opentelemetry.io/otel/sdk", Why: "packages use the OTel API with a provider from config (STYLE §8)"},
 		},
-		Only:    []string{"github.com/nats-io/nats.go", "go.opentelemetry.io/otel/", "github.com/tpcluster/tpcluster/internal/bundle", "github.com/tpcluster/tpcluster/internal/reason", "github.com/tpcluster/tpcluster/internal/audit", "github.com/tpcluster/tpcluster/internal/natsx"},
-		OnlyWhy: "only bundle, reason, audit and natsx among ours, nats.go and the OTel API are allowed",
+		Only:    []string{"github.com/nats-io/nats.go", "go.opentelemetry.io/otel/", "github.com/tpcluster/tpcluster/internal/bundle", "github.com/tpcluster/tpcluster/internal/reason", "github.com/tpcluster/tpcluster/internal/audit", "github.com/tpcluster/tpcluster/internal/natsx", "github.com/tpcluster/tpcluster/internal/retry"},
+		OnlyWhy: "only bundle, reason, audit, natsx and retry among ours, nats.go and the OTel API are allowed",
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/retry"
 )
 
 // Back-off of bucket opening and watch re-creation (STYLE §6: bounded, with
@@ -42,12 +44,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 var errWatchLagging = errors.New("watch missed an update")
 
 func (w *Watcher) loop(ctx context.Context) {
-	bo := backoff{min: retryMin, max: retryMax}
+	bo := retry.Backoff{Min: retryMin, Max: retryMax}
 	var (
 		kv      jetstream.KeyValue
 		failing bool // logged once per outage, then at debug level
 	)
-	current := func() { bo.reset(); failing = false }
+	current := func() { bo.Reset(); failing = false }
 	for ctx.Err() == nil {
 		var err error
 		if kv == nil {
@@ -65,14 +67,14 @@ func (w *Watcher) loop(ctx context.Context) {
 		if !lagging {
 			kv = nil // reopen: the bucket may have been recreated
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		if lagging || !failing {
 			w.log.Warn("bundle watch down; re-creating it", "err", err, "retry_in", wait)
 		} else {
 			w.log.Debug("bundle watch still down", "err", err, "retry_in", wait)
 		}
 		failing = !lagging
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return
 		}
 	}
