@@ -17,6 +17,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 // decided is one answer a test got, by request id.
@@ -252,7 +253,7 @@ func requireWhole(t testing.TB, url string) {
 func TestAuditEveryDecision(t *testing.T) {
 	w := newWorld(t)
 	up := newUpstream(t)
-	natsAddr := freeAddr(t)
+	natsAddr := testport.Addrs(t, 1)[0]
 	dataDir := t.TempDir()
 	args := []string{"--upstream", up.URL, "--nats-listen", natsAddr, "--data-dir", dataDir, "--node-id", "audit-a"}
 	n := startVerifierd(t, w, true, args...)

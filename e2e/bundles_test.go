@@ -19,6 +19,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/signer"
+	"github.com/tpcluster/tpcluster/internal/testport"
 	"github.com/tpcluster/tpcluster/internal/transcript"
 )
 
@@ -128,7 +129,7 @@ func (c *channel) startKVNode(t testing.TB, id, dataDir string, wantReady bool, 
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	listen := freeAddr(t)
+	listen := testport.Addrs(t, 1)[0]
 	args := append([]string{
 		"--listen", listen, "--data-dir", dataDir, "--nats-url", c.url, "--node-id", id, "--upstream", c.up.URL,
 		"--bundle-public-key", c.bundlePub, "--beacon-public-key", c.beaconPub,

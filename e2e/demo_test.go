@@ -17,8 +17,8 @@ import (
 // replay denied jti_replay, the keys it wrote are 0600, and the commands it
 // prints name a dialable address.
 func TestDemo(t *testing.T) {
-	ports := testport.Free(t, 2) // at once, so never the same port twice
-	listen, natsListen, dir := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), t.TempDir()
+	addrs := testport.Addrs(t, 2) // at once, so never the same port twice
+	listen, natsListen, dir := addrs[0], addrs[1], t.TempDir()
 	cmd := exec.Command(binary(t, "verifierd"), "--demo", "--data-dir", dir, "--listen", listen, "--nats-listen", natsListen)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -65,13 +65,6 @@ func binary(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now,
-// outside the ephemeral range (see testport).
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	return fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
-}
-
 // world is one signed policy world: keys, bundles and a caller.
 type world struct {
 	dir       string
@@ -323,8 +316,8 @@ func (b *syncBuffer) String() string {
 func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *node {
 	t.Helper()
 	// Both ports at once, so the node's two listeners never get the same one.
-	ports := testport.Free(t, 2)
-	listen := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	addrs := testport.Addrs(t, 2)
+	listen := addrs[0]
 	args := append([]string{
 		"--listen", listen,
 		"--data-dir", t.TempDir(),
@@ -333,7 +326,7 @@ func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *no
 		"--log-level", "debug",
 	}, extra...)
 	if !hasFlag(extra, "--nats-url") && !hasFlag(extra, "--nats-listen") {
-		args = append(args, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]))
+		args = append(args, "--nats-listen", addrs[1])
 	}
 	return launch(t, listen, args, []string{"TPCLUSTER_NODE_ID="}, wantReady) // flags only
 }

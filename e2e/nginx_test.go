@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/conformance"
+	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 // nginxBinary finds nginx; .ci/run installs Debian's package when missing.
@@ -36,7 +37,7 @@ func startNginx(t *testing.T, verifier, app string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
+	listen := testport.Addrs(t, 1)[0]
 	conf := string(shipped)
 	for old, repl := range map[string]string{
 		"server 127.0.0.1:8081;": "server " + verifier + ";",

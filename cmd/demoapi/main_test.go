@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -42,7 +41,7 @@ func TestPrepare(t *testing.T) {
 // TestServe: the upstream answers with what reached it and stops when its
 // context ends.
 func TestServe(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
+	addr := testport.Addrs(t, 1)[0]
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--listen", addr}, io.Discard, io.Discard) }()

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"net/http"
 	"os"
@@ -38,7 +37,7 @@ func TestRunVerifierd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { up.Close() })
-	natsAddr := freeAddr(t)
+	natsAddr := testport.Addrs(t, 1)[0]
 	common := []string{"--upstream", up.URL, "--trust-material", files.TrustMaterial,
 		"--policy-bundle", files.PolicyBundle, "--bundle-public-key", files.BundlePublicKey, "--log-level", "warn"}
 	a := startVerifierd(t, bin, append(common, "--nats-listen", natsAddr, "--node-id", "a")...)
@@ -106,16 +105,11 @@ func buildVerifierd(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
-}
-
 // startVerifierd starts bin with args on a free loopback port, waits until
 // it is ready and stops it on cleanup. It returns its base URL.
 func startVerifierd(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	listen := freeAddr(t)
+	listen := testport.Addrs(t, 1)[0]
 	cmd := exec.Command(bin, append([]string{"--listen", listen, "--data-dir", t.TempDir()}, args...)...)
 	logs, err := os.Create(filepath.Join(t.TempDir(), "verifierd.log"))
 	if err != nil {

@@ -3,7 +3,6 @@ package natsx_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +38,7 @@ func TestConnect(t *testing.T) {
 // TestConnectBeforeServer starts a node before NATS: Connect succeeds at once
 // and the connection comes up when the server does (SPEC §8.2).
 func TestConnectBeforeServer(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0])
+	addr := testport.Addrs(t, 1)[0]
 
 	nc, err := natsx.Connect(t.Context(), "nats://"+addr, "early", nil)
 	if err != nil {

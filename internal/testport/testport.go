@@ -98,6 +98,16 @@ func Free(t testing.TB, n int) []int {
 	return ports
 }
 
+// Addrs returns n distinct "127.0.0.1:port" listen addresses, as Free.
+func Addrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i, p := range Free(t, n) {
+		addrs[i] = "127.0.0.1:" + strconv.Itoa(p)
+	}
+	return addrs
+}
+
 // Block returns a base port such that base+off is free for every offset,
 // every one of them outside the ephemeral range. Offsets must be >= 0.
 func Block(t testing.TB, offsets ...int) int {

@@ -90,3 +90,19 @@ func TestBlockFreeSeesBusyPorts(t *testing.T) {
 		t.Errorf("block at %d with offset 3 over the held port %d counted as free", held-3, held)
 	}
 }
+
+func TestAddrs(t *testing.T) {
+	addrs := Addrs(t, 3)
+	if len(addrs) != 3 {
+		t.Fatalf("Addrs(3) = %v", addrs)
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Errorf("%s is not a free loopback address: %v", a, err)
+			continue
+		}
+		outside(t, l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+	}
+}
