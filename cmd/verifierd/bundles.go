@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/nodeaudit"
 	"github.com/tpcluster/tpcluster/internal/telemetry"
 )
 
@@ -32,7 +31,7 @@ type bundleSource interface {
 func (c *Config) bundlesFromNATS() bool { return c.TrustMaterial == "" && c.PolicyBundle == "" }
 
 // newBundleSource builds the node's bundle source.
-func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, nodeID string, log *slog.Logger, tel *telemetry.Providers, aud *auditor) (bundleSource, error) {
+func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, nodeID string, log *slog.Logger, tel *telemetry.Providers, aud *nodeaudit.Auditor) (bundleSource, error) {
 	opts := bundle.Options{AllowUnsigned: cfg.DevAllowUnsigned, Keys: keys}
 	if !cfg.bundlesFromNATS() {
 		return bundlefile.New(bundlefile.Config{
@@ -41,8 +40,8 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 			Options:       opts,
 			Interval:      cfg.ReloadInterval,
 			Logger:        log.With("component", "bundles"),
-			OnApply:       aud.onFileApply,
-			OnReject:      aud.onFileReject,
+			OnApply:       aud.OnFileApply,
+			OnReject:      aud.OnFileReject,
 		})
 	}
 	beaconKeys, err := readBeaconKeys(cfg.BeaconPublicKeys)
@@ -61,8 +60,8 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 		Logger:            log.With("component", "bundles"),
 		MeterProvider:     tel.Meter,
 		// The bundle_applied and bundle_rejected audit events (SPEC §8.2).
-		OnApply:  aud.onKVApply,
-		OnReject: aud.onKVReject,
+		OnApply:  aud.OnKVApply,
+		OnReject: aud.OnKVReject,
 	})
 	if err != nil {
 		return nil, err
@@ -91,42 +90,14 @@ func readBeaconKeys(paths []string) ([]bundle.BeaconVerifyKey, error) {
 	return keys, nil
 }
 
-// lazyLedger lets a node serve before its replay ledger bucket can be
-// opened: in NATS mode a node decides from its cached bundle pair before
-// NATS answers (SPEC §8.2), and until the ledger opens every consume fails
-// with core.ErrLedgerUnavailable, so requests that pass every other check
-// are denied replay_ledger_unavailable, never allowed. Run opens the ledger
-// (with openLedger's bounded back-off) and swaps it in.
-type lazyLedger struct {
-	open func(context.Context) (nodeLedger, error)
-	led  atomic.Pointer[ledgerBox]
-}
-
-type ledgerBox struct{ nodeLedger }
-
-var errLedgerNotOpen = fmt.Errorf("ledger bucket not open yet: %w", core.ErrLedgerUnavailable)
-
-func (l *lazyLedger) Consume(ctx context.Context, key core.LedgerKey, ttl time.Duration, e core.LedgerEntry) error {
-	if b := l.led.Load(); b != nil {
-		return b.Consume(ctx, key, ttl, e)
+func readBundleKeys(paths []string) ([]bundle.VerifyKey, error) {
+	var keys []bundle.VerifyKey
+	for _, p := range paths {
+		k, err := keyfile.ReadPublic(p)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle-public-key %s: %w", p, err)
+		}
+		keys = append(keys, bundle.NewVerifyKey(k))
 	}
-	return errLedgerNotOpen
-}
-
-func (l *lazyLedger) Ping(ctx context.Context) error {
-	if b := l.led.Load(); b != nil {
-		return b.Ping(ctx)
-	}
-	return errLedgerNotOpen
-}
-
-// Run opens the ledger, retrying until ctx is done. It returns nil once the
-// ledger is open or ctx is done.
-func (l *lazyLedger) Run(ctx context.Context) error {
-	led, err := l.open(ctx)
-	if err != nil {
-		return nil // ctx ended first; openLedger logged every attempt
-	}
-	l.led.Store(&ledgerBox{led})
-	return nil
+	return keys, nil
 }

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/tpcluster/tpcluster/internal/demo"
+)
+
+// dialable turns a listener's address into one a client on this machine
+// can dial: a wildcard host (":8081" listens on [::]) becomes 127.0.0.1.
+func dialable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func runDemo(ctx context.Context, addr string, files *demo.Files, out io.Writer) error {
+	base := "http://" + addr
+	if err := demo.Exercise(ctx, base, files, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `
+verifierd is running (proxy mode, embedded NATS, demo bundle in %s). Try your own request:
+
+    go run ./cmd/tpcurl --key %s --kid %s --route-id orders.get --url %s/v1/orders/ord_42
+    go run ./cmd/tpcurl --key %s --kid %s --route-id orders.create -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json' --repeat 2 --url %s/v1/orders
+    curl -si %s/v1/orders/ord_42                  # no passport: 401 passport_missing
+    curl -s %s/_tp/readyz ; curl -s %s/_tp/metrics | grep tpcluster_decisions
+
+Ctrl-C stops it.
+`, files.Dir, files.CallerKey, demo.CallerKID, base, files.CallerKey, demo.CallerKID, base, base, base, base)
+	return nil
+}

@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/natsx"
+	"github.com/tpcluster/tpcluster/internal/nodeaudit"
+	"github.com/tpcluster/tpcluster/internal/proxy"
+	"github.com/tpcluster/tpcluster/internal/readiness"
+	"github.com/tpcluster/tpcluster/internal/telemetry"
+)
+
+// node is one running verifierd: every component, built by newNode and run
+// by Run.
+type node struct {
+	cfg *Config
+	log *slog.Logger
+	out io.Writer // the demo's transcript
+
+	upstream *demo.Upstream // --demo only
+	demo     *demo.Files    // --demo only
+	embedded *natsx.Server  // nil with --nats-url
+	nc       *nats.Conn
+	tel      *telemetry.Providers
+	aud      *nodeaudit.Auditor
+	lazy     *lazyLedger // set when bundles come from NATS
+	bundles  bundleSource
+	ready    *readiness.Readiness
+	srv      *http.Server
+	ln       net.Listener
+	pprof    net.Listener // nil without --pprof-listen
+
+	undo []func() // what newNode started, in order; abort runs it backwards
+}
+
+// newNode builds and starts every component of a node, and listens. On any
+// error it stops whatever it had started, in reverse order, and returns the
+// error: nothing (goroutine, connection, listener, embedded server) is left.
+// On success the caller must call Run.
+func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_ *node, err error) {
+	n := &node{cfg: cfg, log: log, out: out}
+	defer func() {
+		if err != nil {
+			n.abort()
+		}
+	}()
+	if cfg.Demo {
+		if err := n.prepareDemo(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DevAllowUnsigned {
+		log.Warn("DEVELOPMENT MODE: --dev-allow-unsigned-bundles loads unsigned trust material and policy; never use it in production")
+	}
+	log.Info("verifierd starting", cfg.logValues()...)
+	nodeID := cfg.nodeID()
+
+	js, err := n.connect(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	if n.tel, err = telemetry.New(ctx, telemetry.Config{ServiceName: "verifierd", NodeID: nodeID}); err != nil {
+		return nil, err
+	}
+	n.onAbort(func() { n.stopTelemetry(context.Background()) })
+
+	// Audit before bundles: the first bundle_applied events go to the spool.
+	if n.aud, err = nodeaudit.Open(n.auditConfig(js, nodeID)); err != nil {
+		return nil, err
+	}
+	n.onAbort(n.aud.Close)
+
+	var led nodeLedger
+	if cfg.bundlesFromNATS() {
+		// SPEC §8.2: a node decides from its cached pair before NATS
+		// answers, so the ledger opens in the background.
+		n.lazy = &lazyLedger{open: func(ctx context.Context) (nodeLedger, error) {
+			return openLedger(ctx, js, cfg, nodeID, log, n.tel)
+		}}
+		led = n.lazy
+	} else if led, err = openLedger(ctx, js, cfg, nodeID, log, n.tel); err != nil {
+		return nil, err
+	}
+	keys, err := readBundleKeys(cfg.BundlePublicKeys)
+	if err != nil {
+		return nil, err
+	}
+	if n.bundles, err = newBundleSource(cfg, js, keys, nodeID, log, n.tel, n.aud); err != nil {
+		return nil, err
+	}
+	if n.ready, err = readiness.New(readiness.Config{Snapshot: n.bundles.Snapshot, RealtimeWindow: cfg.RealtimeWindow}); err != nil {
+		return nil, err
+	}
+	if err := n.ready.Add("ledger", led.Ping); err != nil {
+		return nil, err
+	}
+	if err := n.buildServer(led); err != nil {
+		return nil, err
+	}
+	if err := n.listen(ctx); err != nil {
+		return nil, err
+	}
+	log.Info("verifierd listening", "addr", n.ln.Addr().String(), "node_id", nodeID, "mode", mode(cfg))
+	return n, nil
+}
+
+// onAbort registers f to undo a step if a later one fails.
+func (n *node) onAbort(f func()) { n.undo = append(n.undo, f) }
+
+// abort undoes every step newNode took, latest first, once.
+func (n *node) abort() {
+	for i := len(n.undo) - 1; i >= 0; i-- {
+		n.undo[i]()
+	}
+	n.undo = nil
+}
+
+// prepareDemo writes the demo keys and bundles, starts the demo upstream
+// and points the configuration at them.
+func (n *node) prepareDemo(ctx context.Context) error {
+	d, err := demo.Prepare(filepath.Join(n.cfg.DataDir, "demo"))
+	if err != nil {
+		return err
+	}
+	up, err := demo.StartUpstream(ctx, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	n.onAbort(func() { up.Close() })
+	n.upstream, n.demo = up, d
+	cfg := n.cfg
+	cfg.Upstream, cfg.TrustMaterial, cfg.PolicyBundle = up.URL, d.TrustMaterial, d.PolicyBundle
+	cfg.BundlePublicKeys = append(cfg.BundlePublicKeys[:0], d.BundlePublicKey)
+	return cfg.Validate()
+}
+
+// connect starts the embedded NATS server unless --nats-url names a
+// cluster, and connects to it.
+func (n *node) connect(ctx context.Context, nodeID string) (jetstream.JetStream, error) {
+	url := n.cfg.NATSURL
+	if url == "" {
+		s, err := natsx.StartServer(ctx, natsx.ServerConfig{
+			DataDir:    filepath.Join(n.cfg.DataDir, "nats"),
+			Listen:     n.cfg.NATSListen,
+			ServerName: "verifierd-" + sanitize(nodeID),
+			SyncAlways: n.cfg.LedgerSync == "always",
+			Logger:     n.log.With("component", "nats-server"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.embedded = s
+		n.onAbort(n.stopEmbedded)
+		url = s.ClientURL()
+		n.log.Info("embedded NATS server started", "url", url)
+	}
+	nc, err := natsx.Connect(ctx, url, "verifierd "+nodeID, n.log.With("component", "nats"))
+	if err != nil {
+		return nil, err
+	}
+	n.nc = nc
+	n.onAbort(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return js, nil
+}
+
+func (n *node) auditConfig(js jetstream.JetStream, nodeID string) nodeaudit.Config {
+	cfg := n.cfg
+	dir := cfg.AuditSpoolDir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "audit")
+	}
+	stream := audit.StreamConfig{
+		Name:     cfg.AuditStream,
+		Replicas: cfg.AuditReplicas,
+		MaxAge:   cfg.AuditMaxAge,
+		MaxBytes: cfg.AuditMaxBytes,
+	}
+	if cfg.Region != "" {
+		// A region's events go to its own stream, placed in its cluster;
+		// `tpaudit gather` sources every region's stream into the global
+		// one (docs/MULTI-REGION.md).
+		stream.Name = audit.RegionStream(cfg.AuditStream, cfg.Region)
+		stream.Region = cfg.Region
+		if cfg.NATSURL != "" {
+			stream.Cluster = cfg.Region
+		}
+	}
+	log := n.log.With("component", "audit")
+	return nodeaudit.Config{
+		Spool: audit.SpoolConfig{
+			Dir:           dir,
+			NodeID:        nodeID,
+			Region:        cfg.Region,
+			MaxBytes:      cfg.AuditSpoolMaxBytes,
+			SyncInterval:  cfg.AuditSyncInterval,
+			Logger:        log,
+			MeterProvider: n.tel.Meter,
+		},
+		Stream:    stream,
+		Window:    cfg.AuditWindow,
+		Conn:      n.nc,
+		JetStream: js,
+		Logger:    log,
+	}
+}
+
+// buildServer builds the pipeline, the HTTP handler and the server.
+func (n *node) buildServer(led nodeLedger) error {
+	cfg := n.cfg
+	pipeline, err := core.New(core.Config{
+		Ledger:              led,
+		Snapshot:            n.bundles.Snapshot,
+		ClockSkew:           cfg.ClockSkew,
+		MaxPassportLifetime: cfg.MaxPassportLifetime,
+		RealtimeWindow:      cfg.RealtimeWindow,
+		IgnoreHeaders:       cfg.IgnoreHeaders,
+		MaxHeaderCandidates: cfg.MaxHeaderCandidates,
+		RouteID:             cfg.RouteID,
+		AudienceOverride:    cfg.AudienceOverride,
+		Region:              cfg.Region,
+		AuditRoom:           n.aud.Room, // SPEC §6 step 18a
+	})
+	if err != nil {
+		return err
+	}
+	log := n.log.With("component", "http")
+	handler, err := proxy.New(proxy.Config{
+		Decider:             pipeline,
+		Upstream:            cfg.upstreamURL,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		TrustedProxies:      cfg.trustedProxies,
+		ExternalScheme:      cfg.ExternalScheme,
+		ForwardProofHeaders: cfg.ForwardProofHeaders,
+		Record:              n.aud.Record, // SPEC §9: before the response
+		Ready:               n.ready.Check,
+		Metrics:             n.tel.Metrics,
+		TracerProvider:      n.tel.Tracer,
+		MeterProvider:       n.tel.Meter,
+		Logger:              log,
+	})
+	if err != nil {
+		return err
+	}
+	n.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// listen opens the verifying listener and, with --pprof-listen, the
+// profiling one.
+func (n *node) listen(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
+	}
+	n.ln = ln
+	n.onAbort(func() { ln.Close() })
+	if n.cfg.PprofListen != "" {
+		// Profiles on their own listener (loopback by default), never on
+		// the verifying one: an operator's tool, not a caller's.
+		pln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", n.cfg.PprofListen)
+		if err != nil {
+			return fmt.Errorf("listen --pprof-listen %s: %w", n.cfg.PprofListen, err)
+		}
+		n.pprof = pln
+		n.onAbort(func() { pln.Close() })
+	}
+	return nil
+}
+
+// Run serves until ctx is done or a server fails, then shuts down in the
+// order STYLE §6 fixes. It returns after every goroutine it started has
+// exited and everything newNode started is stopped.
+func (n *node) Run(ctx context.Context) error {
+	n.undo = nil // from here on, shutdown stops everything
+	g, gctx := errgroup.WithContext(ctx)
+	n.aud.Start(gctx)
+
+	// The bundle watcher (and the lazy ledger's opener) outlive gctx: they
+	// stop after the HTTP drain, not with it.
+	bctx, stopBundles := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopBundles()
+	var bundles sync.WaitGroup
+	if n.lazy != nil {
+		bundles.Go(func() { _ = n.lazy.Run(bctx) })
+	}
+	bundles.Go(func() { _ = n.bundles.Run(bctx) })
+
+	g.Go(func() error { return serve("http server", n.srv, n.ln) })
+	if n.pprof != nil {
+		psrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		n.log.Info("pprof listening", "addr", n.pprof.Addr().String())
+		g.Go(func() error { return serve("pprof server", psrv, n.pprof) })
+		g.Go(func() error {
+			<-gctx.Done()
+			return psrv.Close()
+		})
+	}
+	if n.demo != nil {
+		g.Go(func() error { return runDemo(gctx, dialable(n.ln.Addr()), n.demo, n.out) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		n.shutdown(context.WithoutCancel(gctx), func() {
+			stopBundles()
+			bundles.Wait()
+		})
+		return nil
+	})
+	return g.Wait()
+}
+
+func serve(name string, srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// shutdown stops the node in STYLE §6 order: readiness false, drain HTTP,
+// stop the bundle watcher, flush audit to NATS (else leave it in the spool,
+// with fsync), drain NATS, stop the embedded server.
+func (n *node) shutdown(ctx context.Context, stopBundles func()) {
+	n.ready.Stop()
+	sctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := n.srv.Shutdown(sctx); err != nil {
+		n.log.Warn("http drain deadline passed", "err", err)
+	}
+	if n.upstream != nil {
+		n.upstream.Close()
+	}
+	stopBundles()
+	n.aud.Shutdown(sctx, n.cfg.AuditFlushTimeout)
+	if err := natsx.DrainAndWait(sctx, n.nc); err != nil {
+		n.log.Warn("nats drain", "err", err)
+	}
+	n.stopEmbedded()
+	n.stopTelemetry(sctx)
+	n.log.Info("verifierd stopped")
+}
+
+func (n *node) stopEmbedded() {
+	if n.embedded == nil {
+		return
+	}
+	// Called on the way out, after the run context ended.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.embedded.Shutdown(ctx); err != nil {
+		n.log.Warn("embedded NATS server shutdown", "err", err)
+	}
+}
+
+func (n *node) stopTelemetry(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := n.tel.Shutdown(ctx); err != nil {
+		n.log.Warn("telemetry shutdown", "err", err)
+	}
+}
+
+// pprofMux serves net/http/pprof on a mux of its own: importing the
+// package registers nothing here, since verifierd never serves
+// http.DefaultServeMux.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+func mode(cfg *Config) string {
+	if cfg.Upstream != "" {
+		return "proxy+check"
+	}
+	return "check"
+}
+
+// sanitize makes a node id usable as a NATS server name.
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
