@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/tpcluster/tpcluster/internal/conformance"
@@ -19,6 +20,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		[]byte(basePolicy),
 		signedPolicy(f, NewSigningKey(k)),
 		[]byte(trustDoc(f)),
+		[]byte(strings.Replace(trustDoc(f), `"status":"retired"`, `"status":"retired","key_binding":"hardware_local","max_key_binding":"remote_kms"`, 1)),
 	}
 }
 
@@ -114,6 +116,11 @@ func FuzzParseTrustMaterial(f *testing.F) {
 			for _, key := range is.Keys {
 				if len(key.PublicKey) != 32 {
 					t.Fatalf("key %q has %d bytes", key.KID, len(key.PublicKey))
+				}
+				// A loaded key always vouches for a real class (software
+				// when absent) and its cap is a real class or none.
+				if !key.KeyBinding.Valid() || key.MaxKeyBinding != 0 && !key.MaxKeyBinding.Valid() {
+					t.Fatalf("key %q loaded with key_binding %d, max_key_binding %d", key.KID, key.KeyBinding, key.MaxKeyBinding)
 				}
 				now := key.NotBefore
 				if got := tm.PassportKey(name, key.KID, true, "", now); (got == key) != key.Usable(now) {

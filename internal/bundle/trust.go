@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/tpcluster/tpcluster/internal/signerclass"
 )
 
 // TrustMaterial is loaded trust material (SPEC §5.2): the issuers whose
@@ -39,6 +41,15 @@ type Key struct {
 	NotBefore, NotAfter time.Time
 	// Active is status "active"; a "retired" key verifies nothing.
 	Active bool
+	// KeyBinding is key_binding: the signer class the operator vouches for
+	// when this key signs its own passports (SPEC §2.1, §5.2). If absent,
+	// signerclass.Software: a key's holder saying "my key is in hardware" is
+	// only its own word.
+	KeyBinding signerclass.Class
+	// MaxKeyBinding is max_key_binding: the highest class this key may attest
+	// when it signs passports for other keys (a broker). Zero (absent) means
+	// no cap.
+	MaxKeyBinding signerclass.Class
 }
 
 // Usable reports whether k may verify a passport at now: active, and now
@@ -96,7 +107,8 @@ func (t *TrustMaterial) PassportKey(iss, kid string, hasKID bool, cnfPublicKeyB6
 // where those apply. Unknown members are refused at every level; version,
 // kind, issuers and, per issuer, issuer, trust_domain, source_type and keys
 // are required; per key kid, alg (EdDSA), public_key_b64url and status
-// (active or retired).
+// (active or retired), and optionally not_before, not_after, key_binding and
+// max_key_binding (signer class names, SPEC §5.2).
 func ParseTrustMaterial(data []byte, o Options) (*TrustMaterial, error) {
 	t, err := parseTrustMaterial(data, o)
 	if err != nil {
@@ -191,10 +203,11 @@ func parseIssuer(o object) (*Issuer, error) {
 }
 
 func parseKey(o object) (*Key, error) {
-	if err := o.only("kid", "alg", "public_key_b64url", "not_before", "not_after", "status"); err != nil {
+	if err := o.only("kid", "alg", "public_key_b64url", "not_before", "not_after", "status",
+		"key_binding", "max_key_binding"); err != nil {
 		return nil, err
 	}
-	k := new(Key)
+	k := &Key{KeyBinding: signerclass.Software}
 	var err error
 	if k.KID, err = o.required("kid"); err != nil {
 		return nil, err
@@ -233,6 +246,17 @@ func parseKey(o object) (*Key, error) {
 	}
 	if !k.NotBefore.IsZero() && !k.NotAfter.IsZero() && k.NotAfter.Before(k.NotBefore) {
 		return nil, fmt.Errorf("%s: before not_before", o.at("not_after"))
+	}
+	// keyBinding refuses anything but one of the four class names (a
+	// number, null, "", "HARDWARE_LOCAL"): a class we cannot read must not
+	// fall back to the default, least of all for the cap.
+	if kb, ok, err := keyBinding(o, "key_binding"); err != nil {
+		return nil, err
+	} else if ok {
+		k.KeyBinding = kb
+	}
+	if k.MaxKeyBinding, _, err = keyBinding(o, "max_key_binding"); err != nil {
+		return nil, err
 	}
 	return k, nil
 }

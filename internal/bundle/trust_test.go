@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tpcluster/tpcluster/internal/signerclass"
 )
 
 func b64(t testing.TB, seed byte) string {
@@ -50,6 +52,29 @@ func TestParseTrustMaterial(t *testing.T) {
 	tm, err = ParseTrustMaterial(signed, Options{Keys: []VerifyKey{NewVerifyKey(k.Public())}})
 	if err != nil || !tm.Signed {
 		t.Errorf("signed trust material: %v", err)
+	}
+}
+
+// TestKeyBindings: key_binding defaults to software and max_key_binding to
+// no cap (SPEC §5.2); given values are read exactly.
+func TestKeyBindings(t *testing.T) {
+	key0 := func(m map[string]any) map[string]any {
+		return m["issuers"].([]any)[0].(map[string]any)["keys"].([]any)[0].(map[string]any)
+	}
+	doc := edit(t, trustDoc(t), func(m map[string]any) {
+		key0(m)["key_binding"] = "hardware_local"
+		key0(m)["max_key_binding"] = "remote_kms"
+	})
+	tm, err := ParseTrustMaterial(doc, Options{AllowUnsigned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := tm.Issuers["https://issuer.example"].Keys
+	if k := keys[0]; k.KeyBinding != signerclass.HardwareLocal || k.MaxKeyBinding != signerclass.RemoteKMS {
+		t.Errorf("key %s: key_binding %v, max_key_binding %v; want hardware_local, remote_kms", k.KID, k.KeyBinding, k.MaxKeyBinding)
+	}
+	if k := keys[1]; k.KeyBinding != signerclass.Software || k.MaxKeyBinding.Valid() {
+		t.Errorf("key %s without the members: key_binding %v, max_key_binding %v; want software, no cap", k.KID, k.KeyBinding, k.MaxKeyBinding)
 	}
 }
 
@@ -134,6 +159,14 @@ func TestParseTrustMaterialErrors(t *testing.T) {
 		}), `issuers[0].keys[0].not_after: before not_before`},
 		{"bad time", edit(t, base, func(m map[string]any) { key0(m)["not_after"] = "tomorrow" }), `issuers[0].keys[0].not_after: must be an RFC 3339`},
 		{"duplicate member", []byte(strings.Replace(base, `"kid":"solo",`, `"kid":"solo","kid":"k-active",`, 1)), `issuers[1].keys[0].kid: duplicate member`},
+		{"unknown key binding", edit(t, base, func(m map[string]any) { key0(m)["key_binding"] = "tpm" }), `issuers[0].keys[0].key_binding: unknown key binding "tpm"`},
+		{"key binding upper case", edit(t, base, func(m map[string]any) { key0(m)["key_binding"] = "HARDWARE_LOCAL" }), `issuers[0].keys[0].key_binding: unknown key binding "HARDWARE_LOCAL"`},
+		{"empty key binding", edit(t, base, func(m map[string]any) { key0(m)["key_binding"] = "" }), `issuers[0].keys[0].key_binding: unknown key binding ""`},
+		{"key binding rank", edit(t, base, func(m map[string]any) { key0(m)["key_binding"] = 30 }), `issuers[0].keys[0].key_binding: must be a string`},
+		{"null key binding", edit(t, base, func(m map[string]any) { key0(m)["key_binding"] = nil }), `issuers[0].keys[0].key_binding: must be a string`},
+		{"unknown max key binding", edit(t, base, func(m map[string]any) { key0(m)["max_key_binding"] = "none" }), `issuers[0].keys[0].max_key_binding: unknown key binding "none"`},
+		{"max key binding list", edit(t, base, func(m map[string]any) { key0(m)["max_key_binding"] = []any{"software"} }), `issuers[0].keys[0].max_key_binding: must be a string`},
+		{"null max key binding", edit(t, base, func(m map[string]any) { key0(m)["max_key_binding"] = nil }), `issuers[0].keys[0].max_key_binding: must be a string`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

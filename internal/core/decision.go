@@ -24,6 +24,12 @@ func (o Outcome) String() string {
 // Decision is the result of Decide. Fields other than Outcome, Reason and
 // Status are filled as far as the pipeline got: a request denied at step 1
 // carries no issuer, one denied at step 19 carries everything.
+//
+// KeyBinding is the effective signer class of SPEC §2.1: cnf.key_binding
+// as far as the key that signed the passport may vouch for it, never the
+// caller's own word. It is what X-TrustPlane-Key-Binding and the audit
+// event carry, and it is empty until the passport signature verified
+// (step 9).
 type Decision struct {
 	Outcome Outcome
 	Reason  reason.Code
@@ -35,7 +41,7 @@ type Decision struct {
 	Subject            string
 	TrustDomain        string
 	JTI                string
-	KeyBinding         string // the passport's cnf.key_binding
+	KeyBinding         string // the effective signer class; see above
 	RequiredKeyBinding string // the route's effective minimum
 	TranscriptSHA256   string // lowercase hex, set once the transcript matched
 

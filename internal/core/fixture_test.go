@@ -66,6 +66,36 @@ func seedKey(t testing.TB) *signer.Key {
 	return k
 }
 
+// brokerKID names the broker key in the trust material of broker tests: a
+// key that signs passports for the caller's cnf key (SPEC §2.1).
+const brokerKID = "broker-key-1"
+
+// brokerKey is a broker's key: seed bytes 0x40..0x5f.
+func brokerKey(t testing.TB) *signer.Key {
+	t.Helper()
+	seed := make([]byte, 32)
+	for i := range seed {
+		seed[i] = 0x40 + byte(i)
+	}
+	k, err := signer.NewKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// withKey adds a key entry for pubB64 under kid to the first issuer of tm,
+// edited by entry (key_binding, max_key_binding) when non-nil.
+func withKey(tm doc, kid, pubB64 string, entry func(k doc)) doc {
+	is := tm["issuers"].([]any)[0].(doc)
+	k := doc{"kid": kid, "alg": "EdDSA", "public_key_b64url": pubB64, "status": "active"}
+	if entry != nil {
+		entry(k)
+	}
+	is["keys"] = append(is["keys"].([]any), k)
+	return tm
+}
+
 // doc is a JSON document under construction.
 type doc = map[string]any
 
@@ -210,6 +240,9 @@ type call struct {
 	routeID     string              // the route the caller signs for
 	nonce       string
 	passport    *signer.PassportOptions
+	// broker, if set, signs the passport for the fixture's key (kid
+	// brokerKID), which still signs the request; else it is self-issued.
+	broker *signer.Key
 }
 
 // request signs c and returns the request as the verifier would receive it.
@@ -219,7 +252,11 @@ func (f *fixture) request(c call) *Request {
 	if c.passport != nil {
 		po = *c.passport
 	}
-	tok, err := f.key.MintPassport(po)
+	minter := f.key
+	if c.broker != nil {
+		minter, po.KID, po.Cnf = c.broker, brokerKID, f.key.PublicKeyB64()
+	}
+	tok, err := minter.MintPassport(po)
 	if err != nil {
 		f.t.Fatalf("MintPassport: %v", err)
 	}

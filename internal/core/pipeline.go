@@ -176,7 +176,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	}
 	c := &tok.Claims
 	d.Issuer, d.Subject, d.TrustDomain, d.JTI = c.Issuer, c.Subject, c.TrustDomain, c.JTI
-	d.Audience, d.KeyBinding = c.Audience, c.KeyBinding.String()
+	d.Audience = c.Audience
 
 	// 8. Issuer and key known, key active.
 	key := snap.Trust.PassportKey(c.Issuer, tok.KID, tok.HasKID, c.PublicKeyB64, now)
@@ -189,6 +189,11 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if v := trusted; v == nil || !tok.VerifyWith(v) {
 		return deny(d, reason.PassportSignatureInvalid, fmt.Errorf("passport signature does not verify with key %s", key.KID))
 	}
+	// The signer is known now, and with it what it may vouch for (SPEC §2.1):
+	// from here on the decision carries the effective class, never the
+	// caller's own word. Before this point it carries none.
+	att := attest(c, key)
+	d.KeyBinding = att.keyBinding.String()
 
 	// 10. Time window.
 	if err := c.CheckTime(now, p.cfg.ClockSkew, p.cfg.MaxPassportLifetime); err != nil {
@@ -220,7 +225,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	d.LedgerRegion = ledgerRegion
 
 	// 12-14. Sources, signer class, provenance and context.
-	if code, err := matchSources(pol, route, tok); code != "" {
+	if code, err := matchSources(pol, route, c, &att); code != "" {
 		return deny(d, code, err)
 	}
 
@@ -255,13 +260,15 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		Header:     r.Header,
 		BodySHA256: bodyHex,
 	}
+	// The transcript binds the class the caller claimed (SPEC §3.2), whatever
+	// the effective one is.
 	bind := transcript.Binding{
 		Audience:   c.Audience,
 		RouteID:    route.ID,
 		JTI:        c.JTI,
 		Nonce:      proof.nonce,
 		IssuedAt:   c.IssuedAt,
-		KeyBinding: d.KeyBinding,
+		KeyBinding: c.KeyBinding.String(),
 	}
 	m, err := transcript.MatchRequest(&treq, &bind, p.transcriptPolicy(pol, route), &proof.digest)
 	if err != nil {

@@ -48,6 +48,7 @@ type reasonCase struct {
 	ledger   error // every Consume returns it
 	noSnap   bool
 	twice    bool // send the same request twice; judge the second
+	broker   bool // a broker key (brokerKID) signs the passport for the caller's key
 }
 
 func reasonCases() []reasonCase {
@@ -116,11 +117,17 @@ func reasonCases() []reasonCase {
 				s["provenance_policy"] = doc{"required_posture": "spiffe_svid_verified"}
 			})},
 			call: func(c *call) { c.url, c.routeID = "https://orders.example/v1/p", "orders.p" }},
-		{name: "provenance mismatch", want: reason.ProvenanceMismatch,
+		{name: "provenance mismatch", want: reason.ProvenanceMismatch, broker: true,
 			routes: []doc{withSource(route("orders.p", "POST", "/v1/p"), func(s doc) {
 				s["provenance_policy"] = doc{"required_posture": "spiffe_svid_verified"}
 			})},
 			passport: func(o *signer.PassportOptions) { o.Provenance = &signer.Provenance{Posture: "unverified"} },
+			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/p", "orders.p" }},
+		{name: "self-issued provenance", want: reason.MissingProvenance,
+			routes: []doc{withSource(route("orders.p", "POST", "/v1/p"), func(s doc) {
+				s["provenance_policy"] = doc{"required_posture": "spiffe_svid_verified"}
+			})},
+			passport: func(o *signer.PassportOptions) { o.Provenance = &signer.Provenance{Posture: "spiffe_svid_verified"} },
 			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/p", "orders.p" }},
 		{name: "bundle provenance", want: reason.MissingProvenance,
 			policy: func(p doc) { p["provenance_policy"] = doc{"profile": "trustplane-spiffe-spire-k8s-v1"} }},
@@ -129,12 +136,26 @@ func reasonCases() []reasonCase {
 				s["context_policy"] = doc{"required_tool_name": "orders-worker"}
 			})},
 			call: func(c *call) { c.url, c.routeID = "https://orders.example/v1/c", "orders.c" }},
-		{name: "context mismatch", want: reason.ContextMismatch,
+		{name: "context mismatch", want: reason.ContextMismatch, broker: true,
 			routes: []doc{withSource(route("orders.c", "POST", "/v1/c"), func(s doc) {
 				s["context_policy"] = doc{"max_txn_value": "1000.00"}
 			})},
 			passport: func(o *signer.PassportOptions) { o.Ctx = &signer.Context{MaxTxnValue: "1000.01"} },
 			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/c", "orders.c" }},
+		{name: "self-issued context", want: reason.MissingContext,
+			routes: []doc{withSource(route("orders.c", "POST", "/v1/c"), func(s doc) {
+				s["context_policy"] = doc{"max_txn_value": "1000.00"}
+			})},
+			passport: func(o *signer.PassportOptions) { o.Ctx = &signer.Context{MaxTxnValue: "10.00"} },
+			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/c", "orders.c" }},
+		{name: "self-issued hardware claim", want: reason.InsufficientKeyBinding,
+			routes: []doc{func() doc {
+				r := route("orders.hw", "POST", "/v1/hw")
+				r["required_key_binding"] = "hardware_local"
+				return r
+			}()},
+			passport: func(o *signer.PassportOptions) { o.KeyBinding = "hardware_local" },
+			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/hw", "orders.hw" }},
 		{name: "revoked jti", want: reason.PassportRevoked,
 			policy: func(p doc) { p["revocations"] = []any{doc{"type": "jti", "value": "passport-v1-minimal-001"}} }},
 		{name: "no proof", want: reason.InvalidRequestProof, req: func(t testing.TB, r *Request) { delete(r.Header, "X-Trustplane-Proof") }},
@@ -204,12 +225,17 @@ func runCase(t *testing.T, tc reasonCase) (Decision, *fixture) {
 	if tc.policy != nil {
 		tc.policy(pol)
 	}
-	f.snap.Store(loadSnapshot(t, pol, trustWithOtherIssuer(f.key.PublicKeyB64()), f.now.Add(-tc.view)))
+	tm := trustWithOtherIssuer(f.key.PublicKeyB64())
+	c := derivedCall()
+	if tc.broker {
+		c.broker = brokerKey(t)
+		tm = withKey(tm, brokerKID, c.broker.PublicKeyB64(), nil)
+	}
+	f.snap.Store(loadSnapshot(t, pol, tm, f.now.Add(-tc.view)))
 	if tc.noSnap {
 		f.snap.Store(nil)
 	}
 	f.ledger.err = tc.ledger
-	c := derivedCall()
 	if tc.call != nil {
 		tc.call(&c)
 	}

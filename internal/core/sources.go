@@ -27,16 +27,17 @@ const (
 
 // matchSources applies steps 12 to 14: the route allows the passport when one
 // of its sources matches issuer, trust domain, subject, signer class,
-// provenance and context. Otherwise it reports the most specific failure
-// among the sources (SPEC §6): the one that got furthest, the first on ties.
-func matchSources(pol *bundle.Policy, route *bundle.Route, tok *passport.Token) (reason.Code, error) {
-	c := &tok.Claims
+// provenance and context. Signer class, provenance and context are the
+// attested ones (SPEC §2.1), never the claims as written. Otherwise it
+// reports the most specific failure among the sources (SPEC §6): the one
+// that got furthest, the first on ties.
+func matchSources(pol *bundle.Policy, route *bundle.Route, c *passport.Claims, att *attested) (reason.Code, error) {
 	best := depthIssuer
 	var bestCode reason.Code = reason.SourceIssuerMismatch
 	bestErr := fmt.Errorf("no source of route %s admits the passport's issuer", route.ID)
 	for i := range route.Sources {
 		s := &route.Sources[i]
-		depth, code, err := matchSource(pol, route, s, c)
+		depth, code, err := matchSource(pol, route, s, c, att)
 		if depth == depthMatched {
 			return "", nil
 		}
@@ -47,7 +48,7 @@ func matchSources(pol *bundle.Policy, route *bundle.Route, tok *passport.Token) 
 	return bestCode, bestErr
 }
 
-func matchSource(pol *bundle.Policy, route *bundle.Route, s *bundle.Source, c *passport.Claims) (sourceDepth, reason.Code, error) {
+func matchSource(pol *bundle.Policy, route *bundle.Route, s *bundle.Source, c *passport.Claims, att *attested) (sourceDepth, reason.Code, error) {
 	if s.Issuer != c.Issuer {
 		return depthIssuer, reason.SourceIssuerMismatch, errors.New("issuer differs")
 	}
@@ -64,18 +65,39 @@ func matchSource(pol *bundle.Policy, route *bundle.Route, s *bundle.Source, c *p
 	if s.RequiredKeyBinding.Valid() && s.RequiredKeyBinding.Rank() > min.Rank() {
 		min = s.RequiredKeyBinding
 	}
-	if !c.KeyBinding.Satisfies(min) {
-		return depthKeyBinding, reason.InsufficientKeyBinding, fmt.Errorf("key binding %s below %s", c.KeyBinding, min)
+	if !att.keyBinding.Satisfies(min) {
+		if att.keyBinding != c.KeyBinding {
+			return depthKeyBinding, reason.InsufficientKeyBinding, fmt.Errorf("effective key binding %s (claimed %s, %s) below %s",
+				att.keyBinding, c.KeyBinding, signerOf(att), min)
+		}
+		return depthKeyBinding, reason.InsufficientKeyBinding, fmt.Errorf("key binding %s below %s", att.keyBinding, min)
 	}
 	for _, pp := range [...]*bundle.ProvenancePolicy{pol.ProvenancePolicy, s.Provenance} {
-		if code, err := checkProvenance(pp, c.Provenance); err != nil {
-			return depthProvenance, code, err
+		if code, err := checkProvenance(pp, att.provenance); err != nil {
+			return depthProvenance, code, unattested(err, att, c.Provenance != nil)
 		}
 	}
-	if code, err := checkContext(s.Context, c.Ctx); err != nil {
-		return depthContext, code, err
+	if code, err := checkContext(s.Context, att.ctx); err != nil {
+		return depthContext, code, unattested(err, att, c.Ctx != nil)
 	}
 	return depthMatched, "", nil
+}
+
+// signerOf names who vouched for a passport's claims, for operator errors.
+func signerOf(att *attested) string {
+	if att.selfIssued {
+		return "self-issued"
+	}
+	return "capped by the signing key's max_key_binding"
+}
+
+// unattested adds to a provenance or context failure that the passport did
+// carry the claim, but signed it itself, so it did not count.
+func unattested(err error, att *attested, claimed bool) error {
+	if att.selfIssued && claimed {
+		return fmt.Errorf("%w (the self-issued passport's own claim is not attested)", err)
+	}
+	return err
 }
 
 // checkProvenance checks one provenance policy (bundle level or source

@@ -41,6 +41,12 @@ type PassportOptions struct {
 	// claims of SPEC §5.1 after cnf.
 	Ctx        *Context
 	Provenance *Provenance
+	// Cnf, if non-empty, is the text of cnf.kid and cnf.public_key_b64url in
+	// place of the signing key's own: the key then signs a passport for
+	// another key, as a broker does, and the holder of Cnf's key signs the
+	// requests. It is written as given. If empty, the passport is
+	// self-issued.
+	Cnf string
 }
 
 // Context is the ctx claim (SPEC §5.1). Empty members are omitted.
@@ -119,9 +125,13 @@ func (k *Key) MintPassport(o PassportOptions) (string, error) {
 	w.member("exp").int(now.Add(ttl).Truncate(time.Second).Unix())
 	w.member("jti").str(jti)
 	w.member("trust_domain").str(o.TrustDomain)
+	cnf := k.pub
+	if o.Cnf != "" {
+		cnf = o.Cnf
+	}
 	w.member("cnf").begin()
-	w.member("kid").str(k.pub)
-	w.member("public_key_b64url").str(k.pub)
+	w.member("kid").str(cnf)
+	w.member("public_key_b64url").str(cnf)
 	w.member("key_binding").str(kb)
 	w.end()
 	if c := o.Ctx; c != nil {

@@ -239,6 +239,13 @@ func TestMintPassportJSON(t *testing.T) {
 			header: `{"alg":"EdDSA","kid":"proof-key-1","typ":"JWT"}`,
 			claims: `{"iss":"https://issuer.example","sub":"spiffe://example.local/workload/orders","aud":"orders-api","iat":1740000000,"exp":1740000300,"jti":"passport-v1-minimal-001","trust_domain":"example.local",` + cnf + `,"ctx":{"max_txn_value":1000.5}}`,
 		},
+		{
+			name:   "signed for another key, as a broker does",
+			opts:   func(o *PassportOptions) { o.Cnf = "b3RoZXI"; o.KeyBinding = "remote_kms" },
+			header: `{"alg":"EdDSA","kid":"proof-key-1","typ":"JWT"}`,
+			claims: `{"iss":"https://issuer.example","sub":"spiffe://example.local/workload/orders","aud":"orders-api","iat":1740000000,"exp":1740000300,"jti":"passport-v1-minimal-001","trust_domain":"example.local",` +
+				`"cnf":{"kid":"b3RoZXI","public_key_b64url":"b3RoZXI","key_binding":"remote_kms"}}`,
+		},
 		{name: "max_txn_value not a number", opts: func(o *PassportOptions) { o.Ctx = &Context{MaxTxnValue: "true", MaxTxnValueIsNumber: true} }, err: true},
 		{name: "empty issuer", opts: func(o *PassportOptions) { o.Issuer = " " }, err: true},
 		{name: "padded audience", opts: func(o *PassportOptions) { o.Audience = "orders-api " }, err: true},
