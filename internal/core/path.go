@@ -25,11 +25,18 @@ func checkQuery(q string) error {
 // segment, no empty segment ("//"), no backslash, no encoded "/", "\", "." or
 // NUL, and no malformed percent escape. A path that passes means the same
 // thing to the verifier and to any upstream, so both agree on the route.
+//
+// Path parameters count as hiding places: a segment whose part before its
+// first ";" (or "%3B", which some servers decode before they cut) is ".",
+// ".." or empty is refused, so "/files/..;/admin" (Tomcat and Spring cut
+// "..;" to "..", then resolve it) or "/v1/;x/admin" (cut to "//", then
+// merged) cannot reach another route than the one the verifier resolved.
 func CheckPath(p string) error {
 	if len(p) == 0 || p[0] != '/' {
 		return errPathNoncanonical
 	}
 	segStart := 1
+	params := -1 // index in p of the current segment's first ';' or "%3B"
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) {
 			c := p[i]
@@ -50,6 +57,10 @@ func CheckPath(p string) error {
 				switch hi<<4 | lo {
 				case '/', '\\', '.', 0:
 					return errPathNoncanonical
+				case ';':
+					if params < 0 {
+						params = i
+					}
 				}
 				i += 2
 				continue
@@ -57,20 +68,32 @@ func CheckPath(p string) error {
 				// Controls and spaces cannot appear in a request target; a
 				// parser that tolerated them could split it differently.
 				return errPathNoncanonical
+			case c == ';':
+				if params < 0 {
+					params = i
+				}
+				continue
 			case c != '/':
 				continue
 			}
 		}
 		// p[segStart:i] is a complete segment. Only the last one may be
-		// empty (a trailing slash).
+		// empty (a trailing slash); none may be a dot segment, or become
+		// one or empty when its path parameters are cut off.
 		seg := p[segStart:i]
+		if params >= 0 {
+			seg = p[segStart:params]
+			if seg == "" {
+				return errPathNoncanonical
+			}
+		}
 		if seg == "." || seg == ".." {
 			return errPathNoncanonical
 		}
 		if seg == "" && i < len(p) {
 			return errPathNoncanonical
 		}
-		segStart = i + 1
+		segStart, params = i+1, -1
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package core
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCheckPath(t *testing.T) {
 	tests := []struct {
@@ -35,6 +38,29 @@ func TestCheckPath(t *testing.T) {
 		{"/v1/a b", false},
 		{"/v1/a\tb", false},
 		{"/v1/\x7f", false},
+		// Path parameters (issue 14): a dot or empty segment hidden behind
+		// ";" or its encoded form.
+		{"/v1/files/a;b", true},
+		{"/v1/cars;color=red/2", true},
+		{"/v1/a.;x", true},
+		{"/v1/..a;x", true},
+		{"/v1/files/..;/..;/admin/purge", false},
+		{"/v1/files/..;/admin", false},
+		{"/v1/files/..;x/admin", false},
+		{"/v1/files/.;/admin", false},
+		{"/v1/files/.;x=1", false},
+		{"/v1/files/..;", false},
+		{"/v1/files/..%3b/admin", false},
+		{"/v1/files/..%3B/admin", false},
+		{"/v1/files/.%3Bx/admin", false},
+		{"/v1/files/%2e%2e;/admin", false},
+		{"/v1/files/%2E%2E%3B/admin", false},
+		{"/v1/;x/admin", false},
+		{"/v1/;/admin", false},
+		{"/v1/%3bx/admin", false},
+		{"/v1/orders/;jsessionid=1", false},
+		{"/;", false},
+		{"/..;a;b", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -49,7 +75,8 @@ func TestCheckPath(t *testing.T) {
 // FuzzCheckPath checks that an accepted path never holds what SPEC §4 bans,
 // whatever the fuzzer finds.
 func FuzzCheckPath(f *testing.F) {
-	for _, s := range []string{"/v1/orders", "/v1/../x", "/a%2fb", "/%", "//", "/a/./b", "/\\"} {
+	for _, s := range []string{"/v1/orders", "/v1/../x", "/a%2fb", "/%", "//", "/a/./b", "/\\",
+		"/v1/files/..;/..;/admin/purge", "/a/.%3bx/b", "/a;b/c;d", "/v1/;x/y"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
@@ -81,6 +108,15 @@ func FuzzCheckPath(f *testing.F) {
 		for i, s := range segs {
 			if s == "." || s == ".." || s == "" && i != len(segs)-1 {
 				t.Fatalf("accepted %q with segment %q", p, s)
+			}
+			// A server that cuts path parameters, before or after
+			// decoding, must not find a dot or empty segment either.
+			for _, cut := range []string{";", "%3b", "%3B"} {
+				if j := strings.Index(s, cut); j >= 0 {
+					if name := s[:j]; name == "" || name == "." || name == ".." {
+						t.Fatalf("accepted %q with segment %q (%q before %q)", p, s, name, cut)
+					}
+				}
 			}
 		}
 	})

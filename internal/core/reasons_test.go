@@ -352,6 +352,8 @@ func TestTargetAmbiguities(t *testing.T) {
 		{"hash in path", func(r *Request) { r.RawPath = "/v1/orders#x" }, reason.RequestPathNoncanonical},
 		{"hash in query", func(r *Request) { r.RawQuery = "a=1#&admin=1" }, reason.RequestPathNoncanonical},
 		{"leading question mark", func(r *Request) { r.RawQuery = "?a=1" }, reason.RequestPathNoncanonical},
+		{"dot segments behind path parameters", func(r *Request) { r.RawPath = "/v1/files/..;/..;/admin/purge" }, reason.RequestPathNoncanonical},
+		{"encoded path parameter", func(r *Request) { r.RawPath = "/v1/orders/..%3B/orders" }, reason.RequestPathNoncanonical},
 		{"covered header twice", func(r *Request) {
 			r.Header["Content-Type"] = append(r.Header["Content-Type"], "text/plain")
 		}, reason.RequestBindingMismatch},

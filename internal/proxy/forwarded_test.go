@@ -66,3 +66,22 @@ func TestForwardedKeyBindingIsEffective(t *testing.T) {
 		t.Errorf("check = %d %s, X-TrustPlane-Key-Binding %q; want 200, software", resp.StatusCode, text, resp.Header.Get("X-Trustplane-Key-Binding"))
 	}
 }
+
+// TestDotSegmentBehindPathParameter: a caller that signs a dot segment
+// hidden behind a path parameter, which {id} would match, is refused at
+// step 1 and nothing reaches the upstream, where Tomcat or Spring would
+// cut "..;" to ".." and serve another path than the one verified.
+func TestDotSegmentBehindPathParameter(t *testing.T) {
+	r := newRig(t, nil)
+	for _, target := range []string{"/v1/orders/..;", "/v1/orders/..;x", "/v1/orders/.%3B", "/v1/orders/;x"} {
+		req := r.signAs(t, "GET", r.srv.URL, "/v1/orders/1", target, "orders.get", nil)
+		if resp := sendRaw(t, req.URL.Host, req, target, "", ""); resp.StatusCode != 400 {
+			t.Errorf("GET %s = %d, want 400 request_path_noncanonical", target, resp.StatusCode)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, up := range r.seen {
+		t.Errorf("upstream got %q", up.RequestURI)
+	}
+}
