@@ -40,7 +40,7 @@ const basePolicy = `{
          "trust_domain": "example.local", "subject_exact": "spiffe://example.local/workload/orders",
          "context_policy": {"max_txn_value": "1000.00", "required_tool_name": "t"}}],
        "freshness_class": "offline-ok", "signed_headers": {"required": ["Idempotency-Key"], "ignore": ["x-debug"]},
-       "body_hash_from_gateway": true, "risk": "high", "required_key_binding": "remote_kms"},
+       "body_hash_from_gateway": true, "query_strict": true, "risk": "high", "required_key_binding": "remote_kms"},
       {"route_id": "orders.get", "method": "GET", "path_template": "/v1/orders/{id}",
        "allowed_sources": [{"source_type": "oidc_jwks", "issuer": "https://issuer.example",
          "trust_domain": "example.local", "subject_prefix": "svc:", "required_key_binding": "hardware_local",

@@ -29,7 +29,7 @@ func TestParsePolicyFields(t *testing.T) {
 		t.Fatal("RouteByID(orders.create) = nil")
 	}
 	if create.Audience != "orders-api" || create.RequiredKeyBinding != signerclass.RemoteKMS ||
-		create.Freshness != OfflineOK || create.MaxStaleness != 300*time.Second || !create.BodyHashFromGateway || create.Risk != "high" {
+		create.Freshness != OfflineOK || create.MaxStaleness != 300*time.Second || !create.BodyHashFromGateway || !create.QueryStrict || create.Risk != "high" {
 		t.Errorf("orders.create = %+v", create)
 	}
 	if got := create.SignedHeaders; strings.Join(got.Required, ",") != "idempotency-key" || strings.Join(got.Ignore, ",") != "x-debug" {
@@ -40,7 +40,7 @@ func TestParsePolicyFields(t *testing.T) {
 	}
 	get := p.RouteByID("orders.get")
 	if get.Audience != "orders-read" || get.RequiredKeyBinding != signerclass.Software || get.Freshness != Bounded ||
-		get.FreshnessName != "bounded" || get.MaxStaleness != time.Minute {
+		get.FreshnessName != "bounded" || get.MaxStaleness != time.Minute || get.QueryStrict {
 		t.Errorf("orders.get = %+v", get)
 	}
 	if s := get.Sources[0]; s.SubjectPrefix != "svc:" || s.RequiredKeyBinding != signerclass.HardwareLocal || s.Provenance.Profile != "p" {
@@ -112,6 +112,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"staleness fraction", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 1)["max_staleness_seconds"] = json.Number("1.5") }), `route_groups[0].routes[1].max_staleness_seconds: must be an integer`},
 		{"staleness string", edit(t, basePolicy, func(m map[string]any) { m["default_max_staleness_seconds"] = "300" }), `default_max_staleness_seconds: must be an integer`},
 		{"staleness huge", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 1)["max_staleness_seconds"] = json.Number("9007199254740993") }), `max_staleness_seconds: integer out of range`},
+		{"query_strict not bool", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 0)["query_strict"] = "yes" }), `query_strict: must be true or false`},
+		{"query_strict null", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 0)["query_strict"] = nil }), `query_strict: must be true or false`},
 		{"body hash not bool", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 0)["body_hash_from_gateway"] = "true" }), `body_hash_from_gateway: must be true or false`},
 		{"unknown in source", edit(t, basePolicy, func(m map[string]any) { source(m, 0, 1, 0)["subject_regex"] = ".*" }), `route_groups[0].routes[1].allowed_sources[0]: unknown member "subject_regex"`},
 		{"both subjects", edit(t, basePolicy, func(m map[string]any) { source(m, 0, 1, 0)["subject_exact"] = "x" }), `route_groups[0].routes[1].allowed_sources[0]: both subject_exact and subject_prefix`},

@@ -34,6 +34,11 @@ type Route struct {
 	BodyHashFromGateway bool
 	Risk                string // informational
 
+	// QueryStrict is query_strict [ours, docs/SPEC-EXTENSIONS.md]: the
+	// route refuses queries that common frameworks read in different ways.
+	// Default false.
+	QueryStrict bool
+
 	tmpl template
 }
 
@@ -97,7 +102,7 @@ type routeDefaults struct {
 func parseRoute(o object, d routeDefaults) (*Route, error) {
 	if err := o.only("route_id", "method", "path_template", "allowed_sources", "risk",
 		"required_key_binding", "freshness_class", "max_staleness_seconds", "audience",
-		"signed_headers", "body_hash_from_gateway"); err != nil {
+		"signed_headers", "body_hash_from_gateway", "query_strict"); err != nil {
 		return nil, err
 	}
 	r := &Route{Audience: d.audience, RequiredKeyBinding: d.keyBinding, FreshnessName: d.freshness}
@@ -151,6 +156,9 @@ func parseRoute(o object, d routeDefaults) (*Route, error) {
 		}
 	}
 	if r.BodyHashFromGateway, _, err = o.boolean("body_hash_from_gateway"); err != nil {
+		return nil, err
+	}
+	if r.QueryStrict, _, err = o.boolean("query_strict"); err != nil {
 		return nil, err
 	}
 	srcs, ok, err := o.objects("allowed_sources")

@@ -37,11 +37,14 @@ const AuthoringVersion = "tpcluster-authoring-v1"
 //	   "kid": "proof-key-1",                          optional, default the key file's kid or the thumbprint
 //	   "public_key_file": "orders-client.pub",        or "public_key_b64url": "..."; relative to the config
 //	   "subject_exact": "spiffe://example.local/workload/orders",  or "subject_prefix"
-//	   "required_key_binding": "software"}],          optional, default software
+//	   "required_key_binding": "software",            optional, default software
+//	   "key_binding": "software",                     optional: the key entry's (SPEC §5.2), default software
+//	   "max_key_binding": "remote_kms"}],             optional: the key entry's cap, default none
 //	 "routes": [{"route_id": "orders.create", "method": "POST", "path_template": "/v1/orders",
 //	   "api_id": "orders-api", "audience": "...",      audience optional (default the API's)
 //	   "freshness_class": "bounded", "max_staleness_seconds": 300, "required_key_binding": "software",
 //	   "risk": "high", "signed_headers": {"required": [], "ignore": []}, "body_hash_from_gateway": false,
+//	   "query_strict": false,
 //	   "allowed_clients": ["orders-client"]}]}
 //
 // Routes are grouped by API into one route group each (route_group_id =
@@ -78,6 +81,10 @@ type AuthoringClient struct {
 	SubjectExact       string `json:"subject_exact,omitempty"`
 	SubjectPrefix      string `json:"subject_prefix,omitempty"`
 	RequiredKeyBinding string `json:"required_key_binding,omitempty"`
+	// KeyBinding and MaxKeyBinding go to the key's trust material entry
+	// (SPEC §5.2) when set.
+	KeyBinding    string `json:"key_binding,omitempty"`
+	MaxKeyBinding string `json:"max_key_binding,omitempty"`
 
 	pub ed25519.PublicKey // resolved by ParseAuthoring
 }
@@ -95,6 +102,7 @@ type AuthoringRoute struct {
 	Risk                string         `json:"risk,omitempty"`
 	SignedHeaders       *SignedHeaders `json:"signed_headers,omitempty"`
 	BodyHashFromGateway bool           `json:"body_hash_from_gateway,omitempty"`
+	QueryStrict         bool           `json:"query_strict,omitempty"`
 	AllowedClients      []string       `json:"allowed_clients"`
 }
 
@@ -179,6 +187,8 @@ func (a *Authoring) resolve(dir string) error {
 			bad(p, "want exactly one of subject_exact and subject_prefix")
 		}
 		checkBinding(p+".required_key_binding", c.RequiredKeyBinding)
+		checkBinding(p+".key_binding", c.KeyBinding)
+		checkBinding(p+".max_key_binding", c.MaxKeyBinding)
 		if err := c.readKey(dir); err != nil {
 			bad(p, "%v", err)
 		}
@@ -285,6 +295,12 @@ func (a *Authoring) trustMaterial(seq json.Number, at string) (*object, error) {
 	for _, c := range a.Clients {
 		key := newObject("kid", c.KID, "alg", "EdDSA",
 			"public_key_b64url", base64.RawURLEncoding.EncodeToString(c.pub), "status", "active")
+		if c.KeyBinding != "" {
+			key.set("key_binding", c.KeyBinding)
+		}
+		if c.MaxKeyBinding != "" {
+			key.set("max_key_binding", c.MaxKeyBinding)
+		}
 		is := findIssuer(issuers, c.Issuer)
 		if is == nil {
 			is = newObject("issuer", c.Issuer, "trust_domain", c.TrustDomain, "source_type", c.sourceType())
@@ -379,6 +395,9 @@ func (a *Authoring) route(r AuthoringRoute) *object {
 	}
 	if r.BodyHashFromGateway {
 		o.set("body_hash_from_gateway", true)
+	}
+	if r.QueryStrict {
+		o.set("query_strict", true)
 	}
 	var srcs []*object
 	for _, name := range r.AllowedClients {

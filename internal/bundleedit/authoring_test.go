@@ -28,7 +28,8 @@ const authoringDoc = `{
     {"name": "orders-batch", "issuer": "https://issuer.example", "public_key_file": "orders.pub",
      "subject_prefix": "spiffe://example.local/batch/", "required_key_binding": "remote_kms"},
     {"name": "ops", "issuer": "https://ops.example", "kid": "ops-1", "source_type": "oidc_jwks",
-     "public_key_b64url": "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg", "subject_exact": "ops"}],
+     "public_key_b64url": "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg", "subject_exact": "ops",
+     "key_binding": "hardware_local", "max_key_binding": "remote_kms"}],
   "routes": [
     {"route_id": "orders.create", "method": "POST", "path_template": "/v1/orders", "api_id": "orders-api",
      "freshness_class": "bounded", "max_staleness_seconds": 60, "required_key_binding": "software",
@@ -36,7 +37,7 @@ const authoringDoc = `{
     {"route_id": "orders.get", "method": "GET", "path_template": "/v1/orders/{id}", "api_id": "orders-api",
      "allowed_clients": ["orders", "orders", "ops"]},
     {"route_id": "admin.all", "method": "GET", "path_template": "/admin/*", "api_id": "admin-api",
-     "audience": "admin-v2", "body_hash_from_gateway": true, "allowed_clients": ["ops"]}]
+     "audience": "admin-v2", "body_hash_from_gateway": true, "query_strict": true, "allowed_clients": ["ops"]}]
 }`
 
 func TestBuild(t *testing.T) {
@@ -78,8 +79,11 @@ func TestBuild(t *testing.T) {
 		r.Sources[1].RequiredKeyBinding.String() != "remote_kms" {
 		t.Errorf("orders.create = %+v", r)
 	}
-	if !p.RouteByID("admin.all").BodyHashFromGateway {
-		t.Error("admin.all lost body_hash_from_gateway")
+	if r := p.RouteByID("admin.all"); !r.BodyHashFromGateway || !r.QueryStrict {
+		t.Errorf("admin.all: body_hash_from_gateway %v, query_strict %v; want both", r.BodyHashFromGateway, r.QueryStrict)
+	}
+	if p.RouteByID("orders.get").QueryStrict {
+		t.Error("orders.get: query_strict set without being asked for")
 	}
 	now := at
 	if k := tm.PassportKey("https://issuer.example", "orders-key", true, "", now); k == nil {
@@ -90,12 +94,18 @@ func TestBuild(t *testing.T) {
 	}
 	if is := tm.Issuers["https://ops.example"]; is == nil || is.SourceType != "oidc_jwks" || is.Keys[0].KID != "ops-1" {
 		t.Errorf("ops issuer = %+v", is)
+	} else if k := is.Keys[0]; k.KeyBinding.String() != "hardware_local" || k.MaxKeyBinding.String() != "remote_kms" {
+		t.Errorf("ops key: key_binding %v, max_key_binding %v; want hardware_local, remote_kms", k.KeyBinding, k.MaxKeyBinding)
+	}
+	if k := tm.Issuers["https://issuer.example"].Keys[0]; k.KeyBinding.String() != "software" || k.MaxKeyBinding.Valid() {
+		t.Errorf("orders key without the members: key_binding %v, max_key_binding %v; want software, none", k.KeyBinding, k.MaxKeyBinding)
 	}
 }
 
 func TestParseAuthoringReportsEveryProblem(t *testing.T) {
 	doc := `{"version": "v0", "apis": [{"api_id": "x"}, {"api_id": "x", "audience": "x"}],
-	  "clients": [{"name": "c", "issuer": "i", "public_key_file": "missing.pub", "subject_exact": "s", "subject_prefix": "p"}],
+	  "clients": [{"name": "c", "issuer": "i", "public_key_file": "missing.pub", "subject_exact": "s", "subject_prefix": "p",
+	    "key_binding": "tpm", "max_key_binding": "Software"}],
 	  "routes": [{"route_id": "r", "method": "GET", "path_template": "/", "api_id": "nope", "allowed_clients": ["c", "ghost"]}]}`
 	data, dir := writeAuthoring(t, doc)
 	_, err := ParseAuthoring(data, dir)
@@ -109,6 +119,8 @@ func TestParseAuthoringReportsEveryProblem(t *testing.T) {
 		`apis[1].api_id: duplicate "x"`,
 		"clients[0]: want exactly one of subject_exact and subject_prefix",
 		"missing.pub",
+		`clients[0].key_binding: unknown key binding "tpm"`,
+		`clients[0].max_key_binding: unknown key binding "Software"`,
 		`routes[0].api_id: no API "nope" in apis`,
 		`routes[0].allowed_clients[1]: no client "ghost" in clients`,
 	} {
@@ -131,5 +143,20 @@ func TestParseAuthoringStrict(t *testing.T) {
 	}
 	if _, _, err := Build(&Authoring{}, 1, time.Now()); err == nil {
 		t.Error("Build accepted an Authoring that ParseAuthoring did not check")
+	}
+}
+
+// TestBuildSharedKeyBindingsAgree: two clients on one key write one key
+// entry, so they must agree on its key_binding and max_key_binding.
+func TestBuildSharedKeyBindingsAgree(t *testing.T) {
+	doc := strings.Replace(authoringDoc, `"required_key_binding": "remote_kms"},`,
+		`"required_key_binding": "remote_kms", "key_binding": "hardware_local"},`, 1)
+	data, dir := writeAuthoring(t, doc)
+	a, err := ParseAuthoring(data, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Build(a, 1, time.Now()); err == nil || !strings.Contains(err.Error(), `client "orders-batch": issuer "https://issuer.example" has another client with kid`) {
+		t.Errorf("Build(clients disagreeing on a shared key's key_binding) = %v, want a conflict", err)
 	}
 }

@@ -156,6 +156,14 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	d.RouteID = route.ID
 	d.RequiredKeyBinding = route.RequiredKeyBinding.String()
 
+	// 4a. A query_strict route ([ours]) refuses queries that frameworks
+	// read in different ways; a step 1 refusal, known only with the route.
+	if route.QueryStrict {
+		if err := checkStrictQuery(r.RawQuery); err != nil {
+			return deny(d, reason.RequestPathNoncanonical, err)
+		}
+	}
+
 	// 5, 6. Freshness (SPEC §8.3).
 	switch route.CheckFresh(now.Sub(snap.ViewTime), p.cfg.RealtimeWindow) {
 	case bundle.FreshOK:
