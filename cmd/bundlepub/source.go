@@ -83,6 +83,7 @@ type mergeConfig struct {
 	SubjectExact, SubjectPrefix     string
 	Routes                          cliflag.List
 	RequiredKeyBinding              string
+	KeyBinding, MaxKeyBinding       string
 	ReplaceExisting                 bool
 }
 
@@ -91,6 +92,7 @@ func parseMerge(args []string, stderr io.Writer) (*mergeConfig, error) {
 	fs := newFlagSet("merge-source",
 		"--policy F --trust F --issuer ISS --trust-domain TD [--kid KID] --public-key NAME.pub|--public-key-b64 X "+
 			"--subject-exact S|--subject-prefix P --route ROUTE_ID [--route ...] [--required-key-binding software] "+
+			"[--key-binding CLASS] [--max-key-binding CLASS] "+
 			"[--replace-existing] --out-policy F --out-trust F",
 		"Adds a client: its key to the trust material (and the issuer, if new) and a source rule\n"+
 			"admitting it to each named route. Everything else is kept, member order included.\n"+
@@ -108,6 +110,8 @@ func parseMerge(args []string, stderr io.Writer) (*mergeConfig, error) {
 	fs.StringVar(&c.SubjectPrefix, "subject-prefix", "", "admit passports whose sub starts with this")
 	fs.Var(&c.Routes, "route", "route_id to admit the client to (repeatable; required)")
 	fs.StringVar(&c.RequiredKeyBinding, "required-key-binding", "software", "the source rule's minimum signer class")
+	fs.StringVar(&c.KeyBinding, "key-binding", "", "the key entry's key_binding: the class vouched for when the key signs its own passports (default: none, read as software)")
+	fs.StringVar(&c.MaxKeyBinding, "max-key-binding", "", "the key entry's max_key_binding: the highest class the key may attest for other keys (default: none, no cap)")
 	fs.BoolVar(&c.ReplaceExisting, "replace-existing", false, "replace the issuer's key with the same kid and a route's rule for the same subject")
 	if err := parseFlags(fs, args, false); err != nil {
 		return nil, err
@@ -139,6 +143,11 @@ func (c *mergeConfig) Validate() error {
 	if _, ok := signerclass.Parse(c.RequiredKeyBinding); !ok {
 		p.add("required-key-binding", c.RequiredKeyBinding, "want software, remote_kms, hardware_local or attested_workload")
 	}
+	for _, f := range []struct{ name, v string }{{"key-binding", c.KeyBinding}, {"max-key-binding", c.MaxKeyBinding}} {
+		if _, ok := signerclass.Parse(f.v); f.v != "" && !ok {
+			p.add(f.name, f.v, "want software, remote_kms, hardware_local or attested_workload")
+		}
+	}
 	switch c.SourceType {
 	case "", "software_jwks", "oidc_jwks", "spiffe_spire":
 	default:
@@ -153,6 +162,7 @@ func (c *mergeConfig) client() (bundleedit.Client, error) {
 		Issuer: c.Issuer, TrustDomain: c.TrustDomain, SourceType: c.SourceType, KID: c.KID,
 		Subject:            bundleedit.Subject{Exact: c.SubjectExact, Prefix: c.SubjectPrefix},
 		RequiredKeyBinding: c.RequiredKeyBinding,
+		KeyBinding:         c.KeyBinding, MaxKeyBinding: c.MaxKeyBinding,
 	}
 	if c.PublicKey != "" {
 		k, err := keyfile.ReadPublic(c.PublicKey)

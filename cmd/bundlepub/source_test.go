@@ -118,7 +118,7 @@ func admitsSubject(r *bundle.Route, iss, sub string) bool {
 
 func TestMergeSourceConfig(t *testing.T) {
 	code, _, errs := bp(t, "merge-source", "--public-key-b64", "short", "--subject-exact", "a", "--subject-prefix", "b",
-		"--required-key-binding", "tpm")
+		"--required-key-binding", "tpm", "--key-binding", "HARDWARE_LOCAL", "--max-key-binding", "none")
 	if code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
@@ -129,6 +129,8 @@ func TestMergeSourceConfig(t *testing.T) {
 		"--subject-exact=a (TPCLUSTER_SUBJECT_EXACT): give exactly one of --subject-exact and --subject-prefix",
 		"--route= (TPCLUSTER_ROUTE): name at least one route",
 		"--required-key-binding=tpm (TPCLUSTER_REQUIRED_KEY_BINDING)",
+		"--key-binding=HARDWARE_LOCAL (TPCLUSTER_KEY_BINDING): want software",
+		"--max-key-binding=none (TPCLUSTER_MAX_KEY_BINDING): want software",
 	} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)

@@ -77,6 +77,10 @@ type Client struct {
 	// RequiredKeyBinding is the source rule's minimum signer class; if
 	// empty, software.
 	RequiredKeyBinding string
+	// KeyBinding and MaxKeyBinding, if set, are the key entry's key_binding
+	// and max_key_binding (SPEC §2.1, §5.2); if empty, the entry has none
+	// (software, no cap).
+	KeyBinding, MaxKeyBinding string
 }
 
 // Result is an edit's outcome: the documents to write and what changed.
@@ -146,9 +150,11 @@ func (c Client) check() error {
 	if !c.Subject.valid() {
 		errs = append(errs, errors.New("want exactly one of subject exact and subject prefix"))
 	}
-	if c.RequiredKeyBinding != "" {
-		if _, ok := signerclass.Parse(c.RequiredKeyBinding); !ok {
-			errs = append(errs, fmt.Errorf("unknown key binding %q", c.RequiredKeyBinding))
+	for _, b := range []struct{ name, v string }{
+		{"", c.RequiredKeyBinding}, {"key_binding: ", c.KeyBinding}, {"max_key_binding: ", c.MaxKeyBinding},
+	} {
+		if _, ok := signerclass.Parse(b.v); b.v != "" && !ok {
+			errs = append(errs, fmt.Errorf("%sunknown key binding %q", b.name, b.v))
 		}
 	}
 	return errors.Join(errs...)
@@ -163,6 +169,12 @@ func (e *edit) mergeKey(c Client, replace bool) (string, error) {
 	}
 	pub := base64.RawURLEncoding.EncodeToString(c.PublicKey)
 	key := newObject("kid", c.KID, "alg", "EdDSA", "public_key_b64url", pub, "status", "active")
+	if c.KeyBinding != "" {
+		key.set("key_binding", c.KeyBinding)
+	}
+	if c.MaxKeyBinding != "" {
+		key.set("max_key_binding", c.MaxKeyBinding)
+	}
 	is := findIssuer(issuers, c.Issuer)
 	if is == nil {
 		st := c.SourceType

@@ -94,6 +94,8 @@ func TestMergeSourceRefusals(t *testing.T) {
 		}, ErrDuplicateSource, `route "orders.create" already has a source rule`},
 		{"no route", func(m *MergeSource) { m.Routes = nil }, nil, "no route named"},
 		{"bad binding", func(m *MergeSource) { m.Client.RequiredKeyBinding = "tpm" }, nil, `unknown key binding "tpm"`},
+		{"bad key entry binding", func(m *MergeSource) { m.Client.KeyBinding = "tpm" }, nil, `key_binding: unknown key binding "tpm"`},
+		{"bad key entry cap", func(m *MergeSource) { m.Client.MaxKeyBinding = "Remote_KMS" }, nil, `max_key_binding: unknown key binding "Remote_KMS"`},
 		{"two subjects", func(m *MergeSource) { m.Client.Subject.Prefix = "svc:" }, nil, "exactly one of subject"},
 	}
 	for _, tt := range tests {
@@ -228,5 +230,32 @@ func TestRemoveSource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMergeSourceKeyBindings: the key entry's key_binding and
+// max_key_binding reach the trust material when given, and replacing the
+// key without them drops them (a replace writes the entry whole).
+func TestMergeSourceKeyBindings(t *testing.T) {
+	policy, trust := testDocs(t)
+	c := newClient(t)
+	c.KeyBinding, c.MaxKeyBinding = "hardware_local", "remote_kms"
+	r, err := MergeSource{Client: c, Routes: []string{"orders.create"}}.Apply(policy, trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tm := signedLoad(t, r.Policy, r.Trust)
+	now := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	if k := tm.PassportKey(c.Issuer, c.KID, true, "", now); k == nil || k.KeyBinding.String() != "hardware_local" || k.MaxKeyBinding.String() != "remote_kms" {
+		t.Fatalf("merged key = %+v, want key_binding hardware_local, max_key_binding remote_kms", k)
+	}
+	c.KeyBinding, c.MaxKeyBinding = "", ""
+	r, err = MergeSource{Client: c, Routes: []string{"orders.create"}, ReplaceExisting: true}.Apply(r.Policy, r.Trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tm = signedLoad(t, r.Policy, r.Trust)
+	if k := tm.PassportKey(c.Issuer, c.KID, true, "", now); k == nil || k.KeyBinding.String() != "software" || k.MaxKeyBinding.Valid() {
+		t.Fatalf("replaced key = %+v, want the defaults", k)
 	}
 }
