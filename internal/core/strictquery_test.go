@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -160,4 +161,28 @@ func FuzzStrictQuery(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkCheckStrictQuery: the cost a query_strict route adds, by number
+// of pairs (each pair a distinct bracketed name, the most work per pair).
+func BenchmarkCheckStrictQuery(b *testing.B) {
+	for _, n := range []int{8, 1024} {
+		var q strings.Builder
+		for i := range n {
+			if i > 0 {
+				q.WriteByte('&')
+			}
+			fmt.Fprintf(&q, "filter%%5Bf%d%%5D[x]=v%d", i, i)
+		}
+		raw := q.String()
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if err := checkStrictQuery(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
