@@ -7,8 +7,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/oasisprotocol/curve25519-voi/curve"
 )
 
 // stdlibVerify is the oracle: crypto/ed25519.Verify, guarded against its
@@ -28,20 +26,6 @@ func ourVerify(pub, msg, sig []byte) bool {
 		return false
 	}
 	return k.Verify(msg, sig)
-}
-
-func TestSmallOrderTable(t *testing.T) {
-	for i, p := range curve.EIGHT_TORSION {
-		var c curve.CompressedEdwardsY
-		c.SetEdwardsPoint(p)
-		if [32]byte(c) != smallOrderEncodings[i] {
-			t.Errorf("smallOrderEncodings[%d] = %x, want %x", i, smallOrderEncodings[i], c[:])
-		}
-		var q curve.EdwardsPoint
-		if _, err := q.SetCompressedY(&c); err != nil || !q.IsSmallOrder() {
-			t.Errorf("smallOrderEncodings[%d] does not decode to a small-order point", i)
-		}
-	}
 }
 
 func TestNewPublicKey(t *testing.T) {
