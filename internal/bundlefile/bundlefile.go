@@ -1,6 +1,6 @@
 // Package bundlefile serves policy snapshots from a trust material file and a
 // policy bundle file (SPEC §10.1 file mode): it verifies both, publishes the
-// pair as one core.Snapshot, and reloads them when either file changes,
+// pair as one bundle.Snapshot, and reloads them when either file changes,
 // swapping the pair atomically and keeping the last good pair on error.
 //
 // View time is the policy file's modification time (SPEC §8.3), so an
@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
-	"github.com/tpcluster/tpcluster/internal/core"
 )
 
 // Config configures a Source.
@@ -35,14 +34,14 @@ type Config struct {
 	// OnReject, if set, is told about a document that failed to load.
 	OnReject func(kind string, err error)
 	// OnApply, if set, is told about every pair published.
-	OnApply func(s *core.Snapshot)
+	OnApply func(s *bundle.Snapshot)
 }
 
 // Source holds the current snapshot. It is safe for concurrent use.
 type Source struct {
 	cfg  Config
 	log  *slog.Logger
-	snap atomic.Pointer[core.Snapshot]
+	snap atomic.Pointer[bundle.Snapshot]
 
 	// Owned by Run.
 	trustStamp, policyStamp stamp
@@ -82,7 +81,7 @@ func New(cfg Config) (*Source, error) {
 }
 
 // Snapshot returns the current pair. It never returns nil after New.
-func (s *Source) Snapshot() *core.Snapshot { return s.snap.Load() }
+func (s *Source) Snapshot() *bundle.Snapshot { return s.snap.Load() }
 
 // Run checks the files every Interval until ctx is done, reloading on
 // change. It returns nil when ctx is done.
@@ -155,7 +154,7 @@ func (s *Source) reload() (changed bool, err error) {
 	if now := time.Now(); view.Sub(now) > maxFutureView {
 		view = now
 	}
-	next := &core.Snapshot{Policy: pol, Trust: trust, ViewTime: view}
+	next := &bundle.Snapshot{Policy: pol, Trust: trust, ViewTime: view}
 	s.snap.Store(next)
 	s.trustStamp, s.policyStamp = ts, ps
 	if s.cfg.OnApply != nil {

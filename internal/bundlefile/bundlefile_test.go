@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
-	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 )
 
@@ -96,7 +95,7 @@ func (f *files) source(t *testing.T) (*Source, *atomic.Int64) {
 }
 
 // waitSnap polls until ok(snapshot) or fails after a generous deadline.
-func waitSnap(t *testing.T, s *Source, what string, ok func(*core.Snapshot) bool) {
+func waitSnap(t *testing.T, s *Source, what string, ok func(*bundle.Snapshot) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !ok(s.Snapshot()) {
@@ -118,7 +117,7 @@ func TestReload(t *testing.T) {
 	// A new policy replaces the pair; the trust material stays the same
 	// pointer, so one request never mixes two loads.
 	f.writePolicy(t, 2, "/v1/b")
-	waitSnap(t, s, "policy 2 applied", func(sn *core.Snapshot) bool { return sn.Policy.Sequence == 2 })
+	waitSnap(t, s, "policy 2 applied", func(sn *bundle.Snapshot) bool { return sn.Policy.Sequence == 2 })
 	sn := s.Snapshot()
 	if sn.Policy.Resolve("GET", "/v1/b") == nil || sn.Trust != first.Trust {
 		t.Errorf("after the policy change: route b %v, trust reused %v", sn.Policy.Resolve("GET", "/v1/b") != nil, sn.Trust == first.Trust)
@@ -128,7 +127,7 @@ func TestReload(t *testing.T) {
 	if err := os.WriteFile(f.policy, []byte(`{"version":"trustplane-bundle-v1"`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitSnap(t, s, "broken file rejected", func(*core.Snapshot) bool { return rejected.Load() > 0 })
+	waitSnap(t, s, "broken file rejected", func(*bundle.Snapshot) bool { return rejected.Load() > 0 })
 	if got := s.Snapshot(); got.Policy.Sequence != 2 {
 		t.Errorf("after a broken file: policy %d, want 2 kept", got.Policy.Sequence)
 	}
@@ -136,27 +135,27 @@ func TestReload(t *testing.T) {
 	// A validly signed rollback is refused too.
 	before := rejected.Load()
 	f.writePolicy(t, 1, "/v1/old")
-	waitSnap(t, s, "rollback rejected", func(*core.Snapshot) bool { return rejected.Load() > before })
+	waitSnap(t, s, "rollback rejected", func(*bundle.Snapshot) bool { return rejected.Load() > before })
 	if got := s.Snapshot(); got.Policy.Sequence != 2 || got.Policy.Resolve("GET", "/v1/old") != nil {
 		t.Errorf("after a rollback: policy %d", got.Policy.Sequence)
 	}
 
 	// A touch moves the view time (SPEC §8.3 file mode).
 	f.writePolicy(t, 3, "/v1/c")
-	waitSnap(t, s, "policy 3", func(sn *core.Snapshot) bool { return sn.Policy.Sequence == 3 })
+	waitSnap(t, s, "policy 3", func(sn *bundle.Snapshot) bool { return sn.Policy.Sequence == 3 })
 	view := s.Snapshot().ViewTime
 	later := view.Add(2 * time.Second)
 	if err := os.Chtimes(f.policy, later, later); err != nil {
 		t.Fatal(err)
 	}
-	waitSnap(t, s, "view time follows the touch", func(sn *core.Snapshot) bool { return sn.ViewTime.Equal(later) })
+	waitSnap(t, s, "view time follows the touch", func(sn *bundle.Snapshot) bool { return sn.ViewTime.Equal(later) })
 
 	// A touch far into the future does not keep the pair fresh until then.
 	future := time.Now().Add(time.Hour)
 	if err := os.Chtimes(f.policy, future, future); err != nil {
 		t.Fatal(err)
 	}
-	waitSnap(t, s, "future touch applied", func(sn *core.Snapshot) bool { return !sn.ViewTime.Equal(later) })
+	waitSnap(t, s, "future touch applied", func(sn *bundle.Snapshot) bool { return !sn.ViewTime.Equal(later) })
 	if vt := s.Snapshot().ViewTime; vt.After(time.Now()) {
 		t.Errorf("view time after a touch an hour ahead = %s, want the load time", vt)
 	}

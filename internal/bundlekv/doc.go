@@ -11,7 +11,6 @@
 // direct reads, keeps the last good pair on disk for the next start, and
 // answers fleet status requests on trustplane.status (§8.2, §10.3).
 //
-// The package must not import internal/core (STYLE §1): a Watcher's Snapshot
-// has exactly core.Snapshot's fields, so verifierd converts the pointer, and
-// a change to either type breaks that build rather than drifting silently.
+// The package must not import internal/core (STYLE §1): a Watcher serves a
+// *bundle.Snapshot, the very type core decides on (core.Snapshot is an alias).
 package bundlekv

@@ -14,26 +14,12 @@ import (
 	"github.com/tpcluster/tpcluster/internal/bundle"
 )
 
-// Snapshot is one verified trust material and policy bundle pair with its
-// bundle view time (SPEC §8.3). It is immutable once published. Its fields
-// are exactly core.Snapshot's, in the same order, so verifierd converts a
-// *Snapshot to a *core.Snapshot without copying (see the package doc).
-type Snapshot struct {
-	Policy *bundle.Policy
-	Trust  *bundle.TrustMaterial
-	// ViewTime is the later of the policy's issued_at and the issued_at of
-	// the newest valid beacon that covers this pair (SPEC §8.3). A newer
-	// beacon for another pair (one this node refused) does not move it, so a
-	// node stuck on an old pair goes stale.
-	ViewTime time.Time
-}
-
 // Applied describes a document that became part of the current pair.
 type Applied struct {
 	Kind     Kind
 	Sequence int64
 	SHA256   string
-	Snapshot *Snapshot // the pair it is part of
+	Snapshot *bundle.Snapshot // the pair it is part of
 }
 
 // Rejection describes a document or beacon the watcher refused (SPEC §8.2:
@@ -108,7 +94,7 @@ type Watcher struct {
 	cfg     WatcherConfig
 	log     *slog.Logger
 	metrics *metrics
-	snap    atomic.Pointer[Snapshot]
+	snap    atomic.Pointer[bundle.Snapshot]
 
 	// Owned by New, then by Run's goroutine.
 	policy    *bundle.Policy
@@ -183,7 +169,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 }
 
 // Snapshot returns the current pair, or nil while none is loaded.
-func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
+func (w *Watcher) Snapshot() *bundle.Snapshot { return w.snap.Load() }
 
 // handle applies one bucket entry, from the watch or a direct read. It
 // reports whether the entry was new to the watcher.
@@ -330,7 +316,7 @@ func (w *Watcher) setPolicyAt(pol *bundle.Policy) {
 // publish stores the current pair with its view time if anything changed,
 // and returns the new snapshot when the pair itself changed (nil when not,
 // or when the pair is still incomplete).
-func (w *Watcher) publish() *Snapshot {
+func (w *Watcher) publish() *bundle.Snapshot {
 	if w.policy == nil || w.trust == nil {
 		return nil
 	}
@@ -342,7 +328,7 @@ func (w *Watcher) publish() *Snapshot {
 	if cur != nil && cur.Policy == w.policy && cur.Trust == w.trust && cur.ViewTime.Equal(vt) {
 		return nil
 	}
-	s := &Snapshot{Policy: w.policy, Trust: w.trust, ViewTime: vt}
+	s := &bundle.Snapshot{Policy: w.policy, Trust: w.trust, ViewTime: vt}
 	w.snap.Store(s)
 	if cur != nil && cur.Policy == s.Policy && cur.Trust == s.Trust {
 		return nil // a beacon moved the view time
@@ -355,7 +341,7 @@ func (w *Watcher) publish() *Snapshot {
 
 // applied reports the documents of a new pair: the one that changed, or
 // both when the pair just became complete.
-func (w *Watcher) applied(kind Kind, s *Snapshot) {
+func (w *Watcher) applied(kind Kind, s *bundle.Snapshot) {
 	if w.cfg.OnApply == nil {
 		return
 	}

@@ -1,9 +1,6 @@
 package core
 
-import (
-	"github.com/tpcluster/tpcluster/internal/bundle"
-	"time"
-)
+import "github.com/tpcluster/tpcluster/internal/bundle"
 
 // Request is an HTTP request as the verifier received it, reduced to what the
 // pipeline needs. Adapters fill it from the wire and never from the caller's
@@ -33,13 +30,7 @@ type Request struct {
 	BodyFromGateway bool
 }
 
-// Snapshot is one consistent view of policy: a verified policy bundle and a
-// verified trust material, never mixed across two loads (SPEC §8.2). It is
-// immutable once published.
-type Snapshot struct {
-	Policy *bundle.Policy
-	Trust  *bundle.TrustMaterial
-	// ViewTime is the bundle view time of SPEC §8.3: the policy's issued_at or
-	// the newest valid beacon's, or in file mode the policy file's mtime.
-	ViewTime time.Time
-}
+// Snapshot is the view of policy a decision uses (SPEC §8.2). It is
+// bundle.Snapshot itself, not a copy, so the bundle sources, which must not
+// import core, hand theirs to the pipeline as they are.
+type Snapshot = bundle.Snapshot
