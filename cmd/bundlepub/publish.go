@@ -16,6 +16,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/natsx"
+	"github.com/tpcluster/tpcluster/internal/retry"
 )
 
 type publishConfig struct {
@@ -197,16 +198,16 @@ const startRetryWindow = 30 * time.Second
 // final at once.
 func publishAtStart(ctx context.Context, pub *bundlekv.Publisher, log *slog.Logger) ([]bundlekv.Result, error) {
 	deadline := time.Now().Add(startRetryWindow)
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+	for {
 		res, err := pub.Publish(ctx)
 		if err == nil || !transient(err) || time.Now().After(deadline) {
 			return res, err
 		}
+		wait := bo.Next()
 		log.Warn("first publish failed; retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return nil, err
-		case <-time.After(wait):
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/tpcluster/tpcluster/internal/retry"
 )
 
 // DefaultBucket is the ledger's KV bucket when Config.Bucket is empty (SPEC §7).
@@ -193,7 +195,9 @@ func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) e
 // open retries for a few seconds, within ctx.
 func (l *Ledger) createOrFind(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.Stream, error) {
 	deadline := time.Now().Add(openRetryWindow)
-	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+	// Jittered, so that nodes started together do not ask together.
+	bo := retry.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	for {
 		_, createErr := l.js.CreateKeyValue(ctx, cfg)
 		stream, err := l.js.Stream(ctx, kvStreamPrefix+l.bucket)
 		if err == nil {
@@ -211,10 +215,8 @@ func (l *Ledger) createOrFind(ctx context.Context, cfg jetstream.KeyValueConfig)
 			return nil, fmt.Errorf("look up: %w", err)
 		}
 		l.log.Debug("replay ledger bucket not visible yet, retrying", "bucket", l.bucket, "create_error", createErr)
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, bo.Next()) {
 			return nil, fmt.Errorf("create: %w", context.Cause(ctx))
-		case <-time.After(wait):
 		}
 	}
 }
