@@ -1,0 +1,151 @@
+package tpcluster_test
+
+import (
+	"testing"
+
+	"github.com/tpcluster/tpcluster/internal/deptest"
+)
+
+const module = "github.com/tpcluster/tpcluster"
+
+func in(name string) string { return module + "/internal/" + name }
+
+// Paths the rows below deny or allow more than once.
+const (
+	natsGo     = "github.com/nats-io/nats.go"
+	natsServer = "github.com/nats-io/nats-server/"
+	anyNATS    = "github.com/nats-io/"
+	otelAPI    = "go.opentelemetry.io/otel/"
+	otelSDK    = "go.opentelemetry.io/otel/sdk"
+	otel       = "go.opentelemetry.io/otel"
+	jcs        = "github.com/gowebpki/jcs"
+	voi        = "github.com/oasisprotocol/curve25519-voi"
+	uuid       = "github.com/google/uuid"
+)
+
+// Reasons the rows below give more than once.
+var (
+	noHTTP      = deptest.Rule{Path: "net/http", Why: "HTTP is internal/proxy's job"}
+	noSlog      = deptest.Rule{Path: "log/slog", Why: "it returns errors and results; adapters log (STYLE §7)"}
+	noNATS      = deptest.Rule{Path: anyNATS, Why: "NATS belongs to the adapters (ledger, audit, bundlekv, natsx)"}
+	noServer    = deptest.Rule{Path: natsServer, Why: "it is a NATS client; servers are internal/natsx's job"}
+	noSDK       = deptest.Rule{Path: otelSDK, Why: "packages use the OTel API with a provider from config, never the SDK (STYLE §8)"}
+	noCore      = deptest.Rule{Path: in("core"), Why: "core depends on it, or it must not know the pipeline"}
+	stdlibOnly  = []string{}
+	bundleClose = []string{in("bundle"), in("signerclass"), in("keyfile"), in("jsontree"), jcs}
+)
+
+// layers is STYLE §1's table for every package of the module: what each
+// may import, transitively for pure packages and directly for adapters and
+// commands. Test support (TestOnly) is refused to production code
+// everywhere. TestLayers fails for a package without a row.
+var layers = map[string]deptest.Layer{
+	module: {Allow: stdlibOnly},
+
+	// Commands build components and run them: any internal package.
+	module + "/cmd/bundlepub": {},
+	module + "/cmd/demoapi":   {},
+	module + "/cmd/tpaudit":   {},
+	module + "/cmd/tpcurl":    {},
+	module + "/cmd/tpload":    {},
+	module + "/cmd/verifierd": {},
+
+	// Pure packages: the rule holds for everything they reach.
+	in("reason"):      {Pure: true, Allow: stdlibOnly},
+	in("signerclass"): {Pure: true, Allow: stdlibOnly},
+	in("jsontree"):    {Pure: true, Allow: stdlibOnly},
+	in("retry"):       {Pure: true, Allow: stdlibOnly},
+	in("cliflag"):     {Pure: true, Allow: stdlibOnly},
+	in("keyfile"): {Pure: true, Allow: stdlibOnly, Deny: []deptest.Rule{
+		{Path: "net/http", Why: "key files are local; an HTTP stack has no place in a key parser"},
+		noSlog,
+	}},
+	in("transcript"): {Pure: true, Allow: stdlibOnly, Deny: []deptest.Rule{
+		{Path: "net/http", Why: "transcript takes a plain header map; internal/proxy owns net/http"},
+		noSlog,
+	}},
+	in("passport"): {Pure: true, Allow: []string{in("signerclass")}, Deny: []deptest.Rule{
+		noHTTP, noSlog,
+		{Path: "github.com/go-jose/", Why: "go-jose is the tests' differential oracle, not the parser"},
+		{Path: "encoding/json", Why: "the hot path has its own allocation-free JSON reader"},
+	}},
+	in("edverify"): {Pure: true, Allow: []string{voi}, Deny: []deptest.Rule{
+		noHTTP, noSlog,
+	}},
+	in("bundle"): {Pure: true, Allow: bundleClose[1:], Deny: []deptest.Rule{
+		{Path: "net/http", Why: "documents arrive as bytes; fetching them is internal/bundlekv's job"},
+		noSlog,
+	}},
+	in("bundleedit"): {Pure: true, Allow: bundleClose, Deny: []deptest.Rule{
+		{Path: "net/http", Why: "documents are edited offline; nothing here talks to a network"},
+		noSlog,
+	}},
+	in("signer"): {Pure: true, Allow: []string{in("transcript"), in("passport")}, Deny: []deptest.Rule{
+		{Path: in("core"), Why: "the caller side must not share code with the verifier pipeline it is used to test"},
+	}},
+	in("core"): {Pure: true, Allow: append([]string{in("edverify"), in("passport"), in("reason"), in("transcript"), voi}, bundleClose...), Deny: []deptest.Rule{
+		{Path: "net/http", Why: "core decides; internal/proxy speaks HTTP"},
+		{Path: "log/slog", Why: "core reports through Decision.Err; adapters log"},
+		{Path: anyNATS, Why: "the ledger reaches core through the Ledger interface"},
+		{Path: otel, Why: "internal/proxy wraps Decide in a span"},
+	}},
+	in("loadgen"): {Pure: true, Deny: []deptest.Rule{
+		{Path: in("core"), Why: "a load generator that shares the verifier's code could share its bugs"},
+		{Path: in("proxy"), Why: "a load generator that shares the verifier's code could share its bugs"},
+		{Path: anyNATS, Why: "the generator has nothing to do with NATS"},
+	}},
+
+	// Adapters: the rule holds for their own imports (nats.go itself
+	// imports net/http for websockets).
+	in("natsx"): {Allow: []string{"github.com/nats-io/"}, Deny: []deptest.Rule{noCore}},
+	in("ledger"): {Allow: []string{natsGo, otelAPI, in("core"), in("natsx"), in("retry")}, Deny: []deptest.Rule{
+		{Path: "net/http", Why: "it knows keys and TTLs, not requests; HTTP is internal/proxy's job"},
+		noServer, noSDK,
+	}},
+	in("audit"): {Allow: []string{natsGo, otelAPI, uuid, in("reason"), in("natsx"), in("retry")}, Deny: []deptest.Rule{
+		{Path: in("core"), Why: "verifierd maps decisions to events; audit must not know the pipeline"},
+		noHTTP, noServer, noSDK,
+	}},
+	in("bundlekv"): {Allow: []string{natsGo, otelAPI, in("bundle"), in("reason"), in("audit"), in("natsx"), in("retry")}, Deny: []deptest.Rule{
+		{Path: in("core"), Why: "it serves verified documents as bundle.Snapshot; core must not be its dependency"},
+		noHTTP, noServer, noSDK,
+	}},
+	in("bundlefile"): {Allow: []string{in("bundle")}, Deny: []deptest.Rule{noHTTP, noNATS, noCore}},
+	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit")}, Deny: []deptest.Rule{
+		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; proxy reaches them through core and the Record hook"},
+	}},
+	in("telemetry"): {Allow: []string{otelAPI, "github.com/prometheus/"}, Deny: []deptest.Rule{noNATS, noCore}},
+	in("demo"): {Allow: []string{in("bundle"), in("keyfile"), in("signer"), in("transcript")}, Deny: []deptest.Rule{
+		{Path: in("core"), Why: "the demo world is the caller's side and the upstream; the verifier is what it demonstrates"},
+		noNATS,
+	}},
+
+	// Test support, and packages made only of tests.
+	in("natsx/natstest"): {TestOnly: true, Allow: []string{"github.com/nats-io/", in("natsx"), in("testport")}},
+	in("testport"):       {TestOnly: true, Allow: stdlibOnly},
+	in("conformance"):    {TestOnly: true, Allow: stdlibOnly},
+	in("deptest"):        {TestOnly: true, Allow: stdlibOnly},
+	module + "/e2e":      {TestOnly: true, Allow: stdlibOnly},
+	module + "/deploy":   {TestOnly: true, Allow: stdlibOnly},
+}
+
+// TestLayers checks the whole module's imports against layers, with one
+// `go list -deps -json ./...`.
+func TestLayers(t *testing.T) {
+	pkgs, err := deptest.List(".", "./...")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours int
+	for _, p := range pkgs {
+		if !p.DepOnly {
+			ours++
+		}
+	}
+	if ours < 2 {
+		t.Fatalf("go list ./... named %d packages; the check would pass vacuously", ours)
+	}
+	for _, v := range deptest.Check(module, pkgs, layers) {
+		t.Error(v)
+	}
+}
