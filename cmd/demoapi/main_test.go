@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestPrepare: --prepare writes the demo world with private keys 0600 and
@@ -46,27 +47,19 @@ func TestServe(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--listen", addr}, io.Discard, io.Discard) }()
 
-	var (
-		resp *http.Response
-		err  error
-	)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var resp *http.Response
+	testwait.Until(t, 10*time.Second, "demoapi listening", func() error {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/orders/ord_1", nil)
 		req.Header.Set("X-TrustPlane-Route-Id", "orders.get")
-		if resp, err = http.DefaultClient.Do(req); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demoapi not listening: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the listener, not waiting for an effect
-	}
+		var err error
+		resp, err = http.DefaultClient.Do(req)
+		return err
+	})
 	var echo struct {
 		Target  string
 		Headers map[string]string
 	}
-	err = json.NewDecoder(resp.Body).Decode(&echo)
+	err := json.NewDecoder(resp.Body).Decode(&echo)
 	resp.Body.Close()
 	if err != nil || echo.Target != "/v1/orders/ord_1" || echo.Headers["X-Trustplane-Route-Id"] != "orders.get" {
 		t.Errorf("echo = %+v, %v", echo, err)

@@ -2,6 +2,7 @@ package bundlefile
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // files is a signed pair on disk and the key that signs more.
@@ -94,16 +96,15 @@ func (f *files) source(t *testing.T) (*Source, *atomic.Int64) {
 	return s, rejected
 }
 
-// waitSnap polls until ok(snapshot) or fails after a generous deadline.
+// waitSnap waits until ok(snapshot), with a generous deadline.
 func waitSnap(t *testing.T, s *Source, what string, ok func(*bundle.Snapshot) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok(s.Snapshot()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
+	testwait.Until(t, 10*time.Second, what, func() error {
+		if sn := s.Snapshot(); !ok(sn) {
+			return fmt.Errorf("snapshot is policy %d, trust %d, view time %s", sn.Policy.Sequence, sn.Trust.Sequence, sn.ViewTime)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestReload(t *testing.T) {

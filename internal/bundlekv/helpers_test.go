@@ -17,6 +17,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -195,27 +196,10 @@ func run(t testing.TB, f func(context.Context) error) {
 	})
 }
 
-// eventually polls f until it returns nil or the timeout passes, and
-// returns how long that took.
-func eventually(t testing.TB, timeout time.Duration, what string, f func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		err := f()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// sequences waits until w holds the pair (trust, policy).
+// waitPair waits until w holds the pair (trust, policy).
 func waitPair(t testing.TB, w *bundlekv.Watcher, trust, policy int64) time.Duration {
 	t.Helper()
-	return eventually(t, 10*time.Second, fmt.Sprintf("pair (%d, %d)", trust, policy), func() error {
+	return testwait.Until(t, 10*time.Second, fmt.Sprintf("pair (%d, %d)", trust, policy), func() error {
 		s := w.Snapshot()
 		if s == nil {
 			return fmt.Errorf("no pair")

@@ -13,6 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 func TestPublish(t *testing.T) {
@@ -164,10 +165,10 @@ func TestPublisherWatchAndBeacons(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, 5*time.Second, "a beacon", beaconAfter(time.Now()))
+	testwait.Until(t, 5*time.Second, "a beacon", beaconAfter(time.Now()))
 
 	k.writeFiles(t, k.trustDoc(t, 2), k.policyDoc(t, 2, time.Now()))
-	eventually(t, 5*time.Second, "watched files republished", func() error {
+	testwait.Until(t, 5*time.Second, "watched files republished", func() error {
 		e, err := kv.Get(t.Context(), bundlekv.KeyPolicyBundle)
 		if err != nil {
 			return err
@@ -177,7 +178,7 @@ func TestPublisherWatchAndBeacons(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 5*time.Second, "beacons for the new pair", func() error {
+	testwait.Until(t, 5*time.Second, "beacons for the new pair", func() error {
 		e, err := kv.Get(t.Context(), bundlekv.KeyFreshness)
 		if err != nil {
 			return err

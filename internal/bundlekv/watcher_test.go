@@ -13,6 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestWatcherRefuses: rollbacks, unknown keys and broken signatures put
@@ -38,7 +39,7 @@ func TestWatcherRefuses(t *testing.T) {
 	}
 	waitPair(t, w, 2, 2)
 	// OnApply follows the swap; both documents of the first pair are reported.
-	eventually(t, 5*time.Second, "two applied events", func() error {
+	testwait.Until(t, 5*time.Second, "two applied events", func() error {
 		if got := len(ev.applies()); got != 2 {
 			return fmt.Errorf("OnApply called %d times", got)
 		}
@@ -67,7 +68,7 @@ func TestWatcherRefuses(t *testing.T) {
 			if _, err := kv.Put(t.Context(), tc.key, tc.data); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "rejection reported", func() error {
+			testwait.Until(t, 5*time.Second, "rejection reported", func() error {
 				if len(ev.rejections()) == before {
 					return errors.New("none yet")
 				}
@@ -153,7 +154,7 @@ func TestWatcherViewTime(t *testing.T) {
 	}
 	b1 := time.Now().Add(-10 * time.Second).Truncate(time.Second)
 	putBeacon(snap.Policy, snap.Trust, b1, k.beacon)
-	eventually(t, 5*time.Second, "covering beacon moves the view time", viewTime(b1))
+	testwait.Until(t, 5*time.Second, "covering beacon moves the view time", viewTime(b1))
 
 	t.Run("older, other-pair and future beacons do not move it", func(t *testing.T) {
 		otherPolicy, err := bundle.ParsePolicy(k.policyDoc(t, 99, issued), k.options())
@@ -166,7 +167,7 @@ func TestWatcherViewTime(t *testing.T) {
 		putBeacon(snap.Policy, snap.Trust, time.Now().Add(time.Hour), k.beacon)        // future: refused
 		// The watch delivers in order: once the last is refused, the two
 		// before it have been handled.
-		eventually(t, 5*time.Second, "future beacon refused", func() error {
+		testwait.Until(t, 5*time.Second, "future beacon refused", func() error {
 			if len(ev.rejections()) == before {
 				return errors.New("none yet")
 			}
@@ -185,7 +186,7 @@ func TestWatcherViewTime(t *testing.T) {
 			t.Fatal(err)
 		}
 		run(t, pub.Run)
-		eventually(t, 5*time.Second, "fresh view", func() error {
+		testwait.Until(t, 5*time.Second, "fresh view", func() error {
 			if st := w.Status(); st.ViewAgeSeconds > 1 || len(st.StaleClasses) != 0 {
 				return fmt.Errorf("status %+v", st)
 			}
@@ -224,7 +225,7 @@ func TestWatcherCache(t *testing.T) {
 		t.Fatalf("snapshot from cache = %+v, want the pair (4, 4) before NATS answers", s)
 	}
 	run(t, w.Run)
-	eventually(t, 5*time.Second, "cached pair reported applied", func() error {
+	testwait.Until(t, 5*time.Second, "cached pair reported applied", func() error {
 		if len(ev.applies()) != 2 {
 			return fmt.Errorf("%d applied events", len(ev.applies()))
 		}
@@ -266,7 +267,7 @@ func TestWatcherSurvivesServerRestart(t *testing.T) {
 	natstest.RestartServer(t, natstest.StopServer(t, s))
 	k.writeFiles(t, k.trustDoc(t, 2), k.policyDoc(t, 2, time.Now()))
 	pubJS := natstest.JetStream(t, natstest.Connect(t, url))
-	eventually(t, 10*time.Second, "publish after restart", func() error {
+	testwait.Until(t, 10*time.Second, "publish after restart", func() error {
 		_, err := k.publisher(t, pubJS, false).Publish(t.Context())
 		return err
 	})
@@ -294,7 +295,7 @@ func TestWatcherBucketRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.writeFiles(t, k.trustDoc(t, 2), k.policyDoc(t, 2, time.Now()))
-	eventually(t, 10*time.Second, "publish into the new bucket", func() error {
+	testwait.Until(t, 10*time.Second, "publish into the new bucket", func() error {
 		res, err := k.publisher(t, js, false).Publish(t.Context())
 		if err == nil && (res[0].Revision != 1 || res[1].Revision != 2) {
 			t.Logf("revisions in the new bucket: %d, %d", res[0].Revision, res[1].Revision)
@@ -320,7 +321,7 @@ func TestStatus(t *testing.T) {
 		waitPair(t, w, 3, 8)
 	}
 	var replies []bundlekv.Status
-	eventually(t, 10*time.Second, "two replies", func() error {
+	testwait.Until(t, 10*time.Second, "two replies", func() error {
 		ctx, cancel := contextWithTimeout(t, 500*time.Millisecond)
 		defer cancel()
 		var err error
@@ -344,7 +345,7 @@ func TestStatus(t *testing.T) {
 func bucket(t testing.TB, js jetstream.JetStream) jetstream.KeyValue {
 	t.Helper()
 	var kv jetstream.KeyValue
-	eventually(t, 5*time.Second, "bundle bucket", func() error {
+	testwait.Until(t, 5*time.Second, "bundle bucket", func() error {
 		var err error
 		kv, err = js.KeyValue(t.Context(), bundlekv.DefaultBucket)
 		return err
@@ -421,7 +422,7 @@ func TestWatcherBucketRecreatedLower(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.writeFiles(t, k.trustDoc(t, 4), k.policyDoc(t, 4, time.Now()))
-	eventually(t, 10*time.Second, "publish into the new bucket", func() error {
+	testwait.Until(t, 10*time.Second, "publish into the new bucket", func() error {
 		_, err := k.publisher(t, js, false).Publish(t.Context())
 		return err
 	})

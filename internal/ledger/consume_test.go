@@ -13,6 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 var _ core.Ledger = (*ledger.Ledger)(nil)
@@ -50,13 +51,13 @@ func TestConsumeTTLExpiry(t *testing.T) {
 	if err := l.Consume(t.Context(), k, time.Second, core.LedgerEntry{}); sentinel(t, err) != core.ErrReplay && time.Since(start) < time.Second {
 		t.Fatalf("Consume within the TTL = %v, want %v", err, core.ErrReplay)
 	}
-	eventually(t, 15*time.Second, func(ctx context.Context) error {
+	testwait.Until(t, 15*time.Second, "key consumable again after its TTL", bounded(t, func(ctx context.Context) error {
 		err := l.Consume(ctx, k, time.Second, core.LedgerEntry{})
 		if err != nil && sentinel(t, err) != core.ErrReplay {
 			t.Fatalf("Consume while waiting for expiry = %v, want nil or %v", err, core.ErrReplay)
 		}
 		return err
-	})
+	}))
 	elapsed := time.Since(start)
 	t.Logf("a 1s key was consumable again after %v", elapsed)
 	if elapsed < time.Second {
@@ -230,13 +231,13 @@ func TestConsumeOutage(t *testing.T) {
 	}
 
 	natstest.RestartServer(t, st)
-	took := eventually(t, 20*time.Second, func(ctx context.Context) error {
+	took := testwait.Until(t, 20*time.Second, "ledger working after the restart", bounded(t, func(ctx context.Context) error {
 		err := l.Consume(ctx, key("after"), time.Minute, core.LedgerEntry{})
 		if err != nil && sentinel(t, err) != core.ErrLedgerUnavailable {
 			t.Fatalf("Consume after the restart = %v, want nil or %v", err, core.ErrLedgerUnavailable)
 		}
 		return err
-	})
+	}))
 	t.Logf("ledger working again %v after the restart", took)
 	if err := l.Consume(t.Context(), before, time.Minute, core.LedgerEntry{}); sentinel(t, err) != core.ErrReplay {
 		t.Errorf("Consume of a key from before the outage = %v, want %v", err, core.ErrReplay)

@@ -70,21 +70,12 @@ func sentinel(t testing.TB, err error) error {
 	return nil
 }
 
-// eventually polls f until it returns nil or timeout passes, and returns how
-// long that took.
-func eventually(t testing.TB, timeout time.Duration, f func(ctx context.Context) error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
+// bounded adapts f for testwait.Until: each attempt gets a context of its
+// own with a one-second bound, so one attempt cannot hang the poll.
+func bounded(t testing.TB, f func(ctx context.Context) error) func() error {
+	return func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		err := f(ctx)
-		cancel()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer cancel()
+		return f(ctx)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 func TestConnect(t *testing.T) {
@@ -58,7 +59,7 @@ func TestConnectBeforeServer(t *testing.T) {
 		t.Fatalf("StartServer on %s: %v", addr, err)
 	}
 	defer s.Shutdown(context.WithoutCancel(t.Context()))
-	waitFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, "reconnected to the restarted server", func() error {
 		if !nc.IsConnected() {
 			return errors.New("not connected")
 		}
@@ -164,21 +165,5 @@ func TestStartServerBadStore(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "JetStream") {
 		t.Errorf("StartServer with a file as store dir = %q, want it to name JetStream", err)
-	}
-}
-
-// waitFor polls f until it returns nil or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 func startServer(t *testing.T, cfg natsx.ServerConfig) *natsx.Server {
@@ -119,17 +120,10 @@ func TestStartServerCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The meta leader is elected in the background: poll with a deadline.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.Until(t, 20*time.Second, "create an R3 bucket", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
 		_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "R3", Replicas: 3})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("create an R3 bucket: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 }

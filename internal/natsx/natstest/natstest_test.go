@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -82,23 +83,16 @@ func TestRestartServer(t *testing.T) {
 	if s2.ClientURL() != url {
 		t.Errorf("restarted on %s, want %s", s2.ClientURL(), url)
 	}
-	start := time.Now()
-	for {
+	took := testwait.Until(t, 15*time.Second, "Get after restart", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
 		e, err := kv.Get(ctx, "k")
-		cancel()
-		if err == nil {
-			if string(e.Value()) != "before" {
-				t.Errorf("after restart k = %q, want %q", e.Value(), "before")
-			}
-			break
+		if err == nil && string(e.Value()) != "before" {
+			t.Errorf("after restart k = %q, want %q", e.Value(), "before")
 		}
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("Get after restart: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("client working again %v after the restart", time.Since(start))
+		return err
+	})
+	t.Logf("client working again %v after the restart", took)
 }
 
 // TestRestartClusterMember restarts one member of an R3 cluster; it rejoins
@@ -145,17 +139,10 @@ func TestExternal(t *testing.T) {
 		t.Fatal("Get with the external server stopped = nil error")
 	}
 	e.Start()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testwait.Until(t, 15*time.Second, "Get after the external server restarted", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
 		_, err := kv.Get(ctx, "k")
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Get after the external server restarted: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
