@@ -14,10 +14,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -61,13 +59,13 @@ func Prepare(dir string) (*Files, error) {
 		TrustMaterial:   filepath.Join(dir, "trust-material.json"),
 		PolicyBundle:    filepath.Join(dir, "policy-bundle.json"),
 	}
-	caller, err := loadOrCreate(filepath.Join(dir, "caller"), CallerKID)
+	caller, err := keyfile.LoadOrCreate(filepath.Join(dir, "caller"), CallerKID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("demo: %w", err)
 	}
-	signing, err := loadOrCreate(filepath.Join(dir, "bundle"), "demo-bundle-1")
+	signing, err := keyfile.LoadOrCreate(filepath.Join(dir, "bundle"), "demo-bundle-1")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	seq := now.Unix() // grows across runs: a restart never looks like a rollback
@@ -87,24 +85,6 @@ func Prepare(dir string) (*Files, error) {
 		return nil, err
 	}
 	return f, nil
-}
-
-func loadOrCreate(base, kid string) (*keyfile.PrivateKey, error) {
-	k, err := keyfile.ReadPrivate(base + ".key")
-	if err == nil {
-		return k, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("demo: %w", err)
-	}
-	if k, err = keyfile.Generate(kid); err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
-	}
-	_ = os.Remove(base + ".pub") // a .pub without its .key is useless
-	if err := k.Write(base); err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
-	}
-	return k, nil
 }
 
 func writeFile(path string, data []byte) error {

@@ -111,29 +111,38 @@ func Thumbprint(pub ed25519.PublicKey) string {
 // to base+".pub" (mode 0644). It refuses to overwrite an existing file; if
 // the .pub file cannot be written, the .key file it created is removed.
 func (k *PrivateKey) Write(base string) error {
-	pub := base64.RawURLEncoding.EncodeToString(k.priv.Public().(ed25519.PublicKey))
-	keyDoc, err := json.MarshalIndent(privateFile{
-		Version: Version, KID: k.kid, Alg: Alg, PublicKey: pub,
-		Seed: base64.RawURLEncoding.EncodeToString(k.priv.Seed()),
-	}, "", "  ")
+	keyDoc, pubDoc, err := k.documents()
 	if err != nil {
-		return fmt.Errorf("keyfile: write %s.key: %w", base, err)
-	}
-	pubDoc, err := json.MarshalIndent(publicFile{Version: Version, KID: k.kid, Alg: Alg, PublicKey: pub}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("keyfile: write %s.pub: %w", base, err)
+		return fmt.Errorf("keyfile: write %s: %w", base, err)
 	}
 	if _, err := os.Lstat(base + ".pub"); err == nil {
 		return fmt.Errorf("keyfile: write %s.pub: %w", base, os.ErrExist)
 	}
-	if err := writeNew(base+".key", append(keyDoc, '\n'), 0o600); err != nil {
+	if err := writeNew(base+".key", keyDoc, 0o600); err != nil {
 		return err
 	}
-	if err := writeNew(base+".pub", append(pubDoc, '\n'), 0o644); err != nil {
+	if err := writeNew(base+".pub", pubDoc, 0o644); err != nil {
 		os.Remove(base + ".key") // we created it just now
 		return err
 	}
 	return nil
+}
+
+// documents returns the contents of k's .key and .pub files.
+func (k *PrivateKey) documents() (key, pub []byte, err error) {
+	pubB64 := base64.RawURLEncoding.EncodeToString(k.priv.Public().(ed25519.PublicKey))
+	key, err = json.MarshalIndent(privateFile{
+		Version: Version, KID: k.kid, Alg: Alg, PublicKey: pubB64,
+		Seed: base64.RawURLEncoding.EncodeToString(k.priv.Seed()),
+	}, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err = json.MarshalIndent(publicFile{Version: Version, KID: k.kid, Alg: Alg, PublicKey: pubB64}, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(key, '\n'), append(pub, '\n'), nil
 }
 
 // writeNew creates name exclusively with mode perm (whatever the umask) and

@@ -121,13 +121,13 @@ func Prepare(dir string) (*PreparedFiles, error) {
 		Get:  Route{ID: "orders.get", Path: "/v1/orders/"},
 		Post: Route{ID: "orders.create", Path: "/v1/orders"},
 	}
-	caller, err := loadOrCreateKey(filepath.Join(dir, "caller"), w.KID)
+	caller, err := keyfile.LoadOrCreate(filepath.Join(dir, "caller"), w.KID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("loadgen: prepare: %w", err)
 	}
-	signing, err := loadOrCreateKey(filepath.Join(dir, "bundle"), "tpload-bundle-1")
+	signing, err := keyfile.LoadOrCreate(filepath.Join(dir, "bundle"), "tpload-bundle-1")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("loadgen: prepare: %w", err)
 	}
 	doc := worldDoc{
 		Version: worldVersion, World: w, CallerKey: "caller.key", BundlePublicKey: "bundle.pub",
@@ -205,24 +205,6 @@ func (w *World) policy(seq int64, now time.Time) map[string]any {
 		}}},
 		"default_required_key_binding": "software", "default_freshness_class": "offline-ok",
 	}
-}
-
-func loadOrCreateKey(base, kid string) (*keyfile.PrivateKey, error) {
-	k, err := keyfile.ReadPrivate(base + ".key")
-	if err == nil {
-		return k, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("loadgen: prepare: %w", err)
-	}
-	if k, err = keyfile.Generate(kid); err != nil {
-		return nil, fmt.Errorf("loadgen: prepare: %w", err)
-	}
-	_ = os.Remove(base + ".pub") // a .pub without its .key is useless
-	if err := k.Write(base); err != nil {
-		return nil, fmt.Errorf("loadgen: prepare: %w", err)
-	}
-	return k, nil
 }
 
 func writeFileAtomic(path string, data []byte) error {
