@@ -117,66 +117,19 @@ func (p *Publisher) Run(ctx context.Context) error {
 	defer r.close()
 
 	var (
-		inflight []*pending // sent, in pos order
-		resend   []*pending // to send again, in pos order, before reading more
-		acked    uint64     // highest acknowledged pos not yet given to the spool
-		fails    int        // consecutive failures, for the log
-		bo       = retry.Backoff{Min: p.cfg.MinBackoff, Max: p.cfg.MaxBackoff}
+		w     window
+		fails int // consecutive failures, for the log
+		bo    = retry.Backoff{Min: p.cfg.MinBackoff, Max: p.cfg.MaxBackoff}
 	)
-	flushAcks := func() {
-		if acked != 0 {
-			p.spool.ack(acked)
-			acked = 0
-			select {
-			case p.progress <- struct{}{}:
-			default:
-			}
-		}
-	}
-	defer flushAcks()
+	defer p.giveAcks(&w)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		// Fill the window, resends first: the stream sees each node's
-		// events in node_seq order.
-		sendErr, damaged := error(nil), false
-		for len(inflight) < p.cfg.Window {
-			var pm *pending
-			if len(resend) > 0 {
-				pm = resend[0]
-			} else {
-				rec, ok, err := r.Next()
-				if err != nil {
-					// Damage the reader cannot pass: an operator must
-					// act. The spool keeps growing, then fails closed.
-					sendErr, damaged = fmt.Errorf("read spool: %w", err), true
-					break
-				}
-				if !ok {
-					break
-				}
-				pm = &pending{pos: rec.pos, at: rec.appendedAt, msg: &nats.Msg{
-					Subject: rec.subject,
-					Data:    append([]byte(nil), rec.data...),
-					// SPEC §9: a resend of the same event is never
-					// stored twice within the duplicate window.
-					Header: nats.Header{jetstream.MsgIDHeader: []string{rec.eventID}},
-				}}
-				resend = append(resend, pm)
-			}
-			fut, err := p.js.PublishMsgAsync(pm.msg)
-			if err != nil {
-				sendErr = err
-				break
-			}
-			resend = resend[1:]
-			pm.fut, pm.sent = fut, time.Now()
-			inflight = append(inflight, pm)
-		}
-		p.setOldest(inflight, resend)
-		if sendErr == nil && len(inflight) == 0 {
-			flushAcks()
+		damaged, sendErr := p.fill(&w, r)
+		p.oldest.Store(w.oldest())
+		if sendErr == nil && len(w.inflight) == 0 {
+			p.giveAcks(&w)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -186,16 +139,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 			continue
 		}
 		if sendErr == nil {
-			head := inflight[0]
+			head := w.inflight[0]
 			select {
 			case ack := <-head.fut.Ok():
-				inflight = inflight[1:]
-				acked = head.pos
+				w.ackHead()
 				fails = 0
 				bo.Reset()
 				p.met.published(ctx, time.Since(head.sent), ack.Duplicate)
-				if len(inflight) == 0 || head.pos%64 == 0 {
-					flushAcks()
+				if len(w.inflight) == 0 || head.pos%64 == 0 {
+					p.giveAcks(&w)
 				}
 				continue
 			case err := <-head.fut.Err():
@@ -207,46 +159,85 @@ func (p *Publisher) Run(ctx context.Context) error {
 				return nil
 			}
 		}
-		// Go back: settle everything in flight (so an old attempt is not
-		// stored after its resend), keep the acknowledged prefix, send
-		// everything from the first failure again, in order.
-		firstFailed := len(inflight)
-		for i, pm := range inflight {
-			if !p.settle(ctx, pm) && firstFailed == len(inflight) {
-				firstFailed = i
-			}
-		}
-		for _, pm := range inflight[:firstFailed] {
-			acked = pm.pos
+		for _, pm := range w.goBack(func(pm *pending) bool { return p.settle(ctx, pm) }) {
 			p.met.published(ctx, time.Since(pm.sent), false)
 		}
-		settled := inflight[firstFailed:]
-		for _, pm := range settled {
-			pm.fut = nil
-		}
-		resend = append(append([]*pending(nil), settled...), resend...)
-		inflight = inflight[:0]
-		flushAcks()
-		p.met.failures.Add(ctx, 1)
+		p.giveAcks(&w)
 		fails++
-		switch {
-		case damaged && (fails == 1 || fails%50 == 0):
-			p.log.Error("audit spool unreadable; publishing stopped, the spool will fill and the node fail closed",
-				"err", sendErr, "pending", p.spool.Pending())
-		case fails == 1 || fails%50 == 0:
-			p.log.Warn("audit publish failed; events stay in the spool and are retried",
-				"err", sendErr, "pending", p.spool.Pending(), "spool_bytes", p.spool.Bytes())
-		}
-		if errors.Is(sendErr, jetstream.ErrNoStreamResponse) || errors.Is(sendErr, nats.ErrNoResponders) {
-			ectx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
-			if err := EnsureStream(ectx, p.js, p.cfg.Stream, p.log); err != nil && fails == 1 {
-				p.log.Warn("audit stream not available", "err", err)
-			}
-			cancel()
-		}
+		p.failed(ctx, sendErr, damaged, fails)
 		if !retry.Sleep(ctx, bo.Next()) {
 			return nil
 		}
+	}
+}
+
+// fill sends events until the window is full, resends first, so the stream
+// sees each node's events in node_seq order. It returns the error that
+// stopped it early; damaged reports spool damage the reader cannot pass.
+func (p *Publisher) fill(w *window, r *reader) (damaged bool, err error) {
+	for len(w.inflight) < p.cfg.Window {
+		if len(w.resend) == 0 {
+			rec, ok, err := r.Next()
+			if err != nil {
+				// An operator must act. The spool keeps growing, then
+				// fails closed.
+				return true, fmt.Errorf("read spool: %w", err)
+			}
+			if !ok {
+				return false, nil
+			}
+			w.resend = append(w.resend, &pending{pos: rec.pos, at: rec.appendedAt, msg: &nats.Msg{
+				Subject: rec.subject,
+				Data:    append([]byte(nil), rec.data...),
+				// SPEC §9: a resend of the same event is never stored
+				// twice within the duplicate window.
+				Header: nats.Header{jetstream.MsgIDHeader: []string{rec.eventID}},
+			}})
+		}
+		pm := w.resend[0]
+		fut, err := p.js.PublishMsgAsync(pm.msg)
+		if err != nil {
+			return false, err
+		}
+		pm.fut, pm.sent = fut, time.Now()
+		w.resend = w.resend[1:]
+		w.inflight = append(w.inflight, pm)
+	}
+	return false, nil
+}
+
+// giveAcks hands the acknowledged prefix to the spool, which may then drop
+// it, and wakes Flush.
+func (p *Publisher) giveAcks(w *window) {
+	if w.acked == 0 {
+		return
+	}
+	p.spool.ack(w.acked)
+	w.acked = 0
+	select {
+	case p.progress <- struct{}{}:
+	default:
+	}
+}
+
+// failed counts and logs a failed round (rate-limited: the first, then
+// every 50th) and re-ensures the stream when no stream took the subject.
+func (p *Publisher) failed(ctx context.Context, err error, damaged bool, fails int) {
+	p.met.failures.Add(ctx, 1)
+	switch {
+	case damaged && (fails == 1 || fails%50 == 0):
+		p.log.Error("audit spool unreadable; publishing stopped, the spool will fill and the node fail closed",
+			"err", err, "pending", p.spool.Pending())
+	case fails == 1 || fails%50 == 0:
+		p.log.Warn("audit publish failed; events stay in the spool and are retried",
+			"err", err, "pending", p.spool.Pending(), "spool_bytes", p.spool.Bytes())
+	}
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		ectx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+		if err := EnsureStream(ectx, p.js, p.cfg.Stream, p.log); err != nil && fails == 1 {
+			p.log.Warn("audit stream not available", "err", err)
+		}
+		cancel()
 	}
 }
 
@@ -267,15 +258,55 @@ func (p *Publisher) settle(ctx context.Context, pm *pending) bool {
 	return false
 }
 
-func (p *Publisher) setOldest(inflight, resend []*pending) {
-	switch {
-	case len(inflight) > 0:
-		p.oldest.Store(inflight[0].at)
-	case len(resend) > 0:
-		p.oldest.Store(resend[0].at)
-	default:
-		p.oldest.Store(0)
+// window is the publisher's resend window: the events sent and awaiting an
+// acknowledgement, and those to send again before anything newer is read,
+// both in spool order. Run's goroutine owns it.
+type window struct {
+	inflight []*pending // sent, in pos order
+	resend   []*pending // to send again, in pos order, before reading more
+	acked    uint64     // highest acknowledged pos not yet given to the spool
+}
+
+// ackHead records the acknowledgement of the oldest event in flight.
+func (w *window) ackHead() {
+	w.acked = w.inflight[0].pos
+	w.inflight = w.inflight[1:]
+}
+
+// goBack handles a failure: it settles everything in flight (so an old
+// attempt is not stored after its resend), keeps the acknowledged prefix,
+// and queues everything from the first failure to be sent again, in order.
+// It returns the events found acknowledged.
+func (w *window) goBack(settle func(*pending) bool) (acked []*pending) {
+	firstFailed := len(w.inflight)
+	for i, pm := range w.inflight {
+		if !settle(pm) && firstFailed == len(w.inflight) {
+			firstFailed = i
+		}
 	}
+	acked = w.inflight[:firstFailed:firstFailed]
+	if firstFailed > 0 {
+		w.acked = acked[firstFailed-1].pos
+	}
+	again := w.inflight[firstFailed:]
+	for _, pm := range again {
+		pm.fut = nil
+	}
+	w.resend = append(append([]*pending(nil), again...), w.resend...)
+	w.inflight = nil
+	return acked
+}
+
+// oldest returns the appended_at (Unix ns) of the oldest event not yet
+// acknowledged, or 0 when there is none.
+func (w *window) oldest() int64 {
+	switch {
+	case len(w.inflight) > 0:
+		return w.inflight[0].at
+	case len(w.resend) > 0:
+		return w.resend[0].at
+	}
+	return 0
 }
 
 // Flush waits until every event appended so far is acknowledged by
