@@ -34,7 +34,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	wg.Go(func() { w.serveStatus(ctx) })
 	if w.cached {
 		w.cached = false
-		w.applied("", w.snap.Load())
+		w.applied(w.snap.Load(), KindTrustMaterial, KindPolicyBundle)
 	}
 	w.loop(ctx)
 	return nil

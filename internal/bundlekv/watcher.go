@@ -215,28 +215,30 @@ func (w *Watcher) applyDocument(ctx context.Context, kind Kind, data []byte, cre
 	}
 	opts := w.cfg.Options
 	opts.ModTime = created
+	// The new document's sequence and signedness, and those of the one of
+	// the same kind the node holds (haveCurrent false: none yet).
 	var (
-		seq         int64
-		signed      bool
-		curSeq      int64
-		have, cured bool
-		err         error
-		trust       *bundle.TrustMaterial
-		pol         *bundle.Policy
+		seq                        int64
+		signed                     bool
+		currentSeq                 int64
+		haveCurrent, currentSigned bool
+		err                        error
+		trust                      *bundle.TrustMaterial
+		pol                        *bundle.Policy
 	)
 	if kind == KindTrustMaterial {
 		if trust, err = bundle.ParseTrustMaterial(data, opts); err == nil {
 			seq, signed = trust.Sequence, trust.Signed
 		}
-		if have = w.trust != nil; have {
-			curSeq, cured = w.trust.Sequence, w.trust.Signed
+		if haveCurrent = w.trust != nil; haveCurrent {
+			currentSeq, currentSigned = w.trust.Sequence, w.trust.Signed
 		}
 	} else {
 		if pol, err = bundle.ParsePolicy(data, opts); err == nil {
 			seq, signed = pol.Sequence, pol.Signed
 		}
-		if have = w.policy != nil; have {
-			curSeq, cured = w.policy.Sequence, w.policy.Signed
+		if haveCurrent = w.policy != nil; haveCurrent {
+			currentSeq, currentSigned = w.policy.Sequence, w.policy.Signed
 		}
 	}
 	if err != nil {
@@ -245,8 +247,8 @@ func (w *Watcher) applyDocument(ctx context.Context, kind Kind, data []byte, cre
 	}
 	// Only two unsigned development documents (sequence 0 by default) may
 	// replace each other without a rising sequence.
-	if have && seq <= curSeq && (signed || cured) {
-		w.reject(ctx, Rejection{Kind: kind, Sequence: seq, SHA256: sum, Err: &RollbackError{Kind: kind, Sequence: seq, Current: curSeq}})
+	if haveCurrent && seq <= currentSeq && (signed || currentSigned) {
+		w.reject(ctx, Rejection{Kind: kind, Sequence: seq, SHA256: sum, Err: &RollbackError{Kind: kind, Sequence: seq, Current: currentSeq}})
 		return
 	}
 	if trust != nil {
@@ -262,13 +264,15 @@ func (w *Watcher) applyDocument(ctx context.Context, kind Kind, data []byte, cre
 	}
 	w.metrics.applied(ctx, kind)
 	w.log.Info("bundle document verified", "kind", kind, "sequence", seq, "sha256", sum)
-	first := w.snap.Load() == nil
+	pairWasIncomplete := w.snap.Load() == nil
 	if s := w.publish(); s != nil {
 		w.writeCache()
-		if first {
-			kind = "" // both documents are new to the node's view
+		if pairWasIncomplete {
+			// Both documents are new to the node's view.
+			w.applied(s, KindTrustMaterial, KindPolicyBundle)
+		} else {
+			w.applied(s, kind)
 		}
-		w.applied(kind, s)
 	}
 }
 
@@ -339,17 +343,19 @@ func (w *Watcher) publish() *bundle.Snapshot {
 	return s
 }
 
-// applied reports the documents of a new pair: the one that changed, or
-// both when the pair just became complete.
-func (w *Watcher) applied(kind Kind, s *bundle.Snapshot) {
+// applied reports the documents of kinds as part of the new pair s: the
+// one that changed, or both when the pair just became complete.
+func (w *Watcher) applied(s *bundle.Snapshot, kinds ...Kind) {
 	if w.cfg.OnApply == nil {
 		return
 	}
-	if kind == KindTrustMaterial || kind == "" {
-		w.cfg.OnApply(Applied{Kind: KindTrustMaterial, Sequence: s.Trust.Sequence, SHA256: s.Trust.SHA256, Snapshot: s})
-	}
-	if kind == KindPolicyBundle || kind == "" {
-		w.cfg.OnApply(Applied{Kind: KindPolicyBundle, Sequence: s.Policy.Sequence, SHA256: s.Policy.SHA256, Snapshot: s})
+	for _, kind := range kinds {
+		switch kind {
+		case KindTrustMaterial:
+			w.cfg.OnApply(Applied{Kind: kind, Sequence: s.Trust.Sequence, SHA256: s.Trust.SHA256, Snapshot: s})
+		case KindPolicyBundle:
+			w.cfg.OnApply(Applied{Kind: kind, Sequence: s.Policy.Sequence, SHA256: s.Policy.SHA256, Snapshot: s})
+		}
 	}
 }
 
