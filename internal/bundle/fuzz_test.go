@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -10,18 +9,19 @@ import (
 
 // fuzzSeeds are the vector and the test documents.
 func fuzzSeeds(f *testing.F) [][]byte {
-	var v struct {
-		PolicyBundle json.RawMessage `json:"policy_bundle"`
-	}
-	conformance.Load(f, "bundle-v1.source-rules.json", &v)
 	k := testKey(f, 1, "fuzz-key")
-	return [][]byte{
-		v.PolicyBundle,
+	seeds := [][]byte{
 		[]byte(basePolicy),
 		signedPolicy(f, NewSigningKey(k)),
 		[]byte(trustDoc(f)),
 		[]byte(strings.Replace(trustDoc(f), `"status":"retired"`, `"status":"retired","key_binding":"hardware_local","max_key_binding":"remote_kms"`, 1)),
 	}
+	for _, vec := range conformance.Vectors(f, "bundle-v1") {
+		var v sourceRulesVector
+		vec.Load(f, &v)
+		seeds = append(seeds, v.PolicyBundle)
+	}
+	return seeds
 }
 
 // FuzzParsePolicy: no input panics, and whatever loads is consistent: it

@@ -1,14 +1,20 @@
 // Package conformance finds and loads the TrustPlane conformance vectors for
 // tests (SPEC, opening section; STYLE §9).
 //
-// The vectors live in ../shared/trustplane-conformance-v1/ relative to the
-// module root (the directory holding go.mod). A test that needs them fails,
-// never skips, when they are missing: a silently skipped conformance test
-// would claim compatibility nobody checked. Each manifest path is resolved by
-// its base name in that directory, as SPEC says.
+// The vectors are a copy, in this package's testdata/trustplane-conformance-v1/,
+// of the public Apache-2.0 set (PROVENANCE.md and LICENSE there), so a fresh
+// clone tests with nothing beside it; TestSharedCopy checks the copy is
+// byte-identical to ../shared/trustplane-conformance-v1/ when that exists.
+// Tests reach vectors only through the manifest: Vectors(t, contract) lists
+// a contract's entries, Vector.Load reads one, each path resolved by its base
+// name, as SPEC says. Runners names the package that runs each contract, and
+// TestEveryVectorRuns fails when a manifest entry has no runner or a file
+// no manifest entry. A missing vector fails, never skips: a silently skipped
+// conformance test would claim compatibility nobody checked.
 //
 // The package is test support: it imports only the standard library and
-// package testing, and nothing outside tests should import it.
+// package testing, and only tests import it (the module's layer table
+// enforces that).
 package conformance
 
 import (
@@ -19,8 +25,28 @@ import (
 	"testing"
 )
 
-// DirName is the vector directory's name beside the module root.
+// DirName is the vector set's directory name, in testdata and in ../shared.
 const DirName = "trustplane-conformance-v1"
+
+// DerivedName is the full signed-request example that is not in the
+// manifest (PROVENANCE.md: generated with the public SDK, not upstream);
+// SPEC's opening section gives it its own test.
+const DerivedName = "DERIVED-software-signed-request.json"
+
+// Runners returns, for each contract the manifest lists, the package (by
+// its path in the module) whose tests run that contract's vectors. A
+// contract without a runner, or a runner whose tests never ask for its
+// contract's vectors, fails TestEveryVectorRuns.
+func Runners() map[string]string {
+	return map[string]string{
+		"transcript-v1":      "internal/transcript",
+		"body-sha256":        "internal/transcript",
+		"broker-ipc-v1":      "internal/transcript",
+		"passport-v1":        "internal/passport",
+		"signer-taxonomy-v1": "internal/signerclass",
+		"bundle-v1":          "internal/bundle",
+	}
+}
 
 // ManifestFile is manifest.json, the entry point of the vector set.
 type ManifestFile struct {
@@ -43,21 +69,26 @@ type Vector struct {
 // Name returns the vector file's base name.
 func (v Vector) Name() string { return filepath.Base(filepath.FromSlash(v.Path)) }
 
-// Dir returns the vector directory, found by walking up from the working
-// directory to the module root and then to ../shared/trustplane-conformance-v1.
-// It fails t when the root or the directory's manifest.json is missing.
+// Load decodes the vector's file into dst, failing t when it is absent or
+// not JSON of dst's shape.
+func (v Vector) Load(t testing.TB, dst any) {
+	t.Helper()
+	load(t, v.Name(), dst)
+}
+
+// Dir returns the vector directory in this package's testdata, found from
+// the module root. It fails t when the directory's manifest.json is missing.
 func Dir(t testing.TB) string {
 	t.Helper()
-	vdir := filepath.Join(filepath.Dir(ModuleRoot(t)), "shared", DirName)
+	vdir := filepath.Join(ModuleRoot(t), "internal", "conformance", "testdata", DirName)
 	if _, err := os.Stat(filepath.Join(vdir, "manifest.json")); err != nil {
-		t.Fatalf("conformance: vectors missing (want %s/manifest.json beside the module root): %v", vdir, err)
+		t.Fatalf("conformance: vectors missing (want %s/manifest.json): %v", vdir, err)
 	}
 	return vdir
 }
 
 // ModuleRoot returns the module root, the nearest directory at or above the
-// working directory that holds go.mod; ../shared sits beside it. It fails t
-// when there is none.
+// working directory that holds go.mod. It fails t when there is none.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
 	wd, err := os.Getwd()
@@ -76,22 +107,20 @@ func ModuleRoot(t testing.TB) string {
 	}
 }
 
-// Read returns the bytes of the vector file name (a base name) in [Dir],
-// failing t when it is absent.
-func Read(t testing.TB, name string) []byte {
+// LoadDerived decodes DerivedName into dst, failing t when it is absent or
+// not JSON of dst's shape.
+func LoadDerived(t testing.TB, dst any) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(Dir(t), filepath.Base(name)))
+	load(t, DerivedName, dst)
+}
+
+func load(t testing.TB, name string, dst any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(Dir(t), name))
 	if err != nil {
 		t.Fatalf("conformance: %v", err)
 	}
-	return b
-}
-
-// Load decodes the vector file name (a base name) in [Dir] into v, failing
-// t when it is absent or not JSON of v's shape.
-func Load(t testing.TB, name string, v any) {
-	t.Helper()
-	if err := json.Unmarshal(Read(t, name), v); err != nil {
+	if err := json.Unmarshal(b, dst); err != nil {
 		t.Fatalf("conformance: decode %s: %v", name, err)
 	}
 }
@@ -101,7 +130,7 @@ func Load(t testing.TB, name string, v any) {
 func Manifest(t testing.TB) ManifestFile {
 	t.Helper()
 	var m ManifestFile
-	Load(t, "manifest.json", &m)
+	load(t, "manifest.json", &m)
 	if len(m.Vectors) == 0 {
 		t.Fatalf("conformance: manifest.json lists no vectors")
 	}

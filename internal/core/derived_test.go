@@ -53,7 +53,7 @@ func derivedRequest(t testing.TB, v *derivedVector) *Request {
 func loadDerived(t testing.TB) *derivedVector {
 	t.Helper()
 	var v derivedVector
-	conformance.Load(t, "DERIVED-software-signed-request.json", &v)
+	conformance.LoadDerived(t, &v)
 	return &v
 }
 

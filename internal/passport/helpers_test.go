@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"testing"
-
-	"github.com/tpcluster/tpcluster/internal/conformance"
 )
 
 // derivedToken is the passport of DERIVED-software-signed-request.json,
@@ -46,11 +44,4 @@ func mintClaims(tb testing.TB, key ed25519.PrivateKey, claims any) string {
 		tb.Fatal(err)
 	}
 	return mint(key, baseHeader, string(p))
-}
-
-// loadVector reads a conformance vector; it fails, never skips, when the
-// vector set is missing.
-func loadVector(tb testing.TB, name string, v any) {
-	tb.Helper()
-	conformance.Load(tb, name, v)
 }

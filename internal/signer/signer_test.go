@@ -66,7 +66,7 @@ func derivedOptions() PassportOptions {
 
 func TestDerivedVector(t *testing.T) {
 	var vec derivedVector
-	conformance.Load(t, "DERIVED-software-signed-request.json", &vec)
+	conformance.LoadDerived(t, &vec)
 	k := seedKey(t)
 	if hex.EncodeToString(k.Seed()) != vec.SeedHex {
 		t.Fatalf("seed = %x, vector says %s", k.Seed(), vec.SeedHex)

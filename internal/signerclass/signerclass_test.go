@@ -19,7 +19,7 @@ func TestConformance(t *testing.T) {
 					Rank  int    `json:"rank"`
 				} `json:"classes"`
 			}
-			conformance.Load(t, v.Name(), &vec)
+			v.Load(t, &vec)
 			if len(vec.Ordering) != len(Ordered) {
 				t.Fatalf("vector orders %d classes, Ordered has %d", len(vec.Ordering), len(Ordered))
 			}
