@@ -1,6 +1,8 @@
 package tpcluster_test
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/tpcluster/tpcluster/internal/deptest"
@@ -131,22 +133,37 @@ var layers = map[string]deptest.Layer{
 }
 
 // TestLayers checks the whole module's imports against layers, with one
-// `go list -deps -json ./...`.
+// `go list -deps -json ./...`, and that README's package table has a row for
+// every package outside cmd/ (the commands have their own table).
 func TestLayers(t *testing.T) {
 	pkgs, err := deptest.List(".", "./...")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ours int
+	var ours []string
 	for _, p := range pkgs {
 		if !p.DepOnly {
-			ours++
+			ours = append(ours, p.ImportPath)
 		}
 	}
-	if ours < 2 {
-		t.Fatalf("go list ./... named %d packages; the check would pass vacuously", ours)
+	if len(ours) < 2 {
+		t.Fatalf("go list ./... named %d packages; the check would pass vacuously", len(ours))
 	}
 	for _, v := range deptest.Check(module, pkgs, layers) {
 		t.Error(v)
+	}
+
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range ours {
+		rel, ok := strings.CutPrefix(path, module+"/")
+		if !ok || strings.HasPrefix(rel, "cmd/") {
+			continue
+		}
+		if !strings.Contains(string(readme), "\n| `"+rel+"` |") {
+			t.Errorf("README.md's package table has no row for %s", rel)
+		}
 	}
 }
