@@ -34,7 +34,7 @@ var (
 	noSDK       = deptest.Rule{Path: otelSDK, Why: "packages use the OTel API with a provider from config, never the SDK (STYLE §8)"}
 	noCore      = deptest.Rule{Path: in("core"), Why: "core depends on it, or it must not know the pipeline"}
 	stdlibOnly  = []string{}
-	bundleClose = []string{in("bundle"), in("signerclass"), in("keyfile"), in("jsontree"), jcs}
+	bundleClose = []string{in("bundle"), in("signerclass"), in("keyfile"), in("atomicfile"), in("jsontree"), jcs}
 )
 
 // layers is STYLE §1's table for every package of the module: what each
@@ -57,8 +57,9 @@ var layers = map[string]deptest.Layer{
 	in("signerclass"): {Pure: true, Allow: stdlibOnly},
 	in("jsontree"):    {Pure: true, Allow: stdlibOnly},
 	in("retry"):       {Pure: true, Allow: stdlibOnly},
+	in("atomicfile"):  {Pure: true, Allow: stdlibOnly},
 	in("cliflag"):     {Pure: true, Allow: stdlibOnly},
-	in("keyfile"): {Pure: true, Allow: stdlibOnly, Deny: []deptest.Rule{
+	in("keyfile"): {Pure: true, Allow: []string{in("atomicfile")}, Deny: []deptest.Rule{
 		{Path: "net/http", Why: "key files are local; an HTTP stack has no place in a key parser"},
 		noSlog,
 	}},
@@ -91,6 +92,10 @@ var layers = map[string]deptest.Layer{
 		{Path: anyNATS, Why: "the ledger reaches core through the Ledger interface"},
 		{Path: otel, Why: "internal/proxy wraps Decide in a span"},
 	}},
+	in("readiness"): {Pure: true, Deny: []deptest.Rule{
+		{Path: "net/http", Why: "proxy serves readyz; readiness only answers it"},
+		{Path: anyNATS, Why: "NATS reaches readiness as a Check"},
+	}},
 	in("loadgen"): {Pure: true, Deny: []deptest.Rule{
 		{Path: in("core"), Why: "a load generator that shares the verifier's code could share its bugs"},
 		{Path: in("proxy"), Why: "a load generator that shares the verifier's code could share its bugs"},
@@ -108,16 +113,20 @@ var layers = map[string]deptest.Layer{
 		{Path: in("core"), Why: "verifierd maps decisions to events; audit must not know the pipeline"},
 		noHTTP, noServer, noSDK,
 	}},
-	in("bundlekv"): {Allow: []string{natsGo, otelAPI, in("bundle"), in("reason"), in("audit"), in("natsx"), in("retry")}, Deny: []deptest.Rule{
+	in("bundlekv"): {Allow: []string{natsGo, otelAPI, in("bundle"), in("reason"), in("audit"), in("natsx"), in("retry"), in("atomicfile")}, Deny: []deptest.Rule{
 		{Path: in("core"), Why: "it serves verified documents as bundle.Snapshot; core must not be its dependency"},
 		noHTTP, noServer, noSDK,
+	}},
+	in("nodeaudit"): {Allow: []string{natsGo, in("audit"), in("bundlekv"), in("core"), in("proxy"), in("reason"), in("retry")}, Deny: []deptest.Rule{
+		{Path: "net/http", Why: "it maps proxy.Record values to events; HTTP stays in internal/proxy"},
+		noServer, noSDK,
 	}},
 	in("bundlefile"): {Allow: []string{in("bundle")}, Deny: []deptest.Rule{noHTTP, noNATS, noCore}},
 	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit")}, Deny: []deptest.Rule{
 		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; proxy reaches them through core and the Record hook"},
 	}},
 	in("telemetry"): {Allow: []string{otelAPI, "github.com/prometheus/"}, Deny: []deptest.Rule{noNATS, noCore}},
-	in("demo"): {Allow: []string{in("bundle"), in("keyfile"), in("signer"), in("transcript")}, Deny: []deptest.Rule{
+	in("demo"): {Allow: []string{in("bundle"), in("keyfile"), in("atomicfile"), in("signer"), in("transcript")}, Deny: []deptest.Rule{
 		{Path: in("core"), Why: "the demo world is the caller's side and the upstream; the verifier is what it demonstrates"},
 		noNATS,
 	}},

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
+	"github.com/tpcluster/tpcluster/internal/atomicfile"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 )
@@ -34,44 +34,11 @@ func readDocument(path string) ([]byte, error) {
 	return data, nil
 }
 
-// writeAtomic writes data to path through a temporary file in the same
-// directory and a rename, so a reader (verifierd in file mode, a sync job)
-// sees the old file or the new one, never a half-written one.
-func writeAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// The rename is durable once the directory is synced; a failure here
-	// leaves the new file in place, so it is not reported.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+// writeAtomic writes data to path atomically (internal/atomicfile), so a
+// reader (verifierd in file mode, a sync job) sees the old file or the new
+// one, never a half-written one.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	return atomicfile.Write(path, data, perm)
 }
 
 // readVerifyKeys reads --bundle-public-key files.

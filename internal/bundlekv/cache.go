@@ -2,12 +2,12 @@ package bundlekv
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/tpcluster/tpcluster/internal/atomicfile"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 )
 
@@ -73,43 +73,12 @@ func (w *Watcher) writeCache() {
 	}
 	err := os.MkdirAll(w.cfg.CacheDir, 0o700)
 	if err == nil {
-		err = writeAtomic(w.cfg.CacheDir, cacheTrust, w.trustRaw)
+		err = atomicfile.Write(filepath.Join(w.cfg.CacheDir, cacheTrust), w.trustRaw, 0o600)
 	}
 	if err == nil {
-		err = writeAtomic(w.cfg.CacheDir, cachePolicy, w.policyRaw)
+		err = atomicfile.Write(filepath.Join(w.cfg.CacheDir, cachePolicy), w.policyRaw, 0o600)
 	}
 	if err != nil {
 		w.log.Warn("bundle cache not written", "dir", w.cfg.CacheDir, "err", err)
 	}
-}
-
-// writeAtomic replaces dir/name with data so that a crash leaves the old or
-// the new file, never a torn one: temporary file, fsync, rename, fsync of the
-// directory.
-func writeAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tpcluster/tpcluster/internal/atomicfile"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 )
@@ -78,24 +79,13 @@ func Prepare(dir string) (*Files, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: sign policy bundle: %w", err)
 	}
-	if err := writeFile(f.TrustMaterial, trust); err != nil {
-		return nil, err
+	if err := atomicfile.Write(f.TrustMaterial, trust, 0o644); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
 	}
-	if err := writeFile(f.PolicyBundle, pol); err != nil {
-		return nil, err
+	if err := atomicfile.Write(f.PolicyBundle, pol, 0o644); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	return f, nil
-}
-
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	return nil
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"unicode/utf8"
+
+	"github.com/tpcluster/tpcluster/internal/atomicfile"
 )
 
 // Version is the value of the version member of every key file.
@@ -118,12 +120,12 @@ func (k *PrivateKey) Write(base string) error {
 	if _, err := os.Lstat(base + ".pub"); err == nil {
 		return fmt.Errorf("keyfile: write %s.pub: %w", base, os.ErrExist)
 	}
-	if err := writeNew(base+".key", keyDoc, 0o600); err != nil {
-		return err
+	if err := atomicfile.Create(base+".key", keyDoc, 0o600); err != nil {
+		return fmt.Errorf("keyfile: %w", err)
 	}
-	if err := writeNew(base+".pub", pubDoc, 0o644); err != nil {
+	if err := atomicfile.Create(base+".pub", pubDoc, 0o644); err != nil {
 		os.Remove(base + ".key") // we created it just now
-		return err
+		return fmt.Errorf("keyfile: %w", err)
 	}
 	return nil
 }
@@ -143,30 +145,6 @@ func (k *PrivateKey) documents() (key, pub []byte, err error) {
 		return nil, nil, err
 	}
 	return append(key, '\n'), append(pub, '\n'), nil
-}
-
-// writeNew creates name exclusively with mode perm (whatever the umask) and
-// writes data to it, synced.
-func writeNew(name string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("keyfile: %w", err) // *PathError names the file
-	}
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return fmt.Errorf("keyfile: write %s: %w", name, err)
-	}
-	return nil
 }
 
 // publicFile and privateFile are the on-disk formats of SPEC §10.3, used

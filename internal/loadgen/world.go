@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tpcluster/tpcluster/internal/atomicfile"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
@@ -152,16 +153,16 @@ func Prepare(dir string) (*PreparedFiles, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loadgen: prepare %s: %w", f.name, err)
 		}
-		if err := writeFileAtomic(filepath.Join(dir, f.name), signed); err != nil {
-			return nil, err
+		if err := atomicfile.Write(filepath.Join(dir, f.name), signed, 0o644); err != nil {
+			return nil, fmt.Errorf("loadgen: %w", err)
 		}
 	}
 	wd, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: prepare %s: %w", WorldFile, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, WorldFile), append(wd, '\n')); err != nil {
-		return nil, err
+	if err := atomicfile.Write(filepath.Join(dir, WorldFile), append(wd, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
 	}
 	return &PreparedFiles{
 		BundlePublicKey: filepath.Join(dir, doc.BundlePublicKey),
@@ -205,17 +206,6 @@ func (w *World) policy(seq int64, now time.Time) map[string]any {
 		}}},
 		"default_required_key_binding": "software", "default_freshness_class": "offline-ok",
 	}
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("loadgen: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("loadgen: %w", err)
-	}
-	return nil
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
