@@ -43,13 +43,7 @@ type vectorBundle struct {
 // of its API, its freshness class and staleness, and the expected source
 // types.
 func TestConformance(t *testing.T) {
-	for _, vec := range conformance.Vectors(t, "bundle-v1") {
-		t.Run(vec.ID, func(t *testing.T) {
-			var v sourceRulesVector
-			vec.Load(t, &v)
-			testSourceRules(t, v)
-		})
-	}
+	conformance.Run(t, "bundle-v1", testSourceRules)
 }
 
 func testSourceRules(t *testing.T, v sourceRulesVector) {

@@ -6,7 +6,7 @@
 // clone tests with nothing beside it; TestSharedCopy checks the copy is
 // byte-identical to ../shared/trustplane-conformance-v1/ when that exists.
 // Tests reach vectors only through the manifest: Vectors(t, contract) lists
-// a contract's entries, Vector.Load reads one, each path resolved by its base
+// a contract's entries, Vector.Load reads one, Run does both for a test, each path resolved by its base
 // name, as SPEC says. Runners names the package that runs each contract, and
 // TestEveryVectorRuns fails when a manifest entry has no runner or a file
 // no manifest entry. A missing vector fails, never skips: a silently skipped
@@ -141,6 +141,19 @@ func Manifest(t testing.TB) ManifestFile {
 		}
 	}
 	return m
+}
+
+// Run runs f on each of contract's vectors (see Vectors), decoded into a T,
+// as a subtest named by the vector's id.
+func Run[T any](t *testing.T, contract string, f func(t *testing.T, v T)) {
+	t.Helper()
+	for _, vec := range Vectors(t, contract) {
+		t.Run(vec.ID, func(t *testing.T) {
+			var v T
+			vec.Load(t, &v)
+			f(t, v)
+		})
+	}
 }
 
 // Vectors returns the manifest vectors that list contract, failing t when

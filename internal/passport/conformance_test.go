@@ -25,13 +25,7 @@ type passportVector struct {
 // vector's claims validate under SPEC §2, and removing any entry of its
 // required_claims is passport_malformed.
 func TestConformancePassportClaims(t *testing.T) {
-	for _, vec := range conformance.Vectors(t, "passport-v1") {
-		t.Run(vec.ID, func(t *testing.T) {
-			var v passportVector
-			vec.Load(t, &v)
-			testPassportClaims(t, v)
-		})
-	}
+	conformance.Run(t, "passport-v1", testPassportClaims)
 }
 
 func testPassportClaims(t *testing.T, v passportVector) {

@@ -6,47 +6,46 @@ import (
 	"github.com/tpcluster/tpcluster/internal/conformance"
 )
 
+// taxonomyVector is the shape of a signer-taxonomy-v1 vector.
+type taxonomyVector struct {
+	Version  string   `json:"version"`
+	Ordering []string `json:"ordering"`
+	Classes  []struct {
+		Class string `json:"class"`
+		Rank  int    `json:"rank"`
+	} `json:"classes"`
+}
+
 // TestConformance checks the taxonomy against the signer-taxonomy-v1 vector:
 // the order and the ranks (SPEC, opening section).
 func TestConformance(t *testing.T) {
-	for _, v := range conformance.Vectors(t, "signer-taxonomy-v1") {
-		t.Run(v.ID, func(t *testing.T) {
-			var vec struct {
-				Version  string   `json:"version"`
-				Ordering []string `json:"ordering"`
-				Classes  []struct {
-					Class string `json:"class"`
-					Rank  int    `json:"rank"`
-				} `json:"classes"`
+	conformance.Run(t, "signer-taxonomy-v1", func(t *testing.T, vec taxonomyVector) {
+		if len(vec.Ordering) != len(Ordered) {
+			t.Fatalf("vector orders %d classes, Ordered has %d", len(vec.Ordering), len(Ordered))
+		}
+		for i, name := range vec.Ordering {
+			if got := Ordered[i].String(); got != name {
+				t.Errorf("Ordered[%d] = %q, want %q", i, got, name)
 			}
-			v.Load(t, &vec)
-			if len(vec.Ordering) != len(Ordered) {
-				t.Fatalf("vector orders %d classes, Ordered has %d", len(vec.Ordering), len(Ordered))
+			c, ok := Parse(name)
+			if !ok || c != Ordered[i] {
+				t.Errorf("Parse(%q) = %v, %v; want %v, true", name, c, ok, Ordered[i])
 			}
-			for i, name := range vec.Ordering {
-				if got := Ordered[i].String(); got != name {
-					t.Errorf("Ordered[%d] = %q, want %q", i, got, name)
-				}
-				c, ok := Parse(name)
-				if !ok || c != Ordered[i] {
-					t.Errorf("Parse(%q) = %v, %v; want %v, true", name, c, ok, Ordered[i])
-				}
+		}
+		if len(vec.Classes) != len(Ordered) {
+			t.Fatalf("vector ranks %d classes, want %d", len(vec.Classes), len(Ordered))
+		}
+		for _, vc := range vec.Classes {
+			c, ok := Parse(vc.Class)
+			if !ok {
+				t.Errorf("Parse(%q) = not a class", vc.Class)
+				continue
 			}
-			if len(vec.Classes) != len(Ordered) {
-				t.Fatalf("vector ranks %d classes, want %d", len(vec.Classes), len(Ordered))
+			if c.Rank() != vc.Rank {
+				t.Errorf("%s.Rank() = %d, want %d", vc.Class, c.Rank(), vc.Rank)
 			}
-			for _, vc := range vec.Classes {
-				c, ok := Parse(vc.Class)
-				if !ok {
-					t.Errorf("Parse(%q) = not a class", vc.Class)
-					continue
-				}
-				if c.Rank() != vc.Rank {
-					t.Errorf("%s.Rank() = %d, want %d", vc.Class, c.Rank(), vc.Rank)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func TestSatisfies(t *testing.T) {

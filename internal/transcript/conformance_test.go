@@ -61,20 +61,12 @@ type transcriptVector struct {
 // TestConformance runs every manifest vector of a contract this package
 // implements, each as a subtest named by its id.
 func TestConformance(t *testing.T) {
-	for _, v := range conformance.Vectors(t, "transcript-v1") {
-		t.Run(v.ID, func(t *testing.T) { testTranscriptVector(t, v) })
-	}
-	for _, v := range conformance.Vectors(t, "body-sha256") {
-		t.Run(v.ID, func(t *testing.T) { testBodyVector(t, v) })
-	}
-	for _, v := range conformance.Vectors(t, "broker-ipc-v1") {
-		t.Run(v.ID, func(t *testing.T) { testBrokerVector(t, v) })
-	}
+	conformance.Run(t, "transcript-v1", testTranscriptVector)
+	conformance.Run(t, "body-sha256", testBodyVector)
+	conformance.Run(t, "broker-ipc-v1", testBrokerVector)
 }
 
-func testTranscriptVector(t *testing.T, v conformance.Vector) {
-	var vec transcriptVector
-	v.Load(t, &vec)
+func testTranscriptVector(t *testing.T, vec transcriptVector) {
 	tr := vec.Transcript
 	want := strings.Join(vec.Canonical.Lines, "\n")
 
@@ -142,15 +134,16 @@ func testTranscriptVector(t *testing.T, v conformance.Vector) {
 	}
 }
 
-func testBodyVector(t *testing.T, v conformance.Vector) {
-	var vec struct {
-		Vectors []struct {
-			ID        string `json:"id"`
-			BytesUTF8 string `json:"bytes_utf8"`
-			SHA256    string `json:"sha256"`
-		} `json:"vectors"`
-	}
-	v.Load(t, &vec)
+// bodyVector is the shape of a body-sha256 vector.
+type bodyVector struct {
+	Vectors []struct {
+		ID        string `json:"id"`
+		BytesUTF8 string `json:"bytes_utf8"`
+		SHA256    string `json:"sha256"`
+	} `json:"vectors"`
+}
+
+func testBodyVector(t *testing.T, vec bodyVector) {
 	if len(vec.Vectors) == 0 {
 		t.Fatal("no body vectors")
 	}
@@ -194,9 +187,7 @@ type brokerVector struct {
 	} `json:"response"`
 }
 
-func testBrokerVector(t *testing.T, v conformance.Vector) {
-	var vec brokerVector
-	v.Load(t, &vec)
+func testBrokerVector(t *testing.T, vec brokerVector) {
 	h := vec.Request.HTTP
 	if h.Query.Normalization != QueryAlgorithm {
 		t.Errorf("normalization = %q, want %q", h.Query.Normalization, QueryAlgorithm)
