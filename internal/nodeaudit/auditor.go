@@ -181,7 +181,7 @@ func (a *Auditor) OnFileReject(kind string, err error) {
 
 // OnKVApply is bundlekv.WatcherConfig.OnApply.
 func (a *Auditor) OnKVApply(ap bundlekv.Applied) {
-	a.bundleEvent(BundleEvent(reason.BundleApplied, string(ap.Kind), ap.Sequence, ap.SHA256, (*core.Snapshot)(ap.Snapshot), nil))
+	a.bundleEvent(BundleEvent(reason.BundleApplied, string(ap.Kind), ap.Sequence, ap.SHA256, ap.Snapshot, nil))
 }
 
 // OnKVReject is bundlekv.WatcherConfig.OnReject.
