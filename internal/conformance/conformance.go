@@ -107,11 +107,37 @@ func ModuleRoot(t testing.TB) string {
 	}
 }
 
-// LoadDerived decodes DerivedName into dst, failing t when it is absent or
-// not JSON of dst's shape.
-func LoadDerived(t testing.TB, dst any) {
+// Derived is DerivedName: a passport and a signed request made with the
+// public Python SDK from a fixed seed, and what a verifier must rebuild.
+type Derived struct {
+	IssuerKey struct {
+		Issuer          string `json:"issuer"`
+		KID             string `json:"kid"`
+		PublicKeyB64URL string `json:"public_key_b64url"`
+	} `json:"issuer_key"`
+	SeedHex       string `json:"test_private_key_seed_hex"`
+	PassportToken string `json:"passport_token"`
+	HTTPRequest   struct {
+		Method   string            `json:"method"`
+		URL      string            `json:"url"`
+		BodyUTF8 string            `json:"body_utf8"`
+		Headers  map[string]string `json:"headers"`
+	} `json:"http_request"`
+	Expected struct {
+		RouteID          string   `json:"route_id"`
+		AllowList        []string `json:"header_allow_list"`
+		Lines            []string `json:"canonical_lines"`
+		TranscriptSHA256 string   `json:"transcript_sha256"`
+		Proof            string   `json:"proof_b64url"`
+	} `json:"expected"`
+}
+
+// LoadDerived reads DerivedName, failing t when it is absent or malformed.
+func LoadDerived(t testing.TB) *Derived {
 	t.Helper()
-	load(t, DerivedName, dst)
+	var d Derived
+	load(t, DerivedName, &d)
+	return &d
 }
 
 func load(t testing.TB, name string, dst any) {

@@ -10,30 +10,16 @@ import (
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
-// derivedVector is DERIVED-software-signed-request.json, the full signed
+// loadDerived reads DERIVED-software-signed-request.json, the full signed
 // example of SPEC's opening section.
-type derivedVector struct {
-	IssuerKey struct {
-		Issuer          string `json:"issuer"`
-		KID             string `json:"kid"`
-		PublicKeyB64URL string `json:"public_key_b64url"`
-	} `json:"issuer_key"`
-	PassportToken string `json:"passport_token"`
-	HTTPRequest   struct {
-		Method   string            `json:"method"`
-		URL      string            `json:"url"`
-		BodyUTF8 string            `json:"body_utf8"`
-		Headers  map[string]string `json:"headers"`
-	} `json:"http_request"`
-	Expected struct {
-		RouteID          string `json:"route_id"`
-		TranscriptSHA256 string `json:"transcript_sha256"`
-	} `json:"expected"`
+func loadDerived(t testing.TB) *conformance.Derived {
+	t.Helper()
+	return conformance.LoadDerived(t)
 }
 
 // derivedRequest is the vector's request, exactly as a verifier would
 // receive it.
-func derivedRequest(t testing.TB, v *derivedVector) *Request {
+func derivedRequest(t testing.TB, v *conformance.Derived) *Request {
 	t.Helper()
 	u, err := url.Parse(v.HTTPRequest.URL)
 	if err != nil {
@@ -48,13 +34,6 @@ func derivedRequest(t testing.TB, v *derivedVector) *Request {
 		RawPath: u.EscapedPath(), RawQuery: u.RawQuery,
 		Header: h, Body: []byte(v.HTTPRequest.BodyUTF8),
 	}
-}
-
-func loadDerived(t testing.TB) *derivedVector {
-	t.Helper()
-	var v derivedVector
-	conformance.LoadDerived(t, &v)
-	return &v
 }
 
 // TestDerivedAllowed decides the DERIVED vector with the clock at 1740000100

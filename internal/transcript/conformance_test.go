@@ -239,22 +239,7 @@ func testBrokerVector(t *testing.T, vec brokerVector) {
 // the verifier's candidate search: X-Ignore-Me is sent but not covered, and
 // the search must find content-type,x-trustplane-nonce.
 func TestDerivedVector(t *testing.T) {
-	var vec struct {
-		HTTPRequest struct {
-			Method   string            `json:"method"`
-			URL      string            `json:"url"`
-			BodyUTF8 string            `json:"body_utf8"`
-			Headers  map[string]string `json:"headers"`
-		} `json:"http_request"`
-		PassportToken string `json:"passport_token"`
-		Expected      struct {
-			RouteID          string   `json:"route_id"`
-			AllowList        []string `json:"header_allow_list"`
-			Lines            []string `json:"canonical_lines"`
-			TranscriptSHA256 string   `json:"transcript_sha256"`
-		} `json:"expected"`
-	}
-	conformance.LoadDerived(t, &vec)
+	vec := conformance.LoadDerived(t)
 	hr := vec.HTTPRequest
 	u, err := url.Parse(hr.URL)
 	if err != nil {
