@@ -109,3 +109,15 @@ func withoutClaim(tb testing.TB, claims, path string) string {
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
+
+// TestDerivedConstants: derivedToken and derivedPublicKey, which many
+// tests and benchmarks use as constants, are the DERIVED example's.
+func TestDerivedConstants(t *testing.T) {
+	d := conformance.LoadDerived(t)
+	if d.PassportToken != derivedToken {
+		t.Errorf("derivedToken differs from the DERIVED example's passport_token:\n%s\n%s", derivedToken, d.PassportToken)
+	}
+	if d.IssuerKey.PublicKeyB64URL != derivedPublicKey {
+		t.Errorf("derivedPublicKey = %s, the DERIVED example's issuer key is %s", derivedPublicKey, d.IssuerKey.PublicKeyB64URL)
+	}
+}
