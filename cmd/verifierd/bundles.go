@@ -66,17 +66,8 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 	if err != nil {
 		return nil, err
 	}
-	return kvSource{w}, nil
+	return w, nil
 }
-
-// kvSource serves a bundlekv.Watcher's pair as a core.Snapshot.
-type kvSource struct{ w *bundlekv.Watcher }
-
-// Snapshot converts without copying: bundlekv.Snapshot has exactly
-// core.Snapshot's fields (bundlekv must not import core, STYLE §1), and this
-// conversion stops compiling if the two ever differ.
-func (s kvSource) Snapshot() *core.Snapshot      { return (*core.Snapshot)(s.w.Snapshot()) }
-func (s kvSource) Run(ctx context.Context) error { return s.w.Run(ctx) }
 
 func readBeaconKeys(paths []string) ([]bundle.BeaconVerifyKey, error) {
 	var keys []bundle.BeaconVerifyKey
