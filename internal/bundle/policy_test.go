@@ -115,6 +115,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"query_strict not bool", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 0)["query_strict"] = "yes" }), `query_strict: must be true or false`},
 		{"query_strict null", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 0)["query_strict"] = nil }), `query_strict: must be true or false`},
 		{"body hash not bool", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 0)["body_hash_from_gateway"] = "true" }), `body_hash_from_gateway: must be true or false`},
+		{"keep override not bool", edit(t, basePolicy, func(m map[string]any) { route(m, 0, 0)["keep_override_headers"] = 1 }), `keep_override_headers: must be true or false`},
 		{"unknown in source", edit(t, basePolicy, func(m map[string]any) { source(m, 0, 1, 0)["subject_regex"] = ".*" }), `route_groups[0].routes[1].allowed_sources[0]: unknown member "subject_regex"`},
 		{"both subjects", edit(t, basePolicy, func(m map[string]any) { source(m, 0, 1, 0)["subject_exact"] = "x" }), `route_groups[0].routes[1].allowed_sources[0]: both subject_exact and subject_prefix`},
 		{"neither subject", edit(t, basePolicy, func(m map[string]any) { delete(source(m, 0, 1, 0), "subject_prefix") }), `route_groups[0].routes[1].allowed_sources[0]: neither subject_exact nor subject_prefix`},
@@ -172,5 +173,20 @@ func TestParsePolicyErrors(t *testing.T) {
 				t.Errorf("error %q lacks the package prefix", err)
 			}
 		})
+	}
+}
+
+// TestKeepOverrideHeaders: the route switch defaults to false (proxy mode
+// drops uncovered override headers) and reads an explicit true.
+func TestKeepOverrideHeaders(t *testing.T) {
+	p, err := ParsePolicy(edit(t, basePolicy, func(m map[string]any) { route(m, 0, 1)["keep_override_headers"] = true }), Options{AllowUnsigned: true, ModTime: testModTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.RouteByID("orders.create"); r.KeepOverrideHeaders {
+		t.Errorf("orders.create KeepOverrideHeaders = true, want the default false")
+	}
+	if r := p.RouteByID("orders.get"); !r.KeepOverrideHeaders {
+		t.Errorf("orders.get KeepOverrideHeaders = false, want true as written")
 	}
 }

@@ -32,6 +32,10 @@ type Route struct {
 	SignedHeaders SignedHeaders
 	// BodyHashFromGateway trusts the gateway's body hash in check mode (§4).
 	BodyHashFromGateway bool
+	// KeepOverrideHeaders forwards X-HTTP-Method-Override, X-Original-URL
+	// and the like even when the transcript does not cover them; by default
+	// proxy mode drops them (docs/SPEC-EXTENSIONS.md).
+	KeepOverrideHeaders bool
 	Risk                string // informational
 
 	// QueryStrict is query_strict [ours, docs/SPEC-EXTENSIONS.md]: the
@@ -102,7 +106,7 @@ type routeDefaults struct {
 func parseRoute(o object, d routeDefaults) (*Route, error) {
 	if err := o.only("route_id", "method", "path_template", "allowed_sources", "risk",
 		"required_key_binding", "freshness_class", "max_staleness_seconds", "audience",
-		"signed_headers", "body_hash_from_gateway", "query_strict"); err != nil {
+		"signed_headers", "body_hash_from_gateway", "query_strict", "keep_override_headers"); err != nil {
 		return nil, err
 	}
 	r := &Route{Audience: d.audience, RequiredKeyBinding: d.keyBinding, FreshnessName: d.freshness}
@@ -159,6 +163,9 @@ func parseRoute(o object, d routeDefaults) (*Route, error) {
 		return nil, err
 	}
 	if r.QueryStrict, _, err = o.boolean("query_strict"); err != nil {
+		return nil, err
+	}
+	if r.KeepOverrideHeaders, _, err = o.boolean("keep_override_headers"); err != nil {
 		return nil, err
 	}
 	srcs, ok, err := o.objects("allowed_sources")

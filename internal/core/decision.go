@@ -45,6 +45,13 @@ type Decision struct {
 	RequiredKeyBinding string // the route's effective minimum
 	TranscriptSHA256   string // lowercase hex, set once the transcript matched
 
+	// CoveredHeaders are the lower-case header names the matched transcript
+	// covers (its headers.allow_list), set with TranscriptSHA256. The proxy
+	// forwards only covered override headers (docs/SPEC-EXTENSIONS.md).
+	CoveredHeaders []string
+	// KeepOverrideHeaders is the route's keep_override_headers.
+	KeepOverrideHeaders bool
+
 	// LedgerRegion is the home region whose ledger consumed (or was to
 	// consume) the jti; empty for the node's own.
 	LedgerRegion string

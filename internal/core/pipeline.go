@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -253,7 +254,11 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return deny(d, reason.RequestBodyTooLarge, errors.New("request body exceeds the limit"))
 	}
 	bodyHex := proof.bodyHex
-	if !(r.BodyFromGateway && route.BodyHashFromGateway) {
+	if r.BodyFromGateway && !route.BodyHashFromGateway {
+		// SPEC §10.2: a body the verifier never saw is bound by nothing.
+		return deny(d, reason.RequestBindingMismatch, errors.New("the original request had a body the verifier did not see, and the route does not take the gateway's body hash"))
+	}
+	if !r.BodyFromGateway {
 		sum := sha256.Sum256(r.Body)
 		if !hexEqual(proof.bodyHex, sum[:]) {
 			return deny(d, reason.RequestBindingMismatch, errors.New("body hash differs from X-TrustPlane-Body-SHA256"))
@@ -290,7 +295,16 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 			return deny(d, reason.RequestBindingMismatch, fmt.Errorf("covered header %s appears %d times", name, n))
 		}
 	}
+	if r.MustBeCovered != nil && !route.KeepOverrideHeaders {
+		for name := range r.Header {
+			if r.MustBeCovered(name) && !slices.Contains(m.AllowList, strings.ToLower(name)) {
+				return deny(d, reason.RequestBindingMismatch, errors.New("an override header is present and not covered"))
+			}
+		}
+	}
 	d.TranscriptSHA256 = proof.digestHex
+	d.CoveredHeaders = m.AllowList
+	d.KeepOverrideHeaders = route.KeepOverrideHeaders
 
 	// 18. The proof: Ed25519 by the cnf key over the 32 raw digest bytes.
 	if v := cnfVerifier(c.PublicKey, key.PublicKey, trusted); v == nil || !v.Verify(m.Digest[:], proof.sig[:]) {

@@ -22,12 +22,19 @@ type Request struct {
 	// BodyTooLarge reports that the body exceeded the adapter's limit; the
 	// request is denied request_body_too_large at step 17.
 	BodyTooLarge bool
-	// BodyFromGateway reports that the body did not reach the verifier (a
-	// gateway such as nginx auth_request sends none). Routes with
-	// body_hash_from_gateway then take the caller's X-TrustPlane-Body-SHA256
-	// as the body hash; other routes hash Body (empty) and so bind only
-	// bodiless requests.
+	// BodyFromGateway reports that the original request had a body that did
+	// not reach the verifier (a gateway such as nginx auth_request sends
+	// none). Routes with body_hash_from_gateway then take the caller's
+	// X-TrustPlane-Body-SHA256 as the body hash; other routes deny
+	// request_binding_mismatch, since nothing binds that body (SPEC §10.2).
+	// False means Body is the whole body (empty for a bodiless request).
 	BodyFromGateway bool
+	// MustBeCovered, if set, names headers that change what an upstream
+	// does (X-HTTP-Method-Override, ...) and that a gateway forwards as
+	// they are: one present and not covered by the transcript is denied
+	// request_binding_mismatch at step 17, unless the route sets
+	// keep_override_headers. If nil, no header must be covered.
+	MustBeCovered func(name string) bool
 }
 
 // Snapshot is the view of policy a decision uses (SPEC §8.2). It is

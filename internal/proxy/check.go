@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,17 +29,45 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		writeCheckDeny(w, &d, reqID)
 		return
 	}
-	body, tooLarge, err := h.readBody(w, r)
+	method := r.Header.Get("X-Original-Method")
+	if method == "" {
+		method = r.Method
+	}
+	path, query := splitTarget(r.Header.Get("X-Original-Uri"))
+	rec := &Record{RequestID: reqID, Method: method, Path: path}
+	// The gateway's own headers are never covered (SPEC §10.2); the
+	// X-Forwarded-* names are never covered anyway (SPEC §3.4). Other
+	// X-Original-* names (X-Original-URL) are the caller's.
+	hdr := make(http.Header, len(r.Header))
+	for k, v := range r.Header {
+		if !gatewayHeader(k) {
+			hdr[k] = v
+		}
+	}
+	if err := preCheck(method, hdr); err != nil {
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch, err, true)
+		return
+	}
+	if foreignTrustPlaneHeader(hdr) {
+		// The gateway forwards the caller's headers as they are, and cannot
+		// remove a name pattern (nginx): an X-TrustPlane-* header other
+		// than the proof's would reach the upstream beside the context
+		// headers, unverified.
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch,
+			errors.New("an X-TrustPlane-* header other than the proof headers came from the caller"), true)
+		return
+	}
+	b, err := h.readBody(w, r)
+	defer b.done()
+	if errors.Is(err, errBodyMemory) {
+		h.denyEarly(w, r, rec, reason.VerifierOverloaded, err, true)
+		return
+	}
 	if err != nil {
 		w.Header().Set("X-Request-Id", reqID)
 		http.Error(w, "request body could not be read", http.StatusBadRequest)
 		return
 	}
-	method := strings.TrimSpace(r.Header.Get("X-Original-Method"))
-	if method == "" {
-		method = r.Method
-	}
-	path, query := splitTarget(r.Header.Get("X-Original-Uri"))
 	scheme := h.cfg.ExternalScheme
 	if scheme == "" {
 		scheme = strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")))
@@ -50,18 +79,17 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if authority == "" {
 		authority = r.Host
 	}
-	// The gateway's own headers are never covered (SPEC §10.2); the
-	// X-Forwarded-* names are never covered anyway (SPEC §3.4).
-	hdr := make(http.Header, len(r.Header))
-	for k, v := range r.Header {
-		if !strings.HasPrefix(k, "X-Original-") {
-			hdr[k] = v
-		}
-	}
 	// A gateway that forwards no body (nginx auth_request) sends neither a
-	// length nor a chunked body; routes that allow it then take the body
-	// hash from the caller's header (SPEC §4).
-	noBody := r.ContentLength <= 0 && len(r.TransferEncoding) == 0
+	// length nor a chunked body. Whether the original request had one, it
+	// says in X-Original-Content-Length / -Transfer-Encoding (SPEC §10.2).
+	unseen := false
+	if r.ContentLength <= 0 && len(r.TransferEncoding) == 0 {
+		unseen = originalHadBody(r.Header, method)
+	} else if n, ok := originalLength(r.Header); ok && !b.tooLarge && n != int64(len(b.bytes)) {
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch,
+			errors.New("the body the gateway sent is not as long as X-Original-Content-Length says"), true)
+		return
+	}
 	cr := &core.Request{
 		Method:          method,
 		Scheme:          scheme,
@@ -69,9 +97,10 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		RawPath:         path,
 		RawQuery:        query,
 		Header:          hdr,
-		Body:            body,
-		BodyTooLarge:    tooLarge,
-		BodyFromGateway: noBody,
+		Body:            b.bytes,
+		BodyTooLarge:    b.tooLarge,
+		BodyFromGateway: unseen,
+		MustBeCovered:   mustBeCovered,
 	}
 	d := h.decide(r.Context(), cr, reqID)
 	if !d.Allowed() {
@@ -94,4 +123,66 @@ func writeCheckDeny(w http.ResponseWriter, d *core.Decision, reqID string) {
 	w.Header().Set("X-TrustPlane-Reason", string(d.Reason))
 	w.Header().Set("X-TrustPlane-Status", strconv.Itoa(d.Status))
 	writeDeny(w, status, d, reqID)
+}
+
+// gatewayHeader reports whether a header is one the gateway sets for check
+// mode itself, which is never a covered header of the caller's.
+func gatewayHeader(k string) bool {
+	switch k {
+	case "X-Original-Method", "X-Original-Uri", "X-Original-Content-Length", "X-Original-Transfer-Encoding":
+		return true
+	}
+	return false
+}
+
+// foreignTrustPlaneHeader reports whether h holds an X-TrustPlane-* header
+// (any spelling) other than the four proof headers of SPEC §3.5.
+func foreignTrustPlaneHeader(h http.Header) bool {
+	for k := range h {
+		if isTrustPlaneName(k) && !slices.Contains(wireHeaders, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// originalLength returns the single X-Original-Content-Length value, when
+// there is exactly one and it is a plain decimal.
+func originalLength(h http.Header) (int64, bool) {
+	v := h.Values("X-Original-Content-Length")
+	if len(v) != 1 || v[0] == "" || len(v[0]) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v[0]); i++ {
+		c := v[0][i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// originalHadBody reports whether the original request had a body, from
+// the gateway's X-Original-Content-Length and X-Original-Transfer-Encoding
+// (SPEC §10.2 [ours]): a non-empty transfer coding or a length above zero
+// means a body; without a length, every method but GET, HEAD and OPTIONS
+// is taken as having had one. A length that cannot be read is doubt, and
+// doubt means a body.
+func originalHadBody(h http.Header, method string) bool {
+	for _, v := range h.Values("X-Original-Transfer-Encoding") {
+		if strings.TrimSpace(v) != "" {
+			return true
+		}
+	}
+	if _, hasLen := h["X-Original-Content-Length"]; hasLen {
+		n, ok := originalLength(h)
+		return !ok || n > 0
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
 }

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 // Decider decides one request; *core.Pipeline is one.
@@ -52,6 +54,11 @@ type Config struct {
 	Transport http.RoundTripper
 	// MaxBodyBytes bounds a request body (SPEC §4). If zero, 1 MiB.
 	MaxBodyBytes int64
+	// MaxBodyMemoryBytes bounds the body bytes buffered at once across all
+	// requests (--max-body-memory-bytes); a request that would pass it is
+	// refused verifier_overloaded (503). It must be at least MaxBodyBytes.
+	// If zero, DefaultMaxBodyMemoryBytes (or MaxBodyBytes, if larger).
+	MaxBodyMemoryBytes int64
 	// BodyReadTimeout, if set, bounds reading a body from the moment the
 	// handler starts reading it, so a slow client cannot pin a node. If
 	// zero, the server's ReadTimeout alone governs (verifierd sets it).
@@ -86,6 +93,7 @@ type Handler struct {
 	proxy *httputil.ReverseProxy
 	tel   *telemetry
 	log   *slog.Logger
+	mem   *bodyMemory
 }
 
 // DefaultTrustedProxies is the default of --trusted-proxies (SPEC §10.2).
@@ -104,6 +112,15 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	switch {
+	case cfg.MaxBodyMemoryBytes < 0:
+		return nil, errors.New("proxy: negative body memory limit")
+	case cfg.MaxBodyMemoryBytes == 0:
+		cfg.MaxBodyMemoryBytes = max(DefaultMaxBodyMemoryBytes, cfg.MaxBodyBytes)
+	case cfg.MaxBodyMemoryBytes < cfg.MaxBodyBytes:
+		// A body of the allowed size could never be buffered.
+		return nil, fmt.Errorf("proxy: body memory limit %d is below the body limit %d", cfg.MaxBodyMemoryBytes, cfg.MaxBodyBytes)
+	}
 	if cfg.TrustedProxies == nil {
 		cfg.TrustedProxies = DefaultTrustedProxies()
 	}
@@ -115,7 +132,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	h := &Handler{cfg: cfg, tel: tel, log: cfg.Logger}
+	h := &Handler{cfg: cfg, tel: tel, log: cfg.Logger, mem: &bodyMemory{limit: cfg.MaxBodyMemoryBytes}}
 	if cfg.Upstream != nil {
 		if cfg.Transport == nil {
 			cfg.Transport = defaultTransport()
@@ -182,34 +199,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readBody reads the body up to the limit within the body read timeout. It
-// reports tooLarge rather than an error for an oversized body, which the
-// pipeline turns into request_body_too_large at step 17.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, tooLarge bool, err error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, false, nil
-	}
-	// MaxBytesReader bounds size, not time.
-	if h.cfg.BodyReadTimeout > 0 {
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout))
-	}
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		return nil, true, nil
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return nil, true, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	return buf.Bytes(), false, nil
-}
-
 // scheme is the scheme the caller addressed (SPEC §4).
 func (h *Handler) scheme(r *http.Request, trustedPeer bool) string {
 	if h.cfg.ExternalScheme != "" {
@@ -267,7 +256,17 @@ func traceID(span trace.Span) string {
 // serveProxy is proxy mode (SPEC §10.2).
 func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID(r)
-	body, tooLarge, err := h.readBody(w, r)
+	path, query := splitTarget(r.RequestURI)
+	if err := preCheck(r.Method, r.Header); err != nil {
+		h.denyEarly(w, r, &Record{RequestID: reqID, Method: r.Method, Path: path}, reason.RequestBindingMismatch, err, false)
+		return
+	}
+	b, err := h.readBody(w, r)
+	defer b.done() // after the upstream has the body
+	if errors.Is(err, errBodyMemory) {
+		h.denyEarly(w, r, &Record{RequestID: reqID, Method: r.Method, Path: path}, reason.VerifierOverloaded, err, false)
+		return
+	}
 	if err != nil {
 		// The client went away or stalled past the read timeout: there is
 		// no request to decide.
@@ -276,7 +275,6 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	trustedPeer := trusted(h.cfg.TrustedProxies, r)
-	path, query := splitTarget(r.RequestURI)
 	cr := &core.Request{
 		Method:       r.Method,
 		Scheme:       h.scheme(r, trustedPeer),
@@ -284,20 +282,25 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		RawPath:      path,
 		RawQuery:     query,
 		Header:       endToEnd(r.Header),
-		Body:         body,
-		BodyTooLarge: tooLarge,
+		Body:         b.bytes,
+		BodyTooLarge: b.tooLarge,
 	}
 	d := h.decide(r.Context(), cr, reqID)
 	if !d.Allowed() {
 		writeDeny(w, d.Status, &d, reqID)
 		return
 	}
-	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, &forward{d: &d, reqID: reqID, scheme: cr.Scheme}))
-	out.Body = io.NopCloser(bytes.NewReader(body))
-	out.ContentLength = int64(len(body))
-	if len(body) == 0 && r.ContentLength <= 0 {
+	fw := &forward{d: &d, reqID: reqID, scheme: cr.Scheme, authority: cr.Authority, trustedPeer: trustedPeer}
+	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
+	out.Body = io.NopCloser(bytes.NewReader(b.bytes))
+	out.ContentLength = int64(len(b.bytes))
+	if len(b.bytes) == 0 && r.ContentLength <= 0 {
 		out.Body = http.NoBody
 	}
+	// The body goes out with a Content-Length and no trailers: trailer
+	// fields were never verified (docs/SPEC-EXTENSIONS.md).
+	out.TransferEncoding = nil
+	out.Trailer = nil
 	if out.Header.Get("Upgrade") != "" {
 		// No protocol upgrades: after a 101 the reverse proxy would copy
 		// raw bytes both ways, none of them bound by the proof. Without
@@ -306,6 +309,31 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		out.Header.Del("Upgrade")
 	}
 	h.proxy.ServeHTTP(w, out)
+}
+
+// denyEarly refuses a request before the pipeline runs (the adapter's own
+// rules, and verifier_overloaded), recording and counting it like a
+// decision. rec carries the request id, method and path.
+func (h *Handler) denyEarly(w http.ResponseWriter, r *http.Request, rec *Record, code reason.Code, err error, check bool) {
+	d := core.Decision{Reason: code, Status: code.HTTPStatus(), Err: err}
+	rec.Decision = &d
+	if h.cfg.Record != nil {
+		if rerr := h.cfg.Record(r.Context(), rec); rerr != nil {
+			h.log.Error("audit record failed; failing closed", "request_id", rec.RequestID, "err", rerr)
+			d = auditFailed(d, rerr)
+		}
+	}
+	h.tel.count(r.Context(), &d)
+	if code == reason.VerifierOverloaded {
+		// The body was not read: do not keep the connection for it.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+	}
+	if check {
+		writeCheckDeny(w, &d, rec.RequestID)
+		return
+	}
+	writeDeny(w, d.Status, &d, rec.RequestID)
 }
 
 // endToEnd returns h without the headers its Connection header nominates.
@@ -338,9 +366,11 @@ func endToEnd(h http.Header) http.Header {
 // forward carries the decision from serveProxy to rewrite. Request-scoped
 // data only (STYLE §5).
 type forward struct {
-	d      *core.Decision
-	reqID  string
-	scheme string // the scheme the request was verified with
+	d           *core.Decision
+	reqID       string
+	scheme      string // the scheme the request was verified with
+	authority   string // the authority the request was verified with
+	trustedPeer bool   // the peer is in --trusted-proxies
 }
 
 type forwardKey struct{}
@@ -354,27 +384,33 @@ var wireHeaders = []string{
 	"X-Trustplane-Proof",
 }
 
-// rewrite builds the upstream request: the same target and body, every
-// inbound X-TrustPlane-* removed, the context headers added.
+// rewrite builds the upstream request: the same method, target and body as
+// verified, every inbound X-TrustPlane-* removed, the forwarding headers
+// ours, uncovered override headers dropped, the context headers added.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	fw, _ := pr.In.Context().Value(forwardKey{}).(*forward)
+	if fw == nil {
+		// Unreachable: serveProxy always sets it. Forward nothing.
+		pr.Out.URL.Host = "invalid."
+		return
+	}
 	u := h.cfg.Upstream
 	pr.Out.URL.Scheme = u.Scheme
 	pr.Out.URL.Host = u.Host
 	// Keep the request target exactly as received (SPEC §10.2): the raw
-	// path goes out as Opaque, so net/url never re-encodes it; RawQuery
-	// stays the inbound one. CheckPath has refused "//" and '#', the two
-	// spellings Opaque would read differently.
-	if path, _ := splitTarget(pr.In.RequestURI); strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "//") {
+	// path goes out as Opaque, so net/url never re-encodes it, and the raw
+	// query replaces the one ReverseProxy cleaned (it re-encodes a query
+	// holding ';'). CheckPath has refused "//" and '#', the two spellings
+	// Opaque would read differently.
+	target := pr.In.RequestURI
+	path, query := splitTarget(target)
+	if strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "//") {
 		pr.Out.URL.Opaque = path
 	}
+	pr.Out.URL.RawQuery = query
+	pr.Out.URL.ForceQuery = query == "" && strings.Contains(target, "?")
 	pr.Out.Host = pr.In.Host
-	pr.SetXForwarded()
-	if fw != nil && fw.scheme != "" {
-		// The scheme the caller addressed and signed (--external-scheme or
-		// a trusted proxy's), not the scheme of this hop.
-		pr.Out.Header.Set("X-Forwarded-Proto", fw.scheme)
-	}
+	pr.Out.Trailer = nil
 
 	keep := map[string][]string{}
 	if h.cfg.ForwardProofHeaders {
@@ -385,25 +421,37 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	for k := range pr.Out.Header {
-		if isTrustPlaneName(k) {
+		if isTrustPlaneName(k) || forwardingHeader(foldName(k)) {
 			delete(pr.Out.Header, k)
 		}
 	}
 	pr.Out.Header.Del("Authorization")
-	// Request trailers are header fields too (net/http has read them with
-	// the body), and none of them was verified: the caller's X-TrustPlane-*
-	// and Authorization do not reach the upstream that way either.
-	for k := range pr.Out.Trailer {
-		if isTrustPlaneName(k) || strings.EqualFold(k, "Authorization") {
-			delete(pr.Out.Trailer, k)
-		}
-	}
+	dropUncovered(pr.Out.Header, fw.d.CoveredHeaders, fw.d.KeepOverrideHeaders)
 	maps.Copy(pr.Out.Header, keep)
-	if fw == nil {
-		return // unreachable: serveProxy always sets it
-	}
+	setForwarded(pr.Out.Header, pr.In, fw)
 	setContextHeaders(pr.Out.Header, fw.d)
 	pr.Out.Header.Set("X-Request-Id", fw.reqID)
+}
+
+// setForwarded sets the forwarding headers no caller can cover (SPEC §3.4)
+// from what the verifier knows: X-Forwarded-For is the peer, after the
+// chain a trusted proxy passed; -Host and -Proto are the authority and
+// scheme the request was verified with. Every other X-Forwarded-*,
+// Forwarded and X-Real-IP was dropped.
+func setForwarded(out http.Header, in *http.Request, fw *forward) {
+	peer := ""
+	if a, ok := peerAddr(in); ok {
+		peer = a.String()
+	}
+	chain := peer
+	if prior := in.Header.Values("X-Forwarded-For"); fw.trustedPeer && len(prior) > 0 {
+		chain = strings.Join(append(slices.Clone(prior), peer), ", ")
+	}
+	if chain != "" {
+		out.Set("X-Forwarded-For", chain)
+	}
+	out.Set("X-Forwarded-Host", fw.authority)
+	out.Set("X-Forwarded-Proto", fw.scheme)
 }
 
 // isTrustPlaneName reports whether a header name is X-TrustPlane-*, in any

@@ -48,6 +48,11 @@ const (
 	// GatewayNotTrusted is check mode's answer to a peer outside --trusted-proxies,
 	// before step 1 (SPEC §6, §10.2).
 	GatewayNotTrusted Code = "gateway_not_trusted"
+
+	// VerifierOverloaded: the node's request body memory (--max-body-memory-bytes)
+	// has no room for this body; the request is refused before any check,
+	// and may be retried ([ours], docs/SPEC-EXTENSIONS.md).
+	VerifierOverloaded Code = "verifier_overloaded"
 )
 
 // Bundle event codes (SPEC §8.2). They carry no HTTP status.
@@ -90,6 +95,7 @@ var statusOf = map[Code]int{
 	ReplayLedgerUnavailable:   503,
 	Allowed:                   200,
 	GatewayNotTrusted:         403,
+	VerifierOverloaded:        503,
 }
 
 // Status returns the HTTP status SPEC §6 gives c, and false for a code that has
