@@ -16,6 +16,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/cliflag"
+	"github.com/tpcluster/tpcluster/internal/proxy"
 )
 
 // Config is verifierd's whole configuration, from flags and TPCLUSTER_*
@@ -40,6 +41,7 @@ type Config struct {
 	MaxPassportLifetime time.Duration
 	RealtimeWindow      time.Duration
 	MaxBodyBytes        int64
+	MaxBodyMemoryBytes  int64
 	TrustedProxies      cliflag.List
 	ExternalScheme      string
 	ForwardProofHeaders bool
@@ -102,6 +104,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.DurationVar(&c.MaxPassportLifetime, "max-passport-lifetime", 900*time.Second, "longest accepted exp - iat")
 	fs.DurationVar(&c.RealtimeWindow, "realtime-window", 5*time.Second, "how old a realtime route's policy view may be")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted request body")
+	fs.Int64Var(&c.MaxBodyMemoryBytes, "max-body-memory-bytes", proxy.DefaultMaxBodyMemoryBytes,
+		"request body bytes buffered at once across all requests; beyond it requests get 503 verifier_overloaded")
 	fs.Var(&c.TrustedProxies, "trusted-proxies", "CIDRs whose X-Forwarded-* are honoured and who may call /_tp/check (default 127.0.0.1/32,::1/128)")
 	fs.StringVar(&c.ExternalScheme, "external-scheme", "", "scheme of every request (plain listener behind a TLS terminator)")
 	fs.BoolVar(&c.ForwardProofHeaders, "forward-proof-headers", false, "forward Authorization and the proof headers upstream")
@@ -210,6 +214,9 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes <= 0 {
 		bad("max-body-bytes", c.MaxBodyBytes, "must be positive")
 	}
+	if c.MaxBodyMemoryBytes < c.MaxBodyBytes {
+		bad("max-body-memory-bytes", c.MaxBodyMemoryBytes, "must be at least --max-body-bytes")
+	}
 	if c.MaxHeaderCandidates <= 0 || c.MaxHeaderCandidates > 4096 {
 		bad("max-header-candidates", c.MaxHeaderCandidates, "must be 1 to 4096")
 	}
@@ -296,6 +303,7 @@ func (c *Config) logValues() []any {
 		"bundle_replicas", c.BundleReplicas, "route_id", c.RouteID,
 		"clock_skew", c.ClockSkew, "max_passport_lifetime", c.MaxPassportLifetime,
 		"realtime_window", c.RealtimeWindow, "max_body_bytes", c.MaxBodyBytes,
+		"max_body_memory_bytes", c.MaxBodyMemoryBytes,
 		"ledger_bucket", c.LedgerBucket, "ledger_replicas", c.LedgerReplicas,
 		"ledger_timeout", c.LedgerTimeout, "ledger_sync", c.LedgerSync,
 		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes,

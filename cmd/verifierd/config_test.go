@@ -33,7 +33,7 @@ func TestConfigEnvAndFlags(t *testing.T) {
 // variable and value.
 func TestConfigProblems(t *testing.T) {
 	c, err := parseConfig([]string{
-		"--listen", "nope", "--max-body-bytes", "-1", "--ledger-replicas", "7",
+		"--listen", "nope", "--max-body-bytes", "-1", "--ledger-replicas", "7", "--max-body-memory-bytes", "-2",
 		"--trusted-proxies", "10.0.0.0/99", "--upstream", "ftp://x", "--ledger-sync", "sometimes",
 		"--trust-material", "t.json", "--policy-bundle", "p.json", "--bundle-public-key", "k.pub",
 	}, func(string) (string, bool) { return "", false }, io.Discard)
@@ -47,6 +47,7 @@ func TestConfigProblems(t *testing.T) {
 	for _, want := range []string{
 		"--listen=nope (TPCLUSTER_LISTEN)",
 		"--max-body-bytes=-1 (TPCLUSTER_MAX_BODY_BYTES): must be positive",
+		"--max-body-memory-bytes=-2 (TPCLUSTER_MAX_BODY_MEMORY_BYTES): must be at least --max-body-bytes",
 		"--ledger-replicas=7 (TPCLUSTER_LEDGER_REPLICAS)",
 		"--trusted-proxies=10.0.0.0/99 (TPCLUSTER_TRUSTED_PROXIES)",
 		"--upstream=ftp://x (TPCLUSTER_UPSTREAM)",

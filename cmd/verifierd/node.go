@@ -249,6 +249,7 @@ func (n *node) buildServer(led nodeLedger) error {
 		Decider:             pipeline,
 		Upstream:            cfg.upstreamURL,
 		MaxBodyBytes:        cfg.MaxBodyBytes,
+		MaxBodyMemoryBytes:  cfg.MaxBodyMemoryBytes,
 		TrustedProxies:      cfg.trustedProxies,
 		ExternalScheme:      cfg.ExternalScheme,
 		ForwardProofHeaders: cfg.ForwardProofHeaders,
