@@ -12,8 +12,7 @@ import (
 // request body bytes one node buffers at once, across all requests.
 const DefaultMaxBodyMemoryBytes = 64 << 20
 
-// bodyChunk is the first buffer a body gets, and so the most a request
-// that has sent no body byte yet can hold.
+// bodyChunk is the first buffer a body gets, once its first byte arrived.
 const bodyChunk = 4 << 10
 
 // bodyMemory accounts the capacity of every request body buffer a node
@@ -63,9 +62,11 @@ func (b *body) done() {
 }
 
 // readBody reads the body up to MaxBodyBytes within the body read timeout.
-// The buffer grows as bytes arrive, never beyond twice what was received
-// (or bodyChunk), never to a length the caller merely announced; every
-// growth is reserved in the node's body memory first. It returns
+// The buffer grows only once it is full and another byte has arrived, to
+// twice its size (at least bodyChunk, at most the announced length or the
+// limit): it never holds more than twice what was received, or bodyChunk,
+// and nothing before the first byte. Every growth is reserved in the
+// node's body memory first. It returns
 // errBodyMemory when that has no room, and another error when the client
 // stalled or went away. The caller must call done on the result, whatever
 // the error.
@@ -88,34 +89,39 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (*body, error
 	}
 	src := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
 	var buf []byte
+	var probe [1]byte
 	for {
 		if len(buf) == cap(buf) {
-			if int64(cap(buf)) >= maxCap {
-				// Full at the most we accept: only EOF may follow.
-				var probe [1]byte
-				n, err := src.Read(probe[:])
-				if n > 0 || isMaxBytes(err) {
+			// Full (or nothing yet): wait for one more byte before growing,
+			// so a connection that announced a length and sent nothing
+			// holds nothing.
+			n, err := src.Read(probe[:])
+			if n > 0 {
+				if int64(len(buf)) >= maxCap {
 					b.tooLarge = true
 					return b, nil
 				}
-				if err == io.EOF {
-					b.bytes = buf
-					return b, nil
+				next := min(max(2*int64(cap(buf)), bodyChunk), maxCap)
+				grow := next - int64(cap(buf))
+				if !h.mem.reserve(grow) {
+					return b, errBodyMemory
 				}
-				if err != nil {
-					return b, err
-				}
-				continue
+				b.held += grow
+				nb := make([]byte, len(buf), next)
+				copy(nb, buf)
+				buf = append(nb, probe[0])
 			}
-			next := min(max(2*int64(cap(buf)), bodyChunk), maxCap)
-			grow := next - int64(cap(buf))
-			if !h.mem.reserve(grow) {
-				return b, errBodyMemory
+			switch {
+			case err == io.EOF:
+				b.bytes = buf
+				return b, nil
+			case isMaxBytes(err):
+				b.tooLarge = true
+				return b, nil
+			case err != nil:
+				return b, err
 			}
-			b.held += grow
-			nb := make([]byte, len(buf), next)
-			copy(nb, buf)
-			buf = nb
+			continue
 		}
 		n, err := src.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

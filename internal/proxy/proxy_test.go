@@ -73,6 +73,8 @@ func newRig(t *testing.T, mutate func(*Config)) *rig {
 			route("orders.create", "POST", "/v1/orders", nil),
 			route("orders.get", "GET", "/v1/orders/{id}", nil),
 			route("orders.gw", "POST", "/v1/gw", map[string]any{"body_hash_from_gateway": true}),
+			route("orders.delete", "DELETE", "/v1/orders/{id}", nil),
+			route("orders.keep", "POST", "/v1/keep", map[string]any{"keep_override_headers": true}),
 		}}},
 	})
 	tm, _ := json.Marshal(map[string]any{
