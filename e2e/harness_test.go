@@ -150,6 +150,7 @@ func newWorldWith(t testing.TB, edit func(w *world, policy map[string]any)) *wor
 			route("orders.create", "POST", "/v1/orders", nil),
 			route("orders.get", "GET", "/v1/orders/{id}", nil),
 			route("orders.gateway-create", "POST", "/v1/gw/orders", map[string]any{"body_hash_from_gateway": true}),
+			route("orders.delete", "DELETE", "/v1/orders/{id}", nil),
 		}}},
 		"default_required_key_binding": "software", "default_freshness_class": "offline-ok",
 	}

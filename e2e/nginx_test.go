@@ -29,21 +29,29 @@ func nginxBinary(t *testing.T) string {
 	return ""
 }
 
-// startNginx runs nginx with the shipped deploy/nginx config, its listen
-// address and upstreams pointed at this test's processes.
+// startNginx runs nginx with the shipped deploy/nginx auth_request config,
+// its listen address and upstreams pointed at this test's processes.
 func startNginx(t *testing.T, verifier, app string) string {
 	t.Helper()
-	shipped, err := os.ReadFile(filepath.Join(conformance.ModuleRoot(t), "deploy", "nginx", "tpcluster-auth-request.conf"))
+	return startShippedNginx(t, "tpcluster-auth-request.conf", map[string]string{
+		"server 127.0.0.1:8081;": "server " + verifier + ";",
+		"server 127.0.0.1:9000;": "server " + app + ";",
+	}, "listen 127.0.0.1:8080;")
+}
+
+// startShippedNginx runs nginx with deploy/nginx/<name> as shipped, but for
+// the replacements (each must occur) and the listen directive, which gets
+// a free port. It returns the listener's base URL.
+func startShippedNginx(t *testing.T, name string, repl map[string]string, listenDirective string) string {
+	t.Helper()
+	shipped, err := os.ReadFile(filepath.Join(conformance.ModuleRoot(t), "deploy", "nginx", name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	listen := testport.Addrs(t, 1)[0]
 	conf := string(shipped)
-	for old, repl := range map[string]string{
-		"server 127.0.0.1:8081;": "server " + verifier + ";",
-		"server 127.0.0.1:9000;": "server " + app + ";",
-		"listen 127.0.0.1:8080;": "listen " + listen + ";",
-	} {
+	repl[listenDirective] = "listen " + listen + ";"
+	for old, repl := range repl {
 		if !strings.Contains(conf, old) {
 			t.Fatalf("shipped nginx config lacks %q", old)
 		}

@@ -254,6 +254,14 @@ sed -e "s|server 127.0.0.1:8081;|${verifier_servers}|" \
 	-e "s|server 127.0.0.1:9000;|server $TPLOCAL_HOST:$APP_PORT;|" \
 	-e "s|listen 127.0.0.1:8080;|listen $TPLOCAL_HOST:$GATEWAY_PORT;|" \
 	"$shipped" >"$NGX/tpcluster-auth-request.conf"
+# The shipped proxy-mode config, the same way.
+shipped_proxy=$root/deploy/nginx/tpcluster-proxy-mode.conf
+for want in 'server 127.0.0.1:8081;' 'listen 127.0.0.1:8082;'; do
+	[[ $(grep -cF -- "$want" "$shipped_proxy") == 1 ]] || tplocal_die "$shipped_proxy: expected exactly one '$want'"
+done
+sed -e "s|server 127.0.0.1:8081;|${verifier_servers}|" \
+	-e "s|listen 127.0.0.1:8082;|listen $TPLOCAL_HOST:$PROXY_GATEWAY_PORT;|" \
+	"$shipped_proxy" >"$NGX/tpcluster-proxy-mode.conf"
 
 user_line=""
 if [[ $(id -u) == 0 ]]; then
@@ -279,21 +287,10 @@ http {
     # (deploy/nginx/tpcluster-auth-request.conf).
     include $NGX/tpcluster-auth-request.conf;
 
-    # Listener 2: the nodes' proxy mode, round robin. Use it where the body
-    # must be bound: nginx sends no body to an auth subrequest.
-    server {
-        listen $TPLOCAL_HOST:$PROXY_GATEWAY_PORT;
-        client_max_body_size 1m;
-        # /_tp/ is the nodes' operator interface; callers never need it.
-        location /_tp/ { return 404; }
-        location / {
-            proxy_pass http://tpcluster_verifierd;
-            # The authority the caller signed (SPEC §4).
-            proxy_set_header Host \$http_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
+    # Listener 2: the nodes' proxy mode, round robin
+    # (deploy/nginx/tpcluster-proxy-mode.conf). Use it where the body must
+    # be bound: nginx sends no body to an auth subrequest.
+    include $NGX/tpcluster-proxy-mode.conf;
 }
 EOF
 "$NGINX" -t -q -p "$NGX" -c "$NGX/nginx.conf" -e "$LOGS/nginx-error.log" >>"$LOGS/nginx.log" 2>&1 ||

@@ -79,11 +79,13 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if authority == "" {
 		authority = r.Host
 	}
-	// A gateway that forwards no body (nginx auth_request) sends neither a
-	// length nor a chunked body. Whether the original request had one, it
-	// says in X-Original-Content-Length / -Transfer-Encoding (SPEC §10.2).
+	// A gateway that forwards no body (nginx auth_request) sends none.
+	// Whether the original request had one, it says in
+	// X-Original-Content-Length / -Transfer-Encoding (SPEC §10.2).
+	// An empty body from the gateway is no evidence either way (a chunked
+	// framing of nothing).
 	unseen := false
-	if r.ContentLength <= 0 && len(r.TransferEncoding) == 0 {
+	if len(b.bytes) == 0 && !b.tooLarge {
 		unseen = originalHadBody(r.Header, method)
 	} else if n, ok := originalLength(r.Header); ok && !b.tooLarge && n != int64(len(b.bytes)) {
 		h.denyEarly(w, r, rec, reason.RequestBindingMismatch,
