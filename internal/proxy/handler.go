@@ -324,9 +324,12 @@ func (h *Handler) denyEarly(w http.ResponseWriter, r *http.Request, rec *Record,
 		}
 	}
 	h.tel.count(r.Context(), &d)
-	if code == reason.VerifierOverloaded {
-		// The body was not read: do not keep the connection for it.
+	if !check || code == reason.VerifierOverloaded {
+		// The body was not read: close the connection rather than let the
+		// server wait to discard a body nobody will verify.
 		w.Header().Set("Connection", "close")
+	}
+	if code == reason.VerifierOverloaded {
 		w.Header().Set("Retry-After", "1")
 	}
 	if check {

@@ -52,7 +52,7 @@ type rig struct {
 	recs []Record
 }
 
-func newRig(t *testing.T, mutate func(*Config)) *rig {
+func newRig(t testing.TB, mutate func(*Config)) *rig {
 	t.Helper()
 	key, err := signer.GenerateKey()
 	if err != nil {
