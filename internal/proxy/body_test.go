@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
@@ -184,6 +186,9 @@ func TestBodyMemoryBounded(t *testing.T) {
 	}
 	t.Logf("settled after %v: %d of %d slow connections refused, body memory %d (peak seen %d), %d idle heads; VmRSS %s",
 		time.Since(start), refused, slow, r.h.mem.used.Load(), peakUsed, idle, vmRSS(t))
+	if g := bodyMemoryGauge(t, r); g != r.h.mem.used.Load() {
+		t.Errorf("tpcluster.request_body.memory = %d, account %d", g, r.h.mem.used.Load())
+	}
 	mu.Lock()
 	if refused < slow-limit/perConn {
 		t.Errorf("%d refused, want at least %d: idle heads or slow bodies held more than they received", refused, slow-limit/perConn)
@@ -220,4 +225,24 @@ func TestBodyMemoryBounded(t *testing.T) {
 	if overloaded != refused {
 		t.Errorf("%d verifier_overloaded records for %d refusals", overloaded, refused)
 	}
+}
+
+// bodyMemoryGauge reads tpcluster.request_body.memory from the rig's reader.
+func bodyMemoryGauge(t *testing.T, r *rig) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.metrics.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == "tpcluster.request_body.memory" {
+				if g, ok := m.Data.(metricdata.Gauge[int64]); ok && len(g.DataPoints) == 1 {
+					return g.DataPoints[0].Value
+				}
+			}
+		}
+	}
+	t.Fatal("no tpcluster.request_body.memory gauge")
+	return 0
 }

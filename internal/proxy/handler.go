@@ -128,11 +128,12 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	tel, err := newTelemetry(cfg.TracerProvider, cfg.MeterProvider)
+	mem := &bodyMemory{limit: cfg.MaxBodyMemoryBytes}
+	tel, err := newTelemetry(cfg.TracerProvider, cfg.MeterProvider, mem)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	h := &Handler{cfg: cfg, tel: tel, log: cfg.Logger, mem: &bodyMemory{limit: cfg.MaxBodyMemoryBytes}}
+	h := &Handler{cfg: cfg, tel: tel, log: cfg.Logger, mem: mem}
 	if cfg.Upstream != nil {
 		if cfg.Transport == nil {
 			cfg.Transport = defaultTransport()

@@ -25,7 +25,7 @@ type telemetry struct {
 	latency   metric.Float64Histogram
 }
 
-func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry, error) {
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, mem *bodyMemory) (*telemetry, error) {
 	if tp == nil {
 		tp = tracenoop.NewTracerProvider()
 	}
@@ -44,6 +44,15 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 		metric.WithDescription("Time to decide a request, ledger and audit record included."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)); err != nil {
+		return nil, err
+	}
+	if _, err = m.Int64ObservableGauge("tpcluster.request_body.memory",
+		metric.WithDescription("Request body bytes buffered now, against --max-body-memory-bytes."),
+		metric.WithUnit("By"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(mem.used.Load())
+			return nil
+		})); err != nil {
 		return nil, err
 	}
 	return t, nil
