@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,6 +155,30 @@ func TestLocalUpDown(t *testing.T) {
 			}
 			if ct := replay.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 				t.Errorf("replay Content-Type = %q", ct)
+			}
+		})
+	}
+
+	// Both listeners set the forwarding headers themselves: the caller's
+	// X-Forwarded-Host/-Proto must not make a request signed for
+	// https://victim.example verify on the plain-HTTP listeners (issue 14).
+	for _, gw := range []string{"TPLOCAL_PROXY_GATEWAY_URL", "TPLOCAL_GATEWAY_URL"} {
+		t.Run("forwarding headers are nginx's at "+gw, func(t *testing.T) {
+			req, err := demo.NewRequest(t.Context(), key, demo.Passport(kf.KID()), "orders.get", "GET",
+				"https://victim.example/v1/orders/ord_43", nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := url.Parse(st[gw] + "/v1/orders/ord_43")
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL, req.Host = u, ""
+			req.Header.Set("X-Forwarded-Host", "victim.example")
+			req.Header.Set("X-Forwarded-Proto", "https")
+			a := do(t, client, req, "")
+			if a.status != http.StatusUnauthorized || !strings.Contains(string(a.body), `"reason":"request_binding_mismatch"`) {
+				t.Errorf("request signed for https://victim.example at %s = %d %s, want 401 request_binding_mismatch", st[gw], a.status, a.body)
 			}
 		})
 	}
