@@ -155,6 +155,18 @@ func TestAdapterDenials(t *testing.T) {
 			}
 		})
 	}
+	// Two Host lines and two different Content-Lengths never reach the
+	// handler: Go's server answers 400 itself.
+	for name, extra := range map[string]string{
+		"two Host":           "Host: victim.example\r\n",
+		"two Content-Length": "Content-Length: 0\r\nContent-Length: 1\r\n",
+	} {
+		req := r.sign(t, "GET", r.srv.URL, "/v1/orders/1", "orders.get", nil)
+		n := r.upstreamCount()
+		if status, _, _ := rawExchange(t, req.URL.Host, head(req, "GET", "/v1/orders/1", extra), ""); status != 400 || r.upstreamCount() != n {
+			t.Errorf("%s = %d, want 400 from the server, upstream untouched", name, status)
+		}
+	}
 	// The same request, sent once and in canonical form, is allowed.
 	req := r.sign(t, "GET", r.srv.URL, "/v1/orders/1", "orders.get", nil)
 	if status, code, _ := rawExchange(t, req.URL.Host, head(req, "GET", "/v1/orders/1", "Content-Type: text/plain\r\n"), ""); status != 200 {
