@@ -50,6 +50,11 @@ func TestNginxCheckModeForwarding(t *testing.T) {
 			r.Header.Set("X-HTTP-Method-Override", "DELETE")
 			return r
 		}()},
+		{"caller X-Forwarded-Scheme", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_7", "orders.get", nil)
+			r.Header.Set("X-Forwarded-Scheme", "https")
+			return r
+		}()},
 		{"two Content-Type", func() *http.Request {
 			r := w.signed(t, "GET", gw+"/v1/orders/ord_4", "orders.get", nil)
 			r.Header["Content-Type"] = []string{"text/plain", "application/json"}
@@ -85,6 +90,7 @@ func TestNginxCheckModeForwarding(t *testing.T) {
 	for k, v := range map[string]string{
 		"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Prefix": "/admin", "X-Forwarded-Port": "443",
 		"Forwarded": "for=6.6.6.6;proto=https", "X-Real-IP": "6.6.6.6", "X-Original-Method": "DELETE",
+		"X-Forwarded-Method": "DELETE", "X-Forwarded-Uri": "/admin",
 	} {
 		r.Header.Set(k, v)
 	}
@@ -96,6 +102,7 @@ func TestNginxCheckModeForwarding(t *testing.T) {
 	for k, want := range map[string]string{
 		"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1", "X-Forwarded-Host": gwHost, "X-Forwarded-Proto": "http",
 		"X-Forwarded-Prefix": "", "X-Forwarded-Port": "", "Forwarded": "", "X-Original-Method": "",
+		"X-Forwarded-Method": "", "X-Forwarded-Uri": "",
 	} {
 		if v := got.Header.Values(k); len(v) > 1 || strings.Join(v, "") != want {
 			t.Errorf("app %s = %q, want %q", k, v, want)

@@ -57,6 +57,11 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 			errors.New("an X-TrustPlane-* header other than the proof headers came from the caller"), true)
 		return
 	}
+	if foreignForwardingHeader(hdr) {
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch,
+			errors.New("an X-Forwarded-* header no gateway owns came from the caller"), true)
+		return
+	}
 	b, err := h.readBody(w, r)
 	defer b.done()
 	if errors.Is(err, errBodyMemory) {

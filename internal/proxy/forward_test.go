@@ -350,6 +350,9 @@ func TestCheckModeForeignHeaders(t *testing.T) {
 		{"covered X-HTTP-Method-Override", "/v1/orders/5", "orders.get", []string{"X-HTTP-Method-Override", "DELETE"}, nil, ""},
 		{"keep_override_headers route", "/v1/keep", "orders.keep", nil, []string{"X-Http-Method-Override", "DELETE"}, ""},
 		{"proof headers only", "/v1/orders/6", "orders.get", nil, nil, ""},
+		{"caller X-Forwarded-Scheme", "/v1/orders/7", "orders.get", nil, []string{"X-Forwarded-Scheme", "https"}, "request_binding_mismatch"},
+		{"caller X_Forwarded_Proto", "/v1/orders/8", "orders.get", nil, []string{"X_forwarded_proto", "https"}, "request_binding_mismatch"},
+		{"gateway X-Forwarded-Port", "/v1/orders/9", "orders.get", nil, []string{"X-Forwarded-Port", "443"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -153,3 +153,27 @@ func dropUncovered(out http.Header, covered []string, keep bool) {
 		}
 	}
 }
+
+// gatewayForwardingNames are the X-Forwarded-* names a gateway in front of
+// check mode sets or clears itself (the shipped nginx config does all of
+// them; Traefik forwardAuth and Envoy set their own). Check mode denies any
+// other X-Forwarded-* name: the gateway would pass the caller's value to
+// the upstream, and frameworks read names like X-Forwarded-Scheme.
+var gatewayForwardingNames = []string{
+	"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
+	"x-forwarded-prefix", "x-forwarded-ssl", "x-forwarded-server", "x-forwarded-uri",
+	"x-forwarded-path", "x-forwarded-method", "x-forwarded-client-cert",
+	"x-forwarded-tls-client-cert", "x-forwarded-tls-client-cert-info",
+}
+
+// foreignForwardingHeader reports whether h holds an X-Forwarded-* header
+// (any spelling) that no gateway owns.
+func foreignForwardingHeader(h http.Header) bool {
+	for k := range h {
+		if f := foldName(k); strings.HasPrefix(f, "x-forwarded-") &&
+			(!slices.Contains(gatewayForwardingNames, f) || strings.ContainsRune(k, '_')) {
+			return true
+		}
+	}
+	return false
+}
