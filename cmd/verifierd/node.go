@@ -20,6 +20,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/nodeaudit"
 	"github.com/tpcluster/tpcluster/internal/proxy"
@@ -40,7 +41,7 @@ type node struct {
 	nc       *nats.Conn
 	tel      *telemetry.Providers
 	aud      *nodeaudit.Auditor
-	lazy     *lazyLedger // set when bundles come from NATS
+	deferred *ledger.Deferred // set when bundles come from NATS
 	bundles  bundleSource
 	ready    *readiness.Readiness
 	srv      *http.Server
@@ -87,14 +88,14 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	}
 	n.onAbort(n.aud.Close)
 
-	var led nodeLedger
+	var led ledger.Replay
 	if cfg.bundlesFromNATS() {
 		// SPEC §8.2: a node decides from its cached pair before NATS
 		// answers, so the ledger opens in the background.
-		n.lazy = &lazyLedger{open: func(ctx context.Context) (nodeLedger, error) {
+		n.deferred = ledger.NewDeferred(func(ctx context.Context) (ledger.Replay, error) {
 			return openLedger(ctx, js, cfg, nodeID, log, n.tel)
-		}}
-		led = n.lazy
+		})
+		led = n.deferred
 	} else if led, err = openLedger(ctx, js, cfg, nodeID, log, n.tel); err != nil {
 		return nil, err
 	}
@@ -226,7 +227,7 @@ func (n *node) auditConfig(js jetstream.JetStream, nodeID string) nodeaudit.Conf
 }
 
 // buildServer builds the pipeline, the HTTP handler and the server.
-func (n *node) buildServer(led nodeLedger) error {
+func (n *node) buildServer(led ledger.Replay) error {
 	cfg := n.cfg
 	pipeline, err := core.New(core.Config{
 		Ledger:              led,
@@ -305,13 +306,14 @@ func (n *node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	n.aud.Start(gctx)
 
-	// The bundle watcher (and the lazy ledger's opener) outlive gctx: they
+	// The bundle watcher (and the deferred ledger's opener) outlive gctx: they
 	// stop after the HTTP drain, not with it.
 	bctx, stopBundles := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopBundles()
 	var bundles sync.WaitGroup
-	if n.lazy != nil {
-		bundles.Go(func() { _ = n.lazy.Run(bctx) })
+	if n.deferred != nil {
+		// An error means bctx ended first; openLedger logged every attempt.
+		bundles.Go(func() { _ = n.deferred.Run(bctx) })
 	}
 	bundles.Go(func() { _ = n.bundles.Run(bctx) })
 
