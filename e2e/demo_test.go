@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,7 +42,7 @@ func TestDemo(t *testing.T) {
 		default:
 		}
 		if !strings.Contains(out.String(), "Ctrl-C stops it.") {
-			return errString("not yet")
+			return errors.New("not yet")
 		}
 		return nil
 	})

@@ -53,12 +53,14 @@ type Config struct {
 	LedgerSync          string
 	ReloadInterval      time.Duration
 	ShutdownTimeout     time.Duration
+	ShutdownDelay       time.Duration
 	ReadHeaderTimeout   time.Duration
 	ReadTimeout         time.Duration
 	WriteTimeout        time.Duration
 	IdleTimeout         time.Duration
 	MaxHeaderBytes      int
 	LogLevel            string
+	LogFormat           string
 	Demo                bool
 	Region              string
 	PprofListen         string
@@ -117,6 +119,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.LedgerSync, "ledger-sync", "default", "embedded server fsync: default or always")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", time.Second, "how often bundle files are checked for changes")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "drain deadline on shutdown")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on shutdown, keep serving this long with /_tp/readyz answering 503 before the listener closes, so load balancers stop sending first")
 	fs.StringVar(&c.AuditSpoolDir, "audit-spool-dir", "", "audit write-ahead log directory (default <data-dir>/audit)")
 	fs.Int64Var(&c.AuditSpoolMaxBytes, "audit-spool-max-bytes", 1<<30, "audit spool size limit; when full every request is denied audit_unavailable")
 	fs.DurationVar(&c.AuditSyncInterval, "audit-sync-interval", 20*time.Millisecond, "audit spool fsync batch: an OS crash loses at most this much")
@@ -134,6 +137,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest accepted request header block")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text (key=value) or json (one JSON object a line)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	fs.StringVar(&c.Region, "region", "", "this node's region: applies the policy's audience_regions and names the ledger bucket (docs/MULTI-REGION.md)")
 	fs.BoolVar(&c.Demo, "demo", false, "first run: demo keys, bundle and upstream under --data-dir, then a signed request and its replay")
@@ -208,6 +212,9 @@ func (c *Config) Validate() error {
 			bad(d.name, d.v, "must be positive")
 		}
 	}
+	if c.ShutdownDelay < 0 {
+		bad("shutdown-delay", c.ShutdownDelay, "must not be negative")
+	}
 	if c.MaxHeaderBytes < 4096 {
 		bad("max-header-bytes", c.MaxHeaderBytes, "must be at least 4096")
 	}
@@ -239,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log-level", c.LogLevel, "want debug, info, warn or error")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log-format", c.LogFormat, "want text or json")
 	}
 	c.trustedProxies = nil
 	for _, s := range c.TrustedProxies {
@@ -284,6 +294,16 @@ func (c *Config) nodeID() string {
 	host, _ := os.Hostname()
 	_, port, _ := net.SplitHostPort(c.Listen)
 	return host + ":" + port
+}
+
+// newLogger is the process's logger, on w, in --log-format at --log-level.
+func (c *Config) newLogger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel) // checked by Validate
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -35,6 +35,7 @@ func TestConfigProblems(t *testing.T) {
 	c, err := parseConfig([]string{
 		"--listen", "nope", "--max-body-bytes", "-1", "--ledger-replicas", "7", "--max-body-memory-bytes", "-2",
 		"--trusted-proxies", "10.0.0.0/99", "--upstream", "ftp://x", "--ledger-sync", "sometimes",
+		"--log-format", "xml", "--shutdown-delay", "-1s",
 		"--trust-material", "t.json", "--policy-bundle", "p.json", "--bundle-public-key", "k.pub",
 	}, func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
@@ -52,6 +53,8 @@ func TestConfigProblems(t *testing.T) {
 		"--trusted-proxies=10.0.0.0/99 (TPCLUSTER_TRUSTED_PROXIES)",
 		"--upstream=ftp://x (TPCLUSTER_UPSTREAM)",
 		"--ledger-sync=sometimes (TPCLUSTER_LEDGER_SYNC)",
+		"--log-format=xml (TPCLUSTER_LOG_FORMAT): want text or json",
+		"--shutdown-delay=-1s (TPCLUSTER_SHUTDOWN_DELAY): must not be negative",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q:\n%v", want, err)

@@ -33,8 +33,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "verifierd: invalid configuration:\n%v\n", err)
 		os.Exit(2)
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := cfg.newLogger(os.Stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -25,6 +25,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/nodeaudit"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 	"github.com/tpcluster/tpcluster/internal/readiness"
+	"github.com/tpcluster/tpcluster/internal/retry"
 	"github.com/tpcluster/tpcluster/internal/telemetry"
 )
 
@@ -348,27 +349,49 @@ func serve(name string, srv *http.Server, ln net.Listener) error {
 	return nil
 }
 
-// shutdown stops the node in STYLE §6 order: readiness false, drain HTTP,
+// shutdown stops the node in STYLE §6 order: readiness false (and, with
+// --shutdown-delay, serving on while load balancers notice), drain HTTP,
 // stop the bundle watcher, flush audit to NATS (else leave it in the spool,
-// with fsync), drain NATS, stop the embedded server.
+// with fsync) and stop the publisher, drain NATS, stop the embedded server.
+// Each step ends with a log record whose shutdown_step names it, so an
+// operator (and the e2e test) can follow the order from the log.
 func (n *node) shutdown(ctx context.Context, stopBundles func()) {
 	n.ready.Stop()
+	n.step("readiness_off", "shutdown_delay", n.cfg.ShutdownDelay)
+	if d := n.cfg.ShutdownDelay; d > 0 {
+		// ctx is never cancelled here (WithoutCancel): the delay always runs.
+		retry.Sleep(ctx, d)
+	}
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 	defer cancel()
+	drained := true
 	if err := n.srv.Shutdown(sctx); err != nil {
 		n.log.Warn("http drain deadline passed", "err", err)
+		drained = false
 	}
+	n.step("http_drained", "complete", drained)
 	if n.upstream != nil {
 		n.upstream.Close()
 	}
 	stopBundles()
+	n.step("bundles_stopped")
 	n.aud.Shutdown(sctx, n.cfg.AuditFlushTimeout)
+	n.step("audit_flushed", "audit_pending", n.aud.Pending())
 	if err := natsx.DrainAndWait(sctx, n.nc); err != nil {
 		n.log.Warn("nats drain", "err", err)
 	}
-	n.stopEmbedded()
+	n.step("nats_drained")
+	if n.embedded != nil {
+		n.stopEmbedded()
+		n.step("nats_server_stopped")
+	}
 	n.stopTelemetry(sctx)
-	n.log.Info("verifierd stopped")
+	n.log.Info("verifierd stopped", "shutdown_step", "stopped")
+}
+
+// step logs the end of one shutdown step.
+func (n *node) step(name string, attrs ...any) {
+	n.log.Info("shutdown step", append([]any{"shutdown_step", name}, attrs...)...)
 }
 
 func (n *node) stopEmbedded() {
