@@ -11,6 +11,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestAuditBundleEvents: a node in NATS bundle mode records a
@@ -18,17 +19,16 @@ import (
 // for a policy bundle signed by an unknown key (SPEC §8.2): outcome bundle,
 // no HTTP status, the document's kind, sequence and digest.
 func TestAuditBundleEvents(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	c := newChannel(t, ext.ClientURL(), nil)
+	c := newFleet(t, fleetOpts{external: true})
 	mustBundlepub(t, c.publishArgs()...)
-	c.startKVNode(t, "bundle-a", "", true)
+	c.start(t, nodeOpts{id: "bundle-a"})
 
 	bundleEvents := func(want int) []auditMsg {
 		t.Helper()
 		var out []auditMsg
-		waitFor(t, 30*time.Second, "bundle events", func() error {
+		testwait.Until(t, 30*time.Second, "bundle events", func() error {
 			out = out[:0]
-			for _, m := range readAudit(t, ext.ClientURL()) {
+			for _, m := range readAudit(t, c.url) {
 				if m.ev.NodeID == "bundle-a" && m.ev.Outcome == audit.OutcomeBundle {
 					out = append(out, m)
 				}
@@ -89,5 +89,5 @@ func TestAuditBundleEvents(t *testing.T) {
 		t.Errorf("rejected event on %s: %s", rejected.subject, rejected.data)
 	}
 	t.Logf("bundle_rejected event: %s", rejected.data)
-	requireWhole(t, ext.ClientURL())
+	requireWhole(t, c.url)
 }

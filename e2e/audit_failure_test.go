@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
-	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // signedGet sends a fresh signed GET and records the answer.
@@ -28,15 +28,16 @@ func signedGet(t testing.TB, w *world, c *http.Client, n *node, dec *ledgerOf, t
 // outageRun drives one node through a NATS outage: allowed before,
 // replay_ledger_unavailable during (count requests, concurrently), allowed
 // after. It returns once an allow came back.
-func outageRun(t *testing.T, w *world, ext *natstest.External, n *node, dec *ledgerOf, count int, tag string) {
+func outageRun(t *testing.T, f *channel, n *node, dec *ledgerOf, count int, tag string) {
 	t.Helper()
+	w := f.world
 	c := &http.Client{Timeout: 30 * time.Second}
 	for i := range 5 {
 		if d := signedGet(t, w, c, n, dec, fmt.Sprintf("%s-before-%d", tag, i)); d.status != 200 {
 			t.Fatalf("before the outage: %d %s", d.status, d.reason)
 		}
 	}
-	ext.Stop()
+	f.ext.Stop()
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -54,9 +55,9 @@ func outageRun(t *testing.T, w *world, ext *natstest.External, n *node, dec *led
 	}
 	close(jobs)
 	wg.Wait()
-	ext.Start()
+	f.ext.Start()
 	i := 0
-	waitFor(t, 60*time.Second, "an allow after the NATS restart", func() error {
+	testwait.Until(t, 60*time.Second, "an allow after the NATS restart", func() error {
 		i++
 		if d := signedGet(t, w, c, n, dec, fmt.Sprintf("%s-after-%d", tag, i)); d.status != 200 {
 			return fmt.Errorf("%d %s", d.status, d.reason)
@@ -74,19 +75,17 @@ func outageRun(t *testing.T, w *world, ext *natstest.External, n *node, dec *led
 // (an external nats-server, stopped and started): every decision reaches
 // the stream once, in node order, and the chain is whole.
 func TestAuditOutage(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	w := newWorld(t)
-	up := newUpstream(t)
-	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-url", ext.ClientURL(), "--node-id", "outage-a")
+	f := newFleet(t, fleetOpts{external: true})
+	n := f.start(t, nodeOpts{id: "outage-a", files: true})
 	dec := newDecisions()
-	outageRun(t, w, ext, n, dec, 50, "o")
+	outageRun(t, f, n, dec, 50, "o")
 	all := dec.snapshot()
-	msgs := waitAudit(t, ext.ClientURL(), "outage-a", len(all), 2)
+	msgs := waitAudit(t, f.url, "outage-a", len(all), 2)
 	checkAudit(t, msgs, "outage-a", all, 2)
 	if len(msgs) != len(all)+2 {
 		t.Errorf("stream holds %d messages, want %d (decisions + 2 bundle events)", len(msgs), len(all)+2)
 	}
-	requireWhole(t, ext.ClientURL())
+	requireWhole(t, f.url)
 }
 
 // TestAuditKillDuringDrain: as TestAuditOutage, with a backlog large enough
@@ -94,26 +93,23 @@ func TestAuditOutage(t *testing.T) {
 // with SIGKILL while the backlog drains. After a restart on the same spool
 // every event is stored once: none lost, none twice.
 func TestAuditKillDuringDrain(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	w := newWorld(t)
-	up := newUpstream(t)
-	dataDir := t.TempDir()
-	args := []string{"--upstream", up.URL, "--nats-url", ext.ClientURL(), "--node-id", "kill-a",
-		"--data-dir", dataDir, "--audit-publish-window", "1"}
-	n := startVerifierd(t, w, true, args...)
+	f := newFleet(t, fleetOpts{external: true})
+	w := f.world
+	o := nodeOpts{id: "kill-a", files: true, dataDir: t.TempDir(), flags: []string{"--audit-publish-window", "1"}}
+	n := f.start(t, o)
 	dec := newDecisions()
 	const backlog = 3000
-	outageRun(t, w, ext, n, dec, backlog, "k")
+	outageRun(t, f, n, dec, backlog, "k")
 
 	// Kill while the stream holds part of the backlog.
-	nc, err := nats.Connect(ext.ClientURL())
+	nc, err := nats.Connect(f.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	var stored uint64
-	waitFor(t, 60*time.Second, "the backlog to start draining", func() error {
+	testwait.Until(t, 60*time.Second, "the backlog to start draining", func() error {
 		info, err := js.Stream(t.Context(), audit.DefaultStream)
 		if err != nil {
 			return err
@@ -136,7 +132,8 @@ func TestAuditKillDuringDrain(t *testing.T) {
 		t.Fatalf("the spool had drained before the kill (%d of %d stored): the test proves nothing; make the backlog larger", atKill, total)
 	}
 
-	n = startVerifierd(t, w, true, args[:len(args)-2]...) // default window after the restart
+	o.flags = nil // the default window after the restart
+	n = f.start(t, o)
 	c := &http.Client{Timeout: 30 * time.Second}
 	for i := range 3 {
 		if d := signedGet(t, w, c, n, dec, fmt.Sprintf("k-restarted-%d", i)); d.status != 200 {
@@ -144,7 +141,7 @@ func TestAuditKillDuringDrain(t *testing.T) {
 		}
 	}
 	all := dec.snapshot()
-	msgs := waitAudit(t, ext.ClientURL(), "kill-a", len(all), 4)
+	msgs := waitAudit(t, f.url, "kill-a", len(all), 4)
 	checkAudit(t, msgs, "kill-a", all, 4)
 	if len(msgs) != len(all)+4 {
 		t.Errorf("stream holds %d messages, want %d (decisions + 4 bundle events): something stored twice or lost", len(msgs), len(all)+4)
@@ -154,7 +151,7 @@ func TestAuditKillDuringDrain(t *testing.T) {
 	// without storing them.
 	t.Logf("after the restart: %v resent events acknowledged as duplicates",
 		metric(t, n, "tpcluster_audit_events_published_total", `duplicate="true"`))
-	requireWhole(t, ext.ClientURL())
+	requireWhole(t, f.url)
 }
 
 // TestAuditSpoolFull: a node with a small spool loses NATS: decisions fill
@@ -162,17 +159,15 @@ func TestAuditKillDuringDrain(t *testing.T) {
 // unrecordable), never allowed. When NATS returns the spool drains, allows
 // resume, and every answer other than audit_unavailable has its event.
 func TestAuditSpoolFull(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	w := newWorld(t)
-	up := newUpstream(t)
-	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-url", ext.ClientURL(), "--node-id", "full-a",
-		"--audit-spool-max-bytes", "65536")
+	f := newFleet(t, fleetOpts{external: true})
+	w := f.world
+	n := f.start(t, nodeOpts{id: "full-a", files: true, flags: []string{"--audit-spool-max-bytes", "65536"}})
 	c := &http.Client{Timeout: 30 * time.Second}
 	dec := newDecisions()
 	if d := signedGet(t, w, c, n, dec, "before"); d.status != 200 {
 		t.Fatalf("before: %d %s", d.status, d.reason)
 	}
-	ext.Stop()
+	f.ext.Stop()
 	var ledgerDown, full int
 	for i := 0; full < 20; i++ {
 		if i > 2000 {
@@ -202,8 +197,8 @@ func TestAuditSpoolFull(t *testing.T) {
 		t.Errorf("tpcluster_audit_events_unrecordable_total = %v, want some", unrecordable)
 	}
 
-	ext.Start()
-	waitFor(t, 60*time.Second, "an allow after the spool drained", func() error {
+	f.ext.Start()
+	testwait.Until(t, 60*time.Second, "an allow after the spool drained", func() error {
 		if d := signedGet(t, w, c, n, dec, "after-"+time.Now().Format("150405.000000")); d.status != 200 {
 			return fmt.Errorf("%d %s", d.status, d.reason)
 		}
@@ -216,7 +211,7 @@ func TestAuditSpoolFull(t *testing.T) {
 			recorded++
 		}
 	}
-	msgs := waitDecisions(t, ext.ClientURL(), "full-a", all, 2)
+	msgs := waitDecisions(t, f.url, "full-a", all, 2)
 	checkAudit(t, msgs, "full-a", all, 2)
 	// Each audit_unavailable denial is either in the stream (recorded
 	// while a little room was left) or counted as unrecordable: none is
@@ -232,7 +227,7 @@ func TestAuditSpoolFull(t *testing.T) {
 	}
 	t.Logf("spool full: %d decisions recorded with NATS down, then %d denied audit_unavailable: %d of them recorded, %v counted unrecordable; no allow while full",
 		ledgerDown, full, stored, unrecordable)
-	requireWhole(t, ext.ClientURL())
+	requireWhole(t, f.url)
 }
 
 // TestAuditShutdownFlush: on SIGTERM verifierd flushes its spool to NATS
@@ -241,13 +236,10 @@ func TestAuditSpoolFull(t *testing.T) {
 // down past --audit-flush-timeout, the backlog stays in the spool and the
 // next start sends it.
 func TestAuditShutdownFlush(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	w := newWorld(t)
-	up := newUpstream(t)
-	dataDir := t.TempDir()
-	args := []string{"--upstream", up.URL, "--nats-url", ext.ClientURL(), "--node-id", "flush-a",
-		"--data-dir", dataDir, "--audit-flush-timeout", "15s"}
-	n := startVerifierd(t, w, true, args...)
+	f := newFleet(t, fleetOpts{external: true})
+	w := f.world
+	o := nodeOpts{id: "flush-a", files: true, dataDir: t.TempDir(), flags: []string{"--audit-flush-timeout", "15s"}}
+	n := f.start(t, o)
 	c := &http.Client{Timeout: 30 * time.Second}
 	dec := newDecisions()
 	if d := signedGet(t, w, c, n, dec, "flush-before"); d.status != 200 {
@@ -255,22 +247,22 @@ func TestAuditShutdownFlush(t *testing.T) {
 	}
 
 	// A backlog, then NATS back and SIGTERM at once: the flush sends it.
-	ext.Stop()
+	f.ext.Stop()
 	for i := range 100 {
 		signedGet(t, w, c, n, dec, fmt.Sprintf("flush-down-%d", i))
 	}
-	ext.Start()
+	f.ext.Start()
 	n.stop()
 	if strings.Contains(n.logs.String(), "audit flush incomplete") {
 		t.Errorf("the flush did not finish:\n%s", n.logs.String())
 	}
 	all := dec.snapshot()
-	msgs := readAudit(t, ext.ClientURL())
+	msgs := readAudit(t, f.url)
 	checkAudit(t, msgs, "flush-a", all, 2)
 
 	// NATS down through the whole shutdown: the backlog stays on disk.
-	n = startVerifierd(t, w, true, append(args[:len(args)-1:len(args)-1], "1s")...)
-	ext.Stop()
+	n = f.start(t, nodeOpts{id: o.id, files: true, dataDir: o.dataDir, flags: []string{"--audit-flush-timeout", "1s"}})
+	f.ext.Stop()
 	for i := range 20 {
 		signedGet(t, w, c, n, dec, fmt.Sprintf("flush-left-%d", i))
 	}
@@ -278,10 +270,10 @@ func TestAuditShutdownFlush(t *testing.T) {
 	if !strings.Contains(n.logs.String(), "audit flush incomplete") {
 		t.Errorf("no \"audit flush incomplete\" with NATS down:\n%s", n.logs.String())
 	}
-	ext.Start()
-	n = startVerifierd(t, w, true, args...)
+	f.ext.Start()
+	n = f.start(t, o)
 	all = dec.snapshot()
-	msgs = waitAudit(t, ext.ClientURL(), "flush-a", len(all), 6)
+	msgs = waitAudit(t, f.url, "flush-a", len(all), 6)
 	checkAudit(t, msgs, "flush-a", all, 6)
-	requireWhole(t, ext.ClientURL())
+	requireWhole(t, f.url)
 }

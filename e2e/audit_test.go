@@ -18,6 +18,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // decided is one answer a test got, by request id.
@@ -110,7 +111,7 @@ func readAudit(t testing.TB, url string) []auditMsg {
 func waitAudit(t testing.TB, url, node string, want, bundles int) []auditMsg {
 	t.Helper()
 	var msgs []auditMsg
-	waitFor(t, 90*time.Second, "audit events in the stream", func() error {
+	testwait.Until(t, 90*time.Second, "audit events in the stream", func() error {
 		msgs = readAudit(t, url)
 		var req, bun int
 		for _, m := range msgs {
@@ -138,7 +139,7 @@ func waitAudit(t testing.TB, url, node string, want, bundles int) []auditMsg {
 func waitDecisions(t testing.TB, url, node string, dec map[string]decided, bundles int) []auditMsg {
 	t.Helper()
 	var msgs []auditMsg
-	waitFor(t, 90*time.Second, "every recorded decision in the stream", func() error {
+	testwait.Until(t, 90*time.Second, "every recorded decision in the stream", func() error {
 		msgs = readAudit(t, url)
 		have := map[string]bool{}
 		var bun int

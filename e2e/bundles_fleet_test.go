@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/signer"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestBundleFleet: three nodes in NATS mode on one nats-server. A new
@@ -23,13 +24,9 @@ import (
 // shows the fleet converged; a bundle published after a NATS restart
 // reaches every node.
 func TestBundleFleet(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	c := newChannel(t, ext.ClientURL(), nil)
+	c := newFleet(t, fleetOpts{external: true})
 	mustBundlepub(t, c.publishArgs()...)
-	var nodes []*node
-	for i := range 3 {
-		nodes = append(nodes, c.startKVNode(t, fmt.Sprintf("node-%d", i), "", true))
-	}
+	nodes := c.startN(t, 3, nodeOpts{})
 	hc := &http.Client{Timeout: 30 * time.Second}
 	for _, n := range nodes {
 		if got := outcome(t, hc, c.signed(t, "GET", n.URL+"/v1/orders/1", "orders.get", nil)); got != "200" {
@@ -64,7 +61,7 @@ func TestBundleFleet(t *testing.T) {
 		published := time.Since(start)
 		allowed := make([]time.Duration, len(nodes))
 		for i, n := range nodes {
-			waitFor(t, 30*time.Second, "new client allowed on "+n.URL, func() error {
+			testwait.Until(t, 30*time.Second, "new client allowed on "+n.URL, func() error {
 				if got := outcome(t, hc, newcomer.request(t, n, "/v1/orders/3", "orders.get")); got != "200" {
 					return errors.New(got)
 				}
@@ -123,7 +120,7 @@ func TestBundleFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, n := range nodes {
-			waitFor(t, 30*time.Second, "rollback counted on "+n.URL, func() error {
+			testwait.Until(t, 30*time.Second, "rollback counted on "+n.URL, func() error {
 				if got := rejected(n, "policy_bundle"); got <= before[i] {
 					return fmt.Errorf("rejected %v", got)
 				}
@@ -165,7 +162,7 @@ func TestBundleFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, n := range nodes {
-			waitFor(t, 30*time.Second, "forged bundle counted on "+n.URL, func() error {
+			testwait.Until(t, 30*time.Second, "forged bundle counted on "+n.URL, func() error {
 				if got := rejected(n, "policy_bundle"); got <= before[i] {
 					return fmt.Errorf("rejected %v", got)
 				}
@@ -176,12 +173,12 @@ func TestBundleFleet(t *testing.T) {
 	})
 
 	t.Run("watch survives a NATS restart", func(t *testing.T) {
-		ext.Stop()
-		ext.Start()
+		c.ext.Stop()
+		c.ext.Start()
 		restarted := time.Now()
 		c.resign(t, c.trust, c.trust, 3)
 		c.resign(t, c.policy, c.policy, 3)
-		waitFor(t, 30*time.Second, "publish after the restart", func() error {
+		testwait.Until(t, 30*time.Second, "publish after the restart", func() error {
 			code, out, errs := bundlepub(t, c.publishArgs()...)
 			if code != 0 {
 				return fmt.Errorf("exit %d: %s %s", code, out, errs)

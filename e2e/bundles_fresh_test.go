@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestBundleFreshness: with bundlepub stopped, a realtime route denies
@@ -25,17 +26,16 @@ func TestBundleFreshness(t *testing.T) {
 		boundedMax     = 8 // seconds
 		beaconEvery    = 500 * time.Millisecond
 	)
-	ext := natstest.StartExternal(t)
-	c := newChannel(t, ext.ClientURL(), func(w *world, policy map[string]any) {
+	c := newFleet(t, fleetOpts{external: true, edit: func(w *world, policy map[string]any) {
 		groups := policy["route_groups"].([]any)
 		g := groups[0].(map[string]any)
 		g["routes"] = append(g["routes"].([]any),
 			w.route("fresh.realtime", "GET", "/v1/rt/{id}", map[string]any{"freshness_class": "realtime"}),
 			w.route("fresh.bounded", "GET", "/v1/bounded/{id}", map[string]any{"freshness_class": "bounded", "max_staleness_seconds": boundedMax}),
 		)
-	})
+	}})
 	pub := c.startPublisher(t, beaconEvery)
-	n := c.startKVNode(t, "node-fresh", "", true, "--realtime-window", realtimeWindow.String())
+	n := c.start(t, nodeOpts{id: "node-fresh", flags: []string{"--realtime-window", realtimeWindow.String()}})
 	hc := &http.Client{Timeout: 30 * time.Second}
 	seq := 0
 	try := func(path, route string) string {
@@ -51,12 +51,12 @@ func TestBundleFreshness(t *testing.T) {
 		}
 		return nil
 	}
-	waitFor(t, 30*time.Second, "every route allowed while beacons flow", allFresh)
+	testwait.Until(t, 30*time.Second, "every route allowed while beacons flow", allFresh)
 
-	pub.stop(t)
+	pub.stop()
 	stopped := time.Now()
 	var realtimeStale, boundedStale time.Duration
-	waitFor(t, 60*time.Second, "bounded route stale", func() error {
+	testwait.Until(t, 60*time.Second, "bounded route stale", func() error {
 		rt, bd, off := try("/v1/rt", "fresh.realtime"), try("/v1/bounded", "fresh.bounded"), try("/v1/orders", "orders.get")
 		since := time.Since(stopped)
 		if off != "200" {
@@ -94,10 +94,10 @@ func TestBundleFreshness(t *testing.T) {
 	revBefore := revisions(t, bucket)
 	restarted := time.Now()
 	pub = c.startPublisher(t, beaconEvery)
-	if out := pub.out.String(); strings.Count(out, "unchanged: these bytes are already published") != 2 {
+	if out := pub.logs.String(); strings.Count(out, "unchanged: these bytes are already published") != 2 {
 		t.Errorf("restarted bundlepub output:\n%s\nwant both documents unchanged", out)
 	}
-	took := waitFor(t, 30*time.Second, "every route allowed after beacons resume", allFresh)
+	took := testwait.Until(t, 30*time.Second, "every route allowed after beacons resume", allFresh)
 	if after := revisions(t, bucket); after != revBefore {
 		t.Errorf("document revisions %v after restarting bundlepub with the same files, want %v (no put)", after, revBefore)
 	}
@@ -125,19 +125,19 @@ func revisions(t testing.TB, kv interface {
 // decides from its verified disk cache (replay_ledger_unavailable, not
 // bundle_policy_missing) and allows as soon as NATS answers (SPEC §8.2).
 func TestBundleNodeStartsWhileNATSDown(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	c := newChannel(t, ext.ClientURL(), nil)
+	c := newFleet(t, fleetOpts{external: true})
 	mustBundlepub(t, c.publishArgs()...)
-	dataDir := t.TempDir()
-	first := c.startKVNode(t, "node-cache", dataDir, true)
+	o := nodeOpts{id: "node-cache", dataDir: t.TempDir()}
+	first := c.start(t, o)
 	hc := &http.Client{Timeout: 30 * time.Second}
 	if got := outcome(t, hc, c.signed(t, "GET", first.URL+"/v1/orders/a", "orders.get", nil)); got != "200" {
 		t.Fatalf("before the outage = %s", got)
 	}
 	first.stop()
 
-	ext.Stop()
-	n := c.startKVNode(t, "node-cache", dataDir, false)
+	c.ext.Stop()
+	o.unready = true
+	n := c.start(t, o)
 	for i := range 3 {
 		got := outcome(t, hc, c.signed(t, "GET", fmt.Sprintf("%s/v1/orders/down-%d", n.URL, i), "orders.get", nil))
 		if got != "503 replay_ledger_unavailable" {
@@ -150,9 +150,9 @@ func TestBundleNodeStartsWhileNATSDown(t *testing.T) {
 	}
 	t.Logf("NATS down: readyz %d %s", a.status, a.body)
 
-	ext.Start()
+	c.ext.Start()
 	i := 0
-	took := waitFor(t, 60*time.Second, "allowed once NATS answers", func() error {
+	took := testwait.Until(t, 60*time.Second, "allowed once NATS answers", func() error {
 		i++
 		if got := outcome(t, hc, c.signed(t, "GET", fmt.Sprintf("%s/v1/orders/up-%d", n.URL, i), "orders.get", nil)); got != "200" {
 			return errors.New(got)

@@ -19,35 +19,12 @@ import (
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/signer"
-	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 	"github.com/tpcluster/tpcluster/internal/transcript"
 )
 
 // Issue 6 end to end: the NATS bundle channel with real verifierd and
 // bundlepub binaries and a real nats-server.
-
-// channel is a world published over NATS: its beacon key and the NATS URL.
-type channel struct {
-	*world
-	url       string
-	up        *upstream
-	beaconKey string // beacon.key
-	beaconPub string // beacon.pub
-}
-
-func newChannel(t testing.TB, url string, edit func(w *world, policy map[string]any)) *channel {
-	t.Helper()
-	w := newWorldWith(t, edit)
-	bk, err := keyfile.Generate("e2e-beacon-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := filepath.Join(w.dir, "beacon")
-	if err := bk.Write(base); err != nil {
-		t.Fatal(err)
-	}
-	return &channel{world: w, url: url, up: newUpstream(t), beaconKey: base + ".key", beaconPub: base + ".pub"}
-}
 
 // bundlepub runs a bundlepub subcommand to completion.
 func bundlepub(t testing.TB, args ...string) (code int, stdout, stderr string) {
@@ -73,69 +50,6 @@ func mustBundlepub(t testing.TB, args ...string) string {
 		t.Fatalf("bundlepub %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errs)
 	}
 	return out
-}
-
-// publishArgs are the arguments of bundlepub publish for the channel's
-// files, without beacons (it publishes once and exits), plus extra.
-func (c *channel) publishArgs(extra ...string) []string {
-	return append([]string{"publish", "--nats-url", c.url, "--trust-material", c.trust,
-		"--policy-bundle", c.policy, "--bundle-public-key", c.bundlePub}, extra...)
-}
-
-// publisher is a long-running bundlepub publish.
-type publisher struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-}
-
-// startPublisher runs bundlepub publish with beacons every interval until
-// stop or the end of the test, and waits until its first publish is done.
-func (c *channel) startPublisher(t testing.TB, interval time.Duration) *publisher {
-	t.Helper()
-	p := &publisher{out: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(binary(t, "bundlepub"), c.publishArgs("--beacon-key", c.beaconKey, "--beacon-interval", interval.String())...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("bundlepub publish output:\n%s", p.out.String())
-		}
-	})
-	waitFor(t, 30*time.Second, "bundlepub publish running", func() error {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("bundlepub exited: %s", p.out.String())
-		default:
-		}
-		if !strings.Contains(p.out.String(), "publishing: beacons every") {
-			return errors.New("not yet")
-		}
-		return nil
-	})
-	return p
-}
-
-func (p *publisher) stop(t testing.TB) { stopProcess(t, "bundlepub publish", p.cmd, p.exited) }
-
-// startKVNode starts verifierd in NATS mode (no bundle files) and proxy
-// mode with the channel's keys. dataDir "" is a fresh one.
-func (c *channel) startKVNode(t testing.TB, id, dataDir string, wantReady bool, extra ...string) *node {
-	t.Helper()
-	if dataDir == "" {
-		dataDir = t.TempDir()
-	}
-	listen := testport.Addrs(t, 1)[0]
-	args := append([]string{
-		"--listen", listen, "--data-dir", dataDir, "--nats-url", c.url, "--node-id", id, "--upstream", c.up.URL,
-		"--bundle-public-key", c.bundlePub, "--beacon-public-key", c.beaconPub,
-		"--bundle-reconcile-interval", "2s", "--log-level", "debug",
-	}, extra...)
-	return launch(t, listen, args, []string{"TPCLUSTER_NODE_ID=", "TPCLUSTER_TRUST_MATERIAL=", "TPCLUSTER_POLICY_BUNDLE="}, wantReady)
 }
 
 // client is a caller other than the world's: its own key, kid and subject.
@@ -208,7 +122,7 @@ func (c *channel) status(t testing.TB) []nodeStatus {
 // allOn waits until bundlepub status shows n nodes on (trust, policy).
 func (c *channel) allOn(t testing.TB, n int, trust, policy int64) time.Duration {
 	t.Helper()
-	return waitFor(t, 60*time.Second, fmt.Sprintf("%d nodes on (%d, %d)", n, trust, policy), func() error {
+	return testwait.Until(t, 60*time.Second, fmt.Sprintf("%d nodes on (%d, %d)", n, trust, policy), func() error {
 		st := c.status(t)
 		if len(st) != n {
 			return fmt.Errorf("%d replies: %+v", len(st), st)

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
 
 // TestClusterExactlyOnce: 200 distinct signed requests, each sent
@@ -28,20 +26,9 @@ func TestClusterExactlyOnce(t *testing.T) {
 		{"R1 single server", 1, "1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var urls []string
-			if tc.servers == 1 {
-				urls = []string{natstest.Server(t).ClientURL()}
-			} else {
-				urls = natstest.URLs(natstest.Cluster(t, tc.servers))
-			}
-			w := newWorld(t)
-			up := newUpstream(t)
-			var nodes []*node
-			for i := range 3 {
-				nodes = append(nodes, startVerifierd(t, w, true,
-					"--upstream", up.URL, "--nats-url", strings.Join(urls, ","),
-					"--ledger-replicas", tc.replicas, "--node-id", fmt.Sprintf("node-%d", i)))
-			}
+			f := newFleet(t, fleetOpts{servers: tc.servers})
+			w, up := f.world, f.up
+			nodes := f.startN(t, 3, nodeOpts{files: true, flags: []string{"--ledger-replicas", tc.replicas}})
 			const distinct, rounds = 200, 5
 			type job struct {
 				req  *http.Request

@@ -2,15 +2,16 @@ package e2e
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestDemo runs the README's first command, `verifierd --demo`, on fresh
@@ -20,26 +21,13 @@ import (
 func TestDemo(t *testing.T) {
 	addrs := testport.Addrs(t, 2) // at once, so never the same port twice
 	listen, natsListen, dir := addrs[0], addrs[1], t.TempDir()
-	cmd := exec.Command(binary(t, "verifierd"), "--demo", "--data-dir", dir, "--listen", listen, "--nats-listen", natsListen)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(os.Environ(), "TPCLUSTER_NODE_ID=")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		stopProcess(t, "verifierd --demo", cmd, exited)
-		if t.Failed() {
-			t.Logf("verifierd --demo output:\n%s", out.String())
-		}
-	})
-	waitFor(t, 60*time.Second, "the demo's two requests", func() error {
-		select {
-		case <-exited:
-			return fmt.Errorf("verifierd --demo exited: %s", out.String())
-		default:
+	p := startProc(t, "verifierd --demo", binary(t, "verifierd"),
+		[]string{"--demo", "--data-dir", dir, "--listen", listen, "--nats-listen", natsListen},
+		[]string{"TPCLUSTER_NODE_ID="}, syscall.SIGTERM)
+	out := p.logs
+	testwait.Until(t, 60*time.Second, "the demo's two requests", func() error {
+		if err := p.running(); err != nil {
+			return err
 		}
 		if !strings.Contains(out.String(), "Ctrl-C stops it.") {
 			return errors.New("not yet")

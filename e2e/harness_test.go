@@ -14,9 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,7 +24,6 @@ import (
 	"github.com/tpcluster/tpcluster/internal/transcript"
 
 	"github.com/tpcluster/tpcluster/internal/conformance"
-	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
 // binDir holds the binaries built once per test run.
@@ -284,16 +281,6 @@ func (u *upstream) count() int {
 	return len(u.reqs)
 }
 
-// node is a running verifierd.
-type node struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	URL    string
-	args   []string
-	logs   *syncBuffer
-	exited chan struct{}
-}
-
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -309,115 +296,4 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// startVerifierd starts verifierd for w with extra flags and waits until
-// /_tp/readyz answers 200 (or, with wantReady false, until /_tp/healthz
-// does). It stops the node with SIGTERM on cleanup.
-func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *node {
-	t.Helper()
-	// Both ports at once, so the node's two listeners never get the same one.
-	addrs := testport.Addrs(t, 2)
-	listen := addrs[0]
-	args := append([]string{
-		"--listen", listen,
-		"--data-dir", t.TempDir(),
-		"--trust-material", w.trust, "--policy-bundle", w.policy,
-		"--bundle-public-key", w.bundlePub,
-		"--log-level", "debug",
-	}, extra...)
-	if !hasFlag(extra, "--nats-url") && !hasFlag(extra, "--nats-listen") {
-		args = append(args, "--nats-listen", addrs[1])
-	}
-	return launch(t, listen, args, []string{"TPCLUSTER_NODE_ID="}, wantReady) // flags only
-}
-
-// launch runs verifierd listening on listen with args (and env added to
-// the test's environment), stops it with SIGTERM on cleanup (logging its
-// output if the test failed), and waits until /_tp/readyz answers 200 (or,
-// with wantReady false, /_tp/healthz).
-func launch(t testing.TB, listen string, args, env []string, wantReady bool) *node {
-	t.Helper()
-	n := &node{t: t, URL: "http://" + listen, args: args, logs: &syncBuffer{}, exited: make(chan struct{})}
-	n.cmd = exec.Command(binary(t, "verifierd"), args...)
-	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
-	n.cmd.Env = append(os.Environ(), env...)
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { n.cmd.Wait(); close(n.exited) }()
-	t.Cleanup(func() {
-		n.stop()
-		if t.Failed() {
-			t.Logf("verifierd %s log:\n%s", listen, n.logs.String())
-		}
-	})
-	path := "/_tp/healthz"
-	if wantReady {
-		path = "/_tp/readyz"
-	}
-	waitFor(t, 60*time.Second, "verifierd "+listen+" "+path, func() error {
-		select {
-		case <-n.exited:
-			return fmt.Errorf("verifierd exited: %s", n.logs.String())
-		default:
-		}
-		resp, err := http.Get(n.URL + path)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return n
-}
-
-func hasFlag(args []string, f string) bool {
-	for _, a := range args {
-		if a == f || strings.HasPrefix(a, f+"=") {
-			return true
-		}
-	}
-	return false
-}
-
-// stop sends SIGTERM and waits for a clean exit, killing after a deadline.
-func (n *node) stop() { stopProcess(n.t, "verifierd", n.cmd, n.exited) }
-
-// stopProcess sends cmd SIGTERM unless it has exited (exited is closed when
-// it has) and waits for it, killing it and failing the test if it is still
-// running 20 s later.
-func stopProcess(t testing.TB, name string, cmd *exec.Cmd, exited <-chan struct{}) {
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Errorf("%s did not stop within 20s of SIGTERM", name)
-	}
-}
-
-// waitFor polls f until it returns nil or the deadline passes; it returns
-// how long that took.
-func waitFor(t testing.TB, deadline time.Duration, what string, f func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < deadline {
-		if err = f(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, deadline, err)
-	return 0
 }

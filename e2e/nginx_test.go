@@ -78,42 +78,17 @@ http {
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(nginxBinary(t), "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+	t.Cleanup(func() { // runs after the process stopped
 		if t.Failed() {
 			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx output:\n%s\nerror.log:\n%s", out.String(), log)
+			t.Logf("nginx error.log:\n%s", log)
 		}
 	})
+	// SIGQUIT: nginx's graceful stop.
+	p := startProc(t, "nginx", nginxBinary(t), []string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"),
+		"-e", filepath.Join(dir, "error.log"), "-g", "daemon off;"}, nil, syscall.SIGQUIT)
 	base := "http://" + listen
-	waitFor(t, 20*time.Second, "nginx listening", func() error {
-		select {
-		case <-done:
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			return fmt.Errorf("nginx exited: %s %s", out.String(), log)
-		default:
-		}
-		resp, err := http.Get(base + "/_tp/none")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
+	p.waitHTTP(t, 20*time.Second, base+"/_tp/none", true)
 	return base
 }
 

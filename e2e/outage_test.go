@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestNATSOutage stops an external nats-server (built from the go.mod
@@ -15,24 +15,23 @@ import (
 // NATS is back, allows resume without restarting verifierd. It records the
 // times it measured.
 func TestNATSOutage(t *testing.T) {
-	ext := natstest.StartExternal(t)
-	w := newWorld(t)
-	up := newUpstream(t)
+	c := newFleet(t, fleetOpts{external: true})
+	w := c.world
 	const ledgerTimeout = 2 * time.Second
-	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-url", ext.ClientURL(), "--ledger-timeout", ledgerTimeout.String())
-	c := &http.Client{Timeout: 30 * time.Second}
+	n := c.start(t, nodeOpts{files: true, flags: []string{"--ledger-timeout", ledgerTimeout.String()}})
+	hc := &http.Client{Timeout: 30 * time.Second}
 
-	if a := send(t, c, w.signed(t, "GET", n.URL+"/v1/orders/before", "orders.get", nil)); a.status != 200 {
+	if a := send(t, hc, w.signed(t, "GET", n.URL+"/v1/orders/before", "orders.get", nil)); a.status != 200 {
 		t.Fatalf("before the outage = %d %s", a.status, a.body)
 	}
 
-	ext.Stop()
+	c.ext.Stop()
 	stopped := time.Now()
 	var worst time.Duration
 	for i := range 5 {
 		req := w.signed(t, "GET", n.URL+"/v1/orders/during-"+string(rune('a'+i)), "orders.get", nil)
 		start := time.Now()
-		a := send(t, c, req)
+		a := send(t, hc, req)
 		took := time.Since(start)
 		worst = max(worst, took)
 		if a.status != 503 || a.reason() != "replay_ledger_unavailable" {
@@ -46,17 +45,17 @@ func TestNATSOutage(t *testing.T) {
 	t.Logf("outage: slowest replay_ledger_unavailable denial %s (ledger timeout %s)", worst.Round(time.Millisecond), ledgerTimeout)
 	// Readiness follows the ledger: 503 with the reason in the body, which
 	// still lists the loaded bundle pair.
-	if a := send(t, c, mustGet(t, n.URL+"/_tp/readyz")); a.status != 503 ||
+	if a := send(t, hc, mustGet(t, n.URL+"/_tp/readyz")); a.status != 503 ||
 		!strings.Contains(string(a.body), `"ledger":"unavailable"`) || !strings.Contains(string(a.body), `"policy"`) {
 		t.Errorf("readyz during the outage = %d %s", a.status, a.body)
 	}
 
-	ext.Start()
+	c.ext.Start()
 	restarted := time.Now()
 	i := 0
-	took := waitFor(t, 60*time.Second, "allows after NATS restart", func() error {
+	took := testwait.Until(t, 60*time.Second, "allows after NATS restart", func() error {
 		i++
-		a := send(t, c, w.signed(t, "GET", n.URL+"/v1/orders/after-"+time.Now().Format("150405.000000"), "orders.get", nil))
+		a := send(t, hc, w.signed(t, "GET", n.URL+"/v1/orders/after-"+time.Now().Format("150405.000000"), "orders.get", nil))
 		if a.status != 200 {
 			return &statusError{a}
 		}

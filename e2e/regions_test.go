@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestTwoRegions: two regions of three NATS servers each, joined by
@@ -46,8 +47,8 @@ func TestTwoRegions(t *testing.T) {
 	mustBundlepub(t, ch.publishArgs("--replicas", "3")...)
 	nodes := map[string]*node{}
 	for _, r := range regions {
-		nodes[r.Name] = ch.startKVNode(t, "node-"+r.Name, "", true, "--region", r.Name,
-			"--nats-url", strings.Join(r.URLs(), ","), "--ledger-replicas", "3")
+		nodes[r.Name] = ch.start(t, nodeOpts{id: "node-" + r.Name,
+			flags: []string{"--region", r.Name, "--nats-url", strings.Join(r.URLs(), ","), "--ledger-replicas", "3"}})
 	}
 	// Both nodes are ready, so each holds the pair published once in eu.
 	t.Logf("bundle published in eu reached both regions' nodes within %s", time.Since(published).Round(time.Millisecond))
@@ -107,7 +108,7 @@ func TestTwoRegions(t *testing.T) {
 		// Every event of both regional streams reaches the global one, once,
 		// under its SPEC subject and naming its region.
 		var msgs []auditMsg
-		took := waitFor(t, 60*time.Second, "global audit stream caught up", func() error {
+		took := testwait.Until(t, 60*time.Second, "global audit stream caught up", func() error {
 			eu, us := streamMsgs(t, url, "TRUSTPLANE_AUDIT_EU"), streamMsgs(t, url, "TRUSTPLANE_AUDIT_US")
 			msgs = readAudit(t, url)
 			if eu == 0 || us == 0 || uint64(len(msgs)) != eu+us {

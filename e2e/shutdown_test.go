@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
@@ -29,8 +28,8 @@ import (
 // JSON log records carrying shutdown_step come once each, in order, each
 // at or after the event it reports.
 func TestGracefulShutdown(t *testing.T) {
-	ns := natstest.Server(t) // outlives the node: the stream is read after exit
-	w := newWorld(t)
+	f := newFleet(t, fleetOpts{servers: 1}) // outlives the node: the stream is read after exit
+	w := f.world
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	var answered atomic.Pointer[time.Time] // when the upstream wrote its answer
@@ -43,8 +42,8 @@ func TestGracefulShutdown(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	const delay = 5 * time.Second
-	n := startVerifierd(t, w, true, "--upstream", slow.URL, "--nats-url", ns.ClientURL(), "--node-id", "shutdown-a",
-		"--log-format", "json", "--shutdown-delay", delay.String())
+	n := f.start(t, nodeOpts{id: "shutdown-a", files: true,
+		flags: []string{"--upstream", slow.URL, "--log-format", "json", "--shutdown-delay", delay.String()}})
 
 	done := make(chan answerOrErr, 1)
 	go func() {
@@ -119,7 +118,7 @@ func TestGracefulShutdown(t *testing.T) {
 	// Read once, not polled: the flush happened before the process exited.
 	id := r.a.header.Get("X-Request-Id")
 	var found bool
-	for _, m := range readAudit(t, ns.ClientURL()) {
+	for _, m := range readAudit(t, f.url) {
 		if m.ev.RequestID == id && m.ev.Accepted {
 			found = true
 		}
