@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
@@ -102,12 +100,7 @@ func TestAuditKillDuringDrain(t *testing.T) {
 	outageRun(t, f, n, dec, backlog, "k")
 
 	// Kill while the stream holds part of the backlog.
-	nc, err := nats.Connect(f.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t, natstest.Connect(t, f.url))
 	var stored uint64
 	testwait.Until(t, 60*time.Second, "the backlog to start draining", func() error {
 		info, err := js.Stream(t.Context(), audit.DefaultStream)

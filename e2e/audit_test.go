@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/testport"
 	"github.com/tpcluster/tpcluster/internal/testwait"
@@ -225,17 +225,8 @@ func checkAudit(t testing.TB, msgs []auditMsg, node string, dec map[string]decid
 // tpauditVerify runs the real tpaudit verify against url.
 func tpauditVerify(t testing.TB, url string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(binary(t, "tpaudit"), append([]string{"verify", "--nats-url", url}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), out.String()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0, out.String()
+	code, out, errs := runBinary(t, "tpaudit", append([]string{"verify", "--nats-url", url}, args...)...)
+	return code, out + errs
 }
 
 func requireWhole(t testing.TB, url string) {
@@ -349,12 +340,7 @@ func (readCloser) Close() error { return nil }
 func tamperCopy(t testing.TB, url, name string, edit func(i int, m auditMsg) []byte) {
 	t.Helper()
 	msgs := readAudit(t, url)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t, natstest.Connect(t, url))
 	prefix := strings.ToLower(name)
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ".audit.>"}}); err != nil {
 		t.Fatal(err)

@@ -144,7 +144,7 @@ func TestBundleNodeStartsWhileNATSDown(t *testing.T) {
 			t.Fatalf("node started while NATS is down = %s, want 503 replay_ledger_unavailable (decided from the cached pair)", got)
 		}
 	}
-	a := send(t, hc, mustRequest(t, "GET", n.URL+"/_tp/readyz"))
+	a := send(t, hc, mustGet(t, n.URL+"/_tp/readyz"))
 	if a.status != 503 || !strings.Contains(string(a.body), `"sequence":1`) {
 		t.Errorf("readyz while NATS is down = %d %s, want 503 listing the cached pair", a.status, a.body)
 	}
@@ -160,13 +160,4 @@ func TestBundleNodeStartsWhileNATSDown(t *testing.T) {
 		return nil
 	})
 	t.Logf("node started from its cache while NATS was down: first allow %s after NATS came back (%d attempts)", took.Round(time.Millisecond), i)
-}
-
-func mustRequest(t testing.TB, method, url string) *http.Request {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return req
 }

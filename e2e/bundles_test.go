@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -29,18 +25,7 @@ import (
 // bundlepub runs a bundlepub subcommand to completion.
 func bundlepub(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(binary(t, "bundlepub"), args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Env = append(os.Environ(), "TPCLUSTER_NATS_URL=")
-	err := cmd.Run()
-	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
-		return ee.ExitCode(), out.String(), errb.String()
-	}
-	if err != nil {
-		t.Fatalf("bundlepub %v: %v", args, err)
-	}
-	return 0, out.String(), errb.String()
+	return runBinary(t, "bundlepub", args...)
 }
 
 func mustBundlepub(t testing.TB, args ...string) string {

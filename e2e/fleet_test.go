@@ -4,6 +4,7 @@ package e2e
 // (verifierd, bundlepub, nginx) and the fleet they form on NATS.
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -105,17 +106,32 @@ func (p *proc) waitHTTP(t testing.TB, timeout time.Duration, url string, anyStat
 // node is a running verifierd.
 type node struct {
 	*proc
-	URL  string
-	args []string
+	URL string
 }
 
-// spawnVerifierd starts verifierd listening on listen with args; env
-// entries are added to the test's environment (verifierd reads
-// TPCLUSTER_*, which the tests clear so that flags alone decide).
+// spawnVerifierd starts verifierd listening on listen with args. env clears
+// the TPCLUSTER_* variables that would add to them, so flags alone decide.
 func spawnVerifierd(t testing.TB, listen string, args, env []string) *node {
 	t.Helper()
-	p := startProc(t, "verifierd "+listen, binary(t, "verifierd"), args, env, syscall.SIGTERM)
-	return &node{proc: p, URL: "http://" + listen, args: args}
+	return &node{startProc(t, "verifierd "+listen, binary(t, "verifierd"), args, env, syscall.SIGTERM), "http://" + listen}
+}
+
+// runBinary runs cmd/<name> with args to completion, TPCLUSTER_NATS_URL
+// cleared so flags alone decide, and returns its exit code and output.
+func runBinary(t testing.TB, name string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(binary(t, name), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), "TPCLUSTER_NATS_URL=")
+	err := cmd.Run()
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return 0, out.String(), errb.String()
 }
 
 // waitUp waits until /_tp/readyz answers 200 or, with ready false, until
@@ -159,9 +175,8 @@ func hasFlag(args []string, f string) bool {
 	return false
 }
 
-// channel is a fleet's shared parts: a signed world, the NATS it runs on,
-// a test upstream and the beacon keys bundlepub signs with. The name is
-// the bundle channel's (SPEC §8), which every NATS-mode node reads.
+// channel is what a fleet's nodes share: a signed world, the NATS it runs
+// on (the bundle channel of SPEC §8), a test upstream and beacon keys.
 type channel struct {
 	*world
 	url       string             // every server's client URL, comma-separated
@@ -173,15 +188,9 @@ type channel struct {
 
 // fleetOpts says what NATS a fleet runs on.
 type fleetOpts struct {
-	// servers is how many clustered NATS servers run in the test process:
-	// 1 is a single server (natstest.Server), more a cluster
-	// (natstest.Cluster).
-	servers int
-	// external runs one nats-server process instead, which the test can
-	// stop and start (channel.ext).
-	external bool
-	// edit is a last edit of the policy document before it is signed.
-	edit func(w *world, policy map[string]any)
+	servers  int                                   // in-process servers: 1 is natstest.Server, more a natstest.Cluster
+	external bool                                  // instead one nats-server process the test can stop and start (channel.ext)
+	edit     func(w *world, policy map[string]any) // a last edit of the policy before it is signed
 }
 
 // newFleet starts the NATS side of a fleet and returns its channel; the

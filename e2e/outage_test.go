@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -57,7 +58,7 @@ func TestNATSOutage(t *testing.T) {
 		i++
 		a := send(t, hc, w.signed(t, "GET", n.URL+"/v1/orders/after-"+time.Now().Format("150405.000000"), "orders.get", nil))
 		if a.status != 200 {
-			return &statusError{a}
+			return fmt.Errorf("%d %s", a.status, a.body)
 		}
 		return nil
 	})
@@ -65,7 +66,7 @@ func TestNATSOutage(t *testing.T) {
 		restarted.Sub(stopped).Round(time.Millisecond), took.Round(time.Millisecond), i)
 }
 
-func mustGet(t *testing.T, url string) *http.Request {
+func mustGet(t testing.TB, url string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
@@ -73,7 +74,3 @@ func mustGet(t *testing.T, url string) *http.Request {
 	}
 	return req
 }
-
-type statusError struct{ a answer }
-
-func (e *statusError) Error() string { return string(e.a.body) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -101,9 +100,8 @@ func TestTwoRegions(t *testing.T) {
 
 	t.Run("audit gathered", func(t *testing.T) {
 		url := regions[0].URLs()[0]
-		cmd := exec.Command(binary(t, "tpaudit"), "gather", "--nats-url", url, "--regions", "eu,us", "--replicas", "3", "--cluster", "eu")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tpaudit gather: %v\n%s", err, out)
+		if code, out, errs := runBinary(t, "tpaudit", "gather", "--nats-url", url, "--regions", "eu,us", "--replicas", "3", "--cluster", "eu"); code != 0 {
+			t.Fatalf("tpaudit gather: exit %d\n%s%s", code, out, errs)
 		}
 		// Every event of both regional streams reaches the global one, once,
 		// under its SPEC subject and naming its region.
