@@ -21,14 +21,17 @@ import (
 // TestGracefulShutdown: SIGTERM while a slow request is in flight. The
 // STYLE §6 order is proven from what happens, not from log text: readyz
 // answers 503 shutting_down while the request is still being served (the
-// listener stays open for --shutdown-delay); the listener then closes and
-// the request, released only after that, still completes 200 (the drain
-// waited for it); its audit event is in the stream as soon as the process
-// has exited 0 (the spool was flushed before NATS was drained); and the
-// JSON log records carrying shutdown_step come once each, in order, each
-// at or after the event it reports.
+// listener stays open for --shutdown-delay); a request decided during the
+// delay, with NATS down, can reach the audit stream only through the
+// shutdown flush, and NATS comes back only once the bundle watcher has
+// stopped; the listener then closes and the slow request, released only
+// after that, still completes 200 (the drain waited for it); both events
+// are in the stream as soon as the process has exited 0 (the flush ran
+// before NATS was drained); and the JSON log records carrying
+// shutdown_step come once each, in order, each at or after the event it
+// reports.
 func TestGracefulShutdown(t *testing.T) {
-	f := newFleet(t, fleetOpts{servers: 1}) // outlives the node: the stream is read after exit
+	f := newFleet(t, fleetOpts{external: true}) // outlives the node: the stream is read after exit
 	w := f.world
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
@@ -41,20 +44,17 @@ func TestGracefulShutdown(t *testing.T) {
 		answered.Store(&now)
 	}))
 	t.Cleanup(slow.Close)
-	const delay = 5 * time.Second
-	n := f.start(t, nodeOpts{id: "shutdown-a", files: true,
-		flags: []string{"--upstream", slow.URL, "--log-format", "json", "--shutdown-delay", delay.String()}})
+	const delay = 6 * time.Second
+	n := f.start(t, nodeOpts{id: "shutdown-a", files: true, flags: []string{"--upstream", slow.URL,
+		"--log-format", "json", "--shutdown-delay", delay.String(), "--ledger-timeout", "1s",
+		"--shutdown-timeout", "60s", "--audit-flush-timeout", "60s"}})
 
+	// quick answers the polls and the request during the delay: an error
+	// means nothing answered.
+	quick := &http.Client{Timeout: 10 * time.Second}
 	done := make(chan answerOrErr, 1)
 	go func() {
-		resp, err := http.DefaultClient.Do(w.signed(t, "GET", n.URL+"/v1/orders/slow", "orders.get", nil))
-		if err != nil {
-			done <- answerOrErr{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		done <- answerOrErr{answer{status: resp.StatusCode, header: resp.Header, body: b}, err}
+		done <- fetch(http.DefaultClient, w.signed(t, "GET", n.URL+"/v1/orders/slow", "orders.get", nil))
 	}()
 	select {
 	case <-entered:
@@ -69,16 +69,23 @@ func TestGracefulShutdown(t *testing.T) {
 	// Readiness off while the request is in flight and the listener open.
 	var unready time.Time
 	took := testwait.Until(t, delay, "readyz 503 shutting_down after SIGTERM", func() error {
-		a, err := get(n.URL + "/_tp/readyz")
-		if err != nil {
-			return err
+		r := fetch(quick, mustGet(t, n.URL+"/_tp/readyz"))
+		if r.err != nil {
+			return r.err
 		}
-		if a.status != 503 || !strings.Contains(string(a.body), `"shutting_down":true`) {
-			return fmt.Errorf("readyz %d %s", a.status, a.body)
+		if r.a.status != 503 || !strings.Contains(string(r.a.body), `"shutting_down":true`) {
+			return fmt.Errorf("readyz %d %s", r.a.status, r.a.body)
 		}
 		unready = time.Now()
 		return nil
 	})
+	// Still serving during the delay: a request decided with NATS down is
+	// denied, and its event waits in the spool.
+	f.ext.Stop()
+	during := fetch(quick, w.signed(t, "GET", n.URL+"/v1/orders/during", "orders.get", nil))
+	if during.err != nil || during.a.status != 503 || during.a.reason() != "replay_ledger_unavailable" {
+		t.Fatalf("request during the shutdown delay = %d %s %v, want 503 replay_ledger_unavailable", during.a.status, during.a.body, during.err)
+	}
 	select {
 	case r := <-done:
 		t.Fatalf("the slow request finished before it was released: %d %s %v", r.a.status, r.a.body, r.err)
@@ -87,7 +94,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 	// The listener closes after the delay; only then is the request let go.
 	testwait.Until(t, 30*time.Second, "listener closed after the shutdown delay", func() error {
-		if _, err := get(n.URL + "/_tp/healthz"); err == nil {
+		if r := fetch(quick, mustGet(t, n.URL+"/_tp/healthz")); r.err == nil {
 			return errors.New("still accepting")
 		}
 		return nil
@@ -103,53 +110,61 @@ func TestGracefulShutdown(t *testing.T) {
 	if r.err != nil || r.a.status != 200 || string(r.a.body) != "slow ok" {
 		t.Fatalf("in-flight request = %d %q %v, want 200 slow ok", r.a.status, r.a.body, r.err)
 	}
+	// NATS comes back only now: what reaches the stream from here on was
+	// sent by the shutdown's flush.
+	testwait.Until(t, 60*time.Second, "bundle watcher stopped", func() error {
+		if !strings.Contains(n.logs.String(), `"shutdown_step":"bundles_stopped"`) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	natsBack := time.Now()
+	f.ext.Start()
 	select {
 	case <-n.exited:
-	case <-time.After(30 * time.Second):
+	case <-time.After(90 * time.Second):
 		t.Fatal("verifierd did not exit after SIGTERM")
 	}
-	exited := time.Since(sigterm)
 	if code := n.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
-	t.Logf("shutdown: readyz 503 %s after SIGTERM, listener closed after %s (--shutdown-delay %s), exit %s after SIGTERM",
-		took.Round(time.Millisecond), closed.Round(time.Millisecond), delay, exited.Round(time.Millisecond))
+	t.Logf("shutdown: readyz 503 %s after SIGTERM, listener closed after %s (--shutdown-delay %s), exit %s after NATS came back",
+		took.Round(time.Millisecond), closed.Round(time.Millisecond), delay, time.Since(natsBack).Round(time.Millisecond))
 
 	// Read once, not polled: the flush happened before the process exited.
-	id := r.a.header.Get("X-Request-Id")
-	var found bool
+	want := map[string]string{r.a.header.Get("X-Request-Id"): "allowed", during.a.header.Get("X-Request-Id"): "replay_ledger_unavailable"}
 	for _, m := range readAudit(t, f.url) {
-		if m.ev.RequestID == id && m.ev.Accepted {
-			found = true
+		if want[m.ev.RequestID] == string(m.ev.ReasonCode) {
+			delete(want, m.ev.RequestID)
 		}
 	}
-	if id == "" || !found {
-		t.Errorf("no allowed audit event for the in-flight request %q in the stream after exit", id)
+	if len(want) != 0 {
+		t.Errorf("audit events missing from the stream after exit (request id: reason): %v", want)
 	}
 
 	steps, closedConn := shutdownSteps(t, n.logs.String())
-	want := []string{"readiness_off", "http_drained", "bundles_stopped", "audit_flushed", "nats_drained", "stopped"}
+	order := []string{"readiness_off", "http_drained", "bundles_stopped", "audit_flushed", "nats_drained", "stopped"}
 	var names []string
 	for _, s := range steps {
 		names = append(names, s.Step)
 	}
-	if !slices.Equal(names, want) {
-		t.Fatalf("shutdown_step records %v, want %v", names, want)
+	if !slices.Equal(names, order) {
+		t.Fatalf("shutdown_step records %v, want %v", names, order)
 	}
 	at := func(name string) logRecord { return steps[slices.Index(names, name)] }
-	// slog writes milliseconds: compare at that precision.
+	// slog writes milliseconds, truncated: compare at that precision.
 	if ro := at("readiness_off"); ro.Time.After(unready) {
 		t.Errorf("readiness_off logged at %s, after readyz already answered 503 (%s)", ro.Time, unready)
 	}
 	if hd := at("http_drained"); answered.Load() == nil || hd.Time.Before(answered.Load().Truncate(time.Millisecond)) || hd.Complete == nil || !*hd.Complete {
 		t.Errorf("http_drained %+v: want complete, at or after the in-flight answer (%v)", hd, answered.Load())
 	}
-	if af := at("audit_flushed"); af.AuditPending == nil || *af.AuditPending != 0 {
-		t.Errorf("audit_flushed %+v: want audit_pending 0", af)
+	if af := at("audit_flushed"); af.AuditPending == nil || *af.AuditPending != 0 || af.Time.Before(natsBack.Truncate(time.Millisecond)) {
+		t.Errorf("audit_flushed %+v: want audit_pending 0, after NATS came back (%s)", af, natsBack)
 	}
 	// The connection's closed handler ran between the flush and the end of
 	// the drain: DrainAndWait waited for it.
-	if closedConn < 0 || closedConn < at("audit_flushed").Line || closedConn > at("nats_drained").Line {
+	if closedConn < at("audit_flushed").Line || closedConn > at("nats_drained").Line {
 		t.Errorf("\"nats connection closed\" at log record %d, want between audit_flushed (%d) and nats_drained (%d)",
 			closedConn, at("audit_flushed").Line, at("nats_drained").Line)
 	}
@@ -160,16 +175,15 @@ type answerOrErr struct {
 	err error
 }
 
-// get is a GET of url with a short timeout: an error means nothing answered.
-func get(url string) (answer, error) {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
+// fetch sends req and reads the whole answer.
+func fetch(c *http.Client, req *http.Request) answerOrErr {
+	resp, err := c.Do(req)
 	if err != nil {
-		return answer{}, err
+		return answerOrErr{err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, header: resp.Header, body: b}, err
+	return answerOrErr{answer{status: resp.StatusCode, header: resp.Header, body: b}, err}
 }
 
 // logRecord is one JSON log record of verifierd's, with the fields the
