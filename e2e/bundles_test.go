@@ -16,7 +16,6 @@ import (
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/signer"
 	"github.com/tpcluster/tpcluster/internal/testwait"
-	"github.com/tpcluster/tpcluster/internal/transcript"
 )
 
 // Issue 6 end to end: the NATS bundle channel with real verifierd and
@@ -52,23 +51,7 @@ func (cl client) request(t testing.TB, n *node, path, routeID string) *http.Requ
 		t.Fatal(err)
 	}
 	req.Body, req.ContentLength = http.NoBody, 0
-	tok, err := cl.key.MintPassport(signer.PassportOptions{
-		Issuer: wIssuer, Subject: cl.subject, Audience: wAudience, TrustDomain: wDomain, KID: cl.kid,
-		IssuedAt: time.Now(), TTL: 5 * time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := cl.key.Sign(tok, &signer.Request{
-		Method: "GET", Scheme: req.URL.Scheme, Authority: req.URL.Host, Path: req.URL.EscapedPath(),
-		Headers: []transcript.Header{}, RouteID: routeID,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range s.Headers {
-		req.Header.Set(h.Name, h.Value)
-	}
+	signAs(t, cl.key, signer.PassportOptions{Subject: cl.subject, Audience: wAudience, KID: cl.kid}, req, nil, nil, routeID)
 	return req
 }
 

@@ -19,23 +19,7 @@ func (w *world) signedClaiming(t testing.TB, method, rawURL, routeID, kb string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := w.caller.MintPassport(signer.PassportOptions{
-		Issuer: wIssuer, Subject: wSubject, Audience: wAudience, TrustDomain: wDomain, KID: wKID,
-		IssuedAt: time.Now(), TTL: 5 * time.Minute, KeyBinding: kb,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := w.caller.Sign(tok, &signer.Request{
-		Method: method, Scheme: req.URL.Scheme, Authority: req.URL.Host, Path: req.URL.EscapedPath(),
-		RawQuery: req.URL.RawQuery, RouteID: routeID,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range s.Headers {
-		req.Header.Set(h.Name, h.Value)
-	}
+	signAs(t, w.caller, signer.PassportOptions{Subject: wSubject, Audience: wAudience, KID: wKID, KeyBinding: kb}, req, nil, nil, routeID)
 	return req
 }
 

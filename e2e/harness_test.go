@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -180,15 +181,27 @@ func (w *world) signedFor(t testing.TB, aud, method, rawURL, routeID string, bod
 		hs = append(hs, transcript.Header{Name: hdrs[i], Value: hdrs[i+1]})
 		req.Header.Add(hdrs[i], hdrs[i+1])
 	}
-	tok, err := w.caller.MintPassport(signer.PassportOptions{
-		Issuer: wIssuer, Subject: wSubject, Audience: aud, TrustDomain: wDomain, KID: wKID,
-		IssuedAt: time.Now(), TTL: 5 * time.Minute,
-	})
+	signAs(t, w.caller, signer.PassportOptions{Subject: wSubject, Audience: aud, KID: wKID}, req, body, hs, routeID)
+	return req
+}
+
+// signAs signs req, whose body is body, as the SDKs do: a fresh passport
+// from key and p (the world's issuer and trust domain, a five-minute
+// lifetime from now, unless p says otherwise) and a proof over the request
+// and the covered headers hs.
+func signAs(t testing.TB, key *signer.Key, p signer.PassportOptions, req *http.Request, body []byte, hs []transcript.Header, routeID string) {
+	t.Helper()
+	p.Issuer, p.TrustDomain = cmp.Or(p.Issuer, wIssuer), cmp.Or(p.TrustDomain, wDomain)
+	if p.IssuedAt.IsZero() {
+		p.IssuedAt = time.Now()
+	}
+	p.TTL = cmp.Or(p.TTL, 5*time.Minute)
+	tok, err := key.MintPassport(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := w.caller.Sign(tok, &signer.Request{
-		Method: method, Scheme: req.URL.Scheme, Authority: req.URL.Host, Path: req.URL.EscapedPath(),
+	s, err := key.Sign(tok, &signer.Request{
+		Method: req.Method, Scheme: req.URL.Scheme, Authority: req.URL.Host, Path: req.URL.EscapedPath(),
 		RawQuery: req.URL.RawQuery, Body: body, Headers: hs, RouteID: routeID,
 	})
 	if err != nil {
@@ -197,7 +210,6 @@ func (w *world) signedFor(t testing.TB, aud, method, rawURL, routeID string, bod
 	for _, h := range s.Headers {
 		req.Header.Set(h.Name, h.Value)
 	}
-	return req
 }
 
 // clone copies req with its body, to send the same bytes again.
