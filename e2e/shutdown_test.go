@@ -44,7 +44,7 @@ func TestGracefulShutdown(t *testing.T) {
 		answered.Store(&now)
 	}))
 	t.Cleanup(slow.Close)
-	const delay = 6 * time.Second
+	const delay = 8 * time.Second // generous: the readyz poll and one request must fit in it
 	n := f.start(t, nodeOpts{id: "shutdown-a", files: true, flags: []string{"--upstream", slow.URL,
 		"--log-format", "json", "--shutdown-delay", delay.String(), "--ledger-timeout", "1s",
 		"--shutdown-timeout", "60s", "--audit-flush-timeout", "60s"}})
