@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // processRSS returns a process's VmRSS in bytes, from /proc.
@@ -127,7 +129,7 @@ func TestBodyMemoryFlood(t *testing.T) {
 	}
 	// Settled: every slow connection holds its 64 KiB or was refused.
 	var held int64
-	took := waitFor(t, 3*time.Minute, "every slow body held or refused", func() error {
+	took := testwait.Until(t, 3*time.Minute, "every slow body held or refused", func() error {
 		var err error
 		if held, err = bodyMemoryMetric(n); err != nil {
 			return err
@@ -162,7 +164,7 @@ func TestBodyMemoryFlood(t *testing.T) {
 		c.Close()
 	}
 	wg.Wait()
-	waitFor(t, time.Minute, "body memory released", func() error {
+	testwait.Until(t, time.Minute, "body memory released", func() error {
 		if v, err := bodyMemoryMetric(n); err != nil || v != 0 {
 			return fmt.Errorf("body memory %d (%v)", v, err)
 		}
