@@ -61,6 +61,26 @@ type SpoolConfig struct {
 	// noSync skips every fsync; only tests that must not wait for a disk
 	// (the fuzz target) set it.
 	noSync bool
+	// openFile opens segment files and the directory; tests inject files
+	// whose fsync fails. If nil, os.OpenFile.
+	openFile func(name string, flag int, perm os.FileMode) (spoolFile, error)
+}
+
+// spoolFile is what the spool needs of a segment file (and of its
+// directory, for fsync): an interface so tests can make fsync fail.
+type spoolFile interface {
+	Write(b []byte) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+}
+
+func openOSFile(name string, flag int, perm os.FileMode) (spoolFile, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return f, nil
 }
 
 // Spool is the audit write-ahead log (SPEC §9): append-only segment files in
@@ -88,19 +108,36 @@ type Spool struct {
 	appended    chan struct{} // cap 1: an event was appended
 	dirty       chan struct{} // cap 1: the active segment has unsynced data
 
-	mu      sync.Mutex
-	closed  bool              // guarded by mu
-	broken  error             // guarded by mu; a failed write left the tail unknown
-	segs    []*segment        // guarded by mu; by first pos, the last one active
-	active  *os.File          // guarded by mu
+	mu     sync.Mutex
+	closed bool // guarded by mu
+	// broken is set by a failed write whose tail could not be cut off, or
+	// by any failed fsync: after one, Linux may have dropped the dirty
+	// pages, so a later fsync that succeeds proves nothing about the
+	// earlier data (the "fsyncgate" behaviour). Nothing clears it; a
+	// restart recovers from what is really on disk, and since no event
+	// past the failure was marked synced, none of them was published.
+	broken error      // guarded by mu
+	segs   []*segment // guarded by mu; by first pos, the last one active
+	active spoolFile  // guarded by mu
+	// retired are segments rotation closed for writing and the syncer
+	// has not fsynced yet (with the directory) and closed: rotation runs
+	// under mu, on a request's path, and must not wait for a disk.
+	retired []retiredSegment  // guarded by mu
 	nodeSeq uint64            // guarded by mu; node_seq of the last event
 	prev    [sha256.Size]byte // guarded by mu; SHA-256 of the last event's bytes
 	buf     []byte            // guarded by mu; record scratch
 	unsync  bool              // guarded by mu; active has data not yet fsynced
-	syncMu  sync.Mutex        // serialises fsync of the active file with rotation
+	syncMu  sync.Mutex        // serialises Sync: one fsync pass at a time
 	quit    chan struct{}     // closed by Close: stops the syncer
 	wg      sync.WaitGroup    // the syncer
 	cursor  *os.File          // written only by ack (the publisher)
+}
+
+// retiredSegment is a full segment waiting for its fsync and close.
+type retiredSegment struct {
+	f    spoolFile
+	path string
+	last uint64 // pos of its last event
 }
 
 // segment is one file of the spool.
@@ -144,6 +181,9 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.openFile == nil {
+		cfg.openFile = openOSFile
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: spool directory: %w", err)
@@ -255,7 +295,7 @@ func (s *Spool) recover() error {
 		s.nodeSeq, s.prev = 0, [sha256.Size]byte{}
 		return s.rotateLocked(lastPos + 1)
 	}
-	f, err := os.OpenFile(s.segs[len(s.segs)-1].path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := s.cfg.openFile(s.segs[len(s.segs)-1].path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return err
 	}
@@ -375,16 +415,18 @@ func (s *Spool) append(e *Event) error {
 	return nil
 }
 
-// rotateLocked fsyncs and closes the active segment (a rotated segment is
-// always on disk) and starts a new one whose chain record holds the chain
-// state. s.mu must be held, or s not yet shared.
+// rotateLocked starts a new segment whose chain record holds the chain
+// state, and hands the full one to the syncer, which fsyncs it (and the
+// directory, for the new name) and closes it outside mu: the fsync of a
+// full segment takes long, and every decision waits on mu. s.mu must be
+// held, or s not yet shared.
 func (s *Spool) rotateLocked(first uint64) error {
 	path := filepath.Join(s.cfg.Dir, segmentName(first))
 	rec := appendChainRecord(nil, first, s.nodeSeq, s.prev, s.cfg.NodeID)
 	if s.used.Load()+int64(len(rec)) > s.cfg.MaxBytes && len(s.segs) > 0 {
 		return ErrFull
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := s.cfg.openFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -394,18 +436,11 @@ func (s *Spool) rotateLocked(first uint64) error {
 		return err
 	}
 	if s.active != nil {
-		s.syncMu.Lock()
-		err := s.fsync(s.active)
-		s.syncMu.Unlock()
-		if err != nil {
-			s.log.Error("audit spool: fsync of a full segment failed", "err", err)
-		} else {
-			s.markSynced(first - 1)
-		}
-		s.active.Close()
-	}
-	if err := s.syncDir(); err != nil {
-		s.log.Warn("audit spool: directory fsync failed", "err", err)
+		s.retired = append(s.retired, retiredSegment{f: s.active, path: s.segs[len(s.segs)-1].path, last: first - 1})
+	} else if err := s.syncDir(); err != nil {
+		// Not yet shared (OpenSpool): nothing is marked synced past what
+		// recovery found, so the failure only needs saying.
+		return fmt.Errorf("fsync spool directory: %w", err)
 	}
 	s.active = f
 	s.unsync = true
@@ -414,7 +449,7 @@ func (s *Spool) rotateLocked(first uint64) error {
 	return nil
 }
 
-func (s *Spool) fsync(f *os.File) error {
+func (s *Spool) fsync(f spoolFile) error {
 	if s.cfg.noSync {
 		return nil
 	}
@@ -426,7 +461,7 @@ func (s *Spool) syncDir() error {
 	if s.cfg.noSync {
 		return nil
 	}
-	d, err := os.Open(s.cfg.Dir)
+	d, err := s.cfg.openFile(s.cfg.Dir, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -451,28 +486,71 @@ func (s *Spool) syncLoop() {
 			return
 		case <-t.C:
 		}
-		if err := s.Sync(); err != nil {
-			s.log.Error("audit spool fsync failed", "err", err)
-		}
+		_ = s.Sync() // a failure breaks the spool and is logged there, once
 	}
 }
 
-// Sync fsyncs the active segment now.
+// Sync fsyncs what was appended so far: the segments rotation retired (and
+// the directory that names their successors), then the active one. Only
+// then are those events marked synced, handed to the publisher. A failed
+// fsync breaks the spool (see Spool.broken): every later Append and Sync
+// fails, and Room reports none, so the node denies audit_unavailable.
 func (s *Spool) Sync() error {
-	s.mu.Lock()
-	f, need := s.active, s.unsync
-	pos := s.lastPos.Load() // every event up to here is in f or fsynced before
-	s.unsync = false
-	s.syncMu.Lock() // before unlocking mu, so a rotation cannot close f under us
-	s.mu.Unlock()
+	s.syncMu.Lock() // one pass at a time, in pos order
 	defer s.syncMu.Unlock()
+	s.mu.Lock()
+	if s.broken != nil {
+		err := s.broken
+		s.mu.Unlock()
+		return err
+	}
+	retired := s.retired
+	s.retired = nil
+	f, need := s.active, s.unsync
+	pos := s.lastPos.Load() // every event up to here is in f or in retired
+	s.unsync = false
+	s.mu.Unlock()
+	// The active file stays open under us: only this pass and Close
+	// (after the syncer stopped, holding syncMu) close files.
+	for i, r := range retired {
+		err := s.fsync(r.f)
+		if cerr := r.f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return s.breakSync(fmt.Errorf("fsync full spool segment %s: %w", filepath.Base(r.path), err), retired[i+1:])
+		}
+	}
+	if len(retired) > 0 {
+		if err := s.syncDir(); err != nil {
+			return s.breakSync(fmt.Errorf("fsync spool directory %s: %w", s.cfg.Dir, err), nil)
+		}
+	}
 	if need && f != nil {
 		if err := s.fsync(f); err != nil {
-			return fmt.Errorf("audit: fsync spool: %w", err)
+			return s.breakSync(fmt.Errorf("fsync spool segment: %w", err), nil)
 		}
 	}
 	s.markSynced(pos)
 	return nil
+}
+
+// breakSync marks the spool broken by a failed fsync and closes what was
+// retired and not closed yet.
+func (s *Spool) breakSync(err error, retired []retiredSegment) error {
+	for _, r := range retired {
+		r.f.Close()
+	}
+	err = fmt.Errorf("audit: %w", err)
+	s.mu.Lock()
+	if s.broken == nil {
+		s.broken = err
+		s.refusing.Store(true)
+		s.log.Error("audit spool broken by a failed fsync; every request is denied audit_unavailable until the node is restarted on a working disk",
+			"err", err, "pending", s.Pending())
+	}
+	s.mu.Unlock()
+	return err
 }
 
 // markSynced records that every event up to pos is on disk, and wakes the
@@ -515,6 +593,10 @@ func (s *Spool) Close() error {
 
 func (s *Spool) closeFiles() error {
 	var errs []error
+	for _, r := range s.retired { // left by a broken Sync
+		r.f.Close()
+	}
+	s.retired = nil
 	if s.active != nil {
 		errs = append(errs, s.active.Close())
 		s.active = nil
