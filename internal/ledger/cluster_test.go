@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx"
@@ -102,5 +105,56 @@ func TestClusterReplicasMismatch(t *testing.T) {
 	}
 	if want := "bucket R1: exists with 1 replicas, want 3"; !strings.Contains(err.Error(), want) {
 		t.Errorf("New(R3) on an R1 bucket = %q, want it to contain %q", err, want)
+	}
+}
+
+// TestClusterUncommittedIsNotReplay: a create the stream leader proposed
+// but could not commit (its followers are gone) makes the next create of the
+// same key fail with 10164, "a write to this subject is in flight". That is
+// no proof of a replay: the proposal may never commit (issue 13: a deposed
+// leader answered so for jtis never committed, and they were denied 409).
+// The ledger reads the key from the leader, does not find it, and answers
+// unavailable (503, retryable), never a replay.
+func TestClusterUncommittedIsNotReplay(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	js := natstest.JetStream(t, natstest.Connect(t, natstest.URLs(servers)...))
+	newLedger(t, ledger.Config{JetStream: js, Replicas: 3}) // creates the bucket
+
+	info, err := js.Stream(t.Context(), "KV_"+ledger.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaderName := info.CachedInfo().Cluster.Leader
+	var leader *server.Server
+	for _, s := range servers {
+		if s.Name() == leaderName {
+			leader = s
+		}
+	}
+	if leader == nil {
+		t.Fatalf("stream leader %q is none of the servers", leaderName)
+	}
+	// A connection to the leader alone, so the writes reach it.
+	lc := natstest.Connect(t, leader.ClientURL())
+	ll := newLedger(t, ledger.Config{JetStream: natstest.JetStream(t, lc), Replicas: 3, Timeout: 500 * time.Millisecond})
+	for _, s := range servers {
+		if s != leader {
+			natstest.StopServer(t, s)
+		}
+	}
+
+	k := key("never-committed")
+	var saw10164 bool
+	for i := 0; i < 20 && !saw10164; i++ {
+		err := ll.Consume(t.Context(), k, time.Minute, core.LedgerEntry{RouteID: "orders.create"})
+		code, _ := natsx.APIErrorCode(err)
+		t.Logf("consume %d without quorum: code %d: %v", i, code, err)
+		if got := sentinel(t, err); got != core.ErrLedgerUnavailable {
+			t.Fatalf("consume %d of a key never committed = %v, want %v", i, err, core.ErrLedgerUnavailable)
+		}
+		saw10164 = code == uint16(jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	}
+	if !saw10164 {
+		t.Fatal("the leader never refused with 10164: the confirmation path was not exercised")
 	}
 }

@@ -17,11 +17,13 @@ import (
 
 // Consume records key as used for ttl, with e and the node's name and clock
 // as the entry's value. It returns nil only if this call created the entry.
-// Otherwise the error matches exactly one of core.ErrReplay (the key exists:
-// JetStream reported a wrong last subject sequence, code 10071, or 10164 on
-// replicated buckets) or core.ErrLedgerUnavailable (anything else: timeout,
-// no responders, lost connection, a malformed key, a ttl the bucket cannot
-// keep), and wraps its cause.
+// Otherwise the error matches exactly one of core.ErrReplay (the key is
+// committed: JetStream reported a wrong last subject sequence, code 10071,
+// or, on replicated buckets, 10164 and a read from the stream leader then
+// found the key) or core.ErrLedgerUnavailable (anything else: timeout, no
+// responders, lost connection, a 10164 whose key the leader does not hold
+// within the timeout, a malformed key, a ttl the bucket cannot keep), and
+// wraps its cause.
 //
 // Consume waits at most the ledger's timeout, or until ctx's deadline if
 // that is sooner. A timeout does not prove the write was lost: the key may
@@ -79,10 +81,16 @@ func (l *Ledger) consume(ctx context.Context, key core.LedgerKey, ttl time.Durat
 	if err == nil {
 		return nil
 	}
-	if code, ok := natsx.APIErrorCode(err); ok &&
-		(code == uint16(jetstream.JSErrCodeStreamWrongLastSequence) ||
-			code == uint16(jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
-		return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrReplay, err)
+	if code, ok := natsx.APIErrorCode(err); ok {
+		switch code {
+		case uint16(jetstream.JSErrCodeStreamWrongLastSequence):
+			// Compared against the store: the key is committed.
+			return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrReplay, err)
+		case uint16(jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+			// A write to the key is in flight: replay only once the
+			// leader holds it (see confirmReplay).
+			return l.confirmReplay(ctx, string(key), err)
+		}
 	}
 	return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrLedgerUnavailable, err)
 }
