@@ -81,6 +81,9 @@ type Config struct {
 	upstreamURL    *url.URL
 }
 
+// DefaultAuditMaxBytes is --audit-max-bytes' default: 512 MiB.
+const DefaultAuditMaxBytes = 512 << 20
+
 // parseConfig reads args and the environment. It returns flag.ErrHelp for
 // -h.
 func parseConfig(args []string, lookup func(string) (string, bool), out io.Writer) (*Config, error) {
@@ -116,7 +119,9 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.LedgerBucket, "ledger-bucket", "TRUSTPLANE_REPLAY", "replay ledger KV bucket")
 	fs.IntVar(&c.LedgerReplicas, "ledger-replicas", 1, "replay ledger replicas (3 in a cluster)")
 	fs.DurationVar(&c.LedgerTimeout, "ledger-timeout", 2*time.Second, "bound of one ledger write")
-	fs.StringVar(&c.LedgerSync, "ledger-sync", "default", "embedded server fsync: default or always")
+	// Issue 13: an acknowledged ledger write or audit event must survive
+	// an OS crash or power loss (docs/OPERATIONS.md, "Durability").
+	fs.StringVar(&c.LedgerSync, "ledger-sync", "always", "embedded server fsync: always (before each acknowledgement) or default (every 2 minutes)")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", time.Second, "how often bundle files are checked for changes")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "drain deadline on shutdown")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on shutdown, keep serving this long with /_tp/readyz answering 503 before the listener closes, so load balancers stop sending first")
@@ -126,7 +131,11 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.AuditStream, "audit-stream", "TRUSTPLANE_AUDIT", "audit JetStream stream")
 	fs.IntVar(&c.AuditReplicas, "audit-replicas", 1, "audit stream replicas (3 in a cluster)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", 30*24*time.Hour, "audit stream retention by age")
-	fs.Int64Var(&c.AuditMaxBytes, "audit-max-bytes", 10<<30, "audit stream retention by size (-1: unlimited)")
+	// JetStream reserves a stream's max bytes on every replica's server and
+	// refuses the stream if that exceeds max_file_store: the default fits
+	// the smallest shipped server (deploy/nats/local.conf, 1G) with half
+	// left for the ledger and bundles (issue 13).
+	fs.Int64Var(&c.AuditMaxBytes, "audit-max-bytes", DefaultAuditMaxBytes, "audit stream retention by size, reserved on each replica's server: at most half its max_file_store (-1: unlimited)")
 	fs.IntVar(&c.AuditWindow, "audit-publish-window", 256, "audit publishes awaiting an acknowledgement at once")
 	fs.DurationVar(&c.AuditFlushTimeout, "audit-flush-timeout", 5*time.Second, "on shutdown, how long to wait for the spool to reach NATS before leaving it on disk")
 	// A slow or huge client must not pin a node (issue 5): every phase of a

@@ -39,14 +39,25 @@ const (
 // connections, and shuts it down (and waits) when the test ends.
 func Server(t testing.TB) *server.Server {
 	t.Helper()
-	return run(t, &server.Options{
+	return ServerWith(t, nil)
+}
+
+// ServerWith is Server with its options passed through mod before it
+// starts (mod may be nil).
+func ServerWith(t testing.TB, mod func(*server.Options)) *server.Server {
+	t.Helper()
+	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoLog:     true,
 		NoSigs:    true,
-	})
+	}
+	if mod != nil {
+		mod(opts)
+	}
+	return run(t, opts)
 }
 
 // Cluster starts n embedded JetStream servers clustered on loopback with
@@ -54,6 +65,14 @@ func Server(t testing.TB) *server.Server {
 // leader and that leader answers a client. Each server is shut down when the
 // test ends.
 func Cluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	return ClusterWith(t, n, nil)
+}
+
+// ClusterWith is Cluster with each server's options passed through mod
+// before it starts (mod may be nil), for tests and benchmarks of a server
+// setting, such as SyncAlways.
+func ClusterWith(t testing.TB, n int, mod func(*server.Options)) []*server.Server {
 	t.Helper()
 	if n < 1 {
 		t.Fatalf("natstest.Cluster(%d): need at least one server", n)
@@ -71,7 +90,7 @@ func Cluster(t testing.TB, n int) []*server.Server {
 	name := "C-" + strings.ReplaceAll(t.Name(), "/", "_")
 	servers := make([]*server.Server, n)
 	for i := range n {
-		servers[i] = run(t, &server.Options{
+		opts := &server.Options{
 			ServerName: fmt.Sprintf("S-%d", i+1),
 			Host:       "127.0.0.1",
 			Port:       server.RANDOM_PORT,
@@ -85,7 +104,11 @@ func Cluster(t testing.TB, n int) []*server.Server {
 				Port: ports[i],
 			},
 			Routes: routes,
-		})
+		}
+		if mod != nil {
+			mod(opts)
+		}
+		servers[i] = run(t, opts)
 	}
 	WaitForMetaLeader(t, servers)
 	return servers
