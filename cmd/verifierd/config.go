@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/proxy"
@@ -81,9 +82,6 @@ type Config struct {
 	upstreamURL    *url.URL
 }
 
-// DefaultAuditMaxBytes is --audit-max-bytes' default: 512 MiB.
-const DefaultAuditMaxBytes = 512 << 20
-
 // parseConfig reads args and the environment. It returns flag.ErrHelp for
 // -h.
 func parseConfig(args []string, lookup func(string) (string, bool), out io.Writer) (*Config, error) {
@@ -132,10 +130,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.IntVar(&c.AuditReplicas, "audit-replicas", 1, "audit stream replicas (3 in a cluster)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", 30*24*time.Hour, "audit stream retention by age")
 	// JetStream reserves a stream's max bytes on every replica's server and
-	// refuses the stream if that exceeds max_file_store: the default fits
-	// the smallest shipped server (deploy/nats/local.conf, 1G) with half
-	// left for the ledger and bundles (issue 13).
-	fs.Int64Var(&c.AuditMaxBytes, "audit-max-bytes", DefaultAuditMaxBytes, "audit stream retention by size, reserved on each replica's server: at most half its max_file_store (-1: unlimited)")
+	// refuses the stream if that exceeds max_file_store (audit.DefaultMaxBytes).
+	fs.Int64Var(&c.AuditMaxBytes, "audit-max-bytes", audit.DefaultMaxBytes, "audit stream retention by size, reserved on each replica's server: at most half its max_file_store (-1: unlimited)")
 	fs.IntVar(&c.AuditWindow, "audit-publish-window", 256, "audit publishes awaiting an acknowledgement at once")
 	fs.DurationVar(&c.AuditFlushTimeout, "audit-flush-timeout", 5*time.Second, "on shutdown, how long to wait for the spool to reach NATS before leaving it on disk")
 	// A slow or huge client must not pin a node (issue 5): every phase of a

@@ -15,6 +15,13 @@ import (
 // DefaultStream is the audit stream's name (SPEC §9).
 const DefaultStream = "TRUSTPLANE_AUDIT"
 
+// DefaultMaxBytes bounds the stream when StreamConfig.MaxBytes is zero:
+// 512 MiB. JetStream reserves a stream's max bytes on each replica's
+// server and refuses the stream if that exceeds the server's
+// max_file_store; this fits the smallest shipped server (1G, deploy/nats)
+// with half left for the ledger and bundles (issue 13).
+const DefaultMaxBytes = 512 << 20
+
 // DuplicateWindow is the stream's duplicate window (SPEC §9): a resent event
 // (same Nats-Msg-Id) within it is acknowledged without being stored again.
 const DuplicateWindow = 2 * time.Minute
@@ -29,7 +36,7 @@ type StreamConfig struct {
 	// MaxAge is how long events are kept. If zero, 30 days.
 	MaxAge time.Duration
 	// MaxBytes bounds the stream; the oldest events go first. If zero,
-	// 10 GiB; -1 means unlimited.
+	// DefaultMaxBytes; -1 means unlimited.
 	MaxBytes int64
 	// Region, if set, makes this the region's stream: it listens on
 	// RegionSubjectPrefix(Region) and, with Cluster set, is placed in that
@@ -59,7 +66,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.MaxAge = 30 * 24 * time.Hour
 	}
 	if c.MaxBytes == 0 {
-		c.MaxBytes = 10 << 30
+		c.MaxBytes = DefaultMaxBytes
 	}
 	return c
 }
