@@ -84,7 +84,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	n.onAbort(func() { n.stopTelemetry(context.Background()) })
 
 	// Audit before bundles: the first bundle_applied events go to the spool.
-	if n.aud, err = nodeaudit.Open(n.auditConfig(js, nodeID)); err != nil {
+	if n.aud, err = nodeaudit.Open(n.auditConfig(nodeID)); err != nil {
 		return nil, err
 	}
 	n.onAbort(n.aud.Close)
@@ -111,6 +111,9 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 		return nil, err
 	}
 	if err := n.ready.Add("ledger", led.Ping); err != nil {
+		return nil, err
+	}
+	if err := n.ready.Add("audit_stream", n.aud.CheckStream); err != nil {
 		return nil, err
 	}
 	if err := n.buildServer(led); err != nil {
@@ -186,7 +189,7 @@ func (n *node) connect(ctx context.Context, nodeID string) (jetstream.JetStream,
 	return js, nil
 }
 
-func (n *node) auditConfig(js jetstream.JetStream, nodeID string) nodeaudit.Config {
+func (n *node) auditConfig(nodeID string) nodeaudit.Config {
 	cfg := n.cfg
 	dir := cfg.AuditSpoolDir
 	if dir == "" {
@@ -219,11 +222,10 @@ func (n *node) auditConfig(js jetstream.JetStream, nodeID string) nodeaudit.Conf
 			Logger:        log,
 			MeterProvider: n.tel.Meter,
 		},
-		Stream:    stream,
-		Window:    cfg.AuditWindow,
-		Conn:      n.nc,
-		JetStream: js,
-		Logger:    log,
+		Stream: stream,
+		Window: cfg.AuditWindow,
+		Conn:   n.nc,
+		Logger: log,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 const cursorName = "acked"
@@ -81,4 +82,35 @@ func (s *Spool) segmentFor(pos uint64) (seg segment, ok bool) {
 		return *s.segs[0], true
 	}
 	return segment{}, false
+}
+
+// OldestPendingAge returns how long the oldest event JetStream has not
+// acknowledged has been in the spool, or 0 if there is none. It does not
+// depend on the publisher: an event waits the same whether the publisher is
+// sending, retrying, or never started (a stream that cannot be created).
+// It reads the event's record from disk when the oldest pending event
+// changed since the last call, so call it at scrape or check rates, not per
+// request. Safe for concurrent use.
+func (s *Spool) OldestPendingAge() (time.Duration, error) {
+	s.ageMu.Lock()
+	defer s.ageMu.Unlock()
+	next := s.ackedPos.Load() + 1
+	if next > s.lastPos.Load() {
+		return 0, nil
+	}
+	if s.agePos != next {
+		r := newReader(s, next)
+		r.unsynced = true
+		rec, ok, err := r.Next()
+		r.close()
+		switch {
+		case err != nil:
+			return 0, fmt.Errorf("audit: read oldest pending event: %w", err)
+		case !ok:
+			// Trimmed or acknowledged meanwhile: next call.
+			return 0, nil
+		}
+		s.agePos, s.ageAt = rec.pos, rec.appendedAt
+	}
+	return max(s.cfg.Now().Sub(time.Unix(0, s.ageAt)), 0), nil
 }

@@ -21,6 +21,7 @@ const (
 	metricPublishDur   = "tpcluster.audit.publish.duration"
 	metricFailures     = "tpcluster.audit.publish.failures"
 	metricOldestAge    = "tpcluster.audit.spool.oldest_age"
+	metricStreamFails  = "tpcluster.audit.stream.failures"
 )
 
 // spoolMetrics are the spool's instruments; with a nil provider, no-ops.
@@ -60,11 +61,24 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Issue 13: measured from the spool, so it grows while the publisher
+	// cannot even start (a stream JetStream refuses to create).
+	age, err := m.Float64ObservableGauge(metricOldestAge,
+		metric.WithUnit("s"),
+		metric.WithDescription("Age of the oldest audit event not yet acknowledged by JetStream; 0 when the spool is drained."))
+	if err != nil {
+		return nil, err
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(size, s.Bytes())
 		o.ObserveInt64(pend, int64(s.Pending()))
+		a, err := s.OldestPendingAge()
+		if err != nil {
+			return err
+		}
+		o.ObserveFloat64(age, a.Seconds())
 		return nil
-	}, size, pend)
+	}, size, pend, age)
 	if err != nil {
 		return nil, err
 	}
@@ -76,11 +90,14 @@ type publisherMetrics struct {
 	count    metric.Int64Counter
 	duration metric.Float64Histogram
 	failures metric.Int64Counter
-	stored   metric.AddOption
-	dup      metric.AddOption
+	// streamFailures counts attempts to create or check the stream that
+	// failed (issue 13: a refused stream went unnoticed).
+	streamFailures metric.Int64Counter
+	stored         metric.AddOption
+	dup            metric.AddOption
 }
 
-func newPublisherMetrics(mp metric.MeterProvider, p *Publisher) (*publisherMetrics, error) {
+func newPublisherMetrics(mp metric.MeterProvider) (*publisherMetrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
@@ -106,20 +123,9 @@ func newPublisherMetrics(mp metric.MeterProvider, p *Publisher) (*publisherMetri
 		metric.WithDescription("Audit publish attempts that failed and were retried from the spool.")); err != nil {
 		return nil, err
 	}
-	age, err := m.Float64ObservableGauge(metricOldestAge,
-		metric.WithUnit("s"),
-		metric.WithDescription("Age of the oldest audit event not yet acknowledged by JetStream; 0 when the spool is drained."))
-	if err != nil {
-		return nil, err
-	}
-	if _, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		v := 0.0
-		if at := p.oldest.Load(); at != 0 && p.spool.Pending() > 0 {
-			v = max(time.Since(time.Unix(0, at)).Seconds(), 0)
-		}
-		o.ObserveFloat64(age, v)
-		return nil
-	}, age); err != nil {
+	if pm.streamFailures, err = m.Int64Counter(metricStreamFails,
+		metric.WithUnit("{failure}"),
+		metric.WithDescription("Attempts to create or check the audit stream that failed; while they fail no event leaves the spool.")); err != nil {
 		return nil, err
 	}
 	return pm, nil

@@ -51,15 +51,16 @@ type Publisher struct {
 	log   *slog.Logger
 	met   *publisherMetrics
 
-	oldest   atomic.Int64  // appended_at (Unix ns) of the oldest unacknowledged event read, 0 if none
-	progress chan struct{} // cap 1: acknowledgements were recorded
-	running  sync.Mutex    // held by Run
+	// streamErr is why the stream could not be created or used, nil while
+	// it works (see StreamErr).
+	streamErr atomic.Pointer[error]
+	progress  chan struct{} // cap 1: acknowledgements were recorded
+	running   sync.Mutex    // held by Run
 }
 
 // pending is one event sent (or to be sent) and not yet acknowledged.
 type pending struct {
 	pos  uint64
-	at   int64 // appended_at, Unix ns
 	msg  *nats.Msg
 	fut  jetstream.PubAckFuture
 	sent time.Time
@@ -98,10 +99,59 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		return nil, fmt.Errorf("audit: jetstream: %w", err)
 	}
 	p := &Publisher{cfg: cfg, spool: cfg.Spool, js: js, log: cfg.Logger, progress: make(chan struct{}, 1)}
-	if p.met, err = newPublisherMetrics(cfg.MeterProvider, p); err != nil {
+	p.streamErr.Store(&errStreamNotChecked)
+	if p.met, err = newPublisherMetrics(cfg.MeterProvider); err != nil {
 		return nil, fmt.Errorf("audit: metrics: %w", err)
 	}
 	return p, nil
+}
+
+// errStreamNotChecked is StreamErr's answer before Run first reached the
+// stream.
+var errStreamNotChecked = errors.New("audit stream not checked yet")
+
+// ensureTimeout bounds one attempt to create or check the stream.
+const ensureTimeout = 10 * time.Second
+
+// StreamErr returns nil once Run has created or checked the stream (SPEC
+// §9) and no publish has found it missing since; otherwise why not: not
+// checked yet, or the NATS error of the last attempt (a stream JetStream
+// refuses to create, such as one whose size limit exceeds the servers'
+// max_file_store). While it is not nil no event leaves the spool, which
+// fills until the node denies every request audit_unavailable. It is what
+// a node's readiness check of the audit stream calls. Safe for concurrent
+// use.
+func (p *Publisher) StreamErr() error {
+	if err := p.streamErr.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// ensureStream creates or checks the stream once and records the outcome:
+// an error is logged (the first, then every 12th: about once a minute at
+// the back-off's ceiling) and counted.
+func (p *Publisher) ensureStream(ctx context.Context, attempt int) error {
+	ectx, cancel := context.WithTimeout(ctx, ensureTimeout)
+	err := EnsureStream(ectx, p.js, p.cfg.Stream, p.log)
+	cancel()
+	if err == nil {
+		if prev := p.streamErr.Swap(nil); prev != nil && !errors.Is(*prev, errStreamNotChecked) {
+			p.log.Info("audit stream available again; publishing the spool", "stream", p.cfg.Stream.withDefaults().Name)
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		return err
+	}
+	p.streamErr.Store(&err)
+	p.met.streamFailures.Add(ctx, 1)
+	if attempt == 1 || attempt%12 == 0 {
+		p.log.Error("audit stream cannot be created or used; events stay in the spool, and once it is full every request is denied audit_unavailable",
+			"stream", p.cfg.Stream.withDefaults().Name, "err", err, "attempt", attempt,
+			"pending", p.spool.Pending(), "spool_bytes", p.spool.Bytes())
+	}
+	return err
 }
 
 // Run publishes until ctx is done, then returns nil. Events in flight when
@@ -113,6 +163,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 		return errors.New("audit: publisher already running")
 	}
 	defer p.running.Unlock()
+	// The stream first, retried with back-off: a node may start before
+	// NATS does (SPEC §8.2), and a stream the servers refuse must be said
+	// loudly, not retried in silence.
+	ebo := retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+	for attempt := 1; p.ensureStream(ctx, attempt) != nil; attempt++ {
+		if !retry.Sleep(ctx, ebo.Next()) {
+			return nil
+		}
+	}
 	r := newReader(p.spool, p.spool.ackedPos.Load()+1)
 	defer r.close()
 
@@ -127,7 +186,6 @@ func (p *Publisher) Run(ctx context.Context) error {
 			return nil
 		}
 		damaged, sendErr := p.fill(&w, r)
-		p.oldest.Store(w.oldest())
 		if sendErr == nil && len(w.inflight) == 0 {
 			p.giveAcks(&w)
 			select {
@@ -186,7 +244,7 @@ func (p *Publisher) fill(w *window, r *reader) (damaged bool, err error) {
 			if !ok {
 				return false, nil
 			}
-			w.resend = append(w.resend, &pending{pos: rec.pos, at: rec.appendedAt, msg: &nats.Msg{
+			w.resend = append(w.resend, &pending{pos: rec.pos, msg: &nats.Msg{
 				Subject: rec.subject,
 				Data:    append([]byte(nil), rec.data...),
 				// SPEC §9: a resend of the same event is never stored
@@ -233,11 +291,9 @@ func (p *Publisher) failed(ctx context.Context, err error, damaged bool, fails i
 			"err", err, "pending", p.spool.Pending(), "spool_bytes", p.spool.Bytes())
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		ectx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
-		if err := EnsureStream(ectx, p.js, p.cfg.Stream, p.log); err != nil && fails == 1 {
-			p.log.Warn("audit stream not available", "err", err)
-		}
-		cancel()
+		// Someone deleted the stream, or NATS is away: re-create it (a
+		// refusal is logged and counted there).
+		_ = p.ensureStream(ctx, fails)
 	}
 }
 
@@ -295,18 +351,6 @@ func (w *window) goBack(settle func(*pending) bool) (acked []*pending) {
 	w.resend = append(append([]*pending(nil), again...), w.resend...)
 	w.inflight = nil
 	return acked
-}
-
-// oldest returns the appended_at (Unix ns) of the oldest event not yet
-// acknowledged, or 0 when there is none.
-func (w *window) oldest() int64 {
-	switch {
-	case len(w.inflight) > 0:
-		return w.inflight[0].at
-	case len(w.resend) > 0:
-		return w.resend[0].at
-	}
-	return 0
 }
 
 // Flush waits until every event appended so far is acknowledged by

@@ -18,6 +18,9 @@ const readChunk = 256 << 10
 type reader struct {
 	s    *Spool
 	next uint64 // pos of the next event to return
+	// unsynced lets the reader return appended events not yet fsynced;
+	// only the spool's own age probe sets it, never the publisher.
+	unsynced bool
 
 	f      *os.File
 	first  uint64 // first pos of the open segment
@@ -35,7 +38,11 @@ func newReader(s *Spool, from uint64) *reader {
 // to keep it.
 func (r *reader) Next() (rec record, ok bool, err error) {
 	for {
-		if r.next > r.s.syncedPos.Load() { // only what is on disk (see Spool.syncedPos)
+		limit := r.s.syncedPos.Load() // only what is on disk (see Spool.syncedPos)
+		if r.unsynced {
+			limit = r.s.lastPos.Load()
+		}
+		if r.next > limit {
 			return rec, false, nil
 		}
 		seg, found := r.s.segmentFor(r.next)

@@ -131,6 +131,10 @@ type Spool struct {
 	quit    chan struct{}     // closed by Close: stops the syncer
 	wg      sync.WaitGroup    // the syncer
 	cursor  *os.File          // written only by ack (the publisher)
+
+	ageMu  sync.Mutex // guards the OldestPendingAge cache
+	agePos uint64     // guarded by ageMu; pos whose appended_at is ageAt
+	ageAt  int64      // guarded by ageMu; Unix ns
 }
 
 // retiredSegment is a full segment waiting for its fsync and close.

@@ -9,14 +9,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 	"github.com/tpcluster/tpcluster/internal/reason"
-	"github.com/tpcluster/tpcluster/internal/retry"
 )
 
 // Config configures an Auditor.
@@ -27,9 +25,8 @@ type Config struct {
 	Stream audit.StreamConfig
 	// Window bounds the publishes in flight (audit.PublisherConfig).
 	Window int
-	// Conn and JetStream reach NATS. Required.
-	Conn      *nats.Conn
-	JetStream jetstream.JetStream
+	// Conn reaches NATS. Required.
+	Conn *nats.Conn
 	// Logger receives lifecycle and failure logs. If nil, discarded.
 	Logger *slog.Logger
 }
@@ -38,11 +35,9 @@ type Config struct {
 // audit stream. Open it, Start it once, and end it with Shutdown (or Close
 // if it was never started). Its methods are safe for concurrent use.
 type Auditor struct {
-	spool  *audit.Spool
-	pub    *audit.Publisher
-	stream audit.StreamConfig
-	js     jetstream.JetStream
-	log    *slog.Logger
+	spool *audit.Spool
+	pub   *audit.Publisher
+	log   *slog.Logger
 
 	stop func()         // ends the publisher; set by Start
 	wg   sync.WaitGroup // the publisher
@@ -81,34 +76,26 @@ func Open(cfg Config) (*Auditor, error) {
 		spool.Close()
 		return nil, err
 	}
-	return &Auditor{spool: spool, pub: pub, stream: cfg.Stream, js: cfg.JetStream, log: log}, nil
+	return &Auditor{spool: spool, pub: pub, log: log}, nil
 }
 
-// Start runs the publisher until Shutdown: first the stream is created or
-// checked (retried with back-off, since a node may start before NATS does),
-// then the spool is sent. Decisions never wait for it. ctx's values are
-// kept; its cancellation is not (Shutdown flushes first).
+// Start runs the publisher until Shutdown: it creates or checks the stream
+// (retried with back-off, since a node may start before NATS does; a
+// refusal is logged as an error and counted, see audit.Publisher), then
+// sends the spool. Decisions never wait for it. ctx's values are kept; its
+// cancellation is not (Shutdown flushes first).
 func (a *Auditor) Start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = cancel
-	a.wg.Go(func() {
-		bo := retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
-		for {
-			ectx, c := context.WithTimeout(ctx, 10*time.Second)
-			err := audit.EnsureStream(ectx, a.js, a.stream, a.log)
-			c()
-			if err == nil {
-				break
-			}
-			wait := bo.Next()
-			a.log.Warn("audit stream not ready; events stay in the spool", "err", err, "retry_in", wait)
-			if !retry.Sleep(ctx, wait) {
-				return
-			}
-		}
-		_ = a.pub.Run(ctx)
-	})
+	a.wg.Go(func() { _ = a.pub.Run(ctx) })
 }
+
+// CheckStream is the node's "audit_stream" readiness check: nil once the
+// publisher has created or checked the audit stream and no publish has
+// found it missing since, else the NATS error (audit.Publisher.StreamErr).
+// A node whose stream the servers refuse is not ready: its spool can only
+// fill, and then it denies everything audit_unavailable (issue 13).
+func (a *Auditor) CheckStream(context.Context) error { return a.pub.StreamErr() }
 
 // Shutdown flushes the spool to NATS within timeout (STYLE §6: after the
 // HTTP drain and the bundle watcher), then stops the publisher and closes

@@ -27,14 +27,22 @@ func TestAuditorSendsEveryEvent(t *testing.T) {
 	js := natstest.JetStream(t, nc)
 
 	a, err := Open(Config{
-		Spool:     audit.SpoolConfig{Dir: t.TempDir(), NodeID: "n1"},
-		Conn:      nc,
-		JetStream: js,
+		Spool: audit.SpoolConfig{Dir: t.TempDir(), NodeID: "n1"},
+		Conn:  nc,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := a.CheckStream(t.Context()); err == nil {
+		t.Error("CheckStream before Start = nil, want not checked yet")
+	}
 	a.Start(t.Context())
+	// The readiness check passes once the publisher created the stream.
+	for deadline := time.Now().Add(30 * time.Second); a.CheckStream(t.Context()) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("CheckStream = %v 30s after Start, want nil", a.CheckStream(t.Context()))
+		}
+	}
 	if !a.Room() {
 		t.Fatal("Room() = false on an empty spool")
 	}
