@@ -26,12 +26,14 @@ import (
 // wraps its cause.
 //
 // Consume waits at most the ledger's timeout, or until ctx's deadline if
-// that is sooner. A timeout does not prove the write was lost: the key may
+// that is sooner. After a few timeouts in a row the connection is moved to
+// another server (natsx.TimeoutWatch). A timeout does not prove the write was lost: the key may
 // be consumed all the same, so a retry can see ErrReplay. That is the
 // fail-closed side (SPEC §7: never allow on doubt).
 func (l *Ledger) Consume(ctx context.Context, key core.LedgerKey, ttl time.Duration, e core.LedgerEntry) error {
 	start := time.Now()
 	err := l.consume(ctx, key, ttl, e)
+	l.failover.Observe(err)
 	o := outcomeCreated
 	switch {
 	case errors.Is(err, core.ErrReplay):

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/retry"
 )
 
@@ -81,6 +82,9 @@ type Ledger struct {
 	log           *slog.Logger
 	metrics       *metrics
 	placement     *jetstream.Placement
+	// failover moves the connection to another server after consecutive
+	// consume timeouts (issue 13: a stalled or cut-off server).
+	failover *natsx.TimeoutWatch
 }
 
 // New returns a Ledger on cfg.Bucket, creating the bucket (history 1, per-key
@@ -148,6 +152,7 @@ func newLedger(cfg Config) (*Ledger, error) {
 	if cfg.Cluster != "" {
 		l.placement = &jetstream.Placement{Cluster: cfg.Cluster}
 	}
+	l.failover = natsx.NewTimeoutWatch(cfg.JetStream.Conn(), l.log)
 	return l, nil
 }
 

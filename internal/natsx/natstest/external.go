@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,8 +13,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/testport"
 )
@@ -228,4 +233,82 @@ func (e *External) PID() int {
 		return 0
 	}
 	return e.cmd.Process.Pid
+}
+
+// ExternalCluster starts n external nats-servers (BuildServerBinary)
+// clustered on loopback, named S-1 to S-n, with JetStream, and returns once
+// a JetStream meta leader answers a client. Each is stopped when the test
+// ends. Unlike Cluster, the servers are processes: a test can stall one
+// with Pause, as a hung host or a cut-off network would.
+func ExternalCluster(t testing.TB, n int) []*External {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("natstest.ExternalCluster(%d): need at least one server", n)
+	}
+	routePorts := testport.Free(t, n)
+	var routes []string
+	for _, p := range routePorts {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	name := "X-" + strings.ReplaceAll(t.Name(), "/", "_")
+	servers := make([]*External, n)
+	for i := range n {
+		servers[i] = StartExternal(t, "--name", fmt.Sprintf("S-%d", i+1), "--cluster_name", name,
+			"--cluster", routes[i], "--routes", strings.Join(routes, ","))
+	}
+	deadline := time.Now().Add(2 * readyTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = externalMetaReady(servers); last == nil {
+			return servers
+		}
+		time.Sleep(pollInterval * 5)
+	}
+	t.Fatalf("natstest: external JetStream cluster not ready after %s: %v", 2*readyTimeout, last)
+	return nil
+}
+
+func externalMetaReady(servers []*External) error {
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.ClientURL())
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.Timeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err
+}
+
+// Pause stops the server process with SIGSTOP: its sockets stay open and
+// nothing answers, as with a hung host. It is resumed when the test ends,
+// if Resume was not called.
+func (e *External) Pause() {
+	e.t.Helper()
+	pid := e.PID()
+	if pid == 0 {
+		e.t.Fatalf("natstest: Pause of a stopped external nats-server")
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		e.t.Fatalf("natstest: SIGSTOP nats-server: %v", err)
+	}
+	e.t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+}
+
+// Resume continues a paused server with SIGCONT.
+func (e *External) Resume() {
+	e.t.Helper()
+	if pid := e.PID(); pid != 0 {
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			e.t.Fatalf("natstest: SIGCONT nats-server: %v", err)
+		}
+	}
 }

@@ -1,0 +1,126 @@
+package ledger_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// TestFailoverStalledServer stalls (SIGSTOP) the external nats-server a
+// ledger's connection is on, and measures how long until a ledger write
+// succeeds again (issue 13: it took 31-35s, the old ping timeout). The
+// stalled server is either a follower of the ledger's stream or its
+// leader, which the remaining two must first replace. No wall-clock limit
+// is asserted (shared machines); the figures are logged for
+// docs/OPERATIONS.md.
+func TestFailoverStalledServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nats-server processes per case")
+	}
+	for _, tc := range []struct {
+		name   string
+		leader bool // the stalled server leads the ledger's stream
+	}{
+		{"follower", false},
+		{"stream-leader", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := natstest.ExternalCluster(t, 3)
+			var urls []string
+			for _, s := range servers {
+				urls = append(urls, s.ClientURL())
+			}
+			nc := natstest.Connect(t, urls...)
+			js := natstest.JetStream(t, nc)
+			l := newLedger(t, ledger.Config{JetStream: js, Replicas: 3})
+			entry := core.LedgerEntry{RouteID: "orders.create"}
+			if err := l.Consume(t.Context(), key("warm-up"), time.Minute, entry); err != nil {
+				t.Fatal(err)
+			}
+
+			on := nc.ConnectedServerName()
+			var stalled *natstest.External
+			for i, s := range servers {
+				if s.ClientURL() == nc.ConnectedUrl() {
+					stalled = servers[i]
+				}
+			}
+			if stalled == nil {
+				t.Fatalf("connected to %s, none of %v", nc.ConnectedUrl(), urls)
+			}
+			// Place the stream's leader on the stalled server, or away
+			// from it.
+			want := on
+			if !tc.leader {
+				for i := range 3 {
+					if n := fmt.Sprintf("S-%d", i+1); n != on {
+						want = n
+						break
+					}
+				}
+			}
+			moveLeader(t, nc, js, "KV_"+ledger.DefaultBucket, want)
+
+			stalled.Pause()
+			start := time.Now()
+			var attempts int
+			deadline := start.Add(90 * time.Second)
+			for {
+				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+				err := l.Consume(ctx, key(fmt.Sprintf("after-stall-%d", attempts)), time.Minute, entry)
+				cancel()
+				attempts++
+				if err == nil {
+					break
+				}
+				if got := sentinel(t, err); got != core.ErrLedgerUnavailable {
+					t.Fatalf("consume of a fresh key while %s is stalled = %v, want nil or %v", on, err, core.ErrLedgerUnavailable)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no ledger write succeeded %v after %s stalled: %v", time.Since(start), on, err)
+				}
+			}
+			took := time.Since(start)
+			t.Logf("stalled %s (stream leader: %v): a ledger write succeeded again after %.1fs (%d attempts), now on %s",
+				on, tc.leader, took.Seconds(), attempts, nc.ConnectedServerName())
+			if nc.ConnectedServerName() == on {
+				t.Errorf("still connected to the stalled server %s", on)
+			}
+		})
+	}
+}
+
+// moveLeader asks the stream's leader to step down in favour of server
+// (nats-server 2.11+: a preferred placement) until server leads it.
+func moveLeader(t *testing.T, nc *nats.Conn, js jetstream.JetStream, stream, server string) {
+	t.Helper()
+	req, err := json.Marshal(map[string]any{"placement": map[string]string{"preferred": server}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		st, err := js.Stream(ctx, stream)
+		cancel()
+		if err == nil && st.CachedInfo().Cluster != nil && st.CachedInfo().Cluster.Leader == server {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s: leader not moved to %s: %v", stream, server, err)
+		}
+		if err == nil && st.CachedInfo().Cluster != nil && st.CachedInfo().Cluster.Leader != "" {
+			nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 2*time.Second)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
