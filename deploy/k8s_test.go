@@ -353,7 +353,7 @@ var binaries = struct {
 	err  error
 }{}
 
-// builtBinary builds verifierd, bundlepub and nats-server once per test
+// builtBinary builds verifierd, bundlepub, tpaudit and nats-server once per test
 // process and returns the path of name.
 func builtBinary(t *testing.T, name string) string {
 	t.Helper()
@@ -362,7 +362,7 @@ func builtBinary(t *testing.T, name string) string {
 		if binaries.err != nil {
 			return
 		}
-		for _, pkg := range []string{"./cmd/verifierd", "./cmd/bundlepub", "github.com/nats-io/nats-server/v2"} {
+		for _, pkg := range []string{"./cmd/verifierd", "./cmd/bundlepub", "./cmd/tpaudit", "github.com/nats-io/nats-server/v2"} {
 			cmd := exec.Command("go", "build", "-o", binaries.dir+string(os.PathSeparator), pkg)
 			cmd.Dir = conformance.ModuleRoot(t)
 			if out, err := cmd.CombinedOutput(); err != nil {

@@ -20,8 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/signer"
 	"github.com/tpcluster/tpcluster/internal/testport"
 
@@ -30,8 +34,10 @@ import (
 
 // TestLocalUpDown runs deploy/local/up.sh, sends a signed request through
 // nginx (allowed) and the same request again (409 jti_replay with the SPEC
-// §6 body), does the same with a body through the proxy-mode gateway, runs
-// down.sh and checks that no process up.sh started is left.
+// §6 body), does the same with a body through the proxy-mode gateway, reads
+// each decision's audit event back from TRUSTPLANE_AUDIT (R3) and runs
+// `tpaudit verify` (every chain whole), runs down.sh and checks that no
+// process up.sh started is left.
 // localPortOffsets are the offsets from TPLOCAL_BASE_PORT that
 // deploy/local/lib.sh uses.
 var localPortOffsets = []int{0, 1, 2, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41, 42, 43}
@@ -121,6 +127,7 @@ func TestLocalUpDown(t *testing.T) {
 		{"proxy mode POST", st["TPLOCAL_PROXY_GATEWAY_URL"], "orders.create", "POST", "/v1/orders", `{"order_id":"ord_42"}`},
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
+	var replayIDs []string // request ids of the replays, denied jti_replay
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req, err := demo.NewRequest(t.Context(), key, demo.Passport(kf.KID()), tt.route, tt.method,
@@ -149,6 +156,7 @@ func TestLocalUpDown(t *testing.T) {
 				t.Fatalf("replay = %d %s, want 409", replay.status, replay.body)
 			}
 			id := replay.header.Get("X-Request-Id")
+			replayIDs = append(replayIDs, id)
 			want := fmt.Sprintf(`{"allowed":false,"reason":"jti_replay","request_id":%q}`, id)
 			if id == "" || strings.TrimSpace(string(replay.body)) != want {
 				t.Errorf("replay body = %s (X-Request-Id %q), want %s", replay.body, id, want)
@@ -182,6 +190,8 @@ func TestLocalUpDown(t *testing.T) {
 			}
 		})
 	}
+
+	checkLocalAudit(t, st["TPLOCAL_NATS_URLS"], []string{"orders.get", "orders.create"}, replayIDs)
 
 	if out, err := script("down.sh"); err != nil {
 		t.Fatalf("down.sh: %v\n%s", err, out)
@@ -327,4 +337,92 @@ func logTail(t *testing.T, dir string) {
 		}
 		t.Logf("--- %s:\n%s", l, b)
 	}
+}
+
+// checkLocalAudit reads the cluster's audit stream (issue 13: it was never
+// created, since its size limit exceeded the servers' max_file_store): it
+// is R3, and within a generous deadline holds an allow event for each of
+// allowRoutes and the jti_replay deny of each of replayIDs; then `tpaudit
+// verify` finds every node's chain whole.
+func checkLocalAudit(t *testing.T, natsURLs string, allowRoutes, replayIDs []string) {
+	t.Helper()
+	nc := natstest.Connect(t, natsURLs)
+	js := natstest.JetStream(t, nc)
+	start := time.Now()
+	var missing []string
+	for deadline := start.Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		missing = missingEvents(t, js, allowRoutes, replayIDs)
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit stream %s lacks, after %v: %s", audit.DefaultStream, time.Since(start), strings.Join(missing, "; "))
+		}
+	}
+	t.Logf("every decision's event in %s %v after the last request", audit.DefaultStream, time.Since(start).Round(time.Millisecond))
+	st, err := js.Stream(t.Context(), audit.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.CachedInfo().Config.Replicas; r != 3 {
+		t.Errorf("audit stream replicas = %d, want 3", r)
+	}
+
+	cmd := exec.CommandContext(t.Context(), builtBinary(t, "tpaudit"), "verify", "--nats-url", natsURLs)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tpaudit verify: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "node ") {
+		t.Errorf("tpaudit verify names no node chain:\n%s", out)
+	}
+	t.Logf("tpaudit verify:\n%s", out)
+}
+
+// missingEvents lists what the audit stream does not hold yet, or why it
+// cannot be read.
+func missingEvents(t *testing.T, js jetstream.JetStream, allowRoutes, replayIDs []string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, audit.DefaultStream)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	allowed, denied := map[string]bool{}, map[string]bool{}
+	state := st.CachedInfo().State
+	for seq := state.FirstSeq; seq != 0 && seq <= state.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue // deleted
+		}
+		var e struct {
+			Outcome    string `json:"outcome"`
+			ReasonCode string `json:"reason_code"`
+			RouteID    string `json:"route_id"`
+			RequestID  string `json:"request_id"`
+		}
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			return []string{fmt.Sprintf("message %d: %v", seq, err)}
+		}
+		switch {
+		case e.Outcome == "allow":
+			allowed[e.RouteID] = true
+		case e.Outcome == "deny" && e.ReasonCode == "jti_replay":
+			denied[e.RequestID] = true
+		}
+	}
+	var missing []string
+	for _, r := range allowRoutes {
+		if !allowed[r] {
+			missing = append(missing, "an allow of route "+r)
+		}
+	}
+	for _, id := range replayIDs {
+		if !denied[id] {
+			missing = append(missing, "the jti_replay deny of request "+id)
+		}
+	}
+	return missing
 }
