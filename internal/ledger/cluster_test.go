@@ -30,8 +30,12 @@ func TestClusterR3ExactlyOnce(t *testing.T) {
 		nc := natstest.Connect(t, servers[i%len(servers)].ClientURL())
 		js := natstest.JetStream(t, nc)
 		wg.Go(func() { // all nodes start at once (SPEC §10.1)
+			// A generous timeout: on a loaded machine a loser's
+			// confirmation read (10164) can take longer than 2s, and
+			// then answers unavailable, which this test does not count.
 			l, err := ledger.New(t.Context(), ledger.Config{
 				JetStream: js, Replicas: 3, MaxAge: testMaxAge, NodeID: fmt.Sprintf("node-%d", i),
+				Timeout: 10 * time.Second,
 			})
 			ledgers[i], newErrs[i] = l, err
 		})

@@ -30,6 +30,11 @@ const (
 	// a second per connection costs the server nothing measurable.
 	pingInterval = time.Second
 	maxPingsOut  = 3
+	// flusherTimeout bounds a write to the server's socket (nats.go's
+	// default is a minute): a stalled server that stopped reading fails
+	// the connection over instead of holding its writers, a forced
+	// reconnect's final flush included (TimeoutWatch).
+	flusherTimeout = 2 * time.Second
 )
 
 // The server list is randomised (nats.go shuffles it unless NoRandomize,
@@ -69,6 +74,7 @@ func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
+		nats.FlusherTimeout(flusherTimeout),
 		nats.ConnectHandler(func(c *nats.Conn) {
 			logger.Info("nats connected", "server", c.ConnectedUrlRedacted())
 		}),

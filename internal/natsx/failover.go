@@ -55,7 +55,8 @@ func NewTimeoutWatch(nc *nats.Conn, logger *slog.Logger) *TimeoutWatch {
 // the count, since the server answered. A timeout that is at least the
 // failoverTimeouts-th in a row, failoverSilence after the last answer,
 // forces a reconnect to another server, unless one was forced less than
-// failoverGap ago.
+// failoverGap ago. The caller that forces it waits for nats.go to flush
+// what is buffered to the old server, at most Connect's write timeout (2s).
 func (w *TimeoutWatch) Observe(err error) {
 	now := w.now().UnixNano()
 	if !IsTimeout(err) {
