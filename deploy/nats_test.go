@@ -63,15 +63,24 @@ func manifestEnv(t *testing.T) map[string]string {
 	return env
 }
 
-// TestAuditFitsStore: JetStream reserves a stream's max bytes on each
+// TestShippedLimitsAgree: JetStream reserves a stream's max bytes on each
 // replica's server and refuses a stream that does not fit max_file_store
 // ("insufficient storage"); then verifierd can never publish its audit
 // events, the spool fills and the node denies everything (issue 13). The
 // audit stream each shipped setup asks for takes at most half of its
-// servers' store, the rest being the ledger's and the bundles'.
-func TestAuditFitsStore(t *testing.T) {
+// servers' store, the rest being the ledger's and the bundles'; both NATS
+// configurations fsync before acknowledging; and in Kubernetes the ledger,
+// bundle and audit replicas all equal the NATS pods.
+func TestShippedLimitsAgree(t *testing.T) {
 	root := conformance.ModuleRoot(t)
-	k8sAudit, err := strconv.ParseInt(manifestEnv(t)["TPCLUSTER_AUDIT_MAX_BYTES"], 10, 64)
+	env := manifestEnv(t)
+	pods := *find(t, render(t), "StatefulSet", "tpcluster-nats").Spec.Replicas
+	for _, v := range []string{"TPCLUSTER_LEDGER_REPLICAS", "TPCLUSTER_BUNDLE_REPLICAS", "TPCLUSTER_AUDIT_REPLICAS"} {
+		if got := env[v]; got != strconv.Itoa(pods) {
+			t.Errorf("deploy/k8s/verifierd.yaml: %s=%q, want %d (the NATS pods)", v, got, pods)
+		}
+	}
+	k8sAudit, err := strconv.ParseInt(env["TPCLUSTER_AUDIT_MAX_BYTES"], 10, 64)
 	if err != nil {
 		t.Fatalf("deploy/k8s/verifierd.yaml: TPCLUSTER_AUDIT_MAX_BYTES: %v", err)
 	}
