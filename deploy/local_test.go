@@ -28,6 +28,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/signer"
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 
 	"github.com/tpcluster/tpcluster/internal/conformance"
 )
@@ -348,18 +349,13 @@ func checkLocalAudit(t *testing.T, natsURLs string, allowRoutes, replayIDs []str
 	t.Helper()
 	nc := natstest.Connect(t, natsURLs)
 	js := natstest.JetStream(t, nc)
-	start := time.Now()
-	var missing []string
-	for deadline := start.Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-		missing = missingEvents(t, js, allowRoutes, replayIDs)
-		if len(missing) == 0 {
-			break
+	took := testwait.Until(t, 90*time.Second, "every decision's event in "+audit.DefaultStream, func() error {
+		if missing := missingEvents(t, js, allowRoutes, replayIDs); len(missing) > 0 {
+			return fmt.Errorf("missing %s", strings.Join(missing, "; "))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("audit stream %s lacks, after %v: %s", audit.DefaultStream, time.Since(start), strings.Join(missing, "; "))
-		}
-	}
-	t.Logf("every decision's event in %s %v after the last request", audit.DefaultStream, time.Since(start).Round(time.Millisecond))
+		return nil
+	})
+	t.Logf("every decision's event in %s %v after the last request", audit.DefaultStream, took.Round(time.Millisecond))
 	st, err := js.Stream(t.Context(), audit.DefaultStream)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/conformance"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // The streams every verifierd needs (SPEC §7, §8.1, §9).
@@ -159,10 +160,10 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
 	}
 	js := natstest.JetStream(t, natstest.Connect(t, urls...))
-	waitFor(t, 60*time.Second, "a JetStream meta leader", func(ctx context.Context) error {
+	testwait.Until(t, 60*time.Second, "a JetStream meta leader", within(t, func(ctx context.Context) error {
 		_, err := js.AccountInfo(ctx)
 		return err
-	})
+	}))
 
 	// verifierd with the Deployment's environment.
 	keys := t.TempDir()
@@ -183,7 +184,7 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 
 	start := time.Now()
 	for _, name := range wantStreams {
-		waitFor(t, 90*time.Second, "stream "+name, func(ctx context.Context) error {
+		testwait.Until(t, 90*time.Second, "stream "+name, within(t, func(ctx context.Context) error {
 			s, err := js.Stream(ctx, name)
 			if err != nil {
 				return err
@@ -192,7 +193,7 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 				return fmt.Errorf("stream %s has %d replicas, want 3", name, r)
 			}
 			return nil
-		})
+		}))
 	}
 	t.Logf("every stream created %v after verifierd started", time.Since(start).Round(time.Millisecond))
 	s, err := js.Stream(t.Context(), audit.DefaultStream)
@@ -308,20 +309,11 @@ func startProcess(t *testing.T, name string, env []string, bin string, args ...s
 	return out
 }
 
-// waitFor polls f until it returns nil, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, f func(ctx context.Context) error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+// within gives f a context bounded to 2s, for testwait.Until.
+func within(t *testing.T, f func(ctx context.Context) error) func() error {
+	return func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		err := f(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		defer cancel()
+		return f(ctx)
 	}
 }

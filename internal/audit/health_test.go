@@ -4,6 +4,7 @@ package audit
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestOldestPendingAge: the age of the oldest unacknowledged event comes
@@ -78,14 +80,13 @@ func TestStreamRefused(t *testing.T) {
 	appendN(t, s, 0, 1)
 	runPublisher(t, p)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(errString(p.StreamErr()), "insufficient") {
-		if time.Now().After(deadline) {
-			t.Fatalf("StreamErr = %v, want the servers' insufficient storage refusal", p.StreamErr())
+	took := testwait.Until(t, 30*time.Second, "StreamErr names the servers' insufficient storage refusal", func() error {
+		if err := p.StreamErr(); !strings.Contains(errString(err), "insufficient") {
+			return fmt.Errorf("StreamErr = %v", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("StreamErr: %v", p.StreamErr())
+		return nil
+	})
+	t.Logf("StreamErr after %v: %v", took, p.StreamErr())
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(t.Context(), &rm); err != nil {
 		t.Fatal(err)

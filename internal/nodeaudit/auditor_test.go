@@ -13,6 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestAuditorSendsEveryEvent: a decision, a changed pair (two documents, so
@@ -38,11 +39,7 @@ func TestAuditorSendsEveryEvent(t *testing.T) {
 	}
 	a.Start(t.Context())
 	// The readiness check passes once the publisher created the stream.
-	for deadline := time.Now().Add(30 * time.Second); a.CheckStream(t.Context()) != nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("CheckStream = %v 30s after Start, want nil", a.CheckStream(t.Context()))
-		}
-	}
+	testwait.Until(t, 30*time.Second, "CheckStream passes after Start", func() error { return a.CheckStream(t.Context()) })
 	if !a.Room() {
 		t.Fatal("Room() = false on an empty spool")
 	}
