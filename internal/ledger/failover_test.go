@@ -13,6 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestFailoverStalledServer stalls (SIGSTOP) the external nats-server a
@@ -43,9 +44,15 @@ func TestFailoverStalledServer(t *testing.T) {
 			js := natstest.JetStream(t, nc)
 			l := newLedger(t, ledger.Config{JetStream: js, Replicas: 3})
 			entry := core.LedgerEntry{RouteID: "orders.create"}
-			if err := l.Consume(t.Context(), key("warm-up"), time.Minute, entry); err != nil {
-				t.Fatal(err)
-			}
+			// The first write into a bucket a busy cluster has just placed
+			// can find no leader yet: wait for one, each try a fresh key.
+			var warm int
+			testwait.Until(t, 60*time.Second, "a first ledger write", func() error {
+				warm++
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				defer cancel()
+				return l.Consume(ctx, key(fmt.Sprintf("warm-up-%d", warm)), time.Minute, entry)
+			})
 
 			on := nc.ConnectedServerName()
 			var stalled *natstest.External
