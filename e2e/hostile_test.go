@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/signer"
+)
+
+// want is what a caller must get back: the status, and the reason code of
+// the decision ("allowed" when the upstream answered; "" when the HTTP
+// server refused the bytes before any decision, as for broken framing).
+type want struct {
+	status int
+	reason string
+}
+
+var (
+	ok = want{200, "allowed"}
+	// bad is an HTTP-level refusal: no decision was made, nothing reached
+	// the upstream.
+	bad = want{400, ""}
+	// closed: the server hung up without an answer (a body cut short by
+	// the client's half-close); nothing reached the upstream.
+	closed = want{0, ""}
+)
+
+func deny(c reason.Code) want { return want{c.HTTPStatus(), string(c)} }
+func http1(status int) want   { return want{status, ""} }
+
+// pcase is a row that still fails on main in mode in ("proxy", "nginx" or
+// "both") until another branch's fix lands; in the other mode it must pass.
+type pcase struct {
+	hcase
+	in string
+}
+
+// hcase is one row: a request and what proxy mode and the shipped nginx in
+// front of check mode must answer.
+type hcase struct {
+	name         string
+	req          hreq
+	proxy, nginx want
+}
+
+// suite is the world the hostile cases run against: one proxy-mode node
+// and one nginx + check-mode node, each with a recording upstream.
+type suite struct {
+	w     *world
+	evil  *signer.Key // a key no trust material lists
+	modes []*mode
+}
+
+type mode struct {
+	name      string
+	nginx     bool
+	addr      string // where callers connect
+	authority string // the Host a caller addresses
+	up        *rawUpstream
+	node      *node
+}
+
+// hostileRoutes adds the routes the cases need to the e2e world's policy.
+func hostileRoutes(w *world, policy map[string]any) {
+	g := policy["route_groups"].([]any)[0].(map[string]any)
+	g["routes"] = append(g["routes"].([]any),
+		w.route("orders.delete", "DELETE", "/v1/orders/{id}", nil),
+		w.route("orders.hw", "POST", "/v1/hw/orders", map[string]any{
+			"required_key_binding": "hardware_local", "body_hash_from_gateway": true}),
+		w.route("files.get", "GET", "/v1/files/*", nil),
+		w.route("tenant.get", "GET", "/v1/tenant/{id}", map[string]any{
+			"signed_headers": map[string]any{"required": []any{"x-tenant"}}}),
+	)
+}
+
+func newSuite(t *testing.T) *suite {
+	t.Helper()
+	w := newWorldWith(t, hostileRoutes)
+	evil, err := signer.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &suite{w: w, evil: evil}
+
+	// Proxy mode. Short read timeouts keep a case that stalls a
+	// connection from costing a minute.
+	pu := newRawUpstream(t)
+	pn := startVerifierd(t, w, true, "--upstream", pu.URL, "--read-header-timeout", "5s", "--read-timeout", "10s")
+	paddr := strings.TrimPrefix(pn.URL, "http://")
+	s.modes = append(s.modes, &mode{name: "proxy", addr: paddr, authority: paddr, up: pu, node: pn})
+
+	// Check mode behind the shipped nginx config.
+	cu := newRawUpstream(t)
+	cn := startVerifierd(t, w, true)
+	gwURL := startNginx(t, strings.TrimPrefix(cn.URL, "http://"), cu.Addr)
+	gaddr := strings.TrimPrefix(gwURL, "http://")
+	s.modes = append(s.modes, &mode{name: "nginx", nginx: true, addr: gaddr, authority: gaddr, up: cu, node: cn})
+	return s
+}
+
+// TestHostile sends every row of hostileCases as raw bytes to verifierd in
+// proxy mode and to the shipped nginx in front of check mode, and checks
+// status, reason, and, for each allowed request, that the upstream read
+// exactly what was verified. pendingCases must still fail.
+func TestHostile(t *testing.T) {
+	s := newSuite(t)
+	start := time.Now()
+	for _, m := range s.modes {
+		t.Run(m.name, func(t *testing.T) {
+			for _, c := range hostileCases {
+				t.Run(c.name, func(t *testing.T) {
+					for _, p := range s.run(t, m, c) {
+						t.Error(p)
+					}
+				})
+			}
+			for _, c := range pendingCases {
+				t.Run("pending/"+c.name, func(t *testing.T) {
+					p := s.run(t, m, c.hcase)
+					if c.in != m.name && c.in != "both" {
+						for _, p := range p { // fixed in this mode already: a plain case here
+							t.Error(p)
+						}
+						return
+					}
+					if len(p) == 0 {
+						t.Errorf("pending case %q now passes in %s mode: move it to hostileCases", c.name, m.name)
+						return
+					}
+					t.Logf("still failing (pending a fix): %s", strings.Join(p, "; "))
+				})
+			}
+		})
+	}
+	t.Logf("%d cases x %d modes (+%d pending) in %s", len(hostileCases), len(s.modes), len(pendingCases),
+		time.Since(start).Round(time.Millisecond))
+	t.Run("proxy/memory amplification", func(t *testing.T) { s.memoryAmplification(t, s.modes[0]) })
+}
+
+// run sends one case in one mode and returns every way the answer or the
+// upstream's view differs from the row.
+func (s *suite) run(t *testing.T, m *mode, c hcase) []string {
+	t.Helper()
+	wnt := c.proxy
+	if m.nginx {
+		wnt = c.nginx
+	}
+	var p []string
+	before := m.up.count()
+	b := s.build(t, c.req, m.authority, "", nil)
+	if c.req.replay {
+		a := rawSend(m.addr, b.wire, c.req.closeWrite, b.method)
+		if (a.status == 200) == c.req.firstDenied {
+			return []string{fmt.Sprintf("first send of a replay = %d %q %v, want it denied: %t", a.status, a.body, a.err, c.req.firstDenied)}
+		}
+		before = m.up.count()
+		r := c.req
+		if r.replayEdit != nil {
+			r.replayEdit(&r)
+		}
+		b = s.build(t, r, m.authority, b.token, b.key)
+	}
+	a := rawSend(m.addr, b.wire, c.req.closeWrite, b.method)
+	got := a.reason()
+	upstreamAnswered := a.status == 200 && string(a.body) == "ok"
+	if upstreamAnswered {
+		got = "allowed"
+	}
+	if a.status != wnt.status || got != wnt.reason {
+		p = append(p, fmt.Sprintf("answer = %d %q (body %.120q, err %v), want %d %q", a.status, got, a.body, a.err, wnt.status, wnt.reason))
+	}
+	if a.status >= 400 && wnt.reason != "" && got == wnt.reason && b.method != "HEAD" {
+		id := a.header.Get("X-Request-Id")
+		if body := fmt.Sprintf(`{"allowed":false,"reason":%q,"request_id":%q}`, got, id); id == "" || string(a.body) != body {
+			p = append(p, fmt.Sprintf("deny body = %q, want %q", a.body, body))
+		}
+	}
+	seen, errs := m.up.since(before)
+	for _, e := range errs {
+		p = append(p, "upstream framing: "+e)
+	}
+	switch {
+	case wnt.reason == "allowed" && len(seen) == 1:
+		p = append(p, compare(b, c.req, seen[0], m.nginx)...)
+	case wnt.reason == "allowed":
+		p = append(p, fmt.Sprintf("upstream received %d requests, want 1", len(seen)))
+	case len(seen) > 0:
+		p = append(p, fmt.Sprintf("a refused request reached the upstream: %q", seen[0].line))
+	}
+	if len(p) > 0 {
+		p = append(p, fmt.Sprintf("sent %.600q", b.wire))
+	}
+	return p
+}
+
+// memoryAmplificationPending: main still sizes a body buffer from the
+// announced Content-Length (the fix is on branch h14proxy). While true,
+// the test asserts the growth is still there, so the fix flips it loudly.
+const memoryAmplificationPending = true
+
+// memoryAmplification opens many connections that each announce a 1 MiB
+// body and send none of it, without a passport, and reads the node's RSS
+// from /proc: a node that sized buffers from Content-Length would grow by
+// the announced total (400 MiB).
+func (s *suite) memoryAmplification(t *testing.T, m *mode) {
+	const conns = 400
+	pid := m.node.cmd.Process.Pid
+	base := rssKiB(t, pid)
+	head := "POST /v1/orders HTTP/1.1\r\nHost: " + m.authority + "\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{"
+	var open []net.Conn
+	t.Cleanup(func() {
+		for _, c := range open {
+			c.Close()
+		}
+	})
+	for range conns {
+		c, err := net.Dial("tcp", m.addr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", len(open), err)
+		}
+		open = append(open, c)
+		if _, err := c.Write([]byte(head)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The node reads the heads concurrently: an honest request answered
+	// after them shows it is still serving; the RSS is then sampled for a
+	// while and the peak kept.
+	if a := rawSend(m.addr, s.build(t, get("/v1/orders/mem-after"), m.authority, "", nil).wire, false, "GET"); a.status != 200 {
+		t.Errorf("an honest request during the flood = %d %q", a.status, a.body)
+	}
+	peak := base
+	for range 20 {
+		peak = max(peak, rssKiB(t, pid))
+		time.Sleep(100 * time.Millisecond)
+	}
+	grew := peak - base
+	t.Logf("verifierd RSS %d KiB before, peak %d KiB with %d connections announcing 1 MiB each (+%d KiB)", base, peak, conns, grew)
+	const bound = 96 << 10 // KiB: far below the 400 MiB announced
+	switch {
+	case memoryAmplificationPending && grew <= bound:
+		t.Errorf("memory amplification is fixed (+%d KiB): set memoryAmplificationPending to false", grew)
+	case memoryAmplificationPending:
+		t.Logf("still failing (pending the h14proxy fix): RSS grew by %d KiB", grew)
+	case grew > bound:
+		t.Errorf("RSS grew by %d KiB for %d heads announcing 1 MiB bodies; want at most %d KiB", grew, conns, bound)
+	}
+}
+
+// rssKiB reads VmRSS of pid.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range bytes.Lines(b) {
+		if f := strings.Fields(string(l)); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no VmRSS in /proc status")
+	return 0
+}
