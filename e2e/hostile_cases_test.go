@@ -145,6 +145,7 @@ var hostileCases = []hcase{
 	{"query duplicate keys", get("/v1/orders/q9?a=1&a=2"), ok, ok},
 	{"query leading ?", get("/v1/orders/q10??a=1"), path400, path400},
 	{"query tampered", get("/v1/orders/q11?amount=1").signs(func(sr *signer.Request) { sr.RawQuery = "amount=100" }), binding401, binding401},
+	{"query %26 is data", get("/v1/orders/q14?a=1%26admin=1"), ok, ok},
 	{"query empty pieces", get("/v1/orders/q12?&&a=1&"), ok, ok},
 	{"bare trailing ? forwarded", get("/v1/orders/q13?"), ok, ok},
 
@@ -163,6 +164,8 @@ var hostileCases = []hcase{
 	{"path truncated escape", get("/v1/orders/a%4"), bad, bad},
 	{"path encoded letter", get("/v1/orders/%41bc"), ok, ok},
 	{"path UTF-8 escapes", get("/v1/orders/caf%C3%A9"), ok, ok},
+	{"path raw UTF-8", get("/v1/orders/caf\xc3\xa9"), ok, ok},
+	{"path %26 and = are data", get("/v1/orders/a%26b%3Dc"), ok, ok},
 	{"path upper case route", get("/V1/ORDERS/x"), noRoute, noRoute},
 	{"path trailing slash", get("/v1/orders/x/"), noRoute, noRoute},
 	{"path semicolon session id", get("/v1/orders/ord;jsessionid=1"), ok, ok},
@@ -221,6 +224,13 @@ var hostileCases = []hcase{
 	// the field (RFC 9112 §5.2); nginx refuses it.
 	{"TE obs-fold", gw(jsonBody).chunk().raw("Transfer-Encoding: chunked", "Transfer-Encoding:\r\n chunked"), ok, bad},
 	{"obs-fold in a header", get("/v1/orders/s1").u("X-Fold", "a").sees("X-Fold", "a b").raw("X-Fold: a\r\n", "X-Fold: a\r\n b\r\n"), ok, bad},
+	{"chunk extension", gw(jsonBody).chunk().raw("\r\n\r\n25\r\n", "\r\n\r\n25;ext=hostile\r\n"), ok, ok},
+	{"CL with leading zeros", gw(jsonBody).fields(set("Content-Length", "000"+itoa(len(jsonBody)))), ok, ok},
+	{"bare LF line ends", get("/v1/orders/s10").bareLF(), ok, ok},
+	{"GET chunked signed body", get("/v1/orders/s11").withBody("x").chunk(), ok, binding401},
+	{"TE: trailers request header", get("/v1/orders/s12").u("TE", "trailers"), ok, ok},
+	{"Proxy-Authorization", get("/v1/orders/s13").u("Proxy-Authorization", "Basic aG9zdGlsZQ=="), ok, ok},
+	{"space inside the target", get("/v1/orders/s14").raw("/v1/orders/s14 HTTP", "/v1/orders/s 14 HTTP"), bad, bad},
 	{"chunk size overflow", gw(jsonBody).chunk().raw("\r\n\r\n25\r\n", "\r\n\r\nffffffffffffffffff25\r\n"), bad, bad},
 	{"CL longer than the body sent", gw(jsonBody).half().fields(set("Content-Length", "100")), bad, closed},
 	{"chunked without last chunk", gw(jsonBody).chunk().half().raw("0\r\n\r\n", ""), bad, closed},
@@ -253,6 +263,8 @@ var hostileCases = []hcase{
 
 	// Absolute form and authority.
 	{"absolute-form target", get("http://AUTH/v1/orders/a1"), ok, ok},
+	{"absolute-form authority beats Host", get("http://AUTH/v1/orders/a7").withHost("hostile.example"), ok, binding401},
+	{"absolute-form https on a plain listener", get("https://AUTH/v1/orders/a8"), ok, ok},
 	{"authority port tampered", get("/v1/orders/a2").signs(func(sr *signer.Request) { sr.Authority = "127.0.0.1:1" }), binding401, binding401},
 	{"Host upper case", get("/v1/orders/a3").withHost("LOCALHOST"), ok, ok},
 	{"Host with userinfo", get("/v1/orders/a4").withHost("user@127.0.0.1"), bad, ok},
@@ -273,6 +285,8 @@ var hostileCases = []hcase{
 	{"covered value with spaces around", get("/v1/orders/n7").h("X-Tenant", "  t1 "), ok, ok},
 	{"covered empty value", get("/v1/orders/n8").h("X-Tenant", ""), ok, ok},
 	{"covered UTF-8 value", get("/v1/orders/n9").h("X-Tenant", "caf\xc3\xa9"), ok, ok},
+	{"covered tab inside a value", get("/v1/orders/n15").h("X-Tenant", "t\t1"), ok, ok},
+	{"100 covered headers", get("/v1/orders/n16").hmany(100), ok, ok},
 	{"covered underscore name", get("/v1/orders/n10").h("X_Tenant", "t1"), ok, binding401},
 	{"required header missing", get("/v1/tenant/r1").rt("tenant.get"), binding401, binding401},
 	{"required header present", get("/v1/tenant/r2").rt("tenant.get").h("X-Tenant", "t1"), ok, ok},
@@ -300,6 +314,18 @@ var hostileCases = []hcase{
 	{"crit", get("/v1/orders/j9").tok(crafted(`{"alg":"EdDSA","crit":["exp"],"kid":"caller-1","typ":"JWT"}`, nil, false)), malform, malform},
 	{"jku", get("/v1/orders/j10").tok(crafted(`{"alg":"EdDSA","jku":"https://hostile.example/k","kid":"caller-1","typ":"JWT"}`, nil, false)), malform, malform},
 	{"embedded jwk", get("/v1/orders/j11").tok(crafted(`{"alg":"EdDSA","jwk":{"kty":"OKP","crv":"Ed25519","x":"AAAA"},"kid":"caller-1","typ":"JWT"}`, nil, false)), malform, malform},
+	{"kid null", get("/v1/orders/j37").tok(crafted(`{"alg":"EdDSA","kid":null,"typ":"JWT"}`, nil, false)), malform, malform},
+	{"x5u", get("/v1/orders/j38").tok(crafted(`{"alg":"EdDSA","kid":"caller-1","typ":"JWT","x5u":"https://hostile.example/c"}`, nil, false)), malform, malform},
+	{"header not an object", get("/v1/orders/j39").tok(crafted(`["EdDSA"]`, nil, false)), malform, malform},
+	{"payload not an object", get("/v1/orders/j40").authz(func(t string) string {
+		p := strings.Split(t, ".")
+		return p[0] + "." + b64s(`["orders-api"]`) + "." + p[2]
+	}), malform, malform},
+	{"exp string", get("/v1/orders/j41").tok(crafted("", func(p string) string {
+		k := strings.Index(p, `"exp":`) + 6
+		l := k + strings.IndexByte(p[k:], ',')
+		return p[:k] + `"` + p[k:l] + `"` + p[l:]
+	}, false)), malform, malform},
 	{"typ jwt lower case", get("/v1/orders/j12").tok(crafted(`{"alg":"EdDSA","kid":"caller-1","typ":"jwt"}`, nil, false)), malform, malform},
 	{"typ absent", get("/v1/orders/j13").tok(crafted(`{"alg":"EdDSA","kid":"caller-1"}`, nil, false)), ok, ok},
 	{"duplicate alg in header", get("/v1/orders/j14").tok(crafted(`{"alg":"none","alg":"EdDSA","kid":"caller-1","typ":"JWT"}`, nil, false)), malform, malform},

@@ -84,8 +84,16 @@ func (r hreq) chunk(tr ...kv) hreq       { r.chunked, r.trailers = true, tr; ret
 func (r hreq) withHost(h string) hreq    { r.host = h; return r }
 func (r hreq) kb(binding string) hreq    { r.keyBinding = binding; return r }
 func (r hreq) drop(names ...string) hreq { r.dropped = names; return r }
-func (r hreq) withBody(b string) hreq    { r.body = []byte(b); return r }
-func (r hreq) addAE() hreq               { r.addedAE = true; return r }
+
+// hmany adds n covered headers, as an SDK client covering all it sends.
+func (r hreq) hmany(n int) hreq {
+	for i := range n {
+		r = r.h("X-Many-"+strconv.Itoa(i), "v"+strconv.Itoa(i))
+	}
+	return r
+}
+func (r hreq) withBody(b string) hreq { r.body = []byte(b); return r }
+func (r hreq) addAE() hreq            { r.addedAE = true; return r }
 func (r hreq) sees(name, value string) hreq {
 	r.saw = append(slices.Clip(r.saw), kv{name, value})
 	return r
@@ -124,6 +132,20 @@ func (r hreq) raw(old, new string) hreq {
 			s = prev(s)
 		}
 		return strings.Replace(s, old, new, 1)
+	}
+	return r
+}
+
+// bareLF ends every head line with LF alone (RFC 9112 §2.2 lets a
+// recipient accept it).
+func (r hreq) bareLF() hreq {
+	prev := r.wire
+	r.wire = func(s string) string {
+		if prev != nil {
+			s = prev(s)
+		}
+		head, body, _ := strings.Cut(s, "\r\n\r\n")
+		return strings.ReplaceAll(head, "\r\n", "\n") + "\n\n" + body
 	}
 	return r
 }
@@ -384,7 +406,11 @@ func compare(b built, r hreq, got rawSeen, nginx bool) []string {
 		if !isForwarding(n) {
 			continue
 		}
-		if slices.Contains(fieldValues(got.fields, n), strings.Trim(f.value, " \t")) {
+		v := strings.Trim(f.value, " \t")
+		if v == b.host || v == "127.0.0.1" || v == "http" {
+			continue // the true value, which a hop sets itself: not the caller's word
+		}
+		if slices.Contains(fieldValues(got.fields, n), v) {
 			p = append(p, fmt.Sprintf("upstream got the caller's %s: %q", f.name, f.value))
 		}
 	}

@@ -67,17 +67,26 @@ type mode struct {
 	node      *node
 }
 
-// hostileRoutes adds the routes the cases need to the e2e world's policy.
+// hostileRoutes adds the routes the cases need to the e2e world's policy,
+// each unless the world has it already.
 func hostileRoutes(w *world, policy map[string]any) {
 	g := policy["route_groups"].([]any)[0].(map[string]any)
-	g["routes"] = append(g["routes"].([]any),
+	have := map[string]bool{}
+	for _, r := range g["routes"].([]any) {
+		have[r.(map[string]any)["route_id"].(string)] = true
+	}
+	for _, r := range []map[string]any{
 		w.route("orders.delete", "DELETE", "/v1/orders/{id}", nil),
 		w.route("orders.hw", "POST", "/v1/hw/orders", map[string]any{
 			"required_key_binding": "hardware_local", "body_hash_from_gateway": true}),
 		w.route("files.get", "GET", "/v1/files/*", nil),
 		w.route("tenant.get", "GET", "/v1/tenant/{id}", map[string]any{
 			"signed_headers": map[string]any{"required": []any{"x-tenant"}}}),
-	)
+	} {
+		if !have[r["route_id"].(string)] {
+			g["routes"] = append(g["routes"].([]any), r)
+		}
+	}
 }
 
 func newSuite(t *testing.T) *suite {
