@@ -170,6 +170,11 @@ func defaultTransport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   256,
 		ForceAttemptHTTP2:     false,
+		// Without this the transport adds "Accept-Encoding: gzip" to a
+		// request that has none: a header the caller never sent reaching
+		// the upstream (what is verified is what is forwarded). A caller's
+		// own Accept-Encoding still goes through, and its answer untouched.
+		DisableCompression: true,
 	}
 }
 
