@@ -426,6 +426,9 @@ var pendingCases = []pcase{
 	{hcase{"path ..;/..;/admin", get("/v1/files/..;/..;/admin/purge").rt("files.get"), path400, path400}, "both"},
 	{hcase{"path .;", get("/v1/files/.;/admin").rt("files.get"), path400, path400}, "both"},
 	{hcase{"path ..;x", get("/v1/files/..;x/admin").rt("files.get"), path400, path400}, "both"},
+	{hcase{"path ..%3B", get("/v1/files/..%3B/admin").rt("files.get"), path400, path400}, "both"},
+	{hcase{"path empty segment before ;", get("/v1/files/;x/admin").rt("files.get"), path400, path400}, "both"},
+	{hcase{"path ;jsessionid on an empty segment", get("/v1/orders/;jsessionid=1"), path400, path400}, "both"},
 
 	// h14proxy: memory, exact target, method, forwarding, duplicates,
 	// override headers, check-mode body knowledge and X-TrustPlane-*.
