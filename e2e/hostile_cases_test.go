@@ -114,6 +114,9 @@ var (
 	weakKey    = deny(reason.InsufficientKeyBinding)
 )
 
+// strict is a GET with query q on the query_strict route.
+func strict(q string) hreq { return get("/v1/strict/s1" + q).rt("strict.get") }
+
 const jsonBody = `{"order_id":"ord_1","amount":"42.00"}`
 
 // hostileCases must pass on main today. Each row: name, request, then the
@@ -146,8 +149,6 @@ var hostileCases = []hcase{
 	{"query leading ?", get("/v1/orders/q10??a=1"), path400, path400},
 	{"query tampered", get("/v1/orders/q11?amount=1").signs(func(sr *signer.Request) { sr.RawQuery = "amount=100" }), binding401, binding401},
 	{"query %26 is data", get("/v1/orders/q14?a=1%26admin=1"), ok, ok},
-	{"no added Accept-Encoding", get("/v1/orders/ae1"), ok, ok},
-	{"caller's Accept-Encoding passes unchanged", get("/v1/orders/ae2").u("Accept-Encoding", "br;q=1, identity;q=0"), ok, ok},
 	{"query empty pieces", get("/v1/orders/q12?&&a=1&"), ok, ok},
 	{"bare trailing ? forwarded", get("/v1/orders/q13?"), ok, ok},
 
@@ -186,9 +187,8 @@ var hostileCases = []hcase{
 	{"method PURGE", get("/v1/orders/m2").m("PURGE"), noRoute, noRoute},
 	{"method tampered", hreq{method: "DELETE", target: "/v1/orders/m3", route: "orders.delete"}.signs(func(sr *signer.Request) { sr.Method = "GET"; sr.RouteID = "orders.get" }), binding401, binding401},
 
-	// Forwarding headers: the caller's are never honoured or passed on
-	// from an untrusted position; loopback callers of proxy mode are
-	// trusted proxies by default, so there they change the authority.
+	// Forwarding headers can never be covered (SPEC §3.4). The rows on the
+	// caller's forwarding values reaching the upstream are in pendingCases.
 	{"covered X-Forwarded-For is never covered", get("/v1/orders/f5").h("X-Forwarded-For", "6.6.6.6"), binding401, binding401},
 	{"covered Forwarded is never covered", get("/v1/orders/f6").h("Forwarded", "for=6.6.6.6"), binding401, binding401},
 
@@ -274,6 +274,10 @@ var hostileCases = []hcase{
 	// net/http answers OPTIONS * itself (200, no body); nothing is decided
 	// or forwarded.
 	{"OPTIONS *", get("/v1/orders/a6").raw("GET /v1/orders/a6 HTTP/1.1", "OPTIONS * HTTP/1.1"), http1(200), bad},
+
+	// Nothing added on the way: the upstream reads only what was verified.
+	{"no added Accept-Encoding", get("/v1/orders/ae1"), ok, ok},
+	{"caller's Accept-Encoding passes unchanged", get("/v1/orders/ae2").u("Accept-Encoding", "br;q=1, identity;q=0"), ok, ok},
 
 	// Header name and value spellings.
 	{"lower-case wire headers", get("/v1/orders/n1").fields(rename("Authorization", "authorization")).fields(rename("X-TrustPlane-Proof", "x-trustplane-proof")), ok, ok},
@@ -429,6 +433,21 @@ var pendingCases = []pcase{
 	{hcase{"path ..%3B", get("/v1/files/..%3B/admin").rt("files.get"), path400, path400}, "both"},
 	{hcase{"path empty segment before ;", get("/v1/files/;x/admin").rt("files.get"), path400, path400}, "both"},
 	{hcase{"path ;jsessionid on an empty segment", get("/v1/orders/;jsessionid=1"), path400, path400}, "both"},
+
+	// h14core: route option query_strict.
+	{hcase{"strict: plain query", strict("?a=1&b=%2B&c=%20"), ok, ok}, "both"},
+	{hcase{"strict: indexed list", strict("?a[0]=1&a[1]=2"), ok, ok}, "both"},
+	{hcase{"strict: literal +", strict("?a=b+c"), path400, path400}, "both"},
+	{hcase{"strict: literal ;", strict("?a=1;admin=1"), path400, path400}, "both"},
+	{hcase{"strict: duplicate key", strict("?a=1&a=2"), path400, path400}, "both"},
+	{hcase{"strict: duplicate key by escape", strict("?a=1&%61=2"), path400, path400}, "both"},
+	{hcase{"strict: duplicate key by case", strict("?a=1&A=2"), path400, path400}, "both"},
+	{hcase{"strict: PHP dot is underscore", strict("?a.b=1&a_b=2"), path400, path400}, "both"},
+	{hcase{"strict: empty piece", strict("?a=1&&b=2"), path400, path400}, "both"},
+	{hcase{"strict: empty key", strict("?=x"), path400, path400}, "both"},
+	{hcase{"strict: NUL", strict("?a=%00"), path400, path400}, "both"},
+	{hcase{"strict: repeated list", strict("?a[]=1&a[]=2"), path400, path400}, "both"},
+	{hcase{"strict: malformed escape is step 17", strict("?a=%zz").signs(func(sr *signer.Request) { sr.RawQuery = "a=%25zz" }), binding401, binding401}, "both"},
 
 	// h14proxy: memory, exact target, method, forwarding, duplicates,
 	// override headers, check-mode body knowledge and X-TrustPlane-*.
