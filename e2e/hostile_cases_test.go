@@ -130,6 +130,10 @@ var hostileCases = []hcase{
 
 	// Signer class escalation.
 	{"software passport on hardware_local route", hw(jsonBody), weakKey, weakKey},
+	{"software passport on remote_kms route", get("/v1/kms/k0").rt("kms.get"), weakKey, weakKey},
+	{"broker attests hardware_local", hw(jsonBody).tok(brokered(brokerKID, "hardware_local")).kb("hardware_local"), ok, ok},
+	{"broker attests remote_kms", get("/v1/kms/k1").rt("kms.get").tok(brokered(brokerKID, "remote_kms")).kb("remote_kms"), ok, ok},
+	{"broker attests software on remote_kms route", get("/v1/kms/k2").rt("kms.get").tok(brokered(brokerKID, "software")), weakKey, weakKey},
 
 	// Bodies where none is bound.
 	{"GET with a signed body", get("/v1/orders/g1").withBody("x"), ok, binding401},
@@ -315,7 +319,9 @@ var hostileCases = []hcase{
 	{"kid unknown", get("/v1/orders/j4").tok(crafted(`{"alg":"EdDSA","kid":"caller-2","typ":"JWT"}`, nil, false)), deny(reason.PassportKeyUnknown), deny(reason.PassportKeyUnknown)},
 	{"kid swap to the caller's key", get("/v1/orders/j5").tok(crafted("", nil, true)), deny(reason.PassportSignatureInvalid), deny(reason.PassportSignatureInvalid)},
 	{"no kid, own key", get("/v1/orders/j6").tok(crafted(`{"alg":"EdDSA","typ":"JWT"}`, nil, false)), ok, ok},
-	{"no kid, intruder key", get("/v1/orders/j7").tok(crafted(`{"alg":"EdDSA","typ":"JWT"}`, nil, true)), deny(reason.PassportSignatureInvalid), deny(reason.PassportSignatureInvalid)},
+	// The issuer has several active keys (the brokers), so a kid-less
+	// passport whose cnf is none of them has no key (SPEC §2).
+	{"no kid, intruder key", get("/v1/orders/j7").tok(crafted(`{"alg":"EdDSA","typ":"JWT"}`, nil, true)), deny(reason.PassportKeyUnknown), deny(reason.PassportKeyUnknown)},
 	{"b64 false", get("/v1/orders/j8").tok(crafted(`{"alg":"EdDSA","b64":false,"kid":"caller-1","typ":"JWT"}`, nil, false)), malform, malform},
 	{"crit", get("/v1/orders/j9").tok(crafted(`{"alg":"EdDSA","crit":["exp"],"kid":"caller-1","typ":"JWT"}`, nil, false)), malform, malform},
 	{"jku", get("/v1/orders/j10").tok(crafted(`{"alg":"EdDSA","jku":"https://hostile.example/k","kid":"caller-1","typ":"JWT"}`, nil, false)), malform, malform},
@@ -426,6 +432,9 @@ var pendingCases = []pcase{
 	{hcase{"self-issued passport claims hardware_local", hw(jsonBody).claims(binding("hardware_local")), weakKey, weakKey}, "both"},
 	{hcase{"self-issued passport claims attested_workload", hw(jsonBody).claims(binding("attested_workload")), weakKey, weakKey}, "both"},
 	{hcase{"self-issued remote_kms is forwarded as software", get("/v1/orders/k1").claims(binding("remote_kms")), ok, ok}, "both"},
+	{hcase{"self-issued remote_kms on remote_kms route", get("/v1/kms/k3").rt("kms.get").claims(binding("remote_kms")), weakKey, weakKey}, "both"},
+	{hcase{"capped broker attests hardware_local", hw(jsonBody).tok(brokered(cappedKID, "hardware_local")), weakKey, weakKey}, "both"},
+	{hcase{"capped broker's hardware_local is forwarded as remote_kms", get("/v1/kms/k4").rt("kms.get").tok(brokered(cappedKID, "hardware_local")).kb("remote_kms"), ok, ok}, "both"},
 	// h14core: dot segments behind path parameters.
 	{hcase{"path ..;/..;/admin", get("/v1/files/..;/..;/admin/purge").rt("files.get"), path400, path400}, "both"},
 	{hcase{"path .;", get("/v1/files/.;/admin").rt("files.get"), path400, path400}, "both"},

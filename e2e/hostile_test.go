@@ -54,9 +54,11 @@ type hcase struct {
 // suite is the world the hostile cases run against: one proxy-mode node
 // and one nginx + check-mode node, each with a recording upstream.
 type suite struct {
-	w     *world
-	evil  *signer.Key // a key no trust material lists
-	modes []*mode
+	w      *world
+	evil   *signer.Key // a key no trust material lists
+	broker *signer.Key // signs for others, no cap (hostile_broker_test.go)
+	capped *signer.Key // signs for others, at most remote_kms
+	modes  []*mode
 }
 
 type mode struct {
@@ -81,6 +83,7 @@ func hostileRoutes(w *world, policy map[string]any) {
 		w.route("orders.hw", "POST", "/v1/hw/orders", map[string]any{
 			"required_key_binding": "hardware_local", "body_hash_from_gateway": true}),
 		w.route("files.get", "GET", "/v1/files/*", nil),
+		w.route("kms.get", "GET", "/v1/kms/{id}", map[string]any{"required_key_binding": "remote_kms"}),
 		w.route("tenant.get", "GET", "/v1/tenant/{id}", map[string]any{
 			"signed_headers": map[string]any{"required": []any{"x-tenant"}}}),
 	} {
@@ -116,6 +119,7 @@ func newSuite(t *testing.T) *suite {
 		t.Fatal(err)
 	}
 	s := &suite{w: w, evil: evil}
+	s.broker, s.capped = addBrokers(t, w)
 
 	// Proxy mode. Short read timeouts keep a case that stalls a
 	// connection from costing a minute.
