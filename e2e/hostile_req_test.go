@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -48,6 +50,7 @@ type hreq struct {
 	keyBinding string   // the X-TrustPlane-Key-Binding the upstream must get; "" is software
 	dropped    []string // uncovered names the upstream must not get
 	saw        []kv     // values the verifier read differently from the fields sent (obs-fold)
+	answerID   bool     // an allowed answer must carry X-Request-Id (SPEC §9)
 }
 
 func get(target string) hreq { return hreq{method: "GET", target: target, route: "orders.get"} }
@@ -89,6 +92,7 @@ func (r hreq) hmany(n int) hreq {
 	}
 	return r
 }
+func (r hreq) wantAnswerID() hreq     { r.answerID = true; return r }
 func (r hreq) withBody(b string) hreq { r.body = []byte(b); return r }
 func (r hreq) sees(name, value string) hreq {
 	r.saw = append(slices.Clip(r.saw), kv{name, value})
@@ -272,6 +276,21 @@ func substAuth(fs []kv, authority string) []kv {
 	return out
 }
 
+// tokenJTI returns the jti claim of a compact passport, "" if unreadable.
+func tokenJTI(tok string) string {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct{ JTI string }
+	_ = json.Unmarshal(raw, &c)
+	return c.JTI
+}
+
 // originForm returns the path and query of an absolute-form target.
 func originForm(target string) string {
 	if _, rest, ok := strings.Cut(target, "://"); ok && !strings.HasPrefix(target, "/") {
@@ -345,7 +364,7 @@ func endToEnd(fs []kv, nominate bool, skip func(lname string) bool) map[string][
 // compare checks what the upstream received against what was verified:
 // request line, every end-to-end field, the body, no trailers, exactly one
 // of each context header from the decision, no caller forwarding value.
-func compare(b built, r hreq, got rawSeen, nginx bool) []string {
+func compare(b built, r hreq, got rawSeen, nginx bool, requestID string) []string {
 	var p []string
 	if want := b.method + " " + b.target + " HTTP/1.1"; got.line != want {
 		p = append(p, fmt.Sprintf("upstream request line = %q, want %q", got.line, want))
@@ -382,7 +401,19 @@ func compare(b built, r hreq, got rawSeen, nginx bool) []string {
 		kb = "software"
 	}
 	want := map[string]string{"x-trustplane-subject": wSubject, "x-trustplane-issuer": wIssuer,
-		"x-trustplane-trust-domain": wDomain, "x-trustplane-route-id": r.route, "x-trustplane-key-binding": kb}
+		"x-trustplane-trust-domain": wDomain, "x-trustplane-route-id": r.route, "x-trustplane-key-binding": kb,
+		"x-trustplane-jti": tokenJTI(b.token)}
+	// SPEC §9: the request id goes upstream and back to the caller. An
+	// answer without one is the "request id on an allowed answer" row's
+	// finding; the others check the upstream got exactly one.
+	switch v := fieldValues(got.fields, "X-Request-Id"); {
+	case len(v) != 1 || v[0] == "":
+		p = append(p, fmt.Sprintf("upstream X-Request-Id = %q, want exactly one", v))
+	case requestID == "" && r.answerID:
+		p = append(p, "the allowed answer carries no X-Request-Id")
+	case requestID != "" && v[0] != requestID:
+		p = append(p, fmt.Sprintf("upstream X-Request-Id = %q, want the answer's %q", v[0], requestID))
+	}
 	for _, f := range got.fields {
 		if n := strings.ToLower(f.name); isTrustPlane(n) && !slices.Contains(contextHeaders, n) {
 			p = append(p, fmt.Sprintf("upstream got %s: %q, not a context header", f.name, f.value))

@@ -220,7 +220,7 @@ func (s *suite) run(t *testing.T, m *mode, c hcase) []string {
 	}
 	switch {
 	case wnt.reason == "allowed" && len(seen) == 1:
-		p = append(p, compare(b, c.req, seen[0], m.nginx)...)
+		p = append(p, compare(b, c.req, seen[0], m.nginx, a.header.Get("X-Request-Id"))...)
 	case wnt.reason == "allowed":
 		p = append(p, fmt.Sprintf("upstream received %d requests, want 1", len(seen)))
 	case len(seen) > 0:
