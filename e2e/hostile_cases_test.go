@@ -134,6 +134,14 @@ var hostileCases = []hcase{
 	{"broker attests hardware_local", hw(jsonBody).tok(brokered(brokerKID, "hardware_local")).kb("hardware_local"), ok, ok},
 	{"broker attests remote_kms", get("/v1/kms/k1").rt("kms.get").tok(brokered(brokerKID, "remote_kms")).kb("remote_kms"), ok, ok},
 	{"broker attests software on remote_kms route", get("/v1/kms/k2").rt("kms.get").tok(brokered(brokerKID, "software")), weakKey, weakKey},
+	// The effective class (SPEC §2.1): a self-issued passport cannot raise
+	// its own class; a capped broker cannot attest above its cap.
+	{"self-issued passport claims hardware_local", hw(jsonBody).claims(binding("hardware_local")), weakKey, weakKey},
+	{"self-issued passport claims attested_workload", hw(jsonBody).claims(binding("attested_workload")), weakKey, weakKey},
+	{"self-issued remote_kms is forwarded as software", get("/v1/orders/k1").claims(binding("remote_kms")), ok, ok},
+	{"self-issued remote_kms on remote_kms route", get("/v1/kms/k3").rt("kms.get").claims(binding("remote_kms")), weakKey, weakKey},
+	{"capped broker attests hardware_local", hw(jsonBody).tok(brokered(cappedKID, "hardware_local")), weakKey, weakKey},
+	{"capped broker's hardware_local is forwarded as remote_kms", get("/v1/kms/k4").rt("kms.get").tok(brokered(cappedKID, "hardware_local")).kb("remote_kms"), ok, ok},
 
 	// Bodies where none is bound.
 	{"GET with a signed body", get("/v1/orders/g1").withBody("x"), ok, binding401},
@@ -156,6 +164,21 @@ var hostileCases = []hcase{
 	{"query empty pieces", get("/v1/orders/q12?&&a=1&"), ok, ok},
 	{"bare trailing ? forwarded", get("/v1/orders/q13?"), ok, ok},
 
+	// query_strict routes (SPEC-EXTENSIONS, step 4a).
+	{"strict: plain query", strict("?a=1&b=%2B&c=%20"), ok, ok},
+	{"strict: indexed list", strict("?a[0]=1&a[1]=2"), ok, ok},
+	{"strict: literal +", strict("?a=b+c"), path400, path400},
+	{"strict: literal ;", strict("?a=1;admin=1"), path400, path400},
+	{"strict: duplicate key", strict("?a=1&a=2"), path400, path400},
+	{"strict: duplicate key by escape", strict("?a=1&%61=2"), path400, path400},
+	{"strict: duplicate key by case", strict("?a=1&A=2"), path400, path400},
+	{"strict: PHP dot is underscore", strict("?a.b=1&a_b=2"), path400, path400},
+	{"strict: empty piece", strict("?a=1&&b=2"), path400, path400},
+	{"strict: empty key", strict("?=x"), path400, path400},
+	{"strict: NUL", strict("?a=%00"), path400, path400},
+	{"strict: repeated list", strict("?a[]=1&a[]=2"), path400, path400},
+	{"strict: malformed escape is step 17", strict("?a=%zz").signs(func(sr *signer.Request) { sr.RawQuery = "a=%25zz" }), binding401, binding401},
+
 	// Path parameters and path hygiene (SPEC §4).
 	{"path param on a plain segment", get("/v1/files/a;b/c").rt("files.get"), ok, ok},
 	{"path %2e%2e;", get("/v1/files/%2e%2e;/admin").rt("files.get"), path400, path400},
@@ -177,6 +200,13 @@ var hostileCases = []hcase{
 	{"path trailing slash", get("/v1/orders/x/"), noRoute, noRoute},
 	{"path semicolon session id", get("/v1/orders/ord;jsessionid=1"), ok, ok},
 	{"path tampered", get("/v1/orders/p1").signs(func(sr *signer.Request) { sr.Path = "/v1/orders/p2" }), binding401, binding401},
+	// Dot and empty segments hidden behind path parameters (SPEC-EXTENSIONS).
+	{"path ..;/..;/admin", get("/v1/files/..;/..;/admin/purge").rt("files.get"), path400, path400},
+	{"path .;", get("/v1/files/.;/admin").rt("files.get"), path400, path400},
+	{"path ..;x", get("/v1/files/..;x/admin").rt("files.get"), path400, path400},
+	{"path ..%3B", get("/v1/files/..%3B/admin").rt("files.get"), path400, path400},
+	{"path empty segment before ;", get("/v1/files/;x/admin").rt("files.get"), path400, path400},
+	{"path ;jsessionid on an empty segment", get("/v1/orders/;jsessionid=1"), path400, path400},
 
 	// Trailers are never forwarded.
 	{"chunked POST", gw(jsonBody).chunk(), ok, ok},
@@ -428,39 +458,9 @@ var hostileCases = []hcase{
 // STILL fail, so each flips loudly when its fix lands and must move to
 // hostileCases.
 var pendingCases = []pcase{
-	// h14core: effective signer class (SPEC §2.1).
-	{hcase{"self-issued passport claims hardware_local", hw(jsonBody).claims(binding("hardware_local")), weakKey, weakKey}, "both"},
-	{hcase{"self-issued passport claims attested_workload", hw(jsonBody).claims(binding("attested_workload")), weakKey, weakKey}, "both"},
-	{hcase{"self-issued remote_kms is forwarded as software", get("/v1/orders/k1").claims(binding("remote_kms")), ok, ok}, "both"},
-	{hcase{"self-issued remote_kms on remote_kms route", get("/v1/kms/k3").rt("kms.get").claims(binding("remote_kms")), weakKey, weakKey}, "both"},
-	{hcase{"capped broker attests hardware_local", hw(jsonBody).tok(brokered(cappedKID, "hardware_local")), weakKey, weakKey}, "both"},
-	{hcase{"capped broker's hardware_local is forwarded as remote_kms", get("/v1/kms/k4").rt("kms.get").tok(brokered(cappedKID, "hardware_local")).kb("remote_kms"), ok, ok}, "both"},
-	// h14core: dot segments behind path parameters.
-	{hcase{"path ..;/..;/admin", get("/v1/files/..;/..;/admin/purge").rt("files.get"), path400, path400}, "both"},
-	{hcase{"path .;", get("/v1/files/.;/admin").rt("files.get"), path400, path400}, "both"},
-	{hcase{"path ..;x", get("/v1/files/..;x/admin").rt("files.get"), path400, path400}, "both"},
-	{hcase{"path ..%3B", get("/v1/files/..%3B/admin").rt("files.get"), path400, path400}, "both"},
-	{hcase{"path empty segment before ;", get("/v1/files/;x/admin").rt("files.get"), path400, path400}, "both"},
-	{hcase{"path ;jsessionid on an empty segment", get("/v1/orders/;jsessionid=1"), path400, path400}, "both"},
-
 	// The shipped nginx config returns X-Request-Id only on denials; SPEC
 	// §9 wants it on every answer (no branch fixes this yet).
 	{hcase{"request id on an allowed answer", get("/v1/orders/id1").u("X-Request-Id", "caller-id.1").wantAnswerID(), ok, ok}, "nginx"},
-
-	// h14core: route option query_strict.
-	{hcase{"strict: plain query", strict("?a=1&b=%2B&c=%20"), ok, ok}, "both"},
-	{hcase{"strict: indexed list", strict("?a[0]=1&a[1]=2"), ok, ok}, "both"},
-	{hcase{"strict: literal +", strict("?a=b+c"), path400, path400}, "both"},
-	{hcase{"strict: literal ;", strict("?a=1;admin=1"), path400, path400}, "both"},
-	{hcase{"strict: duplicate key", strict("?a=1&a=2"), path400, path400}, "both"},
-	{hcase{"strict: duplicate key by escape", strict("?a=1&%61=2"), path400, path400}, "both"},
-	{hcase{"strict: duplicate key by case", strict("?a=1&A=2"), path400, path400}, "both"},
-	{hcase{"strict: PHP dot is underscore", strict("?a.b=1&a_b=2"), path400, path400}, "both"},
-	{hcase{"strict: empty piece", strict("?a=1&&b=2"), path400, path400}, "both"},
-	{hcase{"strict: empty key", strict("?=x"), path400, path400}, "both"},
-	{hcase{"strict: NUL", strict("?a=%00"), path400, path400}, "both"},
-	{hcase{"strict: repeated list", strict("?a[]=1&a[]=2"), path400, path400}, "both"},
-	{hcase{"strict: malformed escape is step 17", strict("?a=%zz").signs(func(sr *signer.Request) { sr.RawQuery = "a=%25zz" }), binding401, binding401}, "both"},
 
 	// h14proxy: memory, exact target, method, forwarding, duplicates,
 	// override headers, check-mode body knowledge and X-TrustPlane-*.

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/signer"
 )
@@ -84,6 +83,7 @@ func hostileRoutes(w *world, policy map[string]any) {
 			"required_key_binding": "hardware_local", "body_hash_from_gateway": true}),
 		w.route("files.get", "GET", "/v1/files/*", nil),
 		w.route("kms.get", "GET", "/v1/kms/{id}", map[string]any{"required_key_binding": "remote_kms"}),
+		w.route("strict.get", "GET", "/v1/strict/{id}", map[string]any{"query_strict": true}),
 		w.route("tenant.get", "GET", "/v1/tenant/{id}", map[string]any{
 			"signed_headers": map[string]any{"required": []any{"x-tenant"}}}),
 	} {
@@ -91,24 +91,6 @@ func hostileRoutes(w *world, policy map[string]any) {
 			g["routes"] = append(g["routes"].([]any), r)
 		}
 	}
-	if strictQuerySupported() {
-		g["routes"] = append(g["routes"].([]any), w.route("strict.get", "GET", "/v1/strict/{id}", map[string]any{"query_strict": true}))
-	}
-}
-
-// strictQuerySupported reports whether this tree's bundle parser knows the
-// route option query_strict (branch h14core). Until it does, the strict
-// route is left out (a bundle naming it would not load) and the strict
-// rows of pendingCases meet bundle_route_missing, so they stay failing;
-// they flip when the option lands.
-func strictQuerySupported() bool {
-	doc := `{"version":"trustplane-bundle-v1","kind":"policy_runtime_bundle","trust_domain":"d",
-		"apis":[{"api_id":"a","audience":"a","base_url":"http://a"}],
-		"route_groups":[{"route_group_id":"g","api_id":"a","routes":[{"route_id":"r","method":"GET",
-		"path_template":"/r","query_strict":true,"allowed_sources":[{"source_type":"software_jwks",
-		"issuer":"i","trust_domain":"d","subject_exact":"s"}]}]}]}`
-	_, err := bundle.ParsePolicy([]byte(doc), bundle.Options{AllowUnsigned: true, ModTime: time.Now()})
-	return err == nil
 }
 
 func newSuite(t *testing.T) *suite {
