@@ -214,11 +214,6 @@ func (s *suite) run(t *testing.T, m *mode, c hcase) []string {
 	return p
 }
 
-// memoryAmplificationPending: main still sizes a body buffer from the
-// announced Content-Length (the fix is on branch h14proxy). While true,
-// the test asserts the growth is still there, so the fix flips it loudly.
-const memoryAmplificationPending = true
-
 // memoryAmplification opens many connections that each announce a 1 MiB
 // body and send none of it, without a passport, and reads the node's RSS
 // from /proc: a node that sized buffers from Content-Length would grow by
@@ -258,12 +253,7 @@ func (s *suite) memoryAmplification(t *testing.T, m *mode) {
 	grew := peak - base
 	t.Logf("verifierd RSS %d KiB before, peak %d KiB with %d connections announcing 1 MiB each (+%d KiB)", base, peak, conns, grew)
 	const bound = 96 << 10 // KiB: far below the 400 MiB announced
-	switch {
-	case memoryAmplificationPending && grew <= bound:
-		t.Errorf("memory amplification is fixed (+%d KiB): set memoryAmplificationPending to false", grew)
-	case memoryAmplificationPending:
-		t.Logf("still failing (pending the h14proxy fix): RSS grew by %d KiB", grew)
-	case grew > bound:
+	if grew > bound {
 		t.Errorf("RSS grew by %d KiB for %d heads announcing 1 MiB bodies; want at most %d KiB", grew, conns, bound)
 	}
 }
