@@ -50,7 +50,6 @@ type hreq struct {
 	keyBinding string   // the X-TrustPlane-Key-Binding the upstream must get; "" is software
 	dropped    []string // uncovered names the upstream must not get
 	saw        []kv     // values the verifier read differently from the fields sent (obs-fold)
-	answerID   bool     // an allowed answer must carry X-Request-Id (SPEC §9)
 }
 
 func get(target string) hreq { return hreq{method: "GET", target: target, route: "orders.get"} }
@@ -92,7 +91,6 @@ func (r hreq) hmany(n int) hreq {
 	}
 	return r
 }
-func (r hreq) wantAnswerID() hreq     { r.answerID = true; return r }
 func (r hreq) withBody(b string) hreq { r.body = []byte(b); return r }
 func (r hreq) sees(name, value string) hreq {
 	r.saw = append(slices.Clip(r.saw), kv{name, value})
@@ -403,16 +401,9 @@ func compare(b built, r hreq, got rawSeen, nginx bool, requestID string) []strin
 	want := map[string]string{"x-trustplane-subject": wSubject, "x-trustplane-issuer": wIssuer,
 		"x-trustplane-trust-domain": wDomain, "x-trustplane-route-id": r.route, "x-trustplane-key-binding": kb,
 		"x-trustplane-jti": tokenJTI(b.token)}
-	// SPEC §9: the request id goes upstream and back to the caller. An
-	// answer without one is the "request id on an allowed answer" row's
-	// finding; the others check the upstream got exactly one.
-	switch v := fieldValues(got.fields, "X-Request-Id"); {
-	case len(v) != 1 || v[0] == "":
-		p = append(p, fmt.Sprintf("upstream X-Request-Id = %q, want exactly one", v))
-	case requestID == "" && r.answerID:
-		p = append(p, "the allowed answer carries no X-Request-Id")
-	case requestID != "" && v[0] != requestID:
-		p = append(p, fmt.Sprintf("upstream X-Request-Id = %q, want the answer's %q", v[0], requestID))
+	// SPEC §9: the request id goes upstream and back to the caller.
+	if v := fieldValues(got.fields, "X-Request-Id"); requestID == "" || len(v) != 1 || v[0] != requestID {
+		p = append(p, fmt.Sprintf("upstream X-Request-Id = %q, want exactly the answer's %q", v, requestID))
 	}
 	for _, f := range got.fields {
 		if n := strings.ToLower(f.name); isTrustPlane(n) && !slices.Contains(contextHeaders, n) {
