@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/signer"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // want is what a caller must get back: the status, and the reason code of
@@ -106,7 +110,8 @@ func newSuite(t *testing.T) *suite {
 	// Proxy mode. Short read timeouts keep a case that stalls a
 	// connection from costing a minute.
 	pu := newRawUpstream(t)
-	pn := startVerifierd(t, w, true, "--upstream", pu.URL, "--read-header-timeout", "5s", "--read-timeout", "10s")
+	pn := startVerifierd(t, w, true, "--upstream", pu.URL, "--read-header-timeout", "5s", "--read-timeout", "10s",
+		"--max-body-memory-bytes", strconv.Itoa(bodyMemoryLimit))
 	paddr := strings.TrimPrefix(pn.URL, "http://")
 	s.modes = append(s.modes, &mode{name: "proxy", addr: paddr, authority: paddr, up: pu, node: pn})
 
@@ -156,6 +161,7 @@ func TestHostile(t *testing.T) {
 	t.Logf("%d cases x %d modes (+%d pending) in %s", len(hostileCases), len(s.modes), len(pendingCases),
 		time.Since(start).Round(time.Millisecond))
 	t.Run("proxy/memory amplification", func(t *testing.T) { s.memoryAmplification(t, s.modes[0]) })
+	t.Run("proxy/body memory cap", func(t *testing.T) { s.bodyMemoryCap(t, s.modes[0]) })
 }
 
 // run sends one case in one mode and returns every way the answer or the
@@ -256,6 +262,66 @@ func (s *suite) memoryAmplification(t *testing.T, m *mode) {
 	if grew > bound {
 		t.Errorf("RSS grew by %d KiB for %d heads announcing 1 MiB bodies; want at most %d KiB", grew, conns, bound)
 	}
+}
+
+// bodyMemoryLimit is the proxy node's --max-body-memory-bytes: room for
+// the 1 MiB body rows one at a time and for the amplification test's 400
+// heads, not for four 1 MiB bodies at once.
+const bodyMemoryLimit = 4 << 20
+
+// bodyMemoryCap fills the node's body memory with bodies that never
+// finish: the requests that find no room are answered 503
+// verifier_overloaded with the SPEC §6 body at once, before any check;
+// once the connections are gone an honest request with a body passes.
+func (s *suite) bodyMemoryCap(t *testing.T, m *mode) {
+	const conns, sent = 8, 900 << 10 // 8 x ~1 MiB of buffer against 4 MiB
+	head := "POST /v1/orders HTTP/1.1\r\nHost: " + m.authority + "\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+	answers := make(chan rawAnswer, conns)
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for range conns {
+		c, err := net.Dial("tcp", m.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+		if _, err := c.Write([]byte(head + strings.Repeat("b", sent))); err != nil {
+			break // refused and closed while we wrote: its answer is read below
+		}
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				answers <- rawAnswer{err: err}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- rawAnswer{status: resp.StatusCode, header: resp.Header, body: b}
+		}()
+	}
+	a := <-answers // the stalled bodies never answer; a refused one does
+	t.Logf("first refusal after %s with %d bodies of %d KiB stalled against %d KiB", time.Since(start).Round(time.Millisecond), len(open), sent>>10, bodyMemoryLimit>>10)
+	if id := a.header.Get("X-Request-Id"); a.status != 503 || a.reason() != string(reason.VerifierOverloaded) ||
+		string(a.body) != fmt.Sprintf(`{"allowed":false,"reason":"verifier_overloaded","request_id":%q}`, id) {
+		t.Errorf("first answer = %d %q %v, want 503 verifier_overloaded with the §6 body", a.status, a.body, a.err)
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	open = nil
+	// The memory is released as the connections go: a body fits again.
+	testwait.Until(t, 20*time.Second, "a body after the stalled ones are gone", func() error {
+		if a := rawSend(m.addr, s.build(t, create(jsonBody), m.authority, "", nil).wire, false, "POST"); a.status != 200 {
+			return fmt.Errorf("%d %q", a.status, a.body)
+		}
+		return nil
+	})
 }
 
 // rssKiB reads VmRSS of pid.
