@@ -117,6 +117,10 @@ var (
 // strict is a GET with query q on the query_strict route.
 func strict(q string) hreq { return get("/v1/strict/s1" + q).rt("strict.get") }
 
+// smuggled is an unsigned request that rows hide after or inside another,
+// carrying the context header an upstream would trust.
+const smuggled = "GET /v1/orders/smuggled HTTP/1.1\r\nHost: AUTH\r\nX-TrustPlane-Subject: spiffe://e2e.local/workload/admin\r\n\r\n"
+
 const jsonBody = `{"order_id":"ord_1","amount":"42.00"}`
 
 // hostileCases must pass on main today. Each row: name, request, then the
@@ -244,7 +248,10 @@ var hostileCases = []hcase{
 	// Go reads CL+TE by the chunked coding alone (RFC 9112 §6.3) and a
 	// repeated equal length as one; either way the bytes verified are
 	// the bytes forwarded, re-framed with one Content-Length.
-	{"CL and TE", gw(jsonBody).chunk().fields(after("Transfer-Encoding", "Content-Length", "3")), ok, bad},
+	{"CL and TE", gw(jsonBody).chunk().fields(after("Transfer-Encoding", "Content-Length", "3")).then(smuggled), ok, bad},
+	{"pipelined unsigned request", get("/v1/orders/pl1").then(smuggled), ok, ok},
+	{"request hidden behind the body's length", gw(jsonBody).then(smuggled), ok, ok},
+	{"request hidden in a chunk", gw(jsonBody).chunk().raw("0\r\n\r\n", "0\r\n\r\n"+smuggled), ok, ok},
 	{"double CL equal", gw(jsonBody).fields(after("Content-Length", "Content-Length", itoa(len(jsonBody)))), ok, bad},
 	{"double CL different", gw(jsonBody).fields(after("Content-Length", "Content-Length", "3")), bad, bad},
 	{"CL +N", gw(jsonBody).fields(set("Content-Length", "+"+itoa(len(jsonBody)))), bad, bad},

@@ -47,6 +47,11 @@ type hreq struct {
 	// burn nothing) instead of an allow.
 	firstDenied bool
 
+	// next is a second, unsigned request in the same bytes (pipelined, or
+	// hidden behind a Content-Length shorter than the body): its answer
+	// must be no allow, and it must never reach the upstream.
+	next string
+
 	keyBinding string   // the X-TrustPlane-Key-Binding the upstream must get; "" is software
 	dropped    []string // uncovered names the upstream must not get
 	saw        []kv     // values the verifier read differently from the fields sent (obs-fold)
@@ -91,6 +96,9 @@ func (r hreq) hmany(n int) hreq {
 	}
 	return r
 }
+
+// then appends raw, a second request, after this one's bytes.
+func (r hreq) then(raw string) hreq   { r.next = raw; return r }
 func (r hreq) withBody(b string) hreq { r.body = []byte(b); return r }
 func (r hreq) sees(name, value string) hreq {
 	r.saw = append(slices.Clip(r.saw), kv{name, value})
@@ -258,6 +266,7 @@ func (s *suite) build(t testing.TB, r hreq, authority, tok string, key *signer.K
 	if r.wire != nil {
 		out = r.wire(out)
 	}
+	out += strings.ReplaceAll(r.next, "AUTH", authority)
 	if a := absoluteAuthority(r.target); a != "" {
 		host = a // RFC 9112 §3.2.2: the target's authority wins over Host
 	}

@@ -257,30 +257,40 @@ func (a rawAnswer) reason() string {
 // after writing, so a server waiting for more bytes sees EOF at once
 // instead of its read timeout.
 func rawSend(addr string, b []byte, closeWrite bool, method string) rawAnswer {
+	return rawSendN(addr, b, closeWrite, method, 1)[0]
+}
+
+// rawSendN is rawSend reading n answers off the connection, for bytes that
+// hold more than one request (pipelining, a body shorter than the bytes
+// sent). An answer that cannot be read ends the list with its error.
+func rawSendN(addr string, b []byte, closeWrite bool, method string, n int) []rawAnswer {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		return rawAnswer{err: err}
+		return []rawAnswer{{err: err}}
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write(b); err != nil {
-		return rawAnswer{err: err}
+		return []rawAnswer{{err: err}}
 	}
 	if closeWrite {
 		_ = c.(*net.TCPConn).CloseWrite()
 	}
 	br := bufio.NewReader(c)
 	req := &http.Request{Method: method}
-	for {
+	var out []rawAnswer
+	for len(out) < n {
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
-			return rawAnswer{err: err}
+			return append(out, rawAnswer{err: err})
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != 101 {
 			continue
 		}
-		return rawAnswer{status: resp.StatusCode, header: resp.Header, body: body, err: err}
+		out = append(out, rawAnswer{status: resp.StatusCode, header: resp.Header, body: body, err: err})
+		req = &http.Request{Method: "GET"}
 	}
+	return out
 }
