@@ -22,18 +22,6 @@ func after(at, name, value string) func([]kv) []kv {
 	}
 }
 
-// before inserts name: value right before the first field named at.
-func before(at, name, value string) func([]kv) []kv {
-	return func(fs []kv) []kv {
-		for i, f := range fs {
-			if strings.EqualFold(f.name, at) {
-				return append(fs[:i], append([]kv{{name, value}}, fs[i:]...)...)
-			}
-		}
-		return append(fs, kv{name, value})
-	}
-}
-
 // del removes every field named name.
 func del(name string) func([]kv) []kv {
 	return func(fs []kv) []kv {
