@@ -130,7 +130,8 @@ var hostileCases = []hcase{
 	{"method tampered", hreq{method: "DELETE", target: "/v1/orders/m3", route: "orders.delete"}.signs(func(sr *signer.Request) { sr.Method = "GET"; sr.RouteID = "orders.get" }), binding401, binding401},
 
 	// Forwarding headers can never be covered (SPEC §3.4). The rows on the
-	// caller's forwarding values reaching the upstream are in pendingCases.
+	// caller's forwarding values reaching the upstream are below, under
+	// "What is verified is what is forwarded".
 	{"covered X-Forwarded-For is never covered", get("/v1/orders/f5").h("X-Forwarded-For", "6.6.6.6"), binding401, binding401},
 	{"covered Forwarded is never covered", get("/v1/orders/f6").h("Forwarded", "for=6.6.6.6"), binding401, binding401},
 
@@ -413,9 +414,9 @@ var hostileCases = []hcase{
 	{"spoofed X-TrustPlane-Admin in check mode", get("/v1/orders/t9").u("X-TrustPlane-Admin", "1"), ok, binding401},
 }
 
-// pendingCases fail on main today: the behaviour the issue demands waits
-// for a fix on another branch (h14core, h14proxy). The suite asserts they
-// STILL fail, so each flips loudly when its fix lands and must move to
+// pendingCases are rows that fail on main because the behaviour they demand
+// waits for a fix on another branch. The suite asserts they STILL fail in
+// the mode named, so each flips loudly when its fix lands and must move to
 // hostileCases.
 var pendingCases = []pcase{
 	// Empty: every behaviour the rows demand is on main. A row whose fix is
