@@ -21,6 +21,23 @@ type TrustMaterial struct {
 	SHA256   string // lowercase hex SHA-256 of the exact bytes parsed
 	Signed   bool
 	Issuers  map[string]*Issuer // by issuer
+	// AuditNodes lists the verifier nodes whose audit keys sign the audit
+	// stream (optional member audit_nodes, docs/AUDIT.md): tpaudit verify
+	// authenticates every event and checkpoint against it. Verifiers
+	// ignore it. Nil when the member is absent.
+	AuditNodes []*AuditNode
+}
+
+// AuditNode is one audit_nodes[] entry: a fleet member's audit key. A node
+// id may appear more than once (a key rotation); a public key only once.
+type AuditNode struct {
+	NodeID       string
+	PublicKey    ed25519.PublicKey // ed25519.PublicKeySize bytes
+	PublicKeyB64 string            // canonical unpadded base64url of PublicKey
+	// Active is status "active": the node is in service and must publish
+	// checkpoints. A "retired" node's events still verify; no
+	// checkpoints are expected from it.
+	Active bool
 }
 
 // Issuer is one issuers[] entry.
@@ -127,7 +144,7 @@ func parseTrustMaterial(data []byte, o Options) (*TrustMaterial, error) {
 		return nil, err
 	}
 	doc := object{m: top}
-	if err := doc.only("version", "kind", "sequence", "issued_at", "issuers", "signed_by", "signature"); err != nil {
+	if err := doc.only("version", "kind", "sequence", "issued_at", "issuers", "audit_nodes", "signed_by", "signature"); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
@@ -155,7 +172,57 @@ func parseTrustMaterial(data []byte, o Options) (*TrustMaterial, error) {
 		}
 		t.Issuers[is.Issuer] = is
 	}
+	if t.AuditNodes, err = parseAuditNodes(doc); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// parseAuditNodes reads the optional audit_nodes member: each entry
+// node_id, public_key_b64url and status (active or retired), nothing else.
+// A public key listed twice is refused: one key must name one node, or a
+// node could sign as another.
+func parseAuditNodes(doc object) ([]*AuditNode, error) {
+	entries, ok, err := doc.objects("audit_nodes")
+	if err != nil || !ok {
+		return nil, err
+	}
+	out := make([]*AuditNode, 0, len(entries))
+	seen := map[string]string{} // public key -> node id
+	for _, o := range entries {
+		if err := o.only("node_id", "public_key_b64url", "status"); err != nil {
+			return nil, err
+		}
+		n := new(AuditNode)
+		if n.NodeID, err = o.required("node_id"); err != nil {
+			return nil, err
+		}
+		if n.PublicKeyB64, err = o.required("public_key_b64url"); err != nil {
+			return nil, err
+		}
+		pub, err := base64.RawURLEncoding.Strict().DecodeString(n.PublicKeyB64)
+		if err != nil || base64.RawURLEncoding.EncodeToString(pub) != n.PublicKeyB64 || len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%s: not canonical unpadded base64url of 32 bytes", o.at("public_key_b64url"))
+		}
+		n.PublicKey = pub
+		status, err := o.required("status")
+		if err != nil {
+			return nil, err
+		}
+		switch status {
+		case "active":
+			n.Active = true
+		case "retired":
+		default:
+			return nil, fmt.Errorf("%s: %q is neither \"active\" nor \"retired\"", o.at("status"), status)
+		}
+		if other, dup := seen[n.PublicKeyB64]; dup {
+			return nil, fmt.Errorf("%s: same public key as node %q", o.at("public_key_b64url"), other)
+		}
+		seen[n.PublicKeyB64] = n.NodeID
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func parseIssuer(o object) (*Issuer, error) {

@@ -177,3 +177,58 @@ func TestParseTrustMaterialErrors(t *testing.T) {
 		})
 	}
 }
+
+// trustWithAuditNodes is trustDoc with an audit_nodes member.
+func trustWithAuditNodes(t testing.TB, nodes string) string {
+	doc := trustDoc(t)
+	return doc[:len(doc)-1] + `,"audit_nodes":` + nodes + `}`
+}
+
+func TestTrustMaterialAuditNodes(t *testing.T) {
+	k20, k21 := b64(t, 20), b64(t, 21)
+	tm, err := ParseTrustMaterial([]byte(trustWithAuditNodes(t, `[
+		{"node_id":"node-a:8081","public_key_b64url":"`+k20+`","status":"active"},
+		{"node_id":"node-old:8081","public_key_b64url":"`+k21+`","status":"retired"}]`)), Options{AllowUnsigned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tm.AuditNodes) != 2 {
+		t.Fatalf("AuditNodes = %+v, want 2 entries", tm.AuditNodes)
+	}
+	a, old := tm.AuditNodes[0], tm.AuditNodes[1]
+	if a.NodeID != "node-a:8081" || !a.Active || a.PublicKeyB64 != k20 || len(a.PublicKey) != 32 {
+		t.Errorf("AuditNodes[0] = %+v", a)
+	}
+	if old.NodeID != "node-old:8081" || old.Active {
+		t.Errorf("AuditNodes[1] = %+v, want node-old:8081 retired", old)
+	}
+	if tm, err := ParseTrustMaterial([]byte(trustDoc(t)), Options{AllowUnsigned: true}); err != nil || tm.AuditNodes != nil {
+		t.Errorf("without audit_nodes: AuditNodes = %v, err %v; want nil, nil", tm.AuditNodes, err)
+	}
+
+	bad := []struct {
+		name, nodes, want string
+	}{
+		{"not an array", `{}`, "audit_nodes: must be an array"},
+		{"entry not an object", `["x"]`, "audit_nodes[0]: must be an object"},
+		{"unknown member", `[{"node_id":"a","public_key_b64url":"` + k20 + `","status":"active","kid":"x"}]`, "kid"},
+		{"no node id", `[{"public_key_b64url":"` + k20 + `","status":"active"}]`, "node_id"},
+		{"empty node id", `[{"node_id":"","public_key_b64url":"` + k20 + `","status":"active"}]`, "node_id"},
+		{"no key", `[{"node_id":"a","status":"active"}]`, "public_key_b64url"},
+		{"short key", `[{"node_id":"a","public_key_b64url":"AAAA","status":"active"}]`, "32 bytes"},
+		{"padded key", `[{"node_id":"a","public_key_b64url":"` + k20 + `=","status":"active"}]`, "32 bytes"},
+		{"no status", `[{"node_id":"a","public_key_b64url":"` + k20 + `"}]`, "status"},
+		{"unknown status", `[{"node_id":"a","public_key_b64url":"` + k20 + `","status":"revoked"}]`, "neither"},
+		{"key for two nodes", `[{"node_id":"a","public_key_b64url":"` + k20 + `","status":"active"},
+			{"node_id":"b","public_key_b64url":"` + k20 + `","status":"active"}]`, `same public key as node "a"`},
+		{"null", `null`, "audit_nodes"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseTrustMaterial([]byte(trustWithAuditNodes(t, tt.nodes)), Options{AllowUnsigned: true})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("ParseTrustMaterial(audit_nodes %s) = %v, want an error mentioning %q", tt.nodes, err, tt.want)
+			}
+		})
+	}
+}
