@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +38,15 @@ type PublisherConfig struct {
 	// MinBackoff and MaxBackoff bound the jittered wait between retries
 	// while NATS fails. If zero, 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// SignKey is the node's audit key (docs/AUDIT.md): every event is
+	// sent with its signature in SignatureHeader, and checkpoints are
+	// published. If nil, events go unsigned and no checkpoint is
+	// published, and tpaudit verify reports every event of the node.
+	SignKey ed25519.PrivateKey
+	// CheckpointInterval is how often a checkpoint of the acknowledged
+	// chain head is published while the node runs (one is also published
+	// when Run ends). If zero, 30s.
+	CheckpointInterval time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// MeterProvider; nil means no-op.
@@ -61,6 +72,8 @@ type Publisher struct {
 // pending is one event sent (or to be sent) and not yet acknowledged.
 type pending struct {
 	pos  uint64
+	head chainHead
+	own  bool // head belongs to this node's chain (not an older node id's)
 	msg  *nats.Msg
 	fut  jetstream.PubAckFuture
 	sent time.Time
@@ -71,7 +84,10 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Spool == nil || cfg.Conn == nil {
 		return nil, errors.New("audit: publisher needs a spool and a NATS connection")
 	}
-	if cfg.Window < 0 || cfg.AckTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 {
+	if cfg.SignKey != nil && len(cfg.SignKey) != ed25519.PrivateKeySize {
+		return nil, errors.New("audit: publisher sign key is not an Ed25519 private key")
+	}
+	if cfg.Window < 0 || cfg.AckTimeout < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.CheckpointInterval < 0 {
 		return nil, errors.New("audit: negative publisher setting")
 	}
 	if cfg.Window == 0 {
@@ -79,6 +95,9 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	}
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = 5 * time.Second
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 30 * time.Second
 	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -179,12 +198,17 @@ func (p *Publisher) Run(ctx context.Context) error {
 		w     window
 		fails int // consecutive failures, for the log
 		bo    = retry.Backoff{Min: p.cfg.MinBackoff, Max: p.cfg.MaxBackoff}
+		ck    checkpointer // the acknowledged head and the last checkpoint
 	)
+	// A last checkpoint covers what was acknowledged since the previous
+	// one, so a verifier can see the newest events deleted after a stop.
+	defer ck.final(ctx, p)
 	defer p.giveAcks(&w)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
+		ck.maybe(ctx, p)
 		damaged, sendErr := p.fill(&w, r)
 		if sendErr == nil && len(w.inflight) == 0 {
 			p.giveAcks(&w)
@@ -192,7 +216,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-p.spool.appended:
-			case <-time.After(time.Second): // a lost wake-up costs at most this
+			case <-time.After(ck.wait(p, time.Second)): // a lost wake-up costs at most a second
 			}
 			continue
 		}
@@ -201,6 +225,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			select {
 			case ack := <-head.fut.Ok():
 				w.ackHead()
+				ck.acked(head)
 				fails = 0
 				bo.Reset()
 				p.met.published(ctx, time.Since(head.sent), ack.Duplicate)
@@ -218,6 +243,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			}
 		}
 		for _, pm := range w.goBack(func(pm *pending) bool { return p.settle(ctx, pm) }) {
+			ck.acked(pm)
 			p.met.published(ctx, time.Since(pm.sent), false)
 		}
 		p.giveAcks(&w)
@@ -244,13 +270,20 @@ func (p *Publisher) fill(w *window, r *reader) (damaged bool, err error) {
 			if !ok {
 				return false, nil
 			}
-			w.resend = append(w.resend, &pending{pos: rec.pos, msg: &nats.Msg{
+			pm := &pending{pos: rec.pos, msg: &nats.Msg{
 				Subject: rec.subject,
 				Data:    append([]byte(nil), rec.data...),
 				// SPEC §9: a resend of the same event is never stored
 				// twice within the duplicate window.
 				Header: nats.Header{jetstream.MsgIDHeader: []string{rec.eventID}},
-			}})
+			}}
+			pm.head = chainHead{seq: rec.nodeSeq, sum: sha256.Sum256(rec.data), at: rec.appendedAt}
+			pm.own = rec.nodeID == p.spool.cfg.NodeID
+			if p.cfg.SignKey != nil {
+				// Signed once, when read: a resend carries the same bytes.
+				pm.msg.Header.Set(SignatureHeader, signEvent(p.cfg.SignKey, pm.msg.Data))
+			}
+			w.resend = append(w.resend, pm)
 		}
 		pm := w.resend[0]
 		fut, err := p.js.PublishMsgAsync(pm.msg)

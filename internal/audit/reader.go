@@ -21,6 +21,7 @@ type reader struct {
 	// unsynced lets the reader return appended events not yet fsynced;
 	// only the spool's own age probe sets it, never the publisher.
 	unsynced bool
+	nodeID   string // of the open segment's chain record
 
 	f      *os.File
 	first  uint64 // first pos of the open segment
@@ -74,9 +75,13 @@ func (r *reader) Next() (rec record, ok bool, err error) {
 			return rec, false, fmt.Errorf("spool segment %s at offset %d: %w", seg.path, r.off+int64(r.cursor), err)
 		}
 		r.cursor += n
+		if rec.kind == kindChain {
+			r.nodeID = rec.nodeID
+		}
 		if rec.kind != kindEvent || rec.pos < r.next {
 			continue
 		}
+		rec.nodeID = r.nodeID // the chain the event belongs to
 		if rec.pos != r.next {
 			return rec, false, fmt.Errorf("spool segment %s: pos %d where %d was expected", seg.path, rec.pos, r.next)
 		}
@@ -91,7 +96,7 @@ func (r *reader) open(seg segment) error {
 	if err != nil {
 		return fmt.Errorf("open spool segment: %w", err)
 	}
-	r.f, r.first, r.off, r.buf, r.cursor = f, seg.first, 0, r.buf[:0], 0
+	r.f, r.first, r.off, r.buf, r.cursor, r.nodeID = f, seg.first, 0, r.buf[:0], 0, ""
 	return nil
 }
 

@@ -47,7 +47,7 @@ type record struct {
 	kind    byte
 	pos     uint64
 	nodeSeq uint64
-	// chain records
+	// chain records; the reader also sets nodeID on event records
 	prev   [sha256.Size]byte
 	nodeID string
 	// event records

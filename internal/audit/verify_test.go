@@ -2,8 +2,24 @@ package audit
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"testing"
 )
+
+// newAuditKey returns a fresh node audit key.
+func newAuditKey(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func memberOf(node string, k ed25519.PrivateKey, active bool) Member {
+	return Member{NodeID: node, PublicKey: k.Public().(ed25519.PublicKey), Active: active}
+}
 
 // chainOf returns n encoded events of node, chained.
 func chainOf(t *testing.T, node string, n int) [][]byte {
@@ -45,15 +61,18 @@ func TestChainVerifier(t *testing.T) {
 		{name: "wrong subject", msgs: [][]byte{a[0], a[1]}, subjects: map[int]string{1: "trustplane.audit.allow.allowed"}, want: []string{ProblemSubject}},
 		{name: "not an event", msgs: [][]byte{a[0], []byte("{}"), a[1]}, want: []string{ProblemMalformed}},
 	}
+	key := newAuditKey(t)
+	members := []Member{memberOf("a", key, false), memberOf("b", key, false)}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := ChainVerifier{HeadTrimmed: tt.trimmed, ReorderWindow: tt.window}
+			v := ChainVerifier{HeadTrimmed: tt.trimmed, ReorderWindow: tt.window, Members: members}
 			for i, m := range tt.msgs {
 				s := subj
 				if o, ok := tt.subjects[i]; ok {
 					s = o
 				}
-				v.Add(uint64(i+1), s, m)
+				// Signed as stored, so only the chain is under test here.
+				v.Add(Msg{StreamSeq: uint64(i + 1), Subject: s, Data: m, Signature: signEvent(key, m)})
 			}
 			v.Finish()
 			var got []string
