@@ -35,6 +35,9 @@ func statsFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (int
 		since := time.Now().Add(-*window)
 		r := statsReport{Since: audit.Timestamp(since), Outcome: map[string]int{}, Reason: map[string]int{}, Route: map[string]int{}, NodeSeen: map[string]int{}}
 		err := each(ctx, c, readOpts{since: since}, func(m jetstream.Msg) error {
+			if audit.IsCheckpointSubject(m.Subject()) {
+				return nil
+			}
 			e, err := audit.Decode(m.Data())
 			if err != nil {
 				return nil

@@ -28,6 +28,9 @@ func tailFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (int,
 		}
 		o := readOpts{since: start, onlyNew: *since == "", follow: *follow, filters: []string{subjectFilter(*outcome, *reasonCode)}}
 		return 0, each(ctx, c, o, func(m jetstream.Msg) error {
+			if audit.IsCheckpointSubject(m.Subject()) {
+				return nil // a node's checkpoint, not an event (docs/AUDIT.md)
+			}
 			e, err := audit.Decode(m.Data())
 			if err != nil {
 				fmt.Fprintf(out, "# stream seq %d: not an audit event\n", streamSeq(m))
