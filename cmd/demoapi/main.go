@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/demo"
 )
 
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9000", "HTTP listen address (keep it on loopback)")
 	prepare := fs.String("prepare", "", "write the demo keys and signed bundles under this directory and exit")
+	var auditNodes cliflag.List
+	fs.Var(&auditNodes, "audit-nodes", "with --prepare: node ids that get an audit key, listed in the trust material's audit_nodes (comma list)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -60,12 +63,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *prepare != "" {
-		f, err := demo.Prepare(*prepare)
+		f, err := demo.Prepare(*prepare, auditNodes...)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "caller key %s\nbundle public key %s\ntrust material %s\npolicy bundle %s\n",
 			f.CallerKey, f.BundlePublicKey, f.TrustMaterial, f.PolicyBundle)
+		for _, n := range auditNodes {
+			fmt.Fprintf(stdout, "audit key of %s %s\n", n, f.AuditKeys[n])
+		}
 		return nil
 	}
 	up, err := demo.StartUpstream(ctx, *listen)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpcluster/tpcluster/internal/bundle"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/testport"
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
@@ -36,6 +38,54 @@ func TestPrepare(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestPrepareAuditNodes: --audit-nodes gives each node an audit key (0600)
+// whose public key the signed trust material lists as an active fleet
+// member; a second run reuses the keys.
+func TestPrepareAuditNodes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	args := []string{"--prepare", dir, "--audit-nodes", "node-1:8081,node-2:8082"}
+	if err := run(t.Context(), args, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	read := func() *bundle.TrustMaterial {
+		t.Helper()
+		pub, err := keyfile.ReadPublic(filepath.Join(dir, "bundle.pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "trust-material.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm, err := bundle.ParseTrustMaterial(data, bundle.Options{Keys: []bundle.VerifyKey{bundle.NewVerifyKey(pub)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	tm := read()
+	if len(tm.AuditNodes) != 2 {
+		t.Fatalf("audit_nodes = %+v, want 2", tm.AuditNodes)
+	}
+	for i, node := range []string{"node-1:8081", "node-2:8082"} {
+		file := []string{"audit-node-1_8081.key", "audit-node-2_8082.key"}[i]
+		k, err := keyfile.ReadPrivate(filepath.Join(dir, file)) // refuses a mode other than 0600
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := tm.AuditNodes[i]
+		if n.NodeID != node || !n.Active || !bytes.Equal(n.PublicKey, k.Public().Key) {
+			t.Errorf("audit_nodes[%d] = %+v, want %s active with the key in its file", i, n, node)
+		}
+	}
+	if err := run(t.Context(), args, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if again := read(); !bytes.Equal(again.AuditNodes[0].PublicKey, tm.AuditNodes[0].PublicKey) {
+		t.Error("a second --prepare replaced node-1's audit key")
 	}
 }
 

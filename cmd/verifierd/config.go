@@ -76,6 +76,9 @@ type Config struct {
 	AuditMaxBytes      int64
 	AuditWindow        int
 	AuditFlushTimeout  time.Duration
+	// AuditKey is the node's audit private key file (docs/AUDIT.md).
+	AuditKey                string
+	AuditCheckpointInterval time.Duration
 
 	// Derived by Validate.
 	trustedProxies []netip.Prefix
@@ -134,6 +137,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.Int64Var(&c.AuditMaxBytes, "audit-max-bytes", audit.DefaultMaxBytes, "audit stream retention by size, reserved on each replica's server: at most half its max_file_store (-1: unlimited)")
 	fs.IntVar(&c.AuditWindow, "audit-publish-window", 256, "audit publishes awaiting an acknowledgement at once")
 	fs.DurationVar(&c.AuditFlushTimeout, "audit-flush-timeout", 5*time.Second, "on shutdown, how long to wait for the spool to reach NATS before leaving it on disk")
+	fs.StringVar(&c.AuditKey, "audit-key", "", "this node's audit private key file (0600, bundlepub keygen): signs every audit event and checkpoint; its public key is listed in the trust material's audit_nodes")
+	fs.DurationVar(&c.AuditCheckpointInterval, "audit-checkpoint-interval", 30*time.Second, "how often the node publishes a signed checkpoint of its audit chain head")
 	// A slow or huge client must not pin a node (issue 5): every phase of a
 	// request is bounded.
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "bound on reading request headers")
@@ -285,6 +290,9 @@ func (c *Config) Validate() error {
 	if c.AuditWindow < 1 || c.AuditWindow > 65536 {
 		bad("audit-publish-window", c.AuditWindow, "must be 1 to 65536")
 	}
+	if c.AuditCheckpointInterval <= 0 {
+		bad("audit-checkpoint-interval", c.AuditCheckpointInterval, "must be positive")
+	}
 	if c.AuditFlushTimeout <= 0 {
 		bad("audit-flush-timeout", c.AuditFlushTimeout, "must be positive")
 	}
@@ -333,6 +341,7 @@ func (c *Config) logValues() []any {
 		"ledger_timeout", c.LedgerTimeout, "ledger_sync", c.LedgerSync,
 		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes,
 		"audit_stream", c.AuditStream, "audit_replicas", c.AuditReplicas, "audit_max_age", c.AuditMaxAge,
+		"audit_key", c.AuditKey, "audit_checkpoint_interval", c.AuditCheckpointInterval,
 		"trusted_proxies", c.TrustedProxies.String(), "max_header_candidates", strconv.Itoa(c.MaxHeaderCandidates),
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/nodeaudit"
@@ -73,6 +75,11 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	}
 	log.Info("verifierd starting", cfg.logValues()...)
 	nodeID := cfg.nodeID()
+	// Before anything listens: a bad key file stops the node here.
+	auditKey, err := readAuditKey(cfg.AuditKey)
+	if err != nil {
+		return nil, err
+	}
 
 	js, err := n.connect(ctx, nodeID)
 	if err != nil {
@@ -84,7 +91,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	n.onAbort(func() { n.stopTelemetry(context.Background()) })
 
 	// Audit before bundles: the first bundle_applied events go to the spool.
-	if n.aud, err = nodeaudit.Open(n.auditConfig(nodeID)); err != nil {
+	if n.aud, err = nodeaudit.Open(n.auditConfig(nodeID, auditKey)); err != nil {
 		return nil, err
 	}
 	n.onAbort(n.aud.Close)
@@ -140,7 +147,9 @@ func (n *node) abort() {
 // prepareDemo writes the demo keys and bundles, starts the demo upstream
 // and points the configuration at them.
 func (n *node) prepareDemo(ctx context.Context) error {
-	d, err := demo.Prepare(filepath.Join(n.cfg.DataDir, "demo"))
+	// The demo node signs its audit trail with a key of its own, listed
+	// in the demo trust material (docs/AUDIT.md).
+	d, err := demo.Prepare(filepath.Join(n.cfg.DataDir, "demo"), n.cfg.nodeID())
 	if err != nil {
 		return err
 	}
@@ -153,6 +162,9 @@ func (n *node) prepareDemo(ctx context.Context) error {
 	cfg := n.cfg
 	cfg.Upstream, cfg.TrustMaterial, cfg.PolicyBundle = up.URL, d.TrustMaterial, d.PolicyBundle
 	cfg.BundlePublicKeys = append(cfg.BundlePublicKeys[:0], d.BundlePublicKey)
+	if cfg.AuditKey == "" {
+		cfg.AuditKey = d.AuditKeys[cfg.nodeID()]
+	}
 	return cfg.Validate()
 }
 
@@ -189,7 +201,7 @@ func (n *node) connect(ctx context.Context, nodeID string) (jetstream.JetStream,
 	return js, nil
 }
 
-func (n *node) auditConfig(nodeID string) nodeaudit.Config {
+func (n *node) auditConfig(nodeID string, signKey ed25519.PrivateKey) nodeaudit.Config {
 	cfg := n.cfg
 	dir := cfg.AuditSpoolDir
 	if dir == "" {
@@ -212,6 +224,9 @@ func (n *node) auditConfig(nodeID string) nodeaudit.Config {
 		}
 	}
 	log := n.log.With("component", "audit")
+	if signKey == nil {
+		log.Warn("no --audit-key: audit events go unsigned and tpaudit verify reports every one of them")
+	}
 	return nodeaudit.Config{
 		Spool: audit.SpoolConfig{
 			Dir:           dir,
@@ -222,11 +237,26 @@ func (n *node) auditConfig(nodeID string) nodeaudit.Config {
 			Logger:        log,
 			MeterProvider: n.tel.Meter,
 		},
-		Stream: stream,
-		Window: cfg.AuditWindow,
-		Conn:   n.nc,
-		Logger: log,
+		Stream:             stream,
+		Window:             cfg.AuditWindow,
+		SignKey:            signKey,
+		CheckpointInterval: cfg.AuditCheckpointInterval,
+		Conn:               n.nc,
+		Logger:             log,
 	}
+}
+
+// readAuditKey reads the node's audit key (docs/AUDIT.md); none without
+// --audit-key.
+func readAuditKey(path string) (ed25519.PrivateKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	k, err := keyfile.ReadPrivate(path) // refuses a key others may read
+	if err != nil {
+		return nil, fmt.Errorf("--audit-key: %w", err) // the error names the file
+	}
+	return ed25519.NewKeyFromSeed(k.Seed()), nil
 }
 
 // buildServer builds the pipeline, the HTTP handler and the server.

@@ -44,11 +44,16 @@ type Files struct {
 	BundlePublicKey string // bundle.pub
 	TrustMaterial   string // trust-material.json, signed
 	PolicyBundle    string // policy-bundle.json, signed
+	// AuditKeys are the audit private key files (0600) of the node ids
+	// given to Prepare, by node id; the trust material lists their public
+	// keys in audit_nodes (docs/AUDIT.md).
+	AuditKeys map[string]string
 }
 
 // Prepare writes the demo files under dir, reusing keys from an earlier
-// run, and signs fresh bundles with a sequence that grows across runs.
-func Prepare(dir string) (*Files, error) {
+// run, and signs fresh bundles with a sequence that grows across runs. Each
+// of auditNodes gets an audit key, listed as an active fleet member.
+func Prepare(dir string, auditNodes ...string) (*Files, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
@@ -59,6 +64,7 @@ func Prepare(dir string) (*Files, error) {
 		BundlePublicKey: filepath.Join(dir, "bundle.pub"),
 		TrustMaterial:   filepath.Join(dir, "trust-material.json"),
 		PolicyBundle:    filepath.Join(dir, "policy-bundle.json"),
+		AuditKeys:       map[string]string{},
 	}
 	caller, err := keyfile.LoadOrCreate(filepath.Join(dir, "caller"), CallerKID)
 	if err != nil {
@@ -68,10 +74,20 @@ func Prepare(dir string) (*Files, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
+	var fleet []any
+	for _, node := range auditNodes {
+		base := filepath.Join(dir, "audit-"+fileSafe(node))
+		k, err := keyfile.LoadOrCreate(base, "audit-"+fileSafe(node))
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		f.AuditKeys[node] = base + ".key"
+		fleet = append(fleet, map[string]any{"node_id": node, "status": "active", "public_key_b64url": b64(k.Public().Key)})
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	seq := now.Unix() // grows across runs: a restart never looks like a rollback
 	sk := bundle.NewSigningKey(signing)
-	trust, err := bundle.Sign(trustMaterial(caller.Public(), seq, now), sk, "local://demo.bundlepub")
+	trust, err := bundle.Sign(trustMaterial(caller.Public(), fleet, seq, now), sk, "local://demo.bundlepub")
 	if err != nil {
 		return nil, fmt.Errorf("demo: sign trust material: %w", err)
 	}
@@ -90,8 +106,20 @@ func Prepare(dir string) (*Files, error) {
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func trustMaterial(caller *keyfile.PublicKey, seq int64, now time.Time) []byte {
-	b, _ := json.Marshal(map[string]any{
+// fileSafe maps a node id to a file name part: characters other than
+// letters, digits, '.', '-' and '_' become '_'.
+func fileSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func trustMaterial(caller *keyfile.PublicKey, fleet []any, seq int64, now time.Time) []byte {
+	doc := map[string]any{
 		"version": "trustplane-trust-material-v1", "kind": "trust_material",
 		"sequence": seq, "issued_at": rfc3339(now),
 		"issuers": []any{map[string]any{
@@ -101,7 +129,11 @@ func trustMaterial(caller *keyfile.PublicKey, seq int64, now time.Time) []byte {
 				"public_key_b64url": b64(caller.Key),
 			}},
 		}},
-	})
+	}
+	if len(fleet) > 0 {
+		doc["audit_nodes"] = fleet
+	}
+	b, _ := json.Marshal(doc)
 	return b
 }
 

@@ -2,6 +2,7 @@ package nodeaudit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"strings"
@@ -25,6 +26,11 @@ type Config struct {
 	Stream audit.StreamConfig
 	// Window bounds the publishes in flight (audit.PublisherConfig).
 	Window int
+	// SignKey and CheckpointInterval: the node's audit key and how often
+	// it checkpoints its chain (audit.PublisherConfig). A nil key sends
+	// events unsigned.
+	SignKey            ed25519.PrivateKey
+	CheckpointInterval time.Duration
 	// Conn reaches NATS. Required.
 	Conn *nats.Conn
 	// Logger receives lifecycle and failure logs. If nil, discarded.
@@ -65,12 +71,14 @@ func Open(cfg Config) (*Auditor, error) {
 		log.Warn("audit spool holds unpublished events from the last run; sending them", "pending", n, "spool_bytes", spool.Bytes())
 	}
 	pub, err := audit.NewPublisher(audit.PublisherConfig{
-		Spool:         spool,
-		Conn:          cfg.Conn,
-		Stream:        cfg.Stream,
-		Window:        cfg.Window,
-		Logger:        log,
-		MeterProvider: cfg.Spool.MeterProvider,
+		Spool:              spool,
+		Conn:               cfg.Conn,
+		Stream:             cfg.Stream,
+		Window:             cfg.Window,
+		SignKey:            cfg.SignKey,
+		CheckpointInterval: cfg.CheckpointInterval,
+		Logger:             log,
+		MeterProvider:      cfg.Spool.MeterProvider,
 	})
 	if err != nil {
 		spool.Close()
