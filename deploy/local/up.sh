@@ -71,7 +71,7 @@ trap cleanup EXIT
 tplocal_log "building binaries into $BIN"
 (
 	cd "$root"
-	"$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpcurl ./cmd/demoapi
+	"$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpcurl ./cmd/demoapi ./cmd/tpaudit
 	# Debian's nats-server is too old for per-key TTLs (SPEC §7): build the
 	# version go.mod requires.
 	"$GO" build -o "$BIN/nats-server" github.com/nats-io/nats-server/v2
@@ -108,7 +108,14 @@ esac
 # The demo world: a caller key and a bundle-signing key (0600), a signed
 # trust material and policy bundle whose sequence grows across runs.
 KEYS=$DIR/keys
-"$BIN/demoapi" --prepare "$KEYS" >"$LOGS/prepare.log"
+# Each node gets an audit key (0600) listed in the signed trust material's
+# audit_nodes, so tpaudit verify can authenticate the audit stream
+# (docs/AUDIT.md).
+audit_nodes=""
+for i in "${TPLOCAL_NODES[@]}"; do
+	audit_nodes+="${audit_nodes:+,}local-$i"
+done
+"$BIN/demoapi" --prepare "$KEYS" --audit-nodes "$audit_nodes" >"$LOGS/prepare.log"
 if [[ $bundles_mode == nats && ! -e $KEYS/beacon.key ]]; then
 	# A beacon key of its own: the publishing host never holds the key that
 	# authors policy (SPEC §8.3).
@@ -216,6 +223,9 @@ for i in "${TPLOCAL_NODES[@]}"; do
 		--trusted-proxies "127.0.0.1/32,::1/128"
 		--bundle-public-key "$KEYS/bundle.pub"
 	)
+	if [[ $verifierd_help == *-audit-key* ]]; then
+		args+=(--audit-key "$KEYS/audit-local-$i.key")
+	fi
 	# The audit stream as durable as the ledger, where this verifierd has one.
 	if [[ $verifierd_help == *-audit-replicas* ]]; then
 		args+=(--audit-replicas 3)
@@ -322,6 +332,7 @@ wait_http nginx "http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT/" any
 	echo "TPLOCAL_NATS_URLS=$nats_urls"
 	echo "TPLOCAL_CALLER_KEY=$KEYS/caller.key"
 	echo "TPLOCAL_BIN=$BIN"
+	echo "TPLOCAL_KEYS=$KEYS"
 } >"$DIR/env"
 
 status_line="Bundles: every node reads $KEYS/{trust-material,policy-bundle}.json (file mode)"
@@ -347,6 +358,8 @@ A POST whose body is bound, through the proxy-mode gateway:
   $BIN/tpcurl --key $KEYS/caller.key --route-id orders.create -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json' --url $pgw/v1/orders
 
 No passport (401 passport_missing):  curl -si $gw/v1/orders/ord_42
+Audit trail whole and signed by the fleet (docs/AUDIT.md):
+  $BIN/tpaudit verify --nats-url $nats_urls --bundle-public-key $KEYS/bundle.pub --trust-material $KEYS/trust-material.json
 $status_line
 Stop everything:                     $here/down.sh --dir $DIR
 EOF
