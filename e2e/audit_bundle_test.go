@@ -19,7 +19,7 @@ import (
 // for a policy bundle signed by an unknown key (SPEC §8.2): outcome bundle,
 // no HTTP status, the document's kind, sequence and digest.
 func TestAuditBundleEvents(t *testing.T) {
-	c := newFleet(t, fleetOpts{external: true})
+	c := newFleet(t, fleetOpts{external: true, auditNodes: []string{"bundle-a"}})
 	mustBundlepub(t, c.publishArgs()...)
 	c.start(t, nodeOpts{id: "bundle-a"})
 
@@ -89,5 +89,5 @@ func TestAuditBundleEvents(t *testing.T) {
 		t.Errorf("rejected event on %s: %s", rejected.subject, rejected.data)
 	}
 	t.Logf("bundle_rejected event: %s", rejected.data)
-	requireWhole(t, c.url)
+	requireWhole(t, c.world, c.url)
 }

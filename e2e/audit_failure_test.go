@@ -73,7 +73,7 @@ func outageRun(t *testing.T, f *channel, n *node, dec *ledgerOf, count int, tag 
 // (an external nats-server, stopped and started): every decision reaches
 // the stream once, in node order, and the chain is whole.
 func TestAuditOutage(t *testing.T) {
-	f := newFleet(t, fleetOpts{external: true})
+	f := newFleet(t, fleetOpts{external: true, auditNodes: []string{"outage-a"}})
 	n := f.start(t, nodeOpts{id: "outage-a", files: true})
 	dec := newDecisions()
 	outageRun(t, f, n, dec, 50, "o")
@@ -83,7 +83,7 @@ func TestAuditOutage(t *testing.T) {
 	if len(msgs) != len(all)+2 {
 		t.Errorf("stream holds %d messages, want %d (decisions + 2 bundle events)", len(msgs), len(all)+2)
 	}
-	requireWhole(t, f.url)
+	requireWhole(t, f.world, f.url)
 }
 
 // TestAuditKillDuringDrain: as TestAuditOutage, with a backlog large enough
@@ -91,7 +91,7 @@ func TestAuditOutage(t *testing.T) {
 // with SIGKILL while the backlog drains. After a restart on the same spool
 // every event is stored once: none lost, none twice.
 func TestAuditKillDuringDrain(t *testing.T) {
-	f := newFleet(t, fleetOpts{external: true})
+	f := newFleet(t, fleetOpts{external: true, auditNodes: []string{"kill-a"}})
 	w := f.world
 	o := nodeOpts{id: "kill-a", files: true, dataDir: t.TempDir(), flags: []string{"--audit-publish-window", "1"}}
 	n := f.start(t, o)
@@ -144,7 +144,7 @@ func TestAuditKillDuringDrain(t *testing.T) {
 	// without storing them.
 	t.Logf("after the restart: %v resent events acknowledged as duplicates",
 		metric(t, n, "tpcluster_audit_events_published_total", `duplicate="true"`))
-	requireWhole(t, f.url)
+	requireWhole(t, f.world, f.url)
 }
 
 // TestAuditSpoolFull: a node with a small spool loses NATS: decisions fill
@@ -152,7 +152,7 @@ func TestAuditKillDuringDrain(t *testing.T) {
 // unrecordable), never allowed. When NATS returns the spool drains, allows
 // resume, and every answer other than audit_unavailable has its event.
 func TestAuditSpoolFull(t *testing.T) {
-	f := newFleet(t, fleetOpts{external: true})
+	f := newFleet(t, fleetOpts{external: true, auditNodes: []string{"full-a"}})
 	w := f.world
 	n := f.start(t, nodeOpts{id: "full-a", files: true, flags: []string{"--audit-spool-max-bytes", "65536"}})
 	c := &http.Client{Timeout: 30 * time.Second}
@@ -220,7 +220,7 @@ func TestAuditSpoolFull(t *testing.T) {
 	}
 	t.Logf("spool full: %d decisions recorded with NATS down, then %d denied audit_unavailable: %d of them recorded, %v counted unrecordable; no allow while full",
 		ledgerDown, full, stored, unrecordable)
-	requireWhole(t, f.url)
+	requireWhole(t, f.world, f.url)
 }
 
 // TestAuditShutdownFlush: on SIGTERM verifierd flushes its spool to NATS
@@ -229,7 +229,7 @@ func TestAuditSpoolFull(t *testing.T) {
 // down past --audit-flush-timeout, the backlog stays in the spool and the
 // next start sends it.
 func TestAuditShutdownFlush(t *testing.T) {
-	f := newFleet(t, fleetOpts{external: true})
+	f := newFleet(t, fleetOpts{external: true, auditNodes: []string{"flush-a"}})
 	w := f.world
 	o := nodeOpts{id: "flush-a", files: true, dataDir: t.TempDir(), flags: []string{"--audit-flush-timeout", "15s"}}
 	n := f.start(t, o)
@@ -268,5 +268,5 @@ func TestAuditShutdownFlush(t *testing.T) {
 	all = dec.snapshot()
 	msgs = waitAudit(t, f.url, "flush-a", len(all), 6)
 	checkAudit(t, msgs, "flush-a", all, 6)
-	requireWhole(t, f.url)
+	requireWhole(t, f.world, f.url)
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -69,6 +70,7 @@ type auditMsg struct {
 	subject string
 	msgID   string
 	data    []byte
+	sig     string // the node's signature header
 	ev      *audit.Event
 }
 
@@ -94,14 +96,20 @@ func readAudit(t testing.TB, url string) []auditMsg {
 	var out []auditMsg
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // deleted (a tampering test)
+		}
 		if err != nil {
 			t.Fatalf("audit stream seq %d: %v", seq, err)
+		}
+		if audit.IsCheckpointSubject(m.Subject) {
+			continue // a node's checkpoint, not an event
 		}
 		e, err := audit.Decode(m.Data)
 		if err != nil {
 			t.Fatalf("audit stream seq %d: %v", seq, err)
 		}
-		out = append(out, auditMsg{seq, m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Data, e})
+		out = append(out, auditMsg{seq, m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Data, m.Header.Get(audit.SignatureHeader), e})
 	}
 	return out
 }
@@ -222,16 +230,18 @@ func checkAudit(t testing.TB, msgs []auditMsg, node string, dec map[string]decid
 	t.Logf("audit: node %s: %d request events and %d bundle events, node_seq 1..%d, each once, in order", node, requests, bun, last)
 }
 
-// tpauditVerify runs the real tpaudit verify against url.
-func tpauditVerify(t testing.TB, url string, args ...string) (int, string) {
+// tpauditVerify runs the real tpaudit verify against url, with w's trust
+// material as the fleet.
+func tpauditVerify(t testing.TB, w *world, url string, args ...string) (int, string) {
 	t.Helper()
-	code, out, errs := runBinary(t, "tpaudit", append([]string{"verify", "--nats-url", url}, args...)...)
+	args = append([]string{"verify", "--nats-url", url, "--trust-material", w.trust, "--bundle-public-key", w.bundlePub}, args...)
+	code, out, errs := runBinary(t, "tpaudit", args...)
 	return code, out + errs
 }
 
-func requireWhole(t testing.TB, url string) {
+func requireWhole(t testing.TB, w *world, url string) {
 	t.Helper()
-	if code, out := tpauditVerify(t, url); code != 0 || !strings.Contains(out, "every chain whole") {
+	if code, out := tpauditVerify(t, w, url); code != 0 || !strings.Contains(out, "every chain whole") {
 		t.Errorf("tpaudit verify = %d\n%s", code, out)
 	} else {
 		t.Logf("tpaudit verify:\n%s", strings.TrimSpace(out))
@@ -243,7 +253,7 @@ func requireWhole(t testing.TB, url string) {
 // reason code and subject, and tpaudit verify finds the chain whole. After a
 // clean restart the chain continues.
 func TestAuditEveryDecision(t *testing.T) {
-	w := newWorld(t)
+	w := newWorld(t, "audit-a")
 	up := newUpstream(t)
 	natsAddr := testport.Addrs(t, 1)[0]
 	dataDir := t.TempDir()
@@ -291,7 +301,7 @@ func TestAuditEveryDecision(t *testing.T) {
 	exercise(n, "first")
 	msgs := waitAudit(t, url, "audit-a", len(dec.snapshot()), 2)
 	checkAudit(t, msgs, "audit-a", dec.snapshot(), 2)
-	requireWhole(t, url)
+	requireWhole(t, w, url)
 
 	// Tampered copies of the stream (what someone with write access to
 	// the storage could make): tpaudit verify finds the deletion and the
@@ -302,7 +312,7 @@ func TestAuditEveryDecision(t *testing.T) {
 		}
 		return m.data
 	})
-	if code, out := tpauditVerify(t, url, "--stream", "DELETED"); code != 1 || !strings.Contains(out, "PROBLEM gap") {
+	if code, out := tpauditVerify(t, w, url, "--stream", "DELETED"); code != 1 || !strings.Contains(out, "PROBLEM gap") {
 		t.Errorf("tpaudit verify of a copy with a deleted event = %d, want 1 and a gap\n%s", code, out)
 	} else {
 		t.Logf("tpaudit verify --stream DELETED (event 4 deleted):\n%s", strings.TrimSpace(out))
@@ -314,7 +324,7 @@ func TestAuditEveryDecision(t *testing.T) {
 		}
 		return m.data
 	})
-	if code, out := tpauditVerify(t, url, "--stream", "ALTERED"); code != 1 || !strings.Contains(out, "PROBLEM altered") {
+	if code, out := tpauditVerify(t, w, url, "--stream", "ALTERED"); code != 1 || !strings.Contains(out, "PROBLEM altered") {
 		t.Errorf("tpaudit verify of a copy with an altered event = %d, want 1 and altered\n%s", code, out)
 	} else {
 		t.Logf("tpaudit verify --stream ALTERED (the allow's subject rewritten):\n%s", strings.TrimSpace(out))
@@ -326,7 +336,7 @@ func TestAuditEveryDecision(t *testing.T) {
 	exercise(n, "second")
 	msgs = waitAudit(t, url, "audit-a", len(dec.snapshot()), 4)
 	checkAudit(t, msgs, "audit-a", dec.snapshot(), 4)
-	requireWhole(t, url)
+	requireWhole(t, w, url)
 }
 
 func nopBody(b []byte) *readCloser { return &readCloser{bytes.NewReader(b)} }
@@ -350,7 +360,10 @@ func tamperCopy(t testing.TB, url, name string, edit func(i int, m auditMsg) []b
 		if data == nil {
 			continue
 		}
-		if _, err := js.Publish(t.Context(), prefix+"."+strings.TrimPrefix(m.subject, "trustplane."), data); err != nil {
+		// The node's signature goes along, as a copier would take it.
+		msg := &nats.Msg{Subject: prefix + "." + strings.TrimPrefix(m.subject, "trustplane."), Data: data,
+			Header: nats.Header{audit.SignatureHeader: []string{m.sig}}}
+		if _, err := js.PublishMsg(t.Context(), msg); err != nil {
 			t.Fatal(err)
 		}
 	}

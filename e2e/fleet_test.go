@@ -161,9 +161,24 @@ func startVerifierd(t testing.TB, w *world, wantReady bool, extra ...string) *no
 	if !hasFlag(extra, "--nats-url") && !hasFlag(extra, "--nats-listen") {
 		args = append(args, "--nats-listen", addrs[1])
 	}
+	args = append(args, w.auditKeyArgs(extra)...)
 	n := spawnVerifierd(t, addrs[0], args, []string{"TPCLUSTER_NODE_ID="})
 	n.waitUp(t, wantReady)
 	return n
+}
+
+// auditKeyArgs returns --audit-key with the world's key for the node id in
+// args, if the world lists that node and args name no key.
+func (w *world) auditKeyArgs(args []string) []string {
+	if hasFlag(args, "--audit-key") {
+		return nil
+	}
+	for i, a := range args {
+		if a == "--node-id" && i+1 < len(args) && w.auditKeys[args[i+1]] != "" {
+			return []string{"--audit-key", w.auditKeys[args[i+1]]}
+		}
+	}
+	return nil
 }
 
 func hasFlag(args []string, f string) bool {
@@ -191,6 +206,9 @@ type fleetOpts struct {
 	servers  int                                   // in-process servers: 1 is natstest.Server, more a natstest.Cluster
 	external bool                                  // instead one nats-server process the test can stop and start (channel.ext)
 	edit     func(w *world, policy map[string]any) // a last edit of the policy before it is signed
+	// auditNodes get audit keys the trust material lists (newWorld); a
+	// node started with one of these ids signs its audit trail.
+	auditNodes []string
 }
 
 // newFleet starts the NATS side of a fleet and returns its channel; the
@@ -211,16 +229,16 @@ func newFleet(t testing.TB, o fleetOpts) *channel {
 	default:
 		t.Fatalf("newFleet: want servers >= 1 or external, got %+v", o)
 	}
-	c := newChannel(t, url, o.edit)
+	c := newChannel(t, url, o.edit, o.auditNodes...)
 	c.ext = ext
 	return c
 }
 
 // newChannel is a fleet's channel on NATS servers the test started itself
 // (a supercluster region, say) at url.
-func newChannel(t testing.TB, url string, edit func(w *world, policy map[string]any)) *channel {
+func newChannel(t testing.TB, url string, edit func(w *world, policy map[string]any), auditNodes ...string) *channel {
 	t.Helper()
-	w := newWorldWith(t, edit)
+	w := newWorldWith(t, edit, auditNodes...)
 	bk, err := keyfile.Generate("e2e-beacon-1")
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +299,8 @@ func (c *channel) spawn(t testing.TB, o nodeOpts) *node {
 		args = append(args, "--beacon-public-key", c.beaconPub, "--bundle-reconcile-interval", "2s")
 	}
 	env := []string{"TPCLUSTER_NODE_ID=", "TPCLUSTER_TRUST_MATERIAL=", "TPCLUSTER_POLICY_BUNDLE="}
-	return spawnVerifierd(t, listen, append(args, o.flags...), env)
+	args = append(args, o.flags...)
+	return spawnVerifierd(t, listen, append(args, c.auditKeyArgs(args)...), env)
 }
 
 // startKVNode starts verifierd in NATS bundle mode: start with an id,

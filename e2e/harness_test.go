@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -70,6 +71,10 @@ type world struct {
 	bundlePub string // path of the bundle-signing public key file
 	trust     string // path of the signed trust material
 	policy    string // path of the signed policy bundle
+	// auditKeys are the audit key files of the fleet the trust material
+	// lists in audit_nodes, by node id; a node started with one of these
+	// ids signs its audit trail with it (docs/AUDIT.md).
+	auditKeys map[string]string
 	// route builds a route admitting the world's caller, for policy edits.
 	route func(id, method, tmpl string, extra map[string]any) map[string]any
 }
@@ -83,15 +88,16 @@ const (
 )
 
 // newWorld writes a signed trust material and policy bundle with the routes
-// the e2e tests use. Keys are generated here, never committed.
-func newWorld(t testing.TB) *world {
+// the e2e tests use. Keys are generated here, never committed. Each of
+// auditNodes gets an audit key, listed as an active fleet member.
+func newWorld(t testing.TB, auditNodes ...string) *world {
 	t.Helper()
-	return newWorldWith(t, nil)
+	return newWorldWith(t, nil, auditNodes...)
 }
 
 // newWorldWith is newWorld with a last edit of the policy document before
 // it is signed.
-func newWorldWith(t testing.TB, edit func(w *world, policy map[string]any)) *world {
+func newWorldWith(t testing.TB, edit func(w *world, policy map[string]any), auditNodes ...string) *world {
 	t.Helper()
 	dir := t.TempDir()
 	caller, err := signer.GenerateKey()
@@ -106,7 +112,21 @@ func newWorldWith(t testing.TB, edit func(w *world, policy map[string]any)) *wor
 		t.Fatal(err)
 	}
 	w := &world{dir: dir, caller: caller, bundlePub: filepath.Join(dir, "bundle.pub"),
-		trust: filepath.Join(dir, "trust.json"), policy: filepath.Join(dir, "policy.json")}
+		trust: filepath.Join(dir, "trust.json"), policy: filepath.Join(dir, "policy.json"), auditKeys: map[string]string{}}
+	var fleet []any
+	for i, id := range auditNodes {
+		ak, err := keyfile.Generate(fmt.Sprintf("e2e-audit-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := filepath.Join(dir, fmt.Sprintf("audit-%d", i))
+		if err := ak.Write(base); err != nil { // the .key 0600
+			t.Fatal(err)
+		}
+		w.auditKeys[id] = base + ".key"
+		fleet = append(fleet, map[string]any{"node_id": id, "status": "active",
+			"public_key_b64url": base64.RawURLEncoding.EncodeToString(ak.Public().Key)})
+	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	src := []any{map[string]any{
 		"source_type": "software_jwks", "issuer": wIssuer, "trust_domain": wDomain,
@@ -131,14 +151,18 @@ func newWorldWith(t testing.TB, edit func(w *world, policy map[string]any)) *wor
 			t.Fatal(err)
 		}
 	}
-	sign(w.trust, map[string]any{
+	trust := map[string]any{
 		"version": "trustplane-trust-material-v1", "kind": "trust_material", "sequence": 1, "issued_at": now,
 		"issuers": []any{map[string]any{
 			"issuer": wIssuer, "trust_domain": wDomain, "source_type": "software_jwks",
 			"keys": []any{map[string]any{"kid": wKID, "alg": "EdDSA", "status": "active",
 				"public_key_b64url": caller.PublicKeyB64()}},
 		}},
-	})
+	}
+	if fleet != nil {
+		trust["audit_nodes"] = fleet
+	}
+	sign(w.trust, trust)
 	w.route = route
 	policy := map[string]any{
 		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle", "trust_domain": wDomain,
