@@ -23,6 +23,14 @@ import (
 func TestAuditTamperEvident(t *testing.T) {
 	ext := natstest.StartExternal(t)
 	url := ext.ClientURL()
+	js := jsOf(t, url)
+	// The stream with deletes and purges allowed, as an attacker with the
+	// admin role (or the servers' storage) has them: detection must not
+	// rely on the stream's locks. The node finds it and uses it.
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: audit.DefaultStream, Subjects: []string{audit.SubjectPrefix + ">"},
+		Storage: jetstream.FileStorage, MaxAge: 30 * 24 * time.Hour, MaxBytes: 10 << 30, Duplicates: audit.DuplicateWindow}); err != nil {
+		t.Fatal(err)
+	}
 	w := newWorld(t, "tamper-a")
 	up := newUpstream(t)
 	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-url", url, "--node-id", "tamper-a",
@@ -37,7 +45,6 @@ func TestAuditTamperEvident(t *testing.T) {
 	n.stop() // its last checkpoint vouches for its newest event
 	requireWhole(t, w, url)
 
-	js := jsOf(t, url)
 	st, err := js.Stream(t.Context(), audit.DefaultStream)
 	if err != nil {
 		t.Fatal(err)

@@ -157,6 +157,12 @@ func TestVerifyTamper(t *testing.T) {
 	srv := natstest.Server(t)
 	nc := natstest.Connect(t, srv.ClientURL())
 	js := natstest.JetStream(t, nc)
+	// Deletes and purges allowed, as an attacker with the admin role (or
+	// the servers' storage) has them: verify must not rely on the locks.
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: audit.DefaultStream, Subjects: []string{audit.SubjectPrefix + ">"},
+		Storage: jetstream.FileStorage, MaxAge: 30 * 24 * time.Hour, MaxBytes: 10 << 30, Duplicates: audit.DuplicateWindow}); err != nil {
+		t.Fatal(err)
+	}
 	keys, trust := auditFleet(t, "node-a", "node-b")
 	fill(t, nc, "node-a", 20, keys["node-a"])
 	fill(t, nc, "node-b", 10, keys["node-b"])

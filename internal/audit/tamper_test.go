@@ -71,10 +71,8 @@ func newFleet(t *testing.T, sc StreamConfig) *fleet {
 	srv := natstest.Server(t)
 	nc := natstest.Connect(t, srv.ClientURL())
 	js := natstest.JetStream(t, nc)
-	if err := EnsureStream(t.Context(), js, sc, nil); err != nil {
-		t.Fatal(err)
-	}
 	f := &fleet{js: js, nc: nc}
+	unlockedStream(t, js, sc)
 	for _, id := range []string{"node-a", "node-b"} {
 		n := startNode(t, nc, id, newAuditKey(t))
 		appendN(t, n.spool, 0, 10)
@@ -271,9 +269,7 @@ func TestVerifyStreamTampering(t *testing.T) {
 		if err := f.js.DeleteStream(t.Context(), DefaultStream); err != nil {
 			t.Fatal(err)
 		}
-		if err := EnsureStream(t.Context(), f.js, StreamConfig{}, nil); err != nil {
-			t.Fatal(err)
-		}
+		unlockedStream(t, f.js, StreamConfig{})
 		r := f.verify(t, VerifyConfig{})
 		wantProblem(t, r, ProblemCheckpoint, "node-a", "without a checkpoint")
 	})
@@ -301,6 +297,7 @@ func TestVerifyStreamRetention(t *testing.T) {
 		// A 3s stream; the duplicate window may not exceed max_age.
 		cfg := StreamConfig{MaxAge: 3 * time.Second}.withDefaults().jetstream()
 		cfg.Duplicates = time.Second
+		cfg.DenyDelete, cfg.DenyPurge = false, false // the control below purges
 		if _, err := js.CreateStream(t.Context(), cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -354,9 +351,7 @@ func TestVerifyStreamRetention(t *testing.T) {
 		srv := natstest.Server(t)
 		nc := natstest.Connect(t, srv.ClientURL())
 		js := natstest.JetStream(t, nc)
-		if err := EnsureStream(t.Context(), js, StreamConfig{MaxBytes: 256 << 10}, nil); err != nil {
-			t.Fatal(err)
-		}
+		unlockedStream(t, js, StreamConfig{MaxBytes: 256 << 10})
 		n := startNode(t, nc, "node-a", newAuditKey(t))
 		appendN(t, n.spool, 0, 1000)
 		flush(t, n.pub)
@@ -388,6 +383,18 @@ func TestVerifyStreamRetention(t *testing.T) {
 		wantProblem(t, r, ProblemPurged, "", "not by retention")
 		wantProblem(t, r, ProblemHead, "node-a", "missing")
 	})
+}
+
+// unlockedStream creates the audit stream as sc says, but with deletes and
+// purges allowed: what an attacker with the admin role, or with the
+// servers' storage, has; detection must not depend on the locks.
+func unlockedStream(t testing.TB, js jetstream.JetStream, sc StreamConfig) {
+	t.Helper()
+	cfg := sc.withDefaults().jetstream()
+	cfg.DenyDelete, cfg.DenyPurge = false, false
+	if _, err := js.CreateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitEventsGone waits until no event of node is left in the stream.
