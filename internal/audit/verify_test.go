@@ -22,7 +22,7 @@ func memberOf(node string, k ed25519.PrivateKey, active bool) Member {
 }
 
 // chainOf returns n encoded events of node, chained.
-func chainOf(t *testing.T, node string, n int) [][]byte {
+func chainOf(t testing.TB, node string, n int) [][]byte {
 	t.Helper()
 	s := openSpool(t, SpoolConfig{Dir: t.TempDir(), NodeID: node})
 	var out [][]byte

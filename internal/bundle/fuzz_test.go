@@ -101,6 +101,7 @@ func FuzzParseTrustMaterial(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
+	f.Add([]byte(trustWithAuditNodes(f, `[{"node_id":"node-a:8081","public_key_b64url":"`+b64(f, 20)+`","status":"active"}]`)))
 	k := testKey(f, 1, "fuzz-key")
 	sk, vk := NewSigningKey(k), NewVerifyKey(k.Public())
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -108,6 +109,13 @@ func FuzzParseTrustMaterial(f *testing.F) {
 		tm, err := ParseTrustMaterial(data, o)
 		if err != nil {
 			return
+		}
+		keys := map[string]bool{}
+		for _, n := range tm.AuditNodes {
+			if n.NodeID == "" || len(n.PublicKey) != 32 || keys[n.PublicKeyB64] {
+				t.Fatalf("audit node %+v accepted (empty id, wrong key length or a key listed twice)", n)
+			}
+			keys[n.PublicKeyB64] = true
 		}
 		for name, is := range tm.Issuers {
 			if name != is.Issuer {
