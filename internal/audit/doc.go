@@ -18,6 +18,14 @@
 // lost that way was never in JetStream either, and the restarted node's
 // chain continues without a fork.
 //
+// Tamper evidence (docs/AUDIT.md): with a SignKey the Publisher signs
+// every event (SignatureHeader, over the exact message bytes, so the chain
+// is unchanged) and publishes signed Checkpoints of the acknowledged chain
+// head. VerifyStream checks a stream against a fleet of Members: their
+// signatures, every chain, every checkpoint's events, and the stream's state
+// against its retention limits (CheckStream), so a forged node, a changed
+// or deleted event and a purge are all reported, naming the node.
+//
 // The package must not import internal/core: verifierd maps decisions to
 // events. It imports reason, natsx, nats.go, slog and the OpenTelemetry API.
 package audit
