@@ -5,7 +5,7 @@
 // reason and route over a window.
 //
 //	tpaudit tail   [--outcome O] [--reason R] [--route ID] [--subject S] [--node N] [--since 10m|RFC3339] [--follow=false] [--text]
-//	tpaudit verify --bundle-public-key FILE [--trust-material FILE] [--checkpoint-max-age 10m] [--allow-truncated-head]
+//	tpaudit verify --bundle-public-key FILE [--trust-material FILE] [--checkpoint-max-age 10m] [--unsigned-before SEQ] [--allow-truncated-head]
 //	tpaudit export [--durable NAME] [--out FILE] [--since ...] [--follow]
 //	tpaudit stats  [--window 1h] [--json]
 //	tpaudit gather --regions eu,us [--base TRUSTPLANE_AUDIT] [--replicas 3] [--cluster eu]

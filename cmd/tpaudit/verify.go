@@ -26,6 +26,7 @@ func verifyFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (in
 	trustPath := fs.String("trust-material", "", "signed trust material file listing audit_nodes (default: the one published in --bundle-bucket)")
 	bucket := fs.String("bundle-bucket", bundlekv.DefaultBucket, "KV bucket the trust material is read from when --trust-material is not given")
 	maxAge := fs.Duration("checkpoint-max-age", 0, "fail when an active node's newest checkpoint is older than this (0: not checked; a cron that runs verify sets it, e.g. 10m)")
+	unsignedBefore := fs.Uint64("unsigned-before", 0, "events stored before this stream sequence need no signature (the history from before the nodes had --audit-key)")
 	slack := fs.Duration("retention-slack", audit.DefaultRetentionSlack, "how much younger than max_age the oldest message left after an age trim may be (at least the nodes' checkpoint interval)")
 	return func(ctx context.Context, c *client, out io.Writer) (int, error) {
 		if len(bundleKeys) == 0 {
@@ -42,6 +43,7 @@ func verifyFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (in
 			RetentionSlack:     *slack,
 			CheckpointMaxAge:   *maxAge,
 			AllowTruncatedHead: *truncated,
+			UnsignedBefore:     *unsignedBefore,
 		})
 		if err != nil {
 			return 1, err

@@ -184,6 +184,38 @@ func TestVerifyStreamTampering(t *testing.T) {
 		stop()
 		wantProblem(t, f.verify(t, VerifyConfig{}), ProblemSignature, "node-b", "not signed")
 	})
+	t.Run("unsigned history before the keys", func(t *testing.T) {
+		// A node that ran without its key, then with it: --unsigned-before
+		// accepts the old part only.
+		srv := natstest.Server(t)
+		nc := natstest.Connect(t, srv.ClientURL())
+		js := natstest.JetStream(t, nc)
+		unlockedStream(t, js, StreamConfig{})
+		dir, key := t.TempDir(), newAuditKey(t)
+		s := openSpool(t, SpoolConfig{Dir: dir, NodeID: "node-a"})
+		p := newPublisher(t, s, PublisherConfig{Conn: nc})
+		stop := runPublisher(t, p)
+		appendN(t, s, 0, 5)
+		flush(t, p)
+		stop()
+		p = newPublisher(t, s, PublisherConfig{Conn: nc, SignKey: key, CheckpointInterval: 50 * time.Millisecond})
+		stop = runPublisher(t, p)
+		appendN(t, s, 5, 5)
+		flush(t, p)
+		waitCheckpoint(t, js, DefaultStream, "node-a", 10)
+		stop()
+		members := []Member{memberOf("node-a", key, true)}
+		verify := func(before uint64) *Report {
+			r, err := VerifyStream(t.Context(), js, VerifyConfig{Members: members, UnsignedBefore: before})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		wantProblem(t, verify(0), ProblemSignature, "node-a", "not signed")
+		wantWhole(t, verify(6)) // stream seq 1..5: the unsigned events
+		wantProblem(t, verify(5), ProblemSignature, "node-a", "not signed")
+	})
 	t.Run("head purged", func(t *testing.T) {
 		f := newFleet(t, StreamConfig{})
 		if err := f.stream.DeleteMsg(t.Context(), f.seqOf(t, "node-a", 10)); err != nil {

@@ -112,6 +112,10 @@ type ChainVerifier struct {
 	// Members is the fleet. A node not listed is ProblemUnknownNode; with
 	// no members every event is.
 	Members []Member
+	// UnsignedBefore: events stored before this stream sequence need no
+	// signature (the history from before the nodes had audit keys). Zero:
+	// every event does. Checkpoints always need one.
+	UnsignedBefore uint64
 	// HeadTrimmed says the stream's oldest events were removed by its
 	// retention limits, so a chain may start after node_seq 1 (see
 	// CheckStream).
@@ -138,6 +142,7 @@ type ChainVerifier struct {
 type nodeState struct {
 	NodeChain
 	badSigs  int                 // events or checkpoints with a bad or missing signature
+	reported bool                // reported as not a fleet member
 	claims   map[uint64]claim    // checkpoint claims on events not yet checked, by node_seq
 	recent   [][sha256.Size]byte // hashes of recent events, by node_seq % recentSums
 	newest   claim               // the checkpoint vouching for the highest node_seq
@@ -178,8 +183,8 @@ func (v *ChainVerifier) Add(m Msg) {
 	if want := e.Outcome + "." + string(e.ReasonCode); !strings.HasSuffix(subject, "."+want) {
 		v.report(ProblemSubject, e.NodeID, e.NodeSeq, streamSeq, fmt.Sprintf("subject %q, event says %s", subject, want))
 	}
-	n := v.node(e.NodeID, e.NodeSeq, streamSeq)
-	if n.Member && !verifySig(v.keys[e.NodeID], eventContext, data, m.Signature) {
+	n := v.node(e.NodeID)
+	if v.mustBeSigned(n, e.NodeSeq, streamSeq) && !verifySig(v.keys[e.NodeID], eventContext, data, m.Signature) {
 		v.badSignature(n, e.NodeSeq, streamSeq, "event")
 	}
 	if n.Events == 0 {
@@ -221,9 +226,22 @@ func (v *ChainVerifier) setup() {
 	}
 }
 
-// node returns node id's state, creating it (and reporting a node that is
-// not a fleet member, once) on its first message.
-func (v *ChainVerifier) node(id string, nodeSeq, streamSeq uint64) *nodeState {
+// mustBeSigned reports whether a message of n at streamSeq must carry a
+// member's signature: it must unless it predates UnsignedBefore. A node
+// that is not a member is reported once, at its first such message.
+func (v *ChainVerifier) mustBeSigned(n *nodeState, nodeSeq, streamSeq uint64) bool {
+	if streamSeq < v.UnsignedBefore {
+		return false
+	}
+	if !n.Member && !n.reported {
+		n.reported = true
+		v.report(ProblemUnknownNode, n.NodeID, nodeSeq, streamSeq, "not a fleet member (trust material audit_nodes): its events are not authentic")
+	}
+	return n.Member
+}
+
+// node returns node id's state, creating it on its first message.
+func (v *ChainVerifier) node(id string) *nodeState {
 	n := v.nodes[id]
 	if n != nil {
 		return n
@@ -234,9 +252,6 @@ func (v *ChainVerifier) node(id string, nodeSeq, streamSeq uint64) *nodeState {
 		claims:    map[uint64]claim{},
 	}
 	v.nodes[id] = n
-	if !n.Member {
-		v.report(ProblemUnknownNode, id, nodeSeq, streamSeq, "not a fleet member (trust material audit_nodes): its events are not authentic")
-	}
 	return n
 }
 
@@ -260,7 +275,10 @@ func (v *ChainVerifier) addCheckpoint(m Msg) {
 	if want := CheckpointSubject("", c.NodeID); !strings.HasSuffix(m.Subject, want[len(SubjectPrefix)-1:]) {
 		v.report(ProblemSubject, c.NodeID, c.NodeSeq, m.StreamSeq, fmt.Sprintf("checkpoint on subject %q, not its node's", m.Subject))
 	}
-	n := v.node(c.NodeID, c.NodeSeq, m.StreamSeq)
+	n := v.node(c.NodeID)
+	// A checkpoint counts only when a member signed it, whenever it was
+	// stored: it is what the other checks trust.
+	v.mustBeSigned(n, c.NodeSeq, m.StreamSeq)
 	if !n.Member {
 		return
 	}

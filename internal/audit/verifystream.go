@@ -25,8 +25,9 @@ type VerifyConfig struct {
 	// when the stream's state does not show retention (an operator who
 	// removed old messages on purpose says so).
 	AllowTruncatedHead bool
-	// ReorderWindow, see ChainVerifier.
-	ReorderWindow int
+	// ReorderWindow and UnsignedBefore, see ChainVerifier.
+	ReorderWindow  int
+	UnsignedBefore uint64
 	// Now is the time the stream's age limit is measured from. If nil,
 	// time.Now.
 	Now func() time.Time
@@ -74,6 +75,7 @@ func VerifyStream(ctx context.Context, js jetstream.JetStream, cfg VerifyConfig)
 		CheckpointMaxAge: cfg.CheckpointMaxAge,
 		Now:              now,
 		ReorderWindow:    cfg.ReorderWindow,
+		UnsignedBefore:   cfg.UnsignedBefore,
 	}
 	if cfg.AllowTruncatedHead && r.Retention.RetainedFrom.IsZero() {
 		v.RetainedFrom = info.State.FirstTime
