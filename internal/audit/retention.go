@@ -25,7 +25,8 @@ type StreamState struct {
 	FirstSeq, LastSeq   uint64
 	FirstTime, LastTime time.Time
 	Msgs, Bytes         uint64
-	NumDeleted          int // messages deleted inside FirstSeq..LastSeq
+	NumDeleted          int      // messages deleted inside FirstSeq..LastSeq
+	Deleted             []uint64 // their sequences, if known
 }
 
 // RetentionVerdict is CheckStream's finding: whether the stream lost
@@ -61,9 +62,32 @@ func CheckStream(st StreamState, now time.Time, slack time.Duration) RetentionVe
 		slack = DefaultRetentionSlack
 	}
 	var v RetentionVerdict
-	if st.NumDeleted > 0 {
-		v.Problems = append(v.Problems, Problem{Kind: ProblemDeleted, StreamSeq: st.FirstSeq,
-			Detail: fmt.Sprintf("%d messages deleted between stream seq %d and %d: retention removes only the oldest", st.NumDeleted, st.FirstSeq, st.LastSeq)})
+	deleted, inside := st.NumDeleted, st.Deleted[:0:0]
+	for _, d := range st.Deleted {
+		if d != 0 && st.FirstSeq <= d && d <= st.LastSeq {
+			inside = append(inside, d)
+		}
+	}
+	if st.Deleted != nil {
+		// The details are exact; the server has been seen to count a
+		// sequence 0 in a new, empty stream.
+		deleted = len(inside)
+	}
+	if st.LastSeq == 0 {
+		deleted = 0
+	}
+	if deleted > 0 {
+		which := ""
+		if len(inside) > 0 {
+			shown := inside[:min(len(inside), 20)]
+			which = fmt.Sprintf(" (stream seq %v", shown)
+			if len(shown) < len(inside) {
+				which += " ..."
+			}
+			which += ")"
+		}
+		v.Problems = append(v.Problems, Problem{Kind: ProblemDeleted,
+			Detail: fmt.Sprintf("%d messages deleted between stream seq %d and %d%s: retention removes only the oldest", deleted, st.FirstSeq, st.LastSeq, which)})
 	}
 	ageOK := func(t time.Time) bool { return st.MaxAge > 0 && !t.After(now.Add(-st.MaxAge).Add(slack)) }
 	switch {

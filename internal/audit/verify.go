@@ -74,6 +74,14 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	switch {
+	case p.NodeID == "" && p.StreamSeq == 0:
+		return fmt.Sprintf("%s: %s", p.Kind, p.Detail)
+	case p.NodeID == "":
+		return fmt.Sprintf("%s: stream seq %d: %s", p.Kind, p.StreamSeq, p.Detail)
+	case p.NodeSeq == 0:
+		return fmt.Sprintf("%s: node %q: %s", p.Kind, p.NodeID, p.Detail)
+	}
 	return fmt.Sprintf("%s: node %q node_seq %d (stream seq %d): %s", p.Kind, p.NodeID, p.NodeSeq, p.StreamSeq, p.Detail)
 }
 

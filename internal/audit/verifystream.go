@@ -57,7 +57,7 @@ func VerifyStream(ctx context.Context, js jetstream.JetStream, cfg VerifyConfig)
 	if err != nil {
 		return nil, fmt.Errorf("audit: stream %s: %w", cfg.Stream, err)
 	}
-	info, err := st.Info(ctx)
+	info, err := st.Info(ctx, jetstream.WithDeletedDetails(true))
 	if err != nil {
 		return nil, fmt.Errorf("audit: stream %s: %w", cfg.Stream, err)
 	}
@@ -66,7 +66,7 @@ func VerifyStream(ctx context.Context, js jetstream.JetStream, cfg VerifyConfig)
 		MaxAge: info.Config.MaxAge, MaxBytes: info.Config.MaxBytes,
 		FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq,
 		FirstTime: info.State.FirstTime, LastTime: info.State.LastTime,
-		Msgs: info.State.Msgs, Bytes: info.State.Bytes, NumDeleted: info.State.NumDeleted,
+		Msgs: info.State.Msgs, Bytes: info.State.Bytes, NumDeleted: info.State.NumDeleted, Deleted: info.State.Deleted,
 	}, now, cfg.RetentionSlack)}
 	v := &ChainVerifier{
 		Members:          cfg.Members,
