@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/testport"
 )
 
@@ -107,6 +108,24 @@ func TestNewNodeFailsCleanly(t *testing.T) {
 				return append(nodeArgs(t, s.http, s.nats), "--audit-spool-dir", f)
 			},
 			wantErr: "not-a-dir",
+		},
+		{
+			name: "audit key readable by others",
+			args: func(t *testing.T, s *setup) []string {
+				k, err := keyfile.Generate("audit")
+				if err != nil {
+					t.Fatal(err)
+				}
+				base := filepath.Join(t.TempDir(), "audit")
+				if err := k.Write(base); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(base+".key", 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return append(nodeArgs(t, s.http, s.nats), "--audit-key", base+".key")
+			},
+			wantErr: "--audit-key",
 		},
 		{
 			name: "bundle key unreadable",
