@@ -192,7 +192,7 @@ func TestLocalUpDown(t *testing.T) {
 		})
 	}
 
-	checkLocalAudit(t, st["TPLOCAL_NATS_URLS"], []string{"orders.get", "orders.create"}, replayIDs)
+	checkLocalAudit(t, st["TPLOCAL_NATS_URLS"], st["TPLOCAL_KEYS"], []string{"orders.get", "orders.create"}, replayIDs)
 
 	if out, err := script("down.sh"); err != nil {
 		t.Fatalf("down.sh: %v\n%s", err, out)
@@ -344,8 +344,9 @@ func logTail(t *testing.T, dir string) {
 // created, since its size limit exceeded the servers' max_file_store): it
 // is R3, and within a generous deadline holds an allow event for each of
 // allowRoutes and the jti_replay deny of each of replayIDs; then `tpaudit
-// verify` finds every node's chain whole.
-func checkLocalAudit(t *testing.T, natsURLs string, allowRoutes, replayIDs []string) {
+// verify` finds every node's chain whole and every event signed by the node
+// keys the trust material in keysDir lists (docs/AUDIT.md).
+func checkLocalAudit(t *testing.T, natsURLs, keysDir string, allowRoutes, replayIDs []string) {
 	t.Helper()
 	nc := natstest.Connect(t, natsURLs)
 	js := natstest.JetStream(t, nc)
@@ -364,16 +365,26 @@ func checkLocalAudit(t *testing.T, natsURLs string, allowRoutes, replayIDs []str
 		t.Errorf("audit stream replicas = %d, want 3", r)
 	}
 
-	cmd := exec.CommandContext(t.Context(), builtBinary(t, "tpaudit"), "verify", "--nats-url", natsURLs)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("tpaudit verify: %v\n%s", err, out)
+	// Each node's first checkpoint follows its first acknowledged event;
+	// until all three are in, verify names the node without one.
+	var out []byte
+	took = testwait.Until(t, 90*time.Second, "tpaudit verify passes", func() error {
+		cmd := exec.CommandContext(t.Context(), builtBinary(t, "tpaudit"), "verify", "--nats-url", natsURLs,
+			"--bundle-public-key", filepath.Join(keysDir, "bundle.pub"),
+			"--trust-material", filepath.Join(keysDir, "trust-material.json"))
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		var err error
+		if out, err = cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("tpaudit verify: %v\n%s", err, out)
+		}
+		return nil
+	})
+	for _, node := range []string{"local-1", "local-2", "local-3"} {
+		if !strings.Contains(string(out), `node "`+node+`"`) {
+			t.Errorf("tpaudit verify names no chain of %s:\n%s", node, out)
+		}
 	}
-	if !strings.Contains(string(out), "node ") {
-		t.Errorf("tpaudit verify names no node chain:\n%s", out)
-	}
-	t.Logf("tpaudit verify:\n%s", out)
+	t.Logf("tpaudit verify passed %v after the events were in:\n%s", took.Round(time.Millisecond), out)
 }
 
 // missingEvents lists what the audit stream does not hold yet, or why it
