@@ -3,9 +3,12 @@
 package audit
 
 import (
+	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,23 +329,26 @@ func TestVerifyStreamRetention(t *testing.T) {
 		srv := natstest.Server(t)
 		nc := natstest.Connect(t, srv.ClientURL())
 		js := natstest.JetStream(t, nc)
-		// A 3s stream; the duplicate window may not exceed max_age.
+		// A 3s stream. Its duplicate window must not exceed max_age, and
+		// the Publisher refuses a window under 2 minutes, so this node's
+		// events and checkpoints are signed and published here, as the
+		// Publisher would (hand-built, on a real server).
 		cfg := StreamConfig{MaxAge: 3 * time.Second}.withDefaults().jetstream()
 		cfg.Duplicates = time.Second
 		cfg.DenyDelete, cfg.DenyPurge = false, false // the control below purges
 		if _, err := js.CreateStream(t.Context(), cfg); err != nil {
 			t.Fatal(err)
 		}
-		n := startNode(t, nc, "node-a", newAuditKey(t))
-		appendN(t, n.spool, 0, 10)
-		flush(t, n.pub)
+		key := newAuditKey(t)
+		n := newHandNode(t, js, key, chainOf(t, "node-a", 15))
+		n.publish(t, 10)
 		// The node stays up, checkpointing its head every 50ms, while its
 		// events age out.
 		start := time.Now()
 		st, _ := js.Stream(t.Context(), DefaultStream)
 		waitEventsGone(t, js, "node-a")
 		t.Logf("node-a's 10 events aged out after %s", time.Since(start).Round(time.Millisecond))
-		members := []Member{memberOf("node-a", n.key, true)}
+		members := []Member{memberOf("node-a", key, true)}
 		r, err := VerifyStream(t.Context(), js, VerifyConfig{Members: members, RetentionSlack: time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -353,8 +359,7 @@ func TestVerifyStreamRetention(t *testing.T) {
 		}
 		t.Logf("retention: %s", r.Retention.Why)
 		// Later events: the chain starts at 11, explained by age.
-		appendN(t, n.spool, 10, 5)
-		flush(t, n.pub)
+		n.publish(t, 15)
 		waitCheckpoint(t, js, DefaultStream, "node-a", 15)
 		if r, err = VerifyStream(t.Context(), js, VerifyConfig{Members: members, RetentionSlack: time.Second}); err != nil {
 			t.Fatal(err)
@@ -426,6 +431,74 @@ func unlockedStream(t testing.TB, js jetstream.JetStream, sc StreamConfig) {
 	cfg.DenyDelete, cfg.DenyPurge = false, false
 	if _, err := js.CreateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// handNode publishes a node's chained events and checkpoints by hand,
+// signed as the Publisher signs them, for streams the Publisher refuses
+// (a duplicate window under 2 minutes). A goroutine checkpoints the head
+// every 50ms until stop.
+type handNode struct {
+	js     jetstream.JetStream
+	key    ed25519.PrivateKey
+	events [][]byte
+	mu     sync.Mutex
+	head   int       // events published; guarded by mu
+	headAt time.Time // when the last was; guarded by mu
+	stop   func()
+}
+
+func newHandNode(t *testing.T, js jetstream.JetStream, key ed25519.PrivateKey, events [][]byte) *handNode {
+	t.Helper()
+	n := &handNode{js: js, key: key, events: events}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			n.mu.Lock()
+			head, at := n.head, n.headAt
+			n.mu.Unlock()
+			if head == 0 {
+				continue
+			}
+			c := Checkpoint{Version: CheckpointVersion, NodeID: "node-a", NodeSeq: uint64(head), HeadSHA256: sha(n.events[head-1]),
+				HeadAt: Timestamp(at), IssuedAt: Timestamp(time.Now())}
+			data, _ := json.Marshal(c)
+			msg := &nats.Msg{Subject: CheckpointSubject("", "node-a"), Data: data,
+				Header: nats.Header{SignatureHeader: []string{signCheckpoint(key, data)}}}
+			if _, err := js.PublishMsg(ctx, msg); err != nil && ctx.Err() == nil {
+				t.Errorf("checkpoint: %v", err)
+			}
+		}
+	})
+	var once sync.Once
+	n.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(n.stop)
+	return n
+}
+
+// publish sends the events up to node_seq upTo, signed.
+func (n *handNode) publish(t *testing.T, upTo int) {
+	t.Helper()
+	n.mu.Lock()
+	from := n.head
+	n.mu.Unlock()
+	for i := from; i < upTo; i++ {
+		msg := &nats.Msg{Subject: SubjectPrefix + "deny.passport_missing", Data: n.events[i],
+			Header: nats.Header{SignatureHeader: []string{signEvent(n.key, n.events[i])}}}
+		if _, err := n.js.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+		n.mu.Lock()
+		n.head, n.headAt = i+1, time.Now()
+		n.mu.Unlock()
 	}
 }
 
