@@ -40,6 +40,7 @@ type metrics struct {
 	duration metric.Float64Histogram
 	outcome  [3]metric.RecordOption // attribute sets built once, so recording does not allocate
 	liveKeys metric.Int64ObservableGauge
+	bucket   metric.ObserveOption // the bucket attribute: shards are one gauge, a series each
 	reg      metric.Registration
 	fetch    func(context.Context) (uint64, error)
 
@@ -54,7 +55,10 @@ func newMetrics(mp metric.MeterProvider, l *Ledger) (*metrics, error) {
 		mp = noop.NewMeterProvider()
 	}
 	meter := mp.Meter("github.com/tpcluster/tpcluster/internal/ledger")
-	m := &metrics{fetch: l.liveKeysNow}
+	m := &metrics{
+		fetch:  l.liveKeysNow,
+		bucket: metric.WithAttributeSet(attribute.NewSet(attribute.String("bucket", l.bucket))),
+	}
 	var err error
 	m.duration, err = meter.Float64Histogram(metricConsumeDuration,
 		metric.WithUnit("s"),
@@ -88,7 +92,7 @@ func (m *metrics) recordConsume(ctx context.Context, d time.Duration, o outcome)
 // observe reports the live-key count.
 func (m *metrics) observe(ctx context.Context, o metric.Observer) error {
 	if n, ok := m.currentCount(ctx); ok {
-		o.ObserveInt64(m.liveKeys, int64(n))
+		o.ObserveInt64(m.liveKeys, int64(n), m.bucket)
 	}
 	return nil
 }
