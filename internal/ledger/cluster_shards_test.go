@@ -171,3 +171,34 @@ func TestClusterShardsMixedFleet(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterSpreadLeadersMoves: with every shard led by one server (put
+// there by step-downs), SpreadLeaders moves them onto three servers.
+func TestClusterSpreadLeadersMoves(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	nc := natstest.Connect(t, servers[0].ClientURL())
+	s := newSharded(t, ledger.ShardedConfig{
+		Config: ledger.Config{JetStream: natstest.JetStream(t, nc), Replicas: 3, Bucket: "SP"}, Shards: 3,
+	})
+	target := servers[0].Name()
+	testwait.Until(t, 30*time.Second, "every shard led by "+target, bounded(t, func(ctx context.Context) error {
+		leaders, err := s.Leaders(ctx)
+		if err != nil {
+			return err
+		}
+		for i, b := range s.Buckets() {
+			if leaders[i] != target {
+				// An error here (an election under way) is retried by the poll.
+				nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN.KV_"+b, []byte(`{"placement":{"preferred":"`+target+`"}}`))
+			}
+		}
+		if slices.ContainsFunc(leaders, func(l string) bool { return l != target }) {
+			return fmt.Errorf("leaders %v", leaders)
+		}
+		return nil
+	}))
+	leaders := waitSpread(t, s)
+	if slices.Contains(leaders, "") {
+		t.Fatalf("leaders %v: a shard without a leader", leaders)
+	}
+}
