@@ -17,6 +17,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/cliflag"
+	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	MaxHeaderCandidates int
 	LedgerBucket        string
 	LedgerReplicas      int
+	LedgerShards        int
+	LedgerShardsPrev    int
 	LedgerTimeout       time.Duration
 	LedgerSync          string
 	ReloadInterval      time.Duration
@@ -119,6 +122,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.IntVar(&c.MaxHeaderCandidates, "max-header-candidates", 256, "bound of the covered-header search")
 	fs.StringVar(&c.LedgerBucket, "ledger-bucket", "TRUSTPLANE_REPLAY", "replay ledger KV bucket")
 	fs.IntVar(&c.LedgerReplicas, "ledger-replicas", 1, "replay ledger replicas (3 in a cluster)")
+	fs.IntVar(&c.LedgerShards, "ledger-shards", 1, "replay ledger buckets, each with its own stream leader: <bucket> for 1, <bucket>_s0.. otherwise (docs/LEDGER-SHARDS.md)")
+	fs.IntVar(&c.LedgerShardsPrev, "ledger-shards-previous", 0, "during a reshard, the --ledger-shards the fleet is leaving: consumes write into both layouts (docs/LEDGER-SHARDS.md); 0 outside one")
 	fs.DurationVar(&c.LedgerTimeout, "ledger-timeout", 2*time.Second, "bound of one ledger write")
 	// Issue 13: an acknowledged ledger write or audit event must survive
 	// an OS crash or power loss (docs/OPERATIONS.md, "Durability").
@@ -240,6 +245,19 @@ func (c *Config) Validate() error {
 	if c.LedgerReplicas < 1 || c.LedgerReplicas > 5 {
 		bad("ledger-replicas", c.LedgerReplicas, "must be 1 to 5")
 	}
+	if c.LedgerShards < 1 || c.LedgerShards > ledger.MaxShards {
+		bad("ledger-shards", c.LedgerShards, fmt.Sprintf("must be 1 to %d", ledger.MaxShards))
+	}
+	if c.LedgerShardsPrev < 0 || c.LedgerShardsPrev > ledger.MaxShards {
+		bad("ledger-shards-previous", c.LedgerShardsPrev, fmt.Sprintf("must be 0 (no reshard) to %d", ledger.MaxShards))
+	} else if c.LedgerShardsPrev == c.LedgerShards {
+		bad("ledger-shards-previous", c.LedgerShardsPrev, "equals --ledger-shards: no reshard to make (0 outside one)")
+	}
+	if c.Region != "" && (c.LedgerShards > 1 || c.LedgerShardsPrev > 0) {
+		// A home region's nodes would have to know every other region's
+		// shard count; not built (issue 19).
+		bad("ledger-shards", c.LedgerShards, "sharding is not supported together with --region")
+	}
 	if c.LedgerSync != "default" && c.LedgerSync != "always" {
 		bad("ledger-sync", c.LedgerSync, "want default or always")
 	}
@@ -338,6 +356,7 @@ func (c *Config) logValues() []any {
 		"realtime_window", c.RealtimeWindow, "max_body_bytes", c.MaxBodyBytes,
 		"max_body_memory_bytes", c.MaxBodyMemoryBytes,
 		"ledger_bucket", c.LedgerBucket, "ledger_replicas", c.LedgerReplicas,
+		"ledger_shards", c.LedgerShards, "ledger_shards_previous", c.LedgerShardsPrev,
 		"ledger_timeout", c.LedgerTimeout, "ledger_sync", c.LedgerSync,
 		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes,
 		"audit_stream", c.AuditStream, "audit_replicas", c.AuditReplicas, "audit_max_age", c.AuditMaxAge,

@@ -73,3 +73,34 @@ func TestConfigBadEnv(t *testing.T) {
 		t.Errorf("parseConfig with TPCLUSTER_CLOCK_SKEW=soon = %v", err)
 	}
 }
+
+// TestConfigLedgerShards: the shard flags read their env vars and refuse
+// what would break exactly-once or cannot be built.
+func TestConfigLedgerShards(t *testing.T) {
+	base := []string{"--trust-material", "t.json", "--policy-bundle", "p.json", "--bundle-public-key", "k.pub"}
+	env := map[string]string{"TPCLUSTER_LEDGER_SHARDS": "3", "TPCLUSTER_LEDGER_SHARDS_PREVIOUS": "1"}
+	c, err := parseConfig(base, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.LedgerShards != 3 || c.LedgerShardsPrev != 1 {
+		t.Fatalf("from env: shards %d, previous %d, Validate = %v; want 3, 1, nil", c.LedgerShards, c.LedgerShardsPrev, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ledger-shards", "0"}, "--ledger-shards=0 (TPCLUSTER_LEDGER_SHARDS): must be 1 to 64"},
+		{[]string{"--ledger-shards", "2", "--ledger-shards-previous", "2"}, "--ledger-shards-previous=2 (TPCLUSTER_LEDGER_SHARDS_PREVIOUS): equals --ledger-shards"},
+		{[]string{"--ledger-shards-previous", "-1"}, "--ledger-shards-previous=-1 (TPCLUSTER_LEDGER_SHARDS_PREVIOUS): must be 0"},
+		{[]string{"--ledger-shards", "3", "--region", "eu"}, "--ledger-shards=3 (TPCLUSTER_LEDGER_SHARDS): sharding is not supported together with --region"},
+	} {
+		c, err := parseConfig(append(tc.args, base...), func(string) (string, bool) { return "", false }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%v) = %v, want it to contain %q", tc.args, err, tc.want)
+		}
+	}
+}

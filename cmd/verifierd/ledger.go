@@ -38,6 +38,18 @@ func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID
 	}
 	bo := retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
 	for {
+		if cfg.LedgerShards > 1 || cfg.LedgerShardsPrev > 0 {
+			led, err := openSharded(ctx, lc, cfg, log)
+			if err == nil {
+				return led, nil
+			}
+			wait := bo.Next()
+			log.Warn("replay ledger not ready; retrying", "err", err, "retry_in", wait)
+			if !retry.Sleep(ctx, wait) {
+				return nil, fmt.Errorf("replay ledger: %w", err)
+			}
+			continue
+		}
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		led, err := ledger.New(octx, lc)
 		cancel()
@@ -53,4 +65,25 @@ func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID
 			return nil, fmt.Errorf("replay ledger: %w", err)
 		}
 	}
+}
+
+// openSharded opens the shards of --ledger-shards (and of
+// --ledger-shards-previous during a reshard) and spreads the shards'
+// stream leaders over the servers. A spread that fails is logged, not
+// fatal: the ledger is as correct with every leader on one server, only
+// slower.
+func openSharded(ctx context.Context, lc ledger.Config, cfg *Config, log *slog.Logger) (*ledger.Sharded, error) {
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second+time.Duration(cfg.LedgerShards+cfg.LedgerShardsPrev)*time.Second)
+	defer cancel()
+	led, err := ledger.NewSharded(octx, ledger.ShardedConfig{Config: lc, Shards: cfg.LedgerShards, PreviousShards: cfg.LedgerShardsPrev})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.LedgerReplicas > 1 {
+		if err := led.SpreadLeaders(octx); err != nil {
+			log.Warn("replay ledger shard leaders not spread", "err", err)
+		}
+	}
+	log.Info("replay ledger sharded", "buckets", led.Buckets(), "shards", cfg.LedgerShards, "shards_previous", cfg.LedgerShardsPrev)
+	return led, nil
 }
