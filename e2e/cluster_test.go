@@ -3,16 +3,21 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
 
 // TestClusterExactlyOnce: 200 distinct signed requests, each sent
 // concurrently to three verifierd nodes five times: exactly 200 allows and
 // 2800 jti_replay, nothing else. Once on a three-server NATS cluster with an
-// R3 ledger, once on a single server with an R1 ledger.
+// R3 ledger, once on the same cluster with the ledger in three R3 shards
+// (--ledger-shards 3, issue 19), once on a single server with an R1 ledger.
 func TestClusterExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: three verifierd nodes and 3000 requests; CI runs it")
@@ -21,14 +26,16 @@ func TestClusterExactlyOnce(t *testing.T) {
 		name     string
 		servers  int
 		replicas string
+		flags    []string
 	}{
-		{"R3 cluster", 3, "3"},
-		{"R1 single server", 1, "1"},
+		{"R3 cluster", 3, "3", nil},
+		{"R3 cluster 3 shards", 3, "3", []string{"--ledger-shards", "3"}},
+		{"R1 single server", 1, "1", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFleet(t, fleetOpts{servers: tc.servers})
 			w, up := f.world, f.up
-			nodes := f.startN(t, 3, nodeOpts{files: true, flags: []string{"--ledger-replicas", tc.replicas}})
+			nodes := f.startN(t, 3, nodeOpts{files: true, flags: append([]string{"--ledger-replicas", tc.replicas}, tc.flags...)})
 			const distinct, rounds = 200, 5
 			type job struct {
 				req  *http.Request
@@ -88,6 +95,42 @@ func TestClusterExactlyOnce(t *testing.T) {
 			if up.count() != distinct {
 				t.Errorf("upstream got %d requests, want %d", up.count(), distinct)
 			}
+			if tc.flags != nil {
+				checkShards(t, f.url, 3, distinct)
+			}
 		})
+	}
+}
+
+// checkShards asserts that the consumed keys are in the n shard buckets,
+// every shard holding some, total keys in all, and that the shards' stream
+// leaders are n different servers (the nodes spread them at start).
+func checkShards(t *testing.T, url string, n, total int) {
+	t.Helper()
+	js := natstest.JetStream(t, natstest.Connect(t, url))
+	var sum uint64
+	var per []uint64
+	var leaders []string
+	for i := range n {
+		s, err := js.Stream(t.Context(), "KV_"+ledger.ShardBucket(ledger.DefaultBucket, i, n))
+		if err != nil {
+			t.Fatalf("shard %d: %v", i, err)
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			t.Fatalf("shard %d: %v", i, err)
+		}
+		per = append(per, info.State.Msgs)
+		sum += info.State.Msgs
+		if info.Cluster != nil {
+			leaders = append(leaders, info.Cluster.Leader)
+		}
+	}
+	t.Logf("keys per shard %v, shard leaders %v", per, leaders)
+	if sum != uint64(total) || slices.Contains(per, 0) {
+		t.Errorf("keys per shard %v, want %d in all and none empty", per, total)
+	}
+	if d := slices.Compact(slices.Sorted(slices.Values(leaders))); len(d) != n {
+		t.Errorf("shard leaders %v, want %d different servers", leaders, n)
 	}
 }
