@@ -42,7 +42,7 @@ func startShardedNodes(t *testing.T, nodes int, cfg ledger.ShardedConfig) []*led
 
 // waitSpread runs SpreadLeaders until the shards of s have as many
 // different leaders as there are shards, and returns them.
-func waitSpread(t *testing.T, s *ledger.Sharded) []string {
+func waitSpread(t testing.TB, s *ledger.Sharded) []string {
 	t.Helper()
 	var leaders []string
 	took := testwait.Until(t, 30*time.Second, "shard leaders on different servers", bounded(t, func(ctx context.Context) error {
