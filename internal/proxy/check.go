@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/reason"
@@ -73,6 +74,7 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request body could not be read", http.StatusBadRequest)
 		return
 	}
+	read := time.Now() // the request is read: the decision's own time starts
 	scheme := h.cfg.ExternalScheme
 	if scheme == "" {
 		scheme = strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")))
@@ -112,11 +114,13 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 	d := h.decide(r.Context(), cr, reqID)
 	if !d.Allowed() {
 		writeCheckDeny(w, &d, reqID)
+		h.tel.duration(r.Context(), &d, read)
 		return
 	}
 	setContextHeaders(w.Header(), &d)
 	w.Header().Set("X-Request-Id", reqID)
 	w.WriteHeader(http.StatusOK)
+	h.tel.duration(r.Context(), &d, read)
 }
 
 // writeCheckDeny answers a gateway: 401 for the 401-class codes and 403 for

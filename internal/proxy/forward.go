@@ -6,6 +6,7 @@ import (
 	"net/http/httputil"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tpcluster/tpcluster/internal/core"
 )
@@ -15,9 +16,10 @@ import (
 type forward struct {
 	d           *core.Decision
 	reqID       string
-	scheme      string // the scheme the request was verified with
-	authority   string // the authority the request was verified with
-	trustedPeer bool   // the peer is in --trusted-proxies
+	scheme      string    // the scheme the request was verified with
+	authority   string    // the authority the request was verified with
+	trustedPeer bool      // the peer is in --trusted-proxies
+	read        time.Time // when the request had been read (tpcluster.decision.duration)
 }
 
 type forwardKey struct{}
@@ -78,6 +80,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	setForwarded(pr.Out.Header, pr.In, fw)
 	setContextHeaders(pr.Out.Header, fw.d)
 	pr.Out.Header.Set("X-Request-Id", fw.reqID)
+	// The reverse proxy hands the request to the transport next: the
+	// decision's own time ends here.
+	h.tel.duration(pr.In.Context(), fw.d, fw.read)
 }
 
 // setForwarded sets the forwarding headers no caller can cover (SPEC §3.4)

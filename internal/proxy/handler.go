@@ -245,7 +245,7 @@ func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID string) co
 			d = auditFailed(d, err)
 		}
 	}
-	h.tel.observe(ctx, span, &d, lat)
+	h.tel.observe(ctx, span, &d)
 	span.End()
 	return d
 }
@@ -278,6 +278,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request body could not be read", http.StatusBadRequest)
 		return
 	}
+	read := time.Now() // the request is read: the decision's own time starts
 	trustedPeer := trusted(h.cfg.TrustedProxies, r)
 	cr := &core.Request{
 		Method:       r.Method,
@@ -292,9 +293,10 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 	d := h.decide(r.Context(), cr, reqID)
 	if !d.Allowed() {
 		writeDeny(w, d.Status, &d, reqID)
+		h.tel.duration(r.Context(), &d, read)
 		return
 	}
-	fw := &forward{d: &d, reqID: reqID, scheme: cr.Scheme, authority: cr.Authority, trustedPeer: trustedPeer}
+	fw := &forward{d: &d, reqID: reqID, scheme: cr.Scheme, authority: cr.Authority, trustedPeer: trustedPeer, read: read}
 	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
 	out.Body = io.NopCloser(bytes.NewReader(b.bytes))
 	out.ContentLength = int64(len(b.bytes))

@@ -40,8 +40,13 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, mem *bodyMem
 		metric.WithUnit("{decision}")); err != nil {
 		return nil, err
 	}
+	// The decision's own time: from the request read (headers and body)
+	// to the upstream send in proxy mode, or to the answer written in
+	// check mode and for every deny. Pipeline, ledger consume and audit
+	// record are in it; the client's upload and the upstream's answer are
+	// not (issue 19 item 5).
 	if t.latency, err = m.Float64Histogram("tpcluster.decision.duration",
-		metric.WithDescription("Time to decide a request, ledger and audit record included."),
+		metric.WithDescription("Time a node spends deciding a request: from the request read to the upstream send (proxy mode) or to the answer (check mode, denies); ledger and audit record included."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)); err != nil {
 		return nil, err
@@ -70,12 +75,16 @@ func (t *telemetry) count(ctx context.Context, d *core.Decision) {
 	t.decisions.Add(ctx, 1, decisionAttrs(d))
 }
 
-// observe records the decision on its span and in the metrics. The span
+// duration records the decision's own time, since the request was read
+// (tpcluster.decision.duration).
+func (t *telemetry) duration(ctx context.Context, d *core.Decision, read time.Time) {
+	t.latency.Record(ctx, time.Since(read).Seconds(), decisionAttrs(d))
+}
+
+// observe records the decision on its span and counts it. The span
 // carries no secrets: no passport, proof, body or key.
-func (t *telemetry) observe(ctx context.Context, span trace.Span, d *core.Decision, lat time.Duration) {
-	attrs := decisionAttrs(d)
-	t.decisions.Add(ctx, 1, attrs)
-	t.latency.Record(ctx, lat.Seconds(), attrs)
+func (t *telemetry) observe(ctx context.Context, span trace.Span, d *core.Decision) {
+	t.decisions.Add(ctx, 1, decisionAttrs(d))
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("tpcluster.outcome", d.Outcome.String()),
