@@ -17,6 +17,11 @@
 // key per replica, and live keys ≈ consume rate × mean remaining passport
 // lifetime; the tpcluster.ledger.live_keys gauge shows the count.
 //
+// Sharded spreads the keys over several such buckets, one stream leader
+// each, choosing a key's bucket by its top 64 bits (docs/LEDGER-SHARDS.md);
+// during a reshard it writes into both layouts and allows only if both
+// created the key.
+//
 // The package must not import net/http: it knows nothing of requests, only
 // keys, TTLs and entries.
 package ledger
