@@ -60,6 +60,34 @@ func waitSpread(t testing.TB, s *ledger.Sharded) []string {
 		return fmt.Errorf("leaders %v", leaders)
 	}))
 	t.Logf("shard leaders %v after %v", leaders, took)
+	// A step-down asked in an earlier round may still be under way: the
+	// shards have settled once a fresh key in each is created, and the
+	// leaders are still spread afterwards.
+	n := len(leaders)
+	probe := 0
+	settled := testwait.Until(t, 30*time.Second, "a create in every shard under spread leaders", bounded(t, func(ctx context.Context) error {
+		for shard := range n {
+			k := key(fmt.Sprintf("probe-%d", probe))
+			for ; ledger.ShardOf(k, n) != shard; k = key(fmt.Sprintf("probe-%d", probe)) {
+				probe++
+			}
+			probe++
+			if err := s.Consume(ctx, k, time.Minute, core.LedgerEntry{}); err != nil {
+				return fmt.Errorf("shard %d: %w", shard, err)
+			}
+		}
+		now, err := s.Leaders(ctx)
+		if err != nil {
+			return err
+		}
+		if d := slices.Compact(slices.Sorted(slices.Values(now))); len(d) != n || slices.Contains(now, "") {
+			s.SpreadLeaders(ctx)
+			return fmt.Errorf("leaders moved to %v", now)
+		}
+		leaders = now
+		return nil
+	}))
+	t.Logf("settled with leaders %v after %v more", leaders, settled)
 	return leaders
 }
 
