@@ -59,6 +59,7 @@ func TestShardOf(t *testing.T) {
 	for i := range 3000 {
 		counts[ledger.ShardOf(key(fmt.Sprintf("jti-%d", i)), 3)]++
 	}
+	t.Logf("3000 keys over 3 shards: %v", counts)
 	for s, c := range counts {
 		if c < 850 || c > 1150 {
 			t.Errorf("shard %d holds %d of 3000 keys, want about 1000 (all: %v)", s, c, counts)
