@@ -36,26 +36,24 @@ func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID
 			lc.Cluster = cfg.Region
 		}
 	}
-	bo := retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
-	for {
+	open := func(ctx context.Context) (ledger.Replay, error) {
 		if cfg.LedgerShards > 1 || cfg.LedgerShardsPrev > 0 {
-			led, err := openSharded(ctx, lc, cfg, log)
-			if err == nil {
-				return led, nil
-			}
-			wait := bo.Next()
-			log.Warn("replay ledger not ready; retrying", "err", err, "retry_in", wait)
-			if !retry.Sleep(ctx, wait) {
-				return nil, fmt.Errorf("replay ledger: %w", err)
-			}
-			continue
+			return openSharded(ctx, lc, cfg, log) // Validate refused --region with shards
 		}
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		led, err := ledger.New(octx, lc)
-		cancel()
-		if err == nil && cfg.Region != "" {
+		switch {
+		case err != nil:
+			return nil, err
+		case cfg.Region != "":
 			return ledger.NewRegional(led, base), nil
 		}
+		return led, nil
+	}
+	bo := retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		led, err := open(ctx)
 		if err == nil {
 			return led, nil
 		}
