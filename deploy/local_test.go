@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -111,6 +114,8 @@ func TestLocalUpDown(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	world := demoWorld(t, dir)
+
 	again, err := script("up.sh")
 	if err == nil || !strings.Contains(again, "already running") {
 		t.Errorf("second up.sh = %v, want a refusal naming the running cluster\n%s", err, again)
@@ -203,6 +208,101 @@ func TestLocalUpDown(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(dir, "pids")); len(entries) > 0 {
 		t.Errorf("down.sh left %d PID files", len(entries))
 	}
+
+	// A second up over the same DIR keeps the demo world (issue 17): the
+	// same signed bytes, so the same sequence and digests, served by the
+	// nodes, and the same caller key still admitted.
+	out, err = script("up.sh")
+	if err != nil {
+		t.Fatalf("second up.sh after down.sh: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "keeping the keys and signed bundles") {
+		t.Errorf("second up.sh does not say it kept the keys:\n%s", out)
+	}
+	if got := demoWorld(t, dir); got != world {
+		t.Errorf("second up.sh changed the demo world:\n got %+v\nwant %+v", got, world)
+	}
+	t.Logf("second up.sh kept sequence %d, trust material sha256 %s, policy sha256 %s", world.sequence, world.trustSHA256, world.policySHA256)
+	st = readEnv(t, filepath.Join(dir, "env"))
+	if st["TPLOCAL_BUNDLES"] == "nats" {
+		// The nodes took the kept pair from the bucket: their applied
+		// sequence is the files' (a regenerated world would be higher).
+		for _, v := range strings.Split(st["TPLOCAL_VERIFIER_URLS"], ",") {
+			for _, kind := range []string{"policy_bundle", "trust_material"} {
+				if got := scrapeSequence(t, client, v, kind); got != world.sequence {
+					t.Errorf("%s applied %s sequence %d, want the kept %d", v, kind, got, world.sequence)
+				}
+			}
+		}
+	}
+	req, err := demo.NewRequest(t.Context(), key, demo.Passport(kf.KID()), "orders.get", "GET",
+		st["TPLOCAL_GATEWAY_URL"]+"/v1/orders/ord_44", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := do(t, client, req, ""); a.status != http.StatusOK {
+		t.Errorf("after the second up.sh, the kept caller key's GET = %d %s, want 200", a.status, a.body)
+	}
+}
+
+// world is what up.sh signs into DIR/keys: the bundles' sequence and the
+// SHA-256 of each signed file.
+type world struct {
+	sequence                  int64
+	trustSHA256, policySHA256 string
+}
+
+func demoWorld(t *testing.T, dir string) world {
+	t.Helper()
+	var w world
+	for _, f := range []struct {
+		name string
+		sum  *string
+	}{{"trust-material.json", &w.trustSHA256}, {"policy-bundle.json", &w.policySHA256}} {
+		b, err := os.ReadFile(filepath.Join(dir, "keys", f.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		*f.sum = hex.EncodeToString(sum[:])
+		var doc struct{ Sequence int64 }
+		if err := json.Unmarshal(b, &doc); err != nil || doc.Sequence <= 0 {
+			t.Fatalf("%s: sequence %d, %v", f.name, doc.Sequence, err)
+		}
+		if w.sequence != 0 && w.sequence != doc.Sequence {
+			t.Fatalf("%s: sequence %d, the other document's %d", f.name, doc.Sequence, w.sequence)
+		}
+		w.sequence = doc.Sequence
+	}
+	return w
+}
+
+// bundleSequence matches tpcluster.bundle.sequence in /_tp/metrics.
+var bundleSequence = regexp.MustCompile(`(?m)^tpcluster_bundle_sequence\{([^}]*)\} (\S+)$`)
+
+// scrapeSequence reads the sequence of kind that the node at base applied.
+func scrapeSequence(t *testing.T, c *http.Client, base, kind string) int64 {
+	t.Helper()
+	resp, err := c.Get(base + "/_tp/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range bundleSequence.FindAllStringSubmatch(string(b), -1) {
+		if strings.Contains(m[1], `kind="`+kind+`"`) {
+			v, err := strconv.ParseFloat(m[2], 64)
+			if err != nil {
+				t.Fatalf("%s/_tp/metrics: %s", base, m[0])
+			}
+			return int64(v)
+		}
+	}
+	t.Fatalf("%s/_tp/metrics has no tpcluster_bundle_sequence{kind=%q}", base, kind)
+	return 0
 }
 
 // requireNginx fails when nginx is missing: .ci/run installs it, and the

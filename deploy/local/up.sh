@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# up.sh [--dir DIR]: a whole tpcluster on this machine, as real processes on
+# up.sh [--dir DIR] [--reset]: a whole tpcluster on this machine, as real processes on
 # 127.0.0.1: a three-node NATS JetStream cluster (deploy/nats/local.conf),
 # three verifierd nodes joined to it with an R3 replay ledger, bundles
 # published over NATS by bundlepub with freshness beacons (or, while this
@@ -13,6 +13,10 @@
 # signed bundles, starts everything, waits until every node's /_tp/readyz
 # answers 200 and prints how to send a request. State, logs and PID files
 # live under DIR (default: $TPLOCAL_DIR, else ${TMPDIR:-/tmp}/tpcluster-local-UID).
+# Keys and signed bundles already in DIR/keys are kept, so a second up
+# serves the same sequence and digests (routes, clients and key removals
+# made there survive); --reset deletes DIR/keys and DIR/data first and
+# starts from a new demo world.
 # deploy/local/down.sh [--dir DIR] stops all of it.
 #
 # Environment: ports as in lib.sh (TPLOCAL_BASE_PORT=18080 and overrides);
@@ -27,7 +31,13 @@ root=$(cd "$here/../.." && pwd -P)
 # shellcheck source=deploy/local/lib.sh
 . "$here/lib.sh"
 
-tplocal_parse_dir "$@"
+# --reset is up.sh's own; lib.sh parses the rest.
+reset=0
+dir_args=()
+for a in "$@"; do
+	if [[ $a == --reset ]]; then reset=1; else dir_args+=("$a"); fi
+done
+tplocal_parse_dir "${dir_args[@]}"
 tplocal_ports
 GO=${GO:-go}
 timeout_s=${TPLOCAL_TIMEOUT:-120}
@@ -106,7 +116,12 @@ esac
 
 # --- keys and bundles --------------------------------------------------------
 # The demo world: a caller key and a bundle-signing key (0600), a signed
-# trust material and policy bundle whose sequence grows across runs.
+# trust material and policy bundle. Made once: regenerating on every up
+# would sign a fresh world with a higher sequence, which every node accepts
+# as newer, so routes or clients added in DIR/keys would vanish and a
+# removed key would be accepted again (issue 17). Only --reset starts over,
+# and then the NATS and verifierd state of the old world goes too (the
+# bucket's and the nodes' cached bundles are signed by the old key).
 KEYS=$DIR/keys
 # Each node gets an audit key (0600) listed in the signed trust material's
 # audit_nodes, so tpaudit verify can authenticate the audit stream
@@ -115,7 +130,19 @@ audit_nodes=""
 for i in "${TPLOCAL_NODES[@]}"; do
 	audit_nodes+="${audit_nodes:+,}local-$i"
 done
-"$BIN/demoapi" --prepare "$KEYS" --audit-nodes "$audit_nodes" >"$LOGS/prepare.log"
+if [[ $reset == 1 ]]; then
+	tplocal_log "--reset: deleting $KEYS and $DIR/data"
+	rm -rf "$KEYS" "$DIR/data"
+fi
+if [[ -e $KEYS/trust-material.json && -e $KEYS/policy-bundle.json ]]; then
+	for i in "${TPLOCAL_NODES[@]}"; do
+		[[ -e $KEYS/audit-local-$i.key ]] ||
+			tplocal_die "$KEYS has bundles but no audit key for local-$i (made by an older up.sh): run $0 --dir $DIR --reset"
+	done
+	tplocal_log "keeping the keys and signed bundles in $KEYS (--reset makes new ones)"
+else
+	"$BIN/demoapi" --prepare "$KEYS" --audit-nodes "$audit_nodes" >"$LOGS/prepare.log"
+fi
 if [[ $bundles_mode == nats && ! -e $KEYS/beacon.key ]]; then
 	# A beacon key of its own: the publishing host never holds the key that
 	# authors policy (SPEC §8.3).
