@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -26,8 +27,11 @@ const (
 
 // spoolMetrics are the spool's instruments; with a nil provider, no-ops.
 type spoolMetrics struct {
-	spooled      metric.Int64Counter
-	unrecordable metric.Int64Counter
+	spooled metric.Int64Counter
+	// unrecordable is observed rather than added to, so the series is
+	// exported at 0 from the start: an alert on increase() sees the first
+	// unrecordable event, which a series born at 1 would hide (issue 17).
+	unrecordable atomic.Int64
 }
 
 func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
@@ -35,7 +39,7 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 		mp = noop.NewMeterProvider()
 	}
 	m := mp.Meter(instrumentation)
-	var sm spoolMetrics
+	sm := new(spoolMetrics)
 	var err error
 	if sm.spooled, err = m.Int64Counter(metricSpooled,
 		metric.WithUnit("{event}"),
@@ -44,9 +48,10 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	}
 	// SPEC §9: the denials a full (or failing) spool cannot record are
 	// counted, never dropped silently.
-	if sm.unrecordable, err = m.Int64Counter(metricUnrecordable,
+	unrec, err := m.Int64ObservableCounter(metricUnrecordable,
 		metric.WithUnit("{event}"),
-		metric.WithDescription("Audit events that could not be recorded (spool full or failing); each such request was denied audit_unavailable.")); err != nil {
+		metric.WithDescription("Audit events that could not be recorded (spool full or failing); each such request was denied audit_unavailable."))
+	if err != nil {
 		return nil, err
 	}
 	size, err := m.Int64ObservableGauge(metricSpoolSize,
@@ -72,27 +77,30 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(size, s.Bytes())
 		o.ObserveInt64(pend, int64(s.Pending()))
+		o.ObserveInt64(unrec, sm.unrecordable.Load())
 		a, err := s.OldestPendingAge()
 		if err != nil {
 			return err
 		}
 		o.ObserveFloat64(age, a.Seconds())
 		return nil
-	}, size, pend, age)
+	}, size, pend, age, unrec)
 	if err != nil {
 		return nil, err
 	}
-	return &sm, nil
+	return sm, nil
 }
 
 // publisherMetrics are the publisher's instruments.
 type publisherMetrics struct {
 	count    metric.Int64Counter
 	duration metric.Float64Histogram
-	failures metric.Int64Counter
+	// The failure counts are observed, exported at 0 from the start (see
+	// spoolMetrics.unrecordable).
+	failures atomic.Int64
 	// streamFailures counts attempts to create or check the stream that
 	// failed (issue 13: a refused stream went unnoticed).
-	streamFailures metric.Int64Counter
+	streamFailures atomic.Int64
 	stored         metric.AddOption
 	dup            metric.AddOption
 }
@@ -118,14 +126,23 @@ func newPublisherMetrics(mp metric.MeterProvider) (*publisherMetrics, error) {
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
 		return nil, err
 	}
-	if pm.failures, err = m.Int64Counter(metricFailures,
+	failures, err := m.Int64ObservableCounter(metricFailures,
 		metric.WithUnit("{failure}"),
-		metric.WithDescription("Audit publish attempts that failed and were retried from the spool.")); err != nil {
+		metric.WithDescription("Audit publish attempts that failed and were retried from the spool."))
+	if err != nil {
 		return nil, err
 	}
-	if pm.streamFailures, err = m.Int64Counter(metricStreamFails,
+	streamFailures, err := m.Int64ObservableCounter(metricStreamFails,
 		metric.WithUnit("{failure}"),
-		metric.WithDescription("Attempts to create or check the audit stream that failed; while they fail no event leaves the spool.")); err != nil {
+		metric.WithDescription("Attempts to create or check the audit stream that failed; while they fail no event leaves the spool."))
+	if err != nil {
+		return nil, err
+	}
+	if _, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(failures, pm.failures.Load())
+		o.ObserveInt64(streamFailures, pm.streamFailures.Load())
+		return nil
+	}, failures, streamFailures); err != nil {
 		return nil, err
 	}
 	return pm, nil

@@ -164,7 +164,7 @@ func (p *Publisher) ensureStream(ctx context.Context, attempt int) error {
 		return err
 	}
 	p.streamErr.Store(&err)
-	p.met.streamFailures.Add(ctx, 1)
+	p.met.streamFailures.Add(1)
 	if attempt == 1 || attempt%12 == 0 {
 		p.log.Error("audit stream cannot be created or used; events stay in the spool, and once it is full every request is denied audit_unavailable",
 			"stream", p.cfg.Stream.withDefaults().Name, "err", err, "attempt", attempt,
@@ -314,7 +314,7 @@ func (p *Publisher) giveAcks(w *window) {
 // failed counts and logs a failed round (rate-limited: the first, then
 // every 50th) and re-ensures the stream when no stream took the subject.
 func (p *Publisher) failed(ctx context.Context, err error, damaged bool, fails int) {
-	p.met.failures.Add(ctx, 1)
+	p.met.failures.Add(1)
 	switch {
 	case damaged && (fails == 1 || fails%50 == 0):
 		p.log.Error("audit spool unreadable; publishing stopped, the spool will fill and the node fail closed",

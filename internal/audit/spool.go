@@ -334,7 +334,7 @@ func (s *Spool) Room() bool {
 func (s *Spool) Append(ctx context.Context, e *Event) error {
 	err := s.append(e)
 	if err != nil {
-		s.met.unrecordable.Add(ctx, 1)
+		s.met.unrecordable.Add(1)
 		return fmt.Errorf("audit: append %s event: %w", e.ReasonCode, err)
 	}
 	s.met.spooled.Add(ctx, 1)

@@ -2,6 +2,8 @@ package bundlekv
 
 import (
 	"context"
+	"slices"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -18,9 +20,16 @@ const (
 
 // metrics are the watcher's instruments; with a nil MeterProvider, no-ops.
 type metrics struct {
-	appliedC, rejectedC metric.Int64Counter
-	kind                map[Kind]metric.MeasurementOption // attribute sets built once
+	appliedC metric.Int64Counter
+	// rejectedN is observed rather than added to, so every kind's series is
+	// exported at 0 from the start: an alert on increase() sees the first
+	// rejection, which a series born at 1 would hide. Indexed by kinds.
+	rejectedN [len(kinds)]atomic.Int64
+	kind      map[Kind]metric.MeasurementOption // attribute sets built once
 }
+
+// kinds are the documents a watcher counts.
+var kinds = [...]Kind{KindTrustMaterial, KindPolicyBundle, KindBeacon}
 
 func newMetrics(mp metric.MeterProvider, w *Watcher) (*metrics, error) {
 	if mp == nil {
@@ -28,7 +37,7 @@ func newMetrics(mp metric.MeterProvider, w *Watcher) (*metrics, error) {
 	}
 	meter := mp.Meter("github.com/tpcluster/tpcluster/internal/bundlekv")
 	m := &metrics{kind: make(map[Kind]metric.MeasurementOption)}
-	for _, k := range []Kind{KindTrustMaterial, KindPolicyBundle, KindBeacon} {
+	for _, k := range kinds {
 		m.kind[k] = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", string(k))))
 	}
 	var err error
@@ -36,8 +45,9 @@ func newMetrics(mp metric.MeterProvider, w *Watcher) (*metrics, error) {
 		metric.WithDescription("Bundle documents verified and applied, by kind.")); err != nil {
 		return nil, err
 	}
-	if m.rejectedC, err = meter.Int64Counter(metricRejected, metric.WithUnit("{document}"),
-		metric.WithDescription("Bundle documents and beacons refused (bad signature, rollback, malformed), by kind; the last good pair stays.")); err != nil {
+	rejected, err := meter.Int64ObservableCounter(metricRejected, metric.WithUnit("{document}"),
+		metric.WithDescription("Bundle documents and beacons refused (bad signature, rollback, malformed), by kind; the last good pair stays."))
+	if err != nil {
 		return nil, err
 	}
 	age, err := meter.Float64ObservableGauge(metricAge, metric.WithUnit("s"),
@@ -51,6 +61,9 @@ func newMetrics(mp metric.MeterProvider, w *Watcher) (*metrics, error) {
 		return nil, err
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for i, k := range kinds {
+			o.ObserveInt64(rejected, m.rejectedN[i].Load(), m.kind[k])
+		}
 		s := w.snap.Load()
 		if s == nil {
 			return nil
@@ -59,12 +72,16 @@ func newMetrics(mp metric.MeterProvider, w *Watcher) (*metrics, error) {
 		o.ObserveInt64(seq, s.Policy.Sequence, m.kind[KindPolicyBundle])
 		o.ObserveInt64(seq, s.Trust.Sequence, m.kind[KindTrustMaterial])
 		return nil
-	}, age, seq)
+	}, age, seq, rejected)
 	if err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func (m *metrics) applied(ctx context.Context, k Kind)  { m.appliedC.Add(ctx, 1, m.kind[k]) }
-func (m *metrics) rejected(ctx context.Context, k Kind) { m.rejectedC.Add(ctx, 1, m.kind[k]) }
+func (m *metrics) applied(ctx context.Context, k Kind) { m.appliedC.Add(ctx, 1, m.kind[k]) }
+func (m *metrics) rejected(k Kind) {
+	if i := slices.Index(kinds[:], k); i >= 0 {
+		m.rejectedN[i].Add(1)
+	}
+}

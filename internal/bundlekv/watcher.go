@@ -286,7 +286,7 @@ func (w *Watcher) applyBeacon(ctx context.Context, data []byte) {
 		}
 	}
 	if err != nil {
-		w.metrics.rejected(ctx, KindBeacon)
+		w.metrics.rejected(KindBeacon)
 		if now := w.cfg.Now(); now.Sub(w.lastBeacon) >= time.Minute {
 			w.lastBeacon = now
 			w.reject(ctx, Rejection{Kind: KindBeacon, Sequence: claimedSequence(data), SHA256: digest(data), Err: err})
@@ -361,7 +361,7 @@ func (w *Watcher) applied(s *bundle.Snapshot, kinds ...Kind) {
 
 func (w *Watcher) reject(ctx context.Context, r Rejection) {
 	if r.Kind != KindBeacon {
-		w.metrics.rejected(ctx, r.Kind)
+		w.metrics.rejected(r.Kind)
 	}
 	w.log.Warn("bundle document refused; keeping the last good pair",
 		"kind", r.Kind, "sequence", r.Sequence, "sha256", r.SHA256, "err", r.Err)
