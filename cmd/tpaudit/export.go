@@ -21,10 +21,19 @@ func exportFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (in
 	since := fs.String("since", "", "where a new durable consumer starts: this far back (24h) or this RFC 3339 time; empty: the stream's start")
 	follow := fs.Bool("follow", false, "keep exporting new events instead of stopping at the end of the stream")
 	batch := fs.Int("batch", 256, "events fetched at once")
+	format := fs.String("format", "jsonl", "jsonl: the events as stored; ocsf: each event as an OCSF API Activity (class_uid 6003) object, one a line (docs/AUDIT.md)")
 	return func(ctx context.Context, c *client, stdout io.Writer) (int, error) {
 		start, err := parseSince(*since, time.Now())
 		if err != nil {
 			return exitUsage, err
+		}
+		encode := func(data []byte) ([]byte, error) { return data, nil }
+		switch *format {
+		case "jsonl":
+		case "ocsf":
+			encode = toOCSF
+		default:
+			return exitUsage, fmt.Errorf("--format=%s: want jsonl or ocsf", *format)
 		}
 		cfg := jetstream.ConsumerConfig{
 			Durable:       *durable,
@@ -70,19 +79,29 @@ func exportFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (in
 				return 1, err
 			}
 			var got []jetstream.Msg
+			var lines [][]byte
 			for m := range msgs.Messages() {
 				got = append(got, m)
 				if audit.IsCheckpointSubject(m.Subject()) {
 					continue // checkpoints serve verify; the export holds events
 				}
-				if _, err := fmt.Fprintf(w, "%s\n", m.Data()); err != nil {
-					return 1, err
+				line, err := encode(m.Data())
+				if err != nil {
+					// Nothing of this batch is written or acknowledged: a
+					// rerun (or --format jsonl) starts at this batch again.
+					return 1, fmt.Errorf("stream %s message on %s: %w", c.stream, m.Subject(), err)
 				}
-				n++
+				lines = append(lines, line)
 			}
 			if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
 				return 1, err
 			}
+			for _, line := range lines {
+				if _, err := fmt.Fprintf(w, "%s\n", line); err != nil {
+					return 1, err
+				}
+			}
+			n += len(lines)
 			// Written and synced before acknowledged: a crash here
 			// exports an event twice at worst, never loses one.
 			if err := w.Flush(); err != nil {

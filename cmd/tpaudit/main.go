@@ -1,12 +1,13 @@
 // Command tpaudit reads the tpcluster audit stream (SPEC §9) for audit
 // users: tail it with filters, verify that it is the whole and authentic
 // record of the fleet (signatures, hash chains, checkpoints), export it as
-// JSON lines through a durable consumer (resumable), and count decisions by
-// reason and route over a window.
+// JSON lines (as stored, or OCSF API Activity objects) through a durable
+// consumer (resumable), and count decisions by reason and route over a
+// window.
 //
 //	tpaudit tail   [--outcome O] [--reason R] [--route ID] [--subject S] [--node N] [--since 10m|RFC3339] [--follow=false] [--text]
 //	tpaudit verify --bundle-public-key FILE [--trust-material FILE] [--checkpoint-max-age 10m] [--unsigned-before SEQ] [--allow-truncated-head]
-//	tpaudit export [--durable NAME] [--out FILE] [--since ...] [--follow]
+//	tpaudit export [--durable NAME] [--out FILE] [--since ...] [--follow] [--format jsonl|ocsf]
 //	tpaudit stats  [--window 1h] [--json]
 //	tpaudit gather --regions eu,us [--base TRUSTPLANE_AUDIT] [--replicas 3] [--cluster eu]
 //
@@ -45,7 +46,7 @@ commands:
   tail     print events as they arrive (filters: --outcome --reason --route --subject --node --since)
   verify   check every event's signature against the fleet in the signed trust material, every node's
            hash chain and checkpoints, and the stream's state against its limits; exit 1 on any problem
-  export   write events as JSON lines through a durable consumer; a rerun continues where it stopped
+  export   write events as JSON lines (--format ocsf: OCSF API Activity) through a durable consumer; a rerun continues where it stopped
   stats    count decisions by reason and route over --window
   gather   make --stream the global stream of a multi-region fleet, sourcing every --regions stream
 
