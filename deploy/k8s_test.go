@@ -44,7 +44,37 @@ type object struct {
 		VolumeClaimTemplates []struct{ Metadata struct{ Name string } }
 		ScaleTargetRef       struct{ Kind, Name string }
 		MinReplicas          *int
+		JobTemplate          struct { // CronJob
+			Spec struct {
+				Template struct {
+					Spec podSpec
+				}
+			}
+		}
+		ConcurrencyPolicy string
 	}
+}
+
+// pod returns the pod template of a workload (Deployment, StatefulSet,
+// CronJob) and whether o is one.
+func (o object) pod() (podSpec, bool) {
+	switch o.Kind {
+	case "Deployment", "StatefulSet":
+		return o.Spec.Template.Spec, true
+	case "CronJob":
+		return o.Spec.JobTemplate.Spec.Template.Spec, true
+	}
+	return podSpec{}, false
+}
+
+// env returns the literal value of variable name in c.
+func (c container) env(name string) (string, bool) {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value, len(e.ValueFrom) == 0
+		}
+	}
+	return "", false
 }
 
 type podSpec struct {
@@ -55,10 +85,11 @@ type podSpec struct {
 	InitContainers []container
 	Containers     []container
 	Volumes        []struct {
-		Name      string
-		ConfigMap *struct{ Name string } `json:"configMap"`
-		Secret    *struct{ SecretName string }
-		EmptyDir  *struct{} `json:"emptyDir"`
+		Name                  string
+		ConfigMap             *struct{ Name string } `json:"configMap"`
+		Secret                *struct{ SecretName string }
+		EmptyDir              *struct{}                   `json:"emptyDir"`
+		PersistentVolumeClaim *struct{ ClaimName string } `json:"persistentVolumeClaim"`
 	}
 }
 
@@ -153,11 +184,11 @@ func TestKustomizeRenders(t *testing.T) {
 func TestManifestShape(t *testing.T) {
 	objs := render(t)
 
-	v := find(t, objs, "Deployment", "tpcluster-verifierd")
+	v := find(t, objs, "StatefulSet", "tpcluster-verifierd")
 	find(t, objs, "Service", "tpcluster-verifierd")
 	find(t, objs, "PodDisruptionBudget", "tpcluster-verifierd")
 	hpa := find(t, objs, "HorizontalPodAutoscaler", "tpcluster-verifierd")
-	if hpa.Spec.ScaleTargetRef.Kind != "Deployment" || hpa.Spec.ScaleTargetRef.Name != v.Metadata.Name {
+	if hpa.Spec.ScaleTargetRef.Kind != "StatefulSet" || hpa.Spec.ScaleTargetRef.Name != v.Metadata.Name {
 		t.Errorf("HPA scales %s %s", hpa.Spec.ScaleTargetRef.Kind, hpa.Spec.ScaleTargetRef.Name)
 	}
 	if hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < 2 {
@@ -213,10 +244,10 @@ func TestManifestShape(t *testing.T) {
 // read-only root file system, no privilege escalation and resources set.
 func TestManifestSecurity(t *testing.T) {
 	for _, o := range render(t) {
-		if o.Kind != "Deployment" && o.Kind != "StatefulSet" {
+		ps, ok := o.pod()
+		if !ok {
 			continue
 		}
-		ps := o.Spec.Template.Spec
 		podNonRoot := ps.SecurityContext.RunAsNonRoot != nil && *ps.SecurityContext.RunAsNonRoot
 		if !podNonRoot {
 			t.Errorf("%s %s: pod securityContext.runAsNonRoot not true", o.Kind, o.Metadata.Name)
@@ -264,10 +295,11 @@ func TestManifestFlags(t *testing.T) {
 	objs := render(t)
 	image := readDockerfile(t)
 	for _, o := range objs {
-		if o.Kind != "Deployment" && o.Kind != "StatefulSet" {
+		ps, ok := o.pod()
+		if !ok {
 			continue
 		}
-		for _, c := range o.Spec.Template.Spec.Containers {
+		for _, c := range ps.Containers {
 			if !strings.HasPrefix(c.Image, "tpcluster") {
 				continue
 			}
@@ -287,7 +319,7 @@ func TestManifestFlags(t *testing.T) {
 			bin := path.Base(argv[0])
 			args := argv[1:]
 			var sub []string
-			if bin == "bundlepub" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			if (bin == "bundlepub" || bin == "tpaudit") && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 				sub, args = args[:1], args[1:]
 			}
 			flags := flagsOf(t, bin, sub...)
@@ -577,7 +609,7 @@ func readDockerfile(t *testing.T) image {
 // the Dockerfile even when no manifest uses the image.
 func TestDockerfile(t *testing.T) {
 	img := readDockerfile(t)
-	for _, want := range []string{"/usr/local/bin/verifierd", "/usr/local/bin/bundlepub", "/usr/local/bin/nats-server"} {
+	for _, want := range []string{"/usr/local/bin/verifierd", "/usr/local/bin/bundlepub", "/usr/local/bin/tpaudit", "/usr/local/bin/nats-server"} {
 		if !slices.Contains(img.binaries, want) {
 			t.Errorf("image lacks %s (deploy/k8s runs it)", want)
 		}

@@ -43,10 +43,10 @@ func maxFileStore(t *testing.T, conf []byte) int64 {
 }
 
 // manifestEnv returns the TPCLUSTER_* values the rendered verifierd
-// Deployment sets (those from a valueFrom are left out).
+// StatefulSet sets (those from a valueFrom are left out).
 func manifestEnv(t *testing.T) map[string]string {
 	t.Helper()
-	dep := find(t, render(t), "Deployment", "tpcluster-verifierd")
+	dep := find(t, render(t), "StatefulSet", "tpcluster-verifierd")
 	env := map[string]string{}
 	for _, c := range dep.Spec.Template.Spec.Containers {
 		if !strings.HasPrefix(c.Image, "tpcluster") {
@@ -59,7 +59,7 @@ func manifestEnv(t *testing.T) map[string]string {
 		}
 	}
 	if len(env) == 0 {
-		t.Fatal("the verifierd Deployment sets no variables")
+		t.Fatal("the verifierd StatefulSet sets no variables")
 	}
 	return env
 }
@@ -133,7 +133,7 @@ func flagDefault(t *testing.T, bin, name string) string {
 // TestK8sNATSCreatesEveryStream runs deploy/k8s/nats.conf in three real
 // nats-server processes (go.mod's version) on loopback, with only the
 // addresses and the store directory changed, and a verifierd with the
-// Deployment's settings (its keys, listener and data directory aside): the
+// StatefulSet's settings (its keys, listener and data directory aside): the
 // ledger bucket, the bundle bucket and the audit stream are all created, R3,
 // the audit stream with the manifest's size limit. The old 10 GiB default
 // is refused by the same servers, which is what the test guards against.
@@ -165,7 +165,7 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 		return err
 	}))
 
-	// verifierd with the Deployment's environment.
+	// verifierd with the StatefulSet's environment.
 	keys := t.TempDir()
 	for _, name := range []string{"bundle", "beacon"} {
 		out, err := exec.Command(builtBinary(t, "bundlepub"), "keygen", "--out", filepath.Join(keys, name)).CombinedOutput()

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
@@ -32,6 +34,7 @@ type publishConfig struct {
 	Replicas         int
 	Timeout          time.Duration
 	LogLevel         string
+	HealthListen     string
 }
 
 func parsePublish(args []string, stderr io.Writer) (*publishConfig, error) {
@@ -55,6 +58,7 @@ func parsePublish(args []string, stderr io.Writer) (*publishConfig, error) {
 	fs.IntVar(&c.Replicas, "replicas", 1, "bucket replicas if publish creates it (3 in a cluster)")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Second, "bound of each NATS call")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.HealthListen, "health-listen", "", "serve /healthz (beacon loop running) and /readyz (beacons reaching NATS) on this address for probes; empty: off")
 	if err := parseFlags(fs, args, false); err != nil {
 		return nil, err
 	}
@@ -108,6 +112,15 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		bk := bundle.NewBeaconSigningKey(k)
 		beaconKey = &bk
 	}
+	// The listener first: a taken port is a configuration error, reported
+	// before anything is published.
+	var healthLn net.Listener
+	if c.HealthListen != "" {
+		if healthLn, err = net.Listen("tcp", c.HealthListen); err != nil {
+			return fmt.Errorf("--health-listen: %w", err)
+		}
+		defer healthLn.Close()
+	}
 	nc, err := connect(ctx, c.NATSURL, "bundlepub publish", c.Timeout, log)
 	if err != nil {
 		return err
@@ -149,7 +162,17 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	}
 	fmt.Fprintf(stdout, "publishing: beacons %s, watch %t; Ctrl-C stops\n", beaconState(beaconKey, c.BeaconInterval), c.Watch)
-	return pub.Run(ctx)
+	if healthLn == nil {
+		return pub.Run(ctx)
+	}
+	h := &health{window: 3*c.BeaconInterval + c.Timeout, start: time.Now(), now: time.Now}
+	if beaconKey != nil {
+		h.times = pub.BeaconTimes
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pub.Run(gctx) })
+	g.Go(func() error { return serveHealth(gctx, healthLn, h, log) })
+	return g.Wait()
 }
 
 func beaconState(k *bundle.BeaconSigningKey, every time.Duration) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,6 +79,24 @@ type Publisher struct {
 	trustStamp, policyStamp fileStamp
 
 	beaconFailing bool // a beacon put failed and nothing since succeeded
+
+	// Unix nanoseconds of the last beacon attempt and the last one put,
+	// for health checks from other goroutines (BeaconTimes); 0: none yet.
+	beaconTried, beaconPut atomic.Int64
+}
+
+// BeaconTimes reports when Run last tried to put a beacon and when one was
+// last put; zero times mean none yet. A stale attempt means Run is stuck or
+// gone; a stale put with fresh attempts means NATS refuses them. Safe for
+// concurrent use.
+func (p *Publisher) BeaconTimes() (tried, put time.Time) {
+	at := func(ns int64) time.Time {
+		if ns == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, ns)
+	}
+	return at(p.beaconTried.Load()), at(p.beaconPut.Load())
 }
 
 type fileStamp struct {
@@ -353,6 +372,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 
 // beacon signs and puts one beacon for the current pair (SPEC §8.3).
 func (p *Publisher) beacon(ctx context.Context) {
+	p.beaconTried.Store(p.cfg.Now().UnixNano())
 	b, err := bundle.SignBeacon(p.policy, p.trust, p.cfg.Now(), *p.cfg.BeaconKey, p.cfg.BeaconIssuer)
 	if err != nil {
 		p.log.Error("sign beacon", "err", err)
@@ -368,6 +388,7 @@ func (p *Publisher) beacon(ctx context.Context) {
 		p.beaconFailing = true
 		return
 	}
+	p.beaconPut.Store(p.cfg.Now().UnixNano())
 	if p.beaconFailing {
 		p.log.Info("beacons flowing again")
 	}
