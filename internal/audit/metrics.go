@@ -17,6 +17,7 @@ const (
 	metricSpooled      = "tpcluster.audit.events.spooled"
 	metricUnrecordable = "tpcluster.audit.events.unrecordable"
 	metricSpoolSize    = "tpcluster.audit.spool.size"
+	metricSpoolLimit   = "tpcluster.audit.spool.limit"
 	metricSpoolPending = "tpcluster.audit.spool.pending"
 	metricPublished    = "tpcluster.audit.events.published"
 	metricPublishDur   = "tpcluster.audit.publish.duration"
@@ -60,6 +61,14 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Issue 17: an alert on "near full" divides by this rather than by a
+	// copy of --audit-spool-max-bytes that drifts from the flag.
+	limit, err := m.Int64ObservableGauge(metricSpoolLimit,
+		metric.WithUnit("By"),
+		metric.WithDescription("Size limit of the audit spool (--audit-spool-max-bytes); at it every request is denied audit_unavailable."))
+	if err != nil {
+		return nil, err
+	}
 	pend, err := m.Int64ObservableGauge(metricSpoolPending,
 		metric.WithUnit("{event}"),
 		metric.WithDescription("Audit events in the spool not yet acknowledged by JetStream."))
@@ -76,6 +85,7 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(size, s.Bytes())
+		o.ObserveInt64(limit, s.cfg.MaxBytes)
 		o.ObserveInt64(pend, int64(s.Pending()))
 		o.ObserveInt64(unrec, sm.unrecordable.Load())
 		a, err := s.OldestPendingAge()
@@ -84,7 +94,7 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 		}
 		o.ObserveFloat64(age, a.Seconds())
 		return nil
-	}, size, pend, age, unrec)
+	}, size, limit, pend, age, unrec)
 	if err != nil {
 		return nil, err
 	}
