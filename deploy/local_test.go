@@ -243,6 +243,31 @@ func TestLocalUpDown(t *testing.T) {
 	if a := do(t, client, req, ""); a.status != http.StatusOK {
 		t.Errorf("after the second up.sh, the kept caller key's GET = %d %s, want 200", a.status, a.body)
 	}
+
+	// Only --reset makes a new world: new keys, a higher sequence (the
+	// demo signs with the current second as its sequence).
+	if out, err := script("down.sh"); err != nil {
+		t.Fatalf("down.sh before --reset: %v\n%s", err, out)
+	}
+	oldKey, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = script("up.sh", "--reset")
+	if err != nil {
+		t.Fatalf("up.sh --reset: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "--reset: deleting") {
+		t.Errorf("up.sh --reset does not say it deleted the old world:\n%s", out)
+	}
+	fresh := demoWorld(t, dir)
+	if fresh.sequence <= world.sequence || fresh.policySHA256 == world.policySHA256 || fresh.trustSHA256 == world.trustSHA256 {
+		t.Errorf("up.sh --reset kept the old world: got %+v, old %+v", fresh, world)
+	}
+	if newKey, err := os.ReadFile(keyPath); err != nil || bytes.Equal(newKey, oldKey) {
+		t.Errorf("up.sh --reset kept the caller key %s (%v)", keyPath, err)
+	}
+	t.Logf("up.sh --reset: sequence %d -> %d", world.sequence, fresh.sequence)
 }
 
 // world is what up.sh signs into DIR/keys: the bundles' sequence and the
