@@ -60,14 +60,17 @@ type Event struct {
 	PolicyID           string      `json:"policy_id"`      // hex SHA-256 of the signed policy bundle
 	PolicyVersion      int64       `json:"policy_version"` // its sequence
 
-	NodeID         string `json:"node_id"`
-	Region         string `json:"region"`
-	Method         string `json:"method"`
-	Path           string `json:"path"`
-	Status         int    `json:"status,omitempty"` // HTTP status of a request decision; none on bundle events
-	LatencyUS      int64  `json:"latency_us"`
-	BundleSequence int64  `json:"bundle_sequence"` // request: the policy's sequence; bundle: the document's
-	TraceID        string `json:"trace_id"`
+	NodeID string `json:"node_id"`
+	Region string `json:"region"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Status int    `json:"status,omitempty"` // HTTP status of a request decision; none on bundle events
+	// DetailCode is a denial's detail code (docs/SPEC-EXTENSIONS.md,
+	// "Detail codes"): which check refused; none on allows and bundle events.
+	DetailCode     reason.Detail `json:"detail_code,omitempty"`
+	LatencyUS      int64         `json:"latency_us"`
+	BundleSequence int64         `json:"bundle_sequence"` // request: the policy's sequence; bundle: the document's
+	TraceID        string        `json:"trace_id"`
 
 	// Bundle events only (SPEC §8.2): the document concerned.
 	BundleKind   string `json:"bundle_kind,omitempty"`   // trust_material, policy_bundle or freshness_beacon

@@ -47,7 +47,7 @@ func sampleEvents() []Event {
 		NodeSeq: 1, PrevEventSHA256: zeroHash,
 	}, {
 		Version: Version, OccurredAt: at, Component: "verifier", Outcome: OutcomeDeny,
-		ReasonCode: reason.PassportMissing, DetailReason: "no Authorization header \"quoted\" <tag>",
+		ReasonCode: reason.PassportMissing, DetailReason: "no Authorization header \"quoted\" <tag>", DetailCode: reason.DetailBearerMissing,
 		EventID: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", RequestID: "req-2", NodeID: "node-a:8081",
 		Method: "GET", Path: "/v1/orders/ö", Status: 401, LatencyUS: 3, NodeSeq: 2,
 		PrevEventSHA256: strings.Repeat("01", 32),

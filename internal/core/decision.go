@@ -59,6 +59,11 @@ type Decision struct {
 	PolicySHA256   string // policy_id of the audit event
 	PolicySequence int64  // policy_version of the audit event
 
+	// Detail is the stable sub-reason of a denial (which check refused,
+	// never a value: docs/SPEC-EXTENSIONS.md, "Detail codes"), for the
+	// audit event's detail_code and the debug log. Empty on allow.
+	Detail reason.Detail
+
 	// Err says why a denial happened, for operators (logs, audit
 	// detail_reason). It never goes to the caller. Nil on allow.
 	Err error

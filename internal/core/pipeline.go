@@ -128,23 +128,23 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	// 1. Path hygiene, and the query's two characters that would let a
 	// verifier and an upstream read different targets.
 	if err := CheckPath(r.RawPath); err != nil {
-		return deny(d, reason.RequestPathNoncanonical, err)
+		return deny(d, reason.RequestPathNoncanonical, reason.DetailPath, err)
 	}
 	if err := checkQuery(r.RawQuery); err != nil {
-		return deny(d, reason.RequestPathNoncanonical, err)
+		return deny(d, reason.RequestPathNoncanonical, reason.DetailQuery, err)
 	}
 
 	// 2. A bearer passport is present.
 	auth, n := firstHeader(r.Header, hdrAuthorization)
 	token, ok := bearer(auth)
 	if n == 0 || !ok {
-		return deny(d, reason.PassportMissing, errors.New("no bearer passport in Authorization"))
+		return deny(d, reason.PassportMissing, reason.DetailBearerMissing, errors.New("no bearer passport in Authorization"))
 	}
 
 	// 3. Policy loaded.
 	snap := p.cfg.Snapshot()
 	if snap == nil || snap.Policy == nil || snap.Trust == nil {
-		return deny(d, reason.BundlePolicyMissing, errors.New("no verified policy bundle and trust material loaded"))
+		return deny(d, reason.BundlePolicyMissing, reason.DetailNoPair, errors.New("no verified policy bundle and trust material loaded"))
 	}
 	pol := snap.Policy
 	d.PolicySHA256, d.PolicySequence = pol.SHA256, pol.Sequence
@@ -152,7 +152,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	// 4. Route.
 	route := p.route(pol, r)
 	if route == nil {
-		return deny(d, reason.BundleRouteMissing, errors.New("no route matches the request"))
+		return deny(d, reason.BundleRouteMissing, reason.DetailNoRoute, errors.New("no route matches the request"))
 	}
 	d.RouteID = route.ID
 	d.RequiredKeyBinding = route.RequiredKeyBinding.String()
@@ -161,7 +161,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	// read in different ways; a step 1 refusal, known only with the route.
 	if route.QueryStrict {
 		if err := checkStrictQuery(r.RawQuery); err != nil {
-			return deny(d, reason.RequestPathNoncanonical, err)
+			return deny(d, reason.RequestPathNoncanonical, reason.DetailQueryStrict, err)
 		}
 	}
 
@@ -169,19 +169,19 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	switch route.CheckFresh(now.Sub(snap.ViewTime), p.cfg.RealtimeWindow) {
 	case bundle.FreshOK:
 	case bundle.FreshUnknownClass:
-		return deny(d, reason.BundleFreshnessUnknown, fmt.Errorf("route %s has freshness class %q", route.ID, route.FreshnessName))
+		return deny(d, reason.BundleFreshnessUnknown, reason.DetailFreshnessClass, fmt.Errorf("route %s has freshness class %q", route.ID, route.FreshnessName))
 	default:
-		return deny(d, reason.StaleBundleFailClosed, fmt.Errorf("policy view is %s old", now.Sub(snap.ViewTime).Truncate(time.Millisecond)))
+		return deny(d, reason.StaleBundleFailClosed, reason.DetailViewAge, fmt.Errorf("policy view is %s old", now.Sub(snap.ViewTime).Truncate(time.Millisecond)))
 	}
 
 	// 7. Passport parses. Two Authorization headers are ambiguous: an
 	// upstream or a log could read the other one.
 	if n > 1 {
-		return deny(d, reason.PassportMalformed, errors.New("more than one Authorization header"))
+		return deny(d, reason.PassportMalformed, reason.DetailAuthorizationRepeated, errors.New("more than one Authorization header"))
 	}
 	tok, err := passport.Parse(token)
 	if err != nil {
-		return deny(d, reason.PassportMalformed, err)
+		return deny(d, reason.PassportMalformed, reason.DetailJWS, err)
 	}
 	c := &tok.Claims
 	d.Issuer, d.Subject, d.TrustDomain, d.JTI = c.Issuer, c.Subject, c.TrustDomain, c.JTI
@@ -190,13 +190,13 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	// 8. Issuer and key known, key active.
 	key := snap.Trust.PassportKey(c.Issuer, tok.KID, tok.HasKID, c.PublicKeyB64, now)
 	if key == nil {
-		return deny(d, reason.PassportKeyUnknown, errors.New("no active trust material key for the passport's issuer and kid"))
+		return deny(d, reason.PassportKeyUnknown, reason.DetailIssuerKey, errors.New("no active trust material key for the passport's issuer and kid"))
 	}
 
 	// 9. Passport signature.
 	trusted := p.keys.verifier(snap.Trust, key)
 	if v := trusted; v == nil || !tok.VerifyWith(v) {
-		return deny(d, reason.PassportSignatureInvalid, fmt.Errorf("passport signature does not verify with key %s", key.KID))
+		return deny(d, reason.PassportSignatureInvalid, reason.DetailSignature, fmt.Errorf("passport signature does not verify with key %s", key.KID))
 	}
 	// The signer is known now, and with it what it may vouch for (SPEC §2.1):
 	// from here on the decision carries the effective class, never the
@@ -208,11 +208,11 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if err := c.CheckTime(now, p.cfg.ClockSkew, p.cfg.MaxPassportLifetime); err != nil {
 		switch {
 		case errors.Is(err, passport.ErrExpired):
-			return deny(d, reason.PassportExpired, err)
+			return deny(d, reason.PassportExpired, reason.DetailExpired, err)
 		case errors.Is(err, passport.ErrNotYetValid):
-			return deny(d, reason.PassportNotYetValid, err)
+			return deny(d, reason.PassportNotYetValid, reason.DetailNotYetValid, err)
 		default:
-			return deny(d, reason.PassportLifetimeExceeded, err)
+			return deny(d, reason.PassportLifetimeExceeded, reason.DetailLifetime, err)
 		}
 	}
 
@@ -222,46 +222,46 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		aud = p.cfg.AudienceOverride
 	}
 	if c.Audience != aud {
-		return deny(d, reason.AudienceMismatch, fmt.Errorf("passport audience differs from route %s audience", route.ID))
+		return deny(d, reason.AudienceMismatch, reason.DetailAudience, fmt.Errorf("passport audience differs from route %s audience", route.ID))
 	}
 
 	// 11a. Region ([ours]): a region-bound audience is accepted only in its
 	// home region; a home-region audience is consumed in its home ledger.
 	ledgerRegion, err := p.regionFor(pol, c.Audience)
 	if err != nil {
-		return deny(d, reason.AudienceRegionMismatch, err)
+		return deny(d, reason.AudienceRegionMismatch, reason.DetailRegion, err)
 	}
 	d.LedgerRegion = ledgerRegion
 
 	// 12-14. Sources, signer class, provenance and context.
-	if code, err := matchSources(pol, route, c, &att); code != "" {
-		return deny(d, code, err)
+	if code, detail, err := matchSources(pol, route, c, &att); code != "" {
+		return deny(d, code, detail, err)
 	}
 
 	// 15. Revocations.
 	if err := revoked(pol, tok, now); err != nil {
-		return deny(d, reason.PassportRevoked, err)
+		return deny(d, reason.PassportRevoked, reason.DetailRevocation, err)
 	}
 
 	// 16. Proof headers well formed.
 	proof, err := readProofHeaders(r.Header)
 	if err != nil {
-		return deny(d, reason.InvalidRequestProof, err)
+		return deny(d, reason.InvalidRequestProof, reason.DetailProofHeaders, err)
 	}
 
 	// 17. Body and transcript binding.
 	if r.BodyTooLarge {
-		return deny(d, reason.RequestBodyTooLarge, errors.New("request body exceeds the limit"))
+		return deny(d, reason.RequestBodyTooLarge, reason.DetailBodySize, errors.New("request body exceeds the limit"))
 	}
 	bodyHex := proof.bodyHex
 	if r.BodyFromGateway && !route.BodyHashFromGateway {
 		// SPEC §10.2: a body the verifier never saw is bound by nothing.
-		return deny(d, reason.RequestBindingMismatch, errors.New("the original request had a body the verifier did not see, and the route does not take the gateway's body hash"))
+		return deny(d, reason.RequestBindingMismatch, reason.DetailBodyUnseen, errors.New("the original request had a body the verifier did not see, and the route does not take the gateway's body hash"))
 	}
 	if !r.BodyFromGateway {
 		sum := sha256.Sum256(r.Body)
 		if !hexEqual(proof.bodyHex, sum[:]) {
-			return deny(d, reason.RequestBindingMismatch, errors.New("body hash differs from X-TrustPlane-Body-SHA256"))
+			return deny(d, reason.RequestBindingMismatch, reason.DetailBodyHash, errors.New("body hash differs from X-TrustPlane-Body-SHA256"))
 		}
 	}
 	treq := transcript.Request{
@@ -285,20 +285,20 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	}
 	m, err := transcript.MatchRequest(&treq, &bind, p.transcriptPolicy(pol, route), &proof.digest)
 	if err != nil {
-		return deny(d, reason.RequestBindingMismatch, err)
+		return deny(d, reason.RequestBindingMismatch, bindingDetail(err), err)
 	}
 	// Only the first value of a covered header is bound (SPEC §3.4); a
 	// second one, which some upstreams read instead, is unauthenticated.
 	for _, name := range m.AllowList {
 		// firstHeader counts every spelling, so the lower-case name does.
 		if _, n := firstHeader(r.Header, name); n > 1 {
-			return deny(d, reason.RequestBindingMismatch, fmt.Errorf("covered header %s appears %d times", name, n))
+			return deny(d, reason.RequestBindingMismatch, reason.DetailHeaderRepeated, fmt.Errorf("covered header %s appears %d times", name, n))
 		}
 	}
 	if r.MustBeCovered != nil && !route.KeepOverrideHeaders {
 		for name := range r.Header {
 			if r.MustBeCovered(name) && !slices.Contains(m.AllowList, strings.ToLower(name)) {
-				return deny(d, reason.RequestBindingMismatch, errors.New("an override header is present and not covered"))
+				return deny(d, reason.RequestBindingMismatch, reason.DetailOverrideHeader, errors.New("an override header is present and not covered"))
 			}
 		}
 	}
@@ -308,12 +308,12 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 
 	// 18. The proof: Ed25519 by the cnf key over the 32 raw digest bytes.
 	if v := cnfVerifier(c.PublicKey, key.PublicKey, trusted); v == nil || !v.Verify(m.Digest[:], proof.sig[:]) {
-		return deny(d, reason.InvalidRequestProof, errors.New("request proof does not verify with the cnf key"))
+		return deny(d, reason.InvalidRequestProof, reason.DetailSignature, errors.New("request proof does not verify with the cnf key"))
 	}
 
 	// 18a. The audit spool has room: never allow without a record (SPEC §9).
 	if p.cfg.AuditRoom != nil && !p.cfg.AuditRoom() {
-		return deny(d, reason.AuditUnavailable, errors.New("audit spool full"))
+		return deny(d, reason.AuditUnavailable, reason.DetailSpoolFull, errors.New("audit spool full"))
 	}
 
 	// 19. Consume the jti, exactly once across the cluster.
@@ -321,9 +321,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	switch err := p.cfg.Ledger.Consume(ctx, NewLedgerKey(c.Issuer, c.JTI), ttl, LedgerEntry{RouteID: route.ID, Region: ledgerRegion}); {
 	case err == nil:
 	case errors.Is(err, ErrReplay):
-		return deny(d, reason.JTIReplay, err)
+		return deny(d, reason.JTIReplay, reason.DetailJTIConsumed, err)
 	default: // unavailable, or a broken contract: never allow on doubt
-		return deny(d, reason.ReplayLedgerUnavailable, err)
+		return deny(d, reason.ReplayLedgerUnavailable, reason.DetailLedger, err)
 	}
 
 	// 20. Allow.
@@ -331,9 +331,27 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	return d
 }
 
-func deny(d Decision, code reason.Code, err error) Decision {
-	d.Outcome, d.Reason, d.Status, d.Err = Deny, code, code.HTTPStatus(), err
+func deny(d Decision, code reason.Code, detail reason.Detail, err error) Decision {
+	d.Outcome, d.Reason, d.Status, d.Detail, d.Err = Deny, code, code.HTTPStatus(), detail, err
 	return d
+}
+
+// bindingDetail names which part of step 17's transcript binding failed.
+// The transcript is bound by one digest, so a mismatch of method, host,
+// path, query, content type, a covered header or a binding line reads the
+// same: DetailTranscript.
+func bindingDetail(err error) reason.Detail {
+	switch {
+	case errors.Is(err, transcript.ErrRequiredHeaderMissing):
+		return reason.DetailRequiredHeader
+	case errors.Is(err, transcript.ErrMalformedQuery):
+		return reason.DetailQueryEncoding
+	case errors.Is(err, transcript.ErrNonceMissing):
+		// readProofHeaders (step 16) checked the nonce already.
+		return reason.DetailProofHeaders
+	default:
+		return reason.DetailTranscript
+	}
 }
 
 // regionFor applies step 11a: the region whose ledger consumes this

@@ -38,6 +38,7 @@ func withSource(r doc, mutate func(s doc)) doc {
 type reasonCase struct {
 	name     string
 	want     reason.Code
+	detail   reason.Detail // the detail code of a denial
 	routes   []doc         // extra routes in the policy
 	policy   func(p doc)   // policy edits
 	view     time.Duration // how old the policy view is
@@ -54,27 +55,27 @@ type reasonCase struct {
 func reasonCases() []reasonCase {
 	return []reasonCase{
 		{name: "allowed", want: reason.Allowed},
-		{name: "path", want: reason.RequestPathNoncanonical, req: func(t testing.TB, r *Request) { r.RawPath = "/v1/../v1/orders" }},
-		{name: "no passport", want: reason.PassportMissing, req: func(t testing.TB, r *Request) { delete(r.Header, "Authorization") }},
-		{name: "basic auth", want: reason.PassportMissing, req: func(t testing.TB, r *Request) { r.Header["Authorization"] = []string{"Basic Zm9vOmJhcg=="} }},
-		{name: "no bundle", want: reason.BundlePolicyMissing, noSnap: true},
-		{name: "no route", want: reason.BundleRouteMissing, req: func(t testing.TB, r *Request) { r.RawPath = "/v2/unknown" }},
-		{name: "unknown freshness", want: reason.BundleFreshnessUnknown,
+		{name: "path", want: reason.RequestPathNoncanonical, detail: reason.DetailPath, req: func(t testing.TB, r *Request) { r.RawPath = "/v1/../v1/orders" }},
+		{name: "no passport", want: reason.PassportMissing, detail: reason.DetailBearerMissing, req: func(t testing.TB, r *Request) { delete(r.Header, "Authorization") }},
+		{name: "basic auth", want: reason.PassportMissing, detail: reason.DetailBearerMissing, req: func(t testing.TB, r *Request) { r.Header["Authorization"] = []string{"Basic Zm9vOmJhcg=="} }},
+		{name: "no bundle", want: reason.BundlePolicyMissing, detail: reason.DetailNoPair, noSnap: true},
+		{name: "no route", want: reason.BundleRouteMissing, detail: reason.DetailNoRoute, req: func(t testing.TB, r *Request) { r.RawPath = "/v2/unknown" }},
+		{name: "unknown freshness", want: reason.BundleFreshnessUnknown, detail: reason.DetailFreshnessClass,
 			routes: []doc{func() doc { r := route("orders.x", "POST", "/v1/x"); r["freshness_class"] = "weekly"; return r }()},
 			call:   func(c *call) { c.url, c.routeID = "https://orders.example/v1/x", "orders.x" }},
-		{name: "stale realtime", want: reason.StaleBundleFailClosed, view: 6 * time.Second,
+		{name: "stale realtime", want: reason.StaleBundleFailClosed, detail: reason.DetailViewAge, view: 6 * time.Second,
 			routes: []doc{func() doc { r := route("orders.rt", "POST", "/v1/rt"); r["freshness_class"] = "realtime"; return r }()},
 			call:   func(c *call) { c.url, c.routeID = "https://orders.example/v1/rt", "orders.rt" }},
-		{name: "bounded without max", want: reason.StaleBundleFailClosed,
+		{name: "bounded without max", want: reason.StaleBundleFailClosed, detail: reason.DetailViewAge,
 			routes: []doc{func() doc { r := route("orders.b", "POST", "/v1/b"); r["freshness_class"] = "bounded"; return r }()},
 			call:   func(c *call) { c.url, c.routeID = "https://orders.example/v1/b", "orders.b" }},
-		{name: "malformed passport", want: reason.PassportMalformed, req: func(t testing.TB, r *Request) { r.Header["Authorization"] = []string{"Bearer not.a.jws"} }},
-		{name: "two authorizations", want: reason.PassportMalformed, req: func(t testing.TB, r *Request) {
+		{name: "malformed passport", want: reason.PassportMalformed, detail: reason.DetailJWS, req: func(t testing.TB, r *Request) { r.Header["Authorization"] = []string{"Bearer not.a.jws"} }},
+		{name: "two authorizations", want: reason.PassportMalformed, detail: reason.DetailAuthorizationRepeated, req: func(t testing.TB, r *Request) {
 			r.Header["Authorization"] = append(r.Header["Authorization"], r.Header["Authorization"][0])
 		}},
-		{name: "unknown kid", want: reason.PassportKeyUnknown, passport: func(o *signer.PassportOptions) { o.KID = "proof-key-2" }},
-		{name: "unknown issuer", want: reason.PassportKeyUnknown, passport: func(o *signer.PassportOptions) { o.Issuer = "https://nobody.example" }},
-		{name: "bad passport signature", want: reason.PassportSignatureInvalid, req: func(t testing.TB, r *Request) {
+		{name: "unknown kid", want: reason.PassportKeyUnknown, detail: reason.DetailIssuerKey, passport: func(o *signer.PassportOptions) { o.KID = "proof-key-2" }},
+		{name: "unknown issuer", want: reason.PassportKeyUnknown, detail: reason.DetailIssuerKey, passport: func(o *signer.PassportOptions) { o.Issuer = "https://nobody.example" }},
+		{name: "bad passport signature", want: reason.PassportSignatureInvalid, detail: reason.DetailSignature, req: func(t testing.TB, r *Request) {
 			// Another key mints the same claims under kid proof-key-1.
 			other, err := signer.GenerateKey()
 			if err != nil {
@@ -86,69 +87,69 @@ func reasonCases() []reasonCase {
 			}
 			r.Header["Authorization"] = []string{"Bearer " + tok}
 		}},
-		{name: "expired", want: reason.PassportExpired, passport: func(o *signer.PassportOptions) {
+		{name: "expired", want: reason.PassportExpired, detail: reason.DetailExpired, passport: func(o *signer.PassportOptions) {
 			o.IssuedAt, o.TTL = time.Unix(testNowUnix-400, 0), 300*time.Second
 		}},
-		{name: "not yet valid", want: reason.PassportNotYetValid, passport: func(o *signer.PassportOptions) {
+		{name: "not yet valid", want: reason.PassportNotYetValid, detail: reason.DetailNotYetValid, passport: func(o *signer.PassportOptions) {
 			o.IssuedAt = time.Unix(testNowUnix+60, 0)
 		}},
-		{name: "lifetime", want: reason.PassportLifetimeExceeded, passport: func(o *signer.PassportOptions) { o.TTL = 901 * time.Second }},
-		{name: "audience", want: reason.AudienceMismatch, passport: func(o *signer.PassportOptions) { o.Audience = "billing-api" }},
-		{name: "region bound elsewhere", want: reason.AudienceRegionMismatch,
+		{name: "lifetime", want: reason.PassportLifetimeExceeded, detail: reason.DetailLifetime, passport: func(o *signer.PassportOptions) { o.TTL = 901 * time.Second }},
+		{name: "audience", want: reason.AudienceMismatch, detail: reason.DetailAudience, passport: func(o *signer.PassportOptions) { o.Audience = "billing-api" }},
+		{name: "region bound elsewhere", want: reason.AudienceRegionMismatch, detail: reason.DetailRegion,
 			cfg: func(c *Config) { c.Region = "eu" },
 			policy: func(p doc) {
 				p["audience_regions"] = doc{testAudience: doc{"home_region": "us", "mode": "region_bound"}}
 			}},
-		{name: "source issuer", want: reason.SourceIssuerMismatch, passport: func(o *signer.PassportOptions) { o.Issuer = otherIssuer }},
-		{name: "source trust domain", want: reason.SourceTrustDomainMismatch, passport: func(o *signer.PassportOptions) { o.TrustDomain = "other.local" }},
-		{name: "source subject", want: reason.SourceSubjectMismatch, passport: func(o *signer.PassportOptions) { o.Subject = "spiffe://example.local/workload/billing" }},
-		{name: "key binding", want: reason.InsufficientKeyBinding,
+		{name: "source issuer", want: reason.SourceIssuerMismatch, detail: reason.DetailIssuer, passport: func(o *signer.PassportOptions) { o.Issuer = otherIssuer }},
+		{name: "source trust domain", want: reason.SourceTrustDomainMismatch, detail: reason.DetailTrustDomain, passport: func(o *signer.PassportOptions) { o.TrustDomain = "other.local" }},
+		{name: "source subject", want: reason.SourceSubjectMismatch, detail: reason.DetailSubject, passport: func(o *signer.PassportOptions) { o.Subject = "spiffe://example.local/workload/billing" }},
+		{name: "key binding", want: reason.InsufficientKeyBinding, detail: reason.DetailKeyBinding,
 			routes: []doc{func() doc {
 				r := route("orders.hw", "POST", "/v1/hw")
 				r["required_key_binding"] = "hardware_local"
 				return r
 			}()},
 			call: func(c *call) { c.url, c.routeID = "https://orders.example/v1/hw", "orders.hw" }},
-		{name: "source key binding", want: reason.InsufficientKeyBinding,
+		{name: "source key binding", want: reason.InsufficientKeyBinding, detail: reason.DetailKeyBinding,
 			routes: []doc{withSource(route("orders.hw2", "POST", "/v1/hw2"), func(s doc) { s["required_key_binding"] = "remote_kms" })},
 			call:   func(c *call) { c.url, c.routeID = "https://orders.example/v1/hw2", "orders.hw2" }},
-		{name: "missing provenance", want: reason.MissingProvenance,
+		{name: "missing provenance", want: reason.MissingProvenance, detail: reason.DetailProvenance,
 			routes: []doc{withSource(route("orders.p", "POST", "/v1/p"), func(s doc) {
 				s["provenance_policy"] = doc{"required_posture": "spiffe_svid_verified"}
 			})},
 			call: func(c *call) { c.url, c.routeID = "https://orders.example/v1/p", "orders.p" }},
-		{name: "provenance mismatch", want: reason.ProvenanceMismatch, broker: true,
+		{name: "provenance mismatch", want: reason.ProvenanceMismatch, detail: reason.DetailProvenance, broker: true,
 			routes: []doc{withSource(route("orders.p", "POST", "/v1/p"), func(s doc) {
 				s["provenance_policy"] = doc{"required_posture": "spiffe_svid_verified"}
 			})},
 			passport: func(o *signer.PassportOptions) { o.Provenance = &signer.Provenance{Posture: "unverified"} },
 			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/p", "orders.p" }},
-		{name: "self-issued provenance", want: reason.MissingProvenance,
+		{name: "self-issued provenance", want: reason.MissingProvenance, detail: reason.DetailProvenance,
 			routes: []doc{withSource(route("orders.p", "POST", "/v1/p"), func(s doc) {
 				s["provenance_policy"] = doc{"required_posture": "spiffe_svid_verified"}
 			})},
 			passport: func(o *signer.PassportOptions) { o.Provenance = &signer.Provenance{Posture: "spiffe_svid_verified"} },
 			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/p", "orders.p" }},
-		{name: "bundle provenance", want: reason.MissingProvenance,
+		{name: "bundle provenance", want: reason.MissingProvenance, detail: reason.DetailProvenance,
 			policy: func(p doc) { p["provenance_policy"] = doc{"profile": "trustplane-spiffe-spire-k8s-v1"} }},
-		{name: "missing context", want: reason.MissingContext,
+		{name: "missing context", want: reason.MissingContext, detail: reason.DetailContext,
 			routes: []doc{withSource(route("orders.c", "POST", "/v1/c"), func(s doc) {
 				s["context_policy"] = doc{"required_tool_name": "orders-worker"}
 			})},
 			call: func(c *call) { c.url, c.routeID = "https://orders.example/v1/c", "orders.c" }},
-		{name: "context mismatch", want: reason.ContextMismatch, broker: true,
+		{name: "context mismatch", want: reason.ContextMismatch, detail: reason.DetailContext, broker: true,
 			routes: []doc{withSource(route("orders.c", "POST", "/v1/c"), func(s doc) {
 				s["context_policy"] = doc{"max_txn_value": "1000.00"}
 			})},
 			passport: func(o *signer.PassportOptions) { o.Ctx = &signer.Context{MaxTxnValue: "1000.01"} },
 			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/c", "orders.c" }},
-		{name: "self-issued context", want: reason.MissingContext,
+		{name: "self-issued context", want: reason.MissingContext, detail: reason.DetailContext,
 			routes: []doc{withSource(route("orders.c", "POST", "/v1/c"), func(s doc) {
 				s["context_policy"] = doc{"max_txn_value": "1000.00"}
 			})},
 			passport: func(o *signer.PassportOptions) { o.Ctx = &signer.Context{MaxTxnValue: "10.00"} },
 			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/c", "orders.c" }},
-		{name: "self-issued hardware claim", want: reason.InsufficientKeyBinding,
+		{name: "self-issued hardware claim", want: reason.InsufficientKeyBinding, detail: reason.DetailKeyBinding,
 			routes: []doc{func() doc {
 				r := route("orders.hw", "POST", "/v1/hw")
 				r["required_key_binding"] = "hardware_local"
@@ -156,17 +157,19 @@ func reasonCases() []reasonCase {
 			}()},
 			passport: func(o *signer.PassportOptions) { o.KeyBinding = "hardware_local" },
 			call:     func(c *call) { c.url, c.routeID = "https://orders.example/v1/hw", "orders.hw" }},
-		{name: "revoked jti", want: reason.PassportRevoked,
+		{name: "revoked jti", want: reason.PassportRevoked, detail: reason.DetailRevocation,
 			policy: func(p doc) { p["revocations"] = []any{doc{"type": "jti", "value": "passport-v1-minimal-001"}} }},
-		{name: "no proof", want: reason.InvalidRequestProof, req: func(t testing.TB, r *Request) { delete(r.Header, "X-Trustplane-Proof") }},
-		{name: "no nonce", want: reason.InvalidRequestProof, req: func(t testing.TB, r *Request) { delete(r.Header, "X-Trustplane-Nonce") }},
-		{name: "upper-case digest", want: reason.InvalidRequestProof, req: func(t testing.TB, r *Request) {
+		{name: "no proof", want: reason.InvalidRequestProof, detail: reason.DetailProofHeaders, req: func(t testing.TB, r *Request) { delete(r.Header, "X-Trustplane-Proof") }},
+		{name: "no nonce", want: reason.InvalidRequestProof, detail: reason.DetailProofHeaders, req: func(t testing.TB, r *Request) { delete(r.Header, "X-Trustplane-Nonce") }},
+		{name: "upper-case digest", want: reason.InvalidRequestProof, detail: reason.DetailProofHeaders, req: func(t testing.TB, r *Request) {
 			r.Header["X-Trustplane-Body-Sha256"] = []string{"FE137DF4CB134851105A029132B24EFE021A81648FBC83CFC0D4AE8611821C13"}
 		}},
-		{name: "body too large", want: reason.RequestBodyTooLarge, req: func(t testing.TB, r *Request) { r.BodyTooLarge, r.Body = true, nil }},
-		{name: "binding", want: reason.RequestBindingMismatch, req: func(t testing.TB, r *Request) { r.RawQuery = "x=1" }},
-		{name: "body the verifier did not see", want: reason.RequestBindingMismatch, req: func(t testing.TB, r *Request) { r.BodyFromGateway = true }},
-		{name: "uncovered override header", want: reason.RequestBindingMismatch, req: func(t testing.TB, r *Request) {
+		{name: "body too large", want: reason.RequestBodyTooLarge, detail: reason.DetailBodySize, req: func(t testing.TB, r *Request) { r.BodyTooLarge, r.Body = true, nil }},
+		{name: "query leading question mark", want: reason.RequestPathNoncanonical, detail: reason.DetailQuery, req: func(t testing.TB, r *Request) { r.RawQuery = "?a=1" }},
+		{name: "body hash", want: reason.RequestBindingMismatch, detail: reason.DetailBodyHash, req: func(t testing.TB, r *Request) { r.Body = []byte("not the signed body") }},
+		{name: "binding", want: reason.RequestBindingMismatch, detail: reason.DetailTranscript, req: func(t testing.TB, r *Request) { r.RawQuery = "x=1" }},
+		{name: "body the verifier did not see", want: reason.RequestBindingMismatch, detail: reason.DetailBodyUnseen, req: func(t testing.TB, r *Request) { r.BodyFromGateway = true }},
+		{name: "uncovered override header", want: reason.RequestBindingMismatch, detail: reason.DetailOverrideHeader, req: func(t testing.TB, r *Request) {
 			r.Header["X-Http-Method-Override"] = []string{"DELETE"}
 			r.MustBeCovered = func(name string) bool { return strings.EqualFold(name, "X-HTTP-Method-Override") }
 		}},
@@ -180,14 +183,14 @@ func reasonCases() []reasonCase {
 			req: func(t testing.TB, r *Request) {
 				r.MustBeCovered = func(name string) bool { return strings.EqualFold(name, "X-HTTP-Method-Override") }
 			}},
-		{name: "proof", want: reason.InvalidRequestProof, req: func(t testing.TB, r *Request) {
+		{name: "proof", want: reason.InvalidRequestProof, detail: reason.DetailSignature, req: func(t testing.TB, r *Request) {
 			// Well formed (step 16 passes), but not a signature of the digest.
 			r.Header["X-Trustplane-Proof"] = []string{strings.Repeat("A", 86)}
 		}},
-		{name: "audit full", want: reason.AuditUnavailable, cfg: func(c *Config) { c.AuditRoom = func() bool { return false } }},
-		{name: "replay", want: reason.JTIReplay, twice: true},
-		{name: "ledger down", want: reason.ReplayLedgerUnavailable, ledger: ErrLedgerUnavailable},
-		{name: "ledger broken contract", want: reason.ReplayLedgerUnavailable, ledger: errBoom},
+		{name: "audit full", want: reason.AuditUnavailable, detail: reason.DetailSpoolFull, cfg: func(c *Config) { c.AuditRoom = func() bool { return false } }},
+		{name: "replay", want: reason.JTIReplay, detail: reason.DetailJTIConsumed, twice: true},
+		{name: "ledger down", want: reason.ReplayLedgerUnavailable, detail: reason.DetailLedger, ledger: ErrLedgerUnavailable},
+		{name: "ledger broken contract", want: reason.ReplayLedgerUnavailable, detail: reason.DetailLedger, ledger: errBoom},
 	}
 }
 
@@ -208,6 +211,12 @@ func TestReasons(t *testing.T) {
 			}
 			if (d.Outcome == Allow) != (tc.want == reason.Allowed) {
 				t.Errorf("Decide(%s) outcome = %v", tc.name, d.Outcome)
+			}
+			if d.Detail != tc.detail {
+				t.Errorf("Decide(%s) detail = %q (%v), want %q", tc.name, d.Detail, d.Err, tc.detail)
+			}
+			if d.Outcome == Deny && !d.Detail.Refines(d.Reason) {
+				t.Errorf("Decide(%s): detail %q does not refine %s", tc.name, d.Detail, d.Reason)
 			}
 			// Order: nothing denied before step 19 may touch the ledger.
 			calls := f.ledger.calls.Load()

@@ -30,8 +30,8 @@ const (
 // provenance and context. Signer class, provenance and context are the
 // attested ones (SPEC §2.1), never the claims as written. Otherwise it
 // reports the most specific failure among the sources (SPEC §6): the one
-// that got furthest, the first on ties.
-func matchSources(pol *bundle.Policy, route *bundle.Route, c *passport.Claims, att *attested) (reason.Code, error) {
+// that got furthest, the first on ties, and the detail of that depth.
+func matchSources(pol *bundle.Policy, route *bundle.Route, c *passport.Claims, att *attested) (reason.Code, reason.Detail, error) {
 	best := depthIssuer
 	var bestCode reason.Code = reason.SourceIssuerMismatch
 	bestErr := fmt.Errorf("no source of route %s admits the passport's issuer", route.ID)
@@ -39,13 +39,31 @@ func matchSources(pol *bundle.Policy, route *bundle.Route, c *passport.Claims, a
 		s := &route.Sources[i]
 		depth, code, err := matchSource(pol, route, s, c, att)
 		if depth == depthMatched {
-			return "", nil
+			return "", "", nil
 		}
 		if depth > best {
 			best, bestCode, bestErr = depth, code, fmt.Errorf("route %s source %d: %w", route.ID, i, err)
 		}
 	}
-	return bestCode, bestErr
+	return bestCode, best.detail(), bestErr
+}
+
+// detail is the detail code of a source that failed at depth d.
+func (d sourceDepth) detail() reason.Detail {
+	switch d {
+	case depthIssuer:
+		return reason.DetailIssuer
+	case depthTrustDomain:
+		return reason.DetailTrustDomain
+	case depthSubject:
+		return reason.DetailSubject
+	case depthKeyBinding:
+		return reason.DetailKeyBinding
+	case depthProvenance:
+		return reason.DetailProvenance
+	default:
+		return reason.DetailContext
+	}
 }
 
 func matchSource(pol *bundle.Policy, route *bundle.Route, s *bundle.Source, c *passport.Claims, att *attested) (sourceDepth, reason.Code, error) {

@@ -34,6 +34,7 @@ func DecisionEvent(rec *proxy.Record) *audit.Event {
 		Method:             rec.Method,
 		Path:               rec.Path,
 		Status:             d.Status,
+		DetailCode:         d.Detail,
 		LatencyUS:          rec.Latency.Microseconds(),
 		BundleSequence:     d.PolicySequence,
 		TraceID:            rec.TraceID,

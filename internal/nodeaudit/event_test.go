@@ -21,16 +21,17 @@ func TestDecisionEvent(t *testing.T) {
 	allow, deny := base, base
 	allow.Outcome, allow.Reason, allow.Status = core.Allow, reason.Allowed, 200
 	deny.Outcome, deny.Reason, deny.Status = core.Deny, reason.JTIReplay, 409
-	deny.Err = errors.New("jti already consumed")
+	deny.Err, deny.Detail = errors.New("jti already consumed"), reason.DetailJTIConsumed
 	for _, tt := range []struct {
 		name         string
 		d            core.Decision
 		wantOutcome  string
 		wantAccepted bool
 		wantDetail   string
+		wantCode     reason.Detail
 	}{
-		{"allow", allow, audit.OutcomeAllow, true, ""},
-		{"deny", deny, audit.OutcomeDeny, false, "jti already consumed"},
+		{"allow", allow, audit.OutcomeAllow, true, "", ""},
+		{"deny", deny, audit.OutcomeDeny, false, "jti already consumed", reason.DetailJTIConsumed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &proxy.Record{Decision: &tt.d, RequestID: "r1", Method: "GET", Path: "/v1/orders/1", Latency: 1500 * time.Microsecond, TraceID: "tr"}
@@ -39,6 +40,9 @@ func TestDecisionEvent(t *testing.T) {
 				t.Errorf("DecisionEvent(%s) = outcome %q accepted %v reason %q status %d detail %q; want %q %v %q %d %q",
 					tt.name, e.Outcome, e.Accepted, e.ReasonCode, e.Status, e.DetailReason, tt.wantOutcome, tt.wantAccepted, tt.d.Reason, tt.d.Status, tt.wantDetail)
 			}
+			if e.DetailCode != tt.wantCode {
+				t.Errorf("DecisionEvent(%s) detail_code = %q, want %q", tt.name, e.DetailCode, tt.wantCode)
+			}
 			want := audit.Event{
 				Component: "verifier", RequestID: "r1", RouteID: "orders.get", Audience: "https://api.example",
 				Issuer: "iss", Subject: "sub", JTI: "j1", KeyBinding: "software", RequiredKeyBinding: "software",
@@ -46,7 +50,7 @@ func TestDecisionEvent(t *testing.T) {
 				Method: "GET", Path: "/v1/orders/1", LatencyUS: 1500, TraceID: "tr",
 			}
 			got := *e
-			got.Outcome, got.Accepted, got.ReasonCode, got.Status, got.DetailReason = "", false, "", 0, ""
+			got.Outcome, got.Accepted, got.ReasonCode, got.Status, got.DetailReason, got.DetailCode = "", false, "", 0, "", ""
 			if got != want {
 				t.Errorf("DecisionEvent(%s) fields:\n got %+v\nwant %+v", tt.name, got, want)
 			}

@@ -19,7 +19,7 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID(r)
 	if !trusted(h.cfg.TrustedProxies, r) {
 		// Before step 1: an untrusted peer could forge every X-Original-*.
-		d := core.Decision{Reason: reason.GatewayNotTrusted, Status: reason.GatewayNotTrusted.HTTPStatus(),
+		d := core.Decision{Reason: reason.GatewayNotTrusted, Status: reason.GatewayNotTrusted.HTTPStatus(), Detail: reason.DetailUntrustedPeer,
 			Err: errors.New("check request from a peer outside --trusted-proxies")}
 		if h.cfg.Record != nil {
 			if err := h.cfg.Record(r.Context(), &Record{Decision: &d, RequestID: reqID, Method: r.Method}); err != nil {
