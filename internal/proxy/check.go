@@ -27,6 +27,7 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		h.tel.count(r.Context(), &d)
+		h.logDecision(r.Context(), &d, reqID, 0)
 		writeCheckDeny(w, &d, reqID)
 		return
 	}

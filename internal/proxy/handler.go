@@ -247,7 +247,34 @@ func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID string) co
 	}
 	h.tel.observe(ctx, span, &d)
 	span.End()
+	h.logDecision(ctx, &d, reqID, lat)
 	return d
+}
+
+// logDecision writes the debug line every decision gets (--log-level
+// debug): the audit event's codes, so an operator following the log sees
+// why a request was denied without reading the stream. Not even at debug
+// does it carry the path, headers or passport: request_id leads to the
+// audit event, which has what may be recorded.
+func (h *Handler) logDecision(ctx context.Context, d *core.Decision, reqID string, lat time.Duration) {
+	if !h.log.Enabled(ctx, slog.LevelDebug) {
+		return // no attribute is built on the hot path
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", reqID),
+		slog.String("outcome", d.Outcome.String()),
+		slog.String("reason_code", d.Reason.String()),
+		slog.Int("status", d.Status),
+		slog.String("route_id", d.RouteID),
+		slog.Int64("latency_us", lat.Microseconds()),
+	}
+	if d.Outcome == core.Deny {
+		attrs = append(attrs, slog.String("detail_code", d.Detail.String()))
+		if d.Err != nil {
+			attrs = append(attrs, slog.String("detail_reason", d.Err.Error()))
+		}
+	}
+	h.log.LogAttrs(ctx, slog.LevelDebug, "decision", attrs...)
 }
 
 func traceID(span trace.Span) string {
