@@ -6,6 +6,7 @@
 // window.
 //
 //	tpaudit tail   [--outcome O] [--reason R] [--route ID] [--subject S] [--node N] [--since 10m|RFC3339] [--follow=false] [--text]
+//	tpaudit explain [--since 24h] REQUEST_ID
 //	tpaudit verify --bundle-public-key FILE [--trust-material FILE] [--checkpoint-max-age 10m] [--unsigned-before SEQ] [--allow-truncated-head]
 //	tpaudit export [--durable NAME] [--out FILE] [--since ...] [--follow] [--format jsonl|ocsf]
 //	tpaudit stats  [--window 1h] [--json]
@@ -23,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +46,7 @@ const usage = `usage: tpaudit <command> [flags]
 
 commands:
   tail     print events as they arrive (filters: --outcome --reason --route --subject --node --since)
+  explain  print the decision of one request in words: tpaudit explain [--since 24h] REQUEST_ID
   verify   check every event's signature against the fleet in the signed trust material, every node's
            hash chain and checkpoints, and the stream's state against its limits; exit 1 on any problem
   export   write events as JSON lines (--format ocsf: OCSF API Activity) through a durable consumer; a rerun continues where it stopped
@@ -59,17 +62,24 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-// command is one subcommand: its flags are added to fs, then exec runs it.
+// command is one subcommand: its flags are added to fs, check (if set)
+// judges them before anything connects, then exec runs it.
 type command struct {
 	flags func(fs *flag.FlagSet) func(ctx context.Context, c *client, out io.Writer) (int, error)
+	// check reports every problem of the parsed flags and arguments at
+	// once (errors.Join); nil means none to check.
+	check func(fs *flag.FlagSet) error
+	// arg names the one positional argument the command takes; empty: none.
+	arg string
 }
 
 var commands = map[string]command{
-	"tail":   {tailFlags},
-	"verify": {verifyFlags},
-	"export": {exportFlags},
-	"stats":  {statsFlags},
-	"gather": {gatherFlags},
+	"tail":    {flags: tailFlags, check: tailCheck},
+	"explain": {flags: explainFlags, check: explainCheck, arg: "REQUEST_ID"},
+	"verify":  {flags: verifyFlags},
+	"export":  {flags: exportFlags},
+	"stats":   {flags: statsFlags},
+	"gather":  {flags: gatherFlags},
 }
 
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
@@ -97,13 +107,23 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		}
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
+	switch {
+	case cmd.arg != "" && fs.NArg() != 1:
+		fmt.Fprintf(stderr, "tpaudit %s: want one argument, %s; got %d\n", args[0], cmd.arg, fs.NArg())
+		return exitUsage
+	case cmd.arg == "" && fs.NArg() > 0:
 		fmt.Fprintf(stderr, "tpaudit %s: unexpected arguments %q\n", args[0], fs.Args())
 		return exitUsage
 	}
 	if err := cliflag.ApplyEnv(fs, lookup); err != nil {
 		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], err)
 		return exitUsage
+	}
+	if cmd.check != nil {
+		if err := cmd.check(fs); err != nil {
+			fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], strings.ReplaceAll(err.Error(), "\n", "\ntpaudit "+args[0]+": "))
+			return exitUsage
+		}
 	}
 	c, err := connect(*natsURL, *stream, *timeout)
 	if err != nil {

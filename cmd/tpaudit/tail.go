@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 func tailFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (int, error) {
@@ -40,14 +43,63 @@ func tailFlags(fs *flag.FlagSet) func(context.Context, *client, io.Writer) (int,
 				return nil
 			}
 			if *text {
-				_, err = fmt.Fprintf(out, "%s %s #%d %s %s route=%s sub=%s status=%d request_id=%s\n",
-					e.OccurredAt, e.NodeID, e.NodeSeq, e.Outcome, e.ReasonCode, e.RouteID, e.Subject, e.Status, e.RequestID)
+				_, err = fmt.Fprintln(out, textLine(e))
 				return err
 			}
 			_, err = fmt.Fprintf(out, "%s\n", m.Data())
 			return err
 		})
 	}
+}
+
+// tailCheck refuses filters that can match nothing: a misspelt outcome or
+// reason code would otherwise print nothing and exit 0, which reads as "no
+// such event".
+func tailCheck(fs *flag.FlagSet) error {
+	var errs []error
+	outcome := fs.Lookup("outcome").Value.String()
+	switch outcome {
+	case "", audit.OutcomeAllow, audit.OutcomeDeny, audit.OutcomeBundle:
+	default:
+		errs = append(errs, fmt.Errorf("--outcome=%q (TPCLUSTER_OUTCOME): want allow, deny or bundle", outcome))
+	}
+	if code := fs.Lookup("reason").Value.String(); code != "" && !slices.ContainsFunc(reason.All(), func(c reason.Code) bool { return c.String() == code }) {
+		errs = append(errs, fmt.Errorf("--reason=%q (TPCLUSTER_REASON): not a reason code (docs/SPEC.md §6, §8.2)", code))
+	}
+	if _, err := parseSince(fs.Lookup("since").Value.String(), time.Now()); err != nil {
+		errs = append(errs, fmt.Errorf("%w (TPCLUSTER_SINCE)", err))
+	}
+	return errors.Join(errs...)
+}
+
+// textLine is one event as tail --text prints it: request events with their
+// codes, detail and route, bundle events with the document concerned. Empty
+// members are left out rather than printed as "route=".
+func textLine(e *audit.Event) string {
+	line := fmt.Sprintf("%s %s #%d %s %s", e.OccurredAt, e.NodeID, e.NodeSeq, e.Outcome, e.ReasonCode)
+	add := func(k, v string) {
+		if v != "" {
+			line += " " + k + "=" + v
+		}
+	}
+	if e.Outcome == audit.OutcomeBundle {
+		add("kind", e.BundleKind)
+		line += fmt.Sprintf(" seq=%d", e.BundleSequence)
+		add("sha256", e.BundleSHA256)
+		if e.PolicyID != "" {
+			line += fmt.Sprintf(" policy_seq=%d", e.PolicyVersion)
+		}
+	} else {
+		add("detail", e.DetailCode.String())
+		line += fmt.Sprintf(" status=%d", e.Status)
+		add("route", e.RouteID)
+		add("sub", e.Subject)
+		add("request_id", e.RequestID)
+	}
+	if e.DetailReason != "" {
+		line += fmt.Sprintf(" why=%q", e.DetailReason)
+	}
+	return line
 }
 
 // subjectFilter narrows the subjects server-side:

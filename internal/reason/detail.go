@@ -57,58 +57,68 @@ const (
 	DetailUntrustedPeer Detail = "untrusted_peer" // check mode: the peer is outside --trusted-proxies
 )
 
-// detailOf is the one table of detail codes and the reason codes they refine.
-// Signature refines two codes, so the table maps each detail to the set.
-var detailOf = map[Detail][]Code{
-	DetailPath:                  {RequestPathNoncanonical},
-	DetailQuery:                 {RequestPathNoncanonical},
-	DetailQueryStrict:           {RequestPathNoncanonical},
-	DetailBearerMissing:         {PassportMissing},
-	DetailNoPair:                {BundlePolicyMissing},
-	DetailNoRoute:               {BundleRouteMissing},
-	DetailFreshnessClass:        {BundleFreshnessUnknown},
-	DetailViewAge:               {StaleBundleFailClosed},
-	DetailAuthorizationRepeated: {PassportMalformed},
-	DetailJWS:                   {PassportMalformed},
-	DetailIssuerKey:             {PassportKeyUnknown},
-	DetailSignature:             {PassportSignatureInvalid, InvalidRequestProof},
-	DetailExpired:               {PassportExpired},
-	DetailNotYetValid:           {PassportNotYetValid},
-	DetailLifetime:              {PassportLifetimeExceeded},
-	DetailAudience:              {AudienceMismatch},
-	DetailRegion:                {AudienceRegionMismatch},
-	DetailIssuer:                {SourceIssuerMismatch},
-	DetailTrustDomain:           {SourceTrustDomainMismatch},
-	DetailSubject:               {SourceSubjectMismatch},
-	DetailKeyBinding:            {InsufficientKeyBinding},
-	DetailProvenance:            {MissingProvenance, ProvenanceMismatch},
-	DetailContext:               {MissingContext, ContextMismatch},
-	DetailRevocation:            {PassportRevoked},
-	DetailProofHeaders:          {InvalidRequestProof},
-	DetailBodySize:              {RequestBodyTooLarge},
-	DetailBodyHash:              {RequestBindingMismatch},
-	DetailRequiredHeader:        {RequestBindingMismatch},
-	DetailQueryEncoding:         {RequestBindingMismatch},
-	DetailTranscript:            {RequestBindingMismatch},
-	DetailHeaderRepeated:        {RequestBindingMismatch},
-	DetailBodyUnseen:            {RequestBindingMismatch},
-	DetailOverrideHeader:        {RequestBindingMismatch},
-	DetailSpoolFull:             {AuditUnavailable},
-	DetailJTIConsumed:           {JTIReplay},
-	DetailLedger:                {ReplayLedgerUnavailable},
-	DetailUntrustedPeer:         {GatewayNotTrusted},
+// detailRow is what the table knows of a detail code.
+type detailRow struct {
+	codes []Code // the reason codes it refines
+	what  string // the check that refused, in words (tpaudit explain)
+}
+
+// detailOf is the one table of detail codes: the reason codes each refines
+// (signature, provenance and context refine two) and the check in words.
+var detailOf = map[Detail]detailRow{
+	DetailPath:                  {[]Code{RequestPathNoncanonical}, "the path is not canonical"},
+	DetailQuery:                 {[]Code{RequestPathNoncanonical}, "'#' or a leading '?' in the query"},
+	DetailQueryStrict:           {[]Code{RequestPathNoncanonical}, "a query_strict route refuses the query"},
+	DetailBearerMissing:         {[]Code{PassportMissing}, "no Authorization: Bearer"},
+	DetailNoPair:                {[]Code{BundlePolicyMissing}, "no verified policy and trust material"},
+	DetailNoRoute:               {[]Code{BundleRouteMissing}, "no route matches method and path"},
+	DetailFreshnessClass:        {[]Code{BundleFreshnessUnknown}, "the route's freshness class is unknown"},
+	DetailViewAge:               {[]Code{StaleBundleFailClosed}, "the policy view is older than the route's class allows"},
+	DetailAuthorizationRepeated: {[]Code{PassportMalformed}, "more than one Authorization header"},
+	DetailJWS:                   {[]Code{PassportMalformed}, "the passport does not parse"},
+	DetailIssuerKey:             {[]Code{PassportKeyUnknown}, "no active key for the issuer and kid"},
+	DetailSignature:             {[]Code{PassportSignatureInvalid, InvalidRequestProof}, "a signature does not verify"},
+	DetailExpired:               {[]Code{PassportExpired}, "exp + skew has passed"},
+	DetailNotYetValid:           {[]Code{PassportNotYetValid}, "iat or nbf is in the future"},
+	DetailLifetime:              {[]Code{PassportLifetimeExceeded}, "exp - iat exceeds the maximum"},
+	DetailAudience:              {[]Code{AudienceMismatch}, "aud differs from the route's"},
+	DetailRegion:                {[]Code{AudienceRegionMismatch}, "the audience is bound to another region"},
+	DetailIssuer:                {[]Code{SourceIssuerMismatch}, "no source admits the issuer"},
+	DetailTrustDomain:           {[]Code{SourceTrustDomainMismatch}, "the source's trust domain differs"},
+	DetailSubject:               {[]Code{SourceSubjectMismatch}, "the source admits no such subject"},
+	DetailKeyBinding:            {[]Code{InsufficientKeyBinding}, "the effective signer class is below the minimum"},
+	DetailProvenance:            {[]Code{MissingProvenance, ProvenanceMismatch}, "a required provenance member is missing or differs"},
+	DetailContext:               {[]Code{MissingContext, ContextMismatch}, "a required ctx member is missing or differs"},
+	DetailRevocation:            {[]Code{PassportRevoked}, "a revocation lists the passport"},
+	DetailProofHeaders:          {[]Code{InvalidRequestProof}, "a proof header is missing, repeated or malformed"},
+	DetailBodySize:              {[]Code{RequestBodyTooLarge}, "the body exceeds --max-body-bytes"},
+	DetailBodyHash:              {[]Code{RequestBindingMismatch}, "the body's SHA-256 differs from X-TrustPlane-Body-SHA256"},
+	DetailRequiredHeader:        {[]Code{RequestBindingMismatch}, "a route's required signed header is absent"},
+	DetailQueryEncoding:         {[]Code{RequestBindingMismatch}, "the query has a bad percent escape or invalid UTF-8"},
+	DetailTranscript:            {[]Code{RequestBindingMismatch}, "the rebuilt transcript's digest differs from the claimed one: method, host, path, query, content type, a covered header or a binding line was signed differently"},
+	DetailHeaderRepeated:        {[]Code{RequestBindingMismatch}, "a covered header appears more than once"},
+	DetailBodyUnseen:            {[]Code{RequestBindingMismatch}, "check mode: the original request had a body the verifier did not see, and the route does not take the gateway's body hash"},
+	DetailOverrideHeader:        {[]Code{RequestBindingMismatch}, "a header that changes how the upstream reads the request (method override, forwarding) is present and not covered"},
+	DetailSpoolFull:             {[]Code{AuditUnavailable}, "the audit spool has no room"},
+	DetailJTIConsumed:           {[]Code{JTIReplay}, "the ledger already holds the jti"},
+	DetailLedger:                {[]Code{ReplayLedgerUnavailable}, "the ledger did not answer or broke its contract"},
+	DetailUntrustedPeer:         {[]Code{GatewayNotTrusted}, "check mode: the peer is outside --trusted-proxies"},
 }
 
 // Refines reports whether d is a detail of code c. The empty detail refines
 // no code.
 func (d Detail) Refines(c Code) bool {
-	for _, x := range detailOf[d] {
+	for _, x := range detailOf[d].codes {
 		if x == c {
 			return true
 		}
 	}
 	return false
 }
+
+// Explain says in words which check refused: "the body's SHA-256 differs
+// from X-TrustPlane-Body-SHA256". Empty for an unknown detail.
+func (d Detail) Explain() string { return detailOf[d].what }
 
 // String returns the wire form.
 func (d Detail) String() string { return string(d) }

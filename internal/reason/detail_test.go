@@ -38,7 +38,10 @@ func TestDetails(t *testing.T) {
 		if s == "" || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz_") != "" {
 			t.Errorf("detail %q: want lower-case letters and underscores only", s)
 		}
-		codes := detailOf[d]
+		if d.Explain() == "" {
+			t.Errorf("detail %s has no explanation", d)
+		}
+		codes := detailOf[d].codes
 		if len(codes) == 0 {
 			t.Errorf("detail %s refines no code", d)
 		}
