@@ -43,6 +43,27 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(text, "--url http://"+listen+"/v1/orders") {
 		t.Errorf("demo commands do not name %s:\n%s", listen, text)
 	}
+	// The printed tpaudit explain command says why the replay was denied.
+	_, afterReplay, _ := strings.Cut(text[max(replay, 0):], `"request_id":"`)
+	replayID, _, _ := strings.Cut(afterReplay, `"`)
+	if !strings.Contains(text, "tpaudit explain --nats-url nats://"+natsListen+" REQUEST_ID") {
+		t.Errorf("demo output does not print tpaudit explain for nats://%s:\n%s", natsListen, text)
+	}
+	var explained []byte
+	waitFor(t, 30*time.Second, "the replay's audit event", func() error {
+		var err error
+		explained, err = exec.Command(binary(t, "tpaudit"), "explain", "--nats-url", "nats://"+natsListen, replayID).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("tpaudit explain %s: %v\n%s", replayID, err, explained)
+		}
+		return nil
+	})
+	for _, want := range []string{"was denied: 409 jti_replay", "detail_code jti_consumed", "route orders.create"} {
+		if !strings.Contains(string(explained), want) {
+			t.Errorf("tpaudit explain %s lacks %q:\n%s", replayID, want, explained)
+		}
+	}
+	t.Logf("tpaudit explain of the demo's replay:\n%s", explained)
 	// The printed tpcurl command works: allowed, then the same request denied.
 	tp, err := exec.Command(binary(t, "tpcurl"), "--key", filepath.Join(dir, "demo", "caller.key"),
 		"--route-id", "orders.get", "--url", "http://"+listen+"/v1/orders/ord_42", "--repeat", "2").CombinedOutput()

@@ -22,7 +22,7 @@ func dialable(a net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-func runDemo(ctx context.Context, addr string, files *demo.Files, out io.Writer) error {
+func runDemo(ctx context.Context, addr, natsURL string, files *demo.Files, out io.Writer) error {
 	base := "http://" + addr
 	if err := demo.Exercise(ctx, base, files, out); err != nil {
 		return err
@@ -35,7 +35,13 @@ verifierd is running (proxy mode, embedded NATS, demo bundle in %s). Try your ow
     curl -si %s/v1/orders/ord_42                  # no passport: 401 passport_missing
     curl -s %s/_tp/readyz ; curl -s %s/_tp/metrics | grep tpcluster_decisions
 
+Why was a request denied? Every decision is in the audit stream; give the request_id of a deny body
+(or the X-Request-Id of any answer):
+
+    go run ./cmd/tpaudit tail --nats-url %s --since 10m --follow=false --text
+    go run ./cmd/tpaudit explain --nats-url %s REQUEST_ID
+
 Ctrl-C stops it.
-`, files.Dir, files.CallerKey, demo.CallerKID, base, files.CallerKey, demo.CallerKID, base, base, base, base)
+`, files.Dir, files.CallerKey, demo.CallerKID, base, files.CallerKey, demo.CallerKID, base, base, base, base, natsURL, natsURL)
 	return nil
 }

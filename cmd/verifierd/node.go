@@ -361,7 +361,7 @@ func (n *node) Run(ctx context.Context) error {
 		})
 	}
 	if n.demo != nil {
-		g.Go(func() error { return runDemo(gctx, dialable(n.ln.Addr()), n.demo, n.out) })
+		g.Go(func() error { return runDemo(gctx, dialable(n.ln.Addr()), n.nc.ConnectedUrlRedacted(), n.demo, n.out) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
