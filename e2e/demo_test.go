@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +53,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo output does not print tpaudit explain for nats://%s:\n%s", natsListen, text)
 	}
 	var explained []byte
-	waitFor(t, 30*time.Second, "the replay's audit event", func() error {
+	testwait.Until(t, 30*time.Second, "the replay's audit event", func() error {
 		var err error
 		explained, err = exec.Command(binary(t, "tpaudit"), "explain", "--nats-url", "nats://"+natsListen, replayID).CombinedOutput()
 		if err != nil {
@@ -64,12 +67,38 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	t.Logf("tpaudit explain of the demo's replay:\n%s", explained)
-	// The printed tpcurl command works: allowed, then the same request denied.
-	tp, err := exec.Command(binary(t, "tpcurl"), "--key", filepath.Join(dir, "demo", "caller.key"),
-		"--route-id", "orders.get", "--url", "http://"+listen+"/v1/orders/ord_42", "--repeat", "2").CombinedOutput()
-	if err != nil || !strings.Contains(string(tp), "#1 GET") || !strings.Contains(string(tp), "200 OK") ||
-		!strings.Contains(string(tp), "409 Conflict") || !strings.Contains(string(tp), "jti_replay") {
-		t.Errorf("tpcurl against the demo: %v\n%s", err, tp)
+	// The printed tpcurl command works: allowed, then the same request
+	// denied, which tpcurl's exit status 4 says (a deny is no success).
+	callerKey := filepath.Join(dir, "demo", "caller.key")
+	code, tp := runCmd(t, nil, nil, "tpcurl", "--key", callerKey,
+		"--route-id", "orders.get", "--url", "http://"+listen+"/v1/orders/ord_42", "--repeat", "2")
+	if code != 4 || !strings.Contains(tp, "#1 GET") || !strings.Contains(tp, "200 OK") ||
+		!strings.Contains(tp, "409 Conflict") || !strings.Contains(tp, "jti_replay") {
+		t.Errorf("tpcurl --repeat 2 against the demo = exit %d, want 4 after 200 and 409 jti_replay\n%s", code, tp)
+	}
+	// -d @FILE and -d @- send those bytes, signed: the upstream echoes
+	// their hash.
+	body := []byte(`{"order_id":"ord_from_file"}`)
+	sum := sha256.Sum256(body)
+	bodyFile := filepath.Join(t.TempDir(), "order.json")
+	if err := os.WriteFile(bodyFile, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct {
+		arg   string
+		stdin []byte
+	}{{"@" + bodyFile, nil}, {"@-", body}} {
+		code, tp = runCmd(t, nil, d.stdin, "tpcurl", "--key", callerKey, "--route-id", "orders.create", "-X", "POST",
+			"-H", "Content-Type: application/json", "-d", d.arg, "--url", "http://"+listen+"/v1/orders")
+		if code != 0 || !strings.Contains(tp, "200 OK") || !strings.Contains(tp, hex.EncodeToString(sum[:])) {
+			t.Errorf("tpcurl -d %s = exit %d, want 0, 200 and the body's hash echoed\n%s", d.arg, code, tp)
+		}
+	}
+	// No answer at all is exit 3, naming the URL.
+	closed := testport.Addrs(t, 1)[0]
+	code, tp = runCmd(t, nil, nil, "tpcurl", "--key", callerKey, "--route-id", "orders.get", "--url", "http://"+closed+"/v1/orders/1")
+	if code != 3 || !strings.Contains(tp, "no answer") || !strings.Contains(tp, closed) {
+		t.Errorf("tpcurl to a closed port = exit %d, want 3 naming %s\n%s", code, closed, tp)
 	}
 	for _, k := range []string{"caller.key", "bundle.key"} {
 		fi, err := os.Stat(filepath.Join(dir, "demo", k))

@@ -36,16 +36,14 @@ func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 // flag.ErrHelp for -h and a *usageError for anything malformed.
 // Positional arguments are refused unless positional is true.
 func parseFlags(fs *flag.FlagSet, args []string, positional bool) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err}
+	err := cliflag.Parse(fs, args, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return err
 	}
 	if !positional && fs.NArg() > 0 {
-		return &usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+		err = errors.Join(err, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
-	if err := cliflag.ApplyEnv(fs, nil); err != nil {
+	if err != nil {
 		return &usageError{err}
 	}
 	return nil

@@ -25,6 +25,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/tpcluster/tpcluster/internal/cliflag"
 )
 
 // command is one subcommand. run parses its own flags from args; an error
@@ -61,6 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return 2
+	}
+	if cliflag.IsVersion(args) {
+		fmt.Fprintln(stdout, cliflag.Version("bundlepub"))
+		return 0
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -110,7 +116,7 @@ Subcommands:
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-"bundlepub <subcommand> -h" lists a subcommand's flags. Every flag is also
+"bundlepub <subcommand> -h" lists a subcommand's flags; "bundlepub --version" the build. Every flag is also
 read from TPCLUSTER_<FLAG> (upper case, "-" as "_"; lists comma-separated).
 Exit status: 0 success, 1 failure, 2 invalid usage or configuration.
 `)

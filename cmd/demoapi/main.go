@@ -47,13 +47,17 @@ func main() {
 var errUsage = errors.New("invalid usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if cliflag.IsVersion(args) {
+		fmt.Fprintln(stdout, cliflag.Version("demoapi"))
+		return nil
+	}
 	fs := flag.NewFlagSet("demoapi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9000", "HTTP listen address (keep it on loopback)")
 	prepare := fs.String("prepare", "", "write the demo keys and signed bundles under this directory and exit")
 	var auditNodes cliflag.List
 	fs.Var(&auditNodes, "audit-nodes", "with --prepare: node ids that get an audit key, listed in the trust material's audit_nodes (comma list)")
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}

@@ -90,6 +90,10 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		}
 		return 0
 	}
+	if cliflag.IsVersion(args) {
+		fmt.Fprintln(stdout, cliflag.Version("tpaudit"))
+		return 0
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "tpaudit: unknown command %q\n%s", args[0], usage)
@@ -101,29 +105,23 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	stream := fs.String("stream", audit.DefaultStream, "audit stream")
 	timeout := fs.Duration("connect-timeout", 5*time.Second, "bound of the first connection")
 	exec := cmd.flags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitUsage
+	err := cliflag.Parse(fs, args[1:], lookup)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
 	switch {
 	case cmd.arg != "" && fs.NArg() != 1:
-		fmt.Fprintf(stderr, "tpaudit %s: want one argument, %s; got %d\n", args[0], cmd.arg, fs.NArg())
-		return exitUsage
+		err = errors.Join(err, fmt.Errorf("want one argument, %s; got %d", cmd.arg, fs.NArg()))
 	case cmd.arg == "" && fs.NArg() > 0:
-		fmt.Fprintf(stderr, "tpaudit %s: unexpected arguments %q\n", args[0], fs.Args())
-		return exitUsage
-	}
-	if err := cliflag.ApplyEnv(fs, lookup); err != nil {
-		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], err)
-		return exitUsage
+		err = errors.Join(err, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	if cmd.check != nil {
-		if err := cmd.check(fs); err != nil {
-			fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], strings.ReplaceAll(err.Error(), "\n", "\ntpaudit "+args[0]+": "))
-			return exitUsage
-		}
+		err = errors.Join(err, cmd.check(fs))
+	}
+	if err != nil {
+		// Every problem at once, one line each, before anything connects.
+		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], strings.ReplaceAll(err.Error(), "\n", "\ntpaudit "+args[0]+": "))
+		return exitUsage
 	}
 	c, err := connect(*natsURL, *stream, *timeout)
 	if err != nil {

@@ -79,7 +79,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 // validate reports every problem with c.
 func (c *config) validate() error {
 	var errs []error
-	bad := func(name string, v any, msg string) { errs = append(errs, fmt.Errorf("--%s=%v: %s", name, v, msg)) }
+	bad := func(name string, v any, msg string) { errs = append(errs, cliflag.Problem(name, v, msg)) }
 	switch c.mode {
 	case "closed", "open", "ceiling":
 	default:

@@ -12,6 +12,11 @@
 //	tpload proxy --listen ADDR --upstream URL a plain httputil.ReverseProxy
 //	tpload summarize [flags]                  the bench section of docs/PERFORMANCE.md
 //
+// Every flag is also read from TPCLUSTER_<FLAG>. Exit status: 0 every send answered as its kind calls for; 1 any send
+// failed (no answer, an unexpected answer, a jti allowed twice or never) or
+// the run could not start; 2 invalid configuration, every problem listed.
+// tpload --version prints the build.
+//
 // The code lives in internal/loadgen; this file reads flags and runs it.
 package main
 
@@ -27,6 +32,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/loadgen"
 )
 
@@ -49,6 +55,10 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if cliflag.IsVersion(args) {
+		fmt.Fprintln(stdout, cliflag.Version("tpload"))
+		return nil
+	}
 	if len(args) > 0 {
 		switch args[0] {
 		case "upstream":
@@ -62,14 +72,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
 	fs := newFlagSet(&c)
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	err := cliflag.Parse(fs, args, nil)
+	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tpload: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+		err = errors.Join(err, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
-	if err := c.validate(); err != nil {
+	if err := errors.Join(err, c.validate()); err != nil {
 		fmt.Fprintf(stderr, "tpload: invalid configuration:\n%v\n", err)
 		return errUsage
 	}
@@ -133,6 +143,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if werr := writeJSON(c.jsonOut, rep); werr != nil && err == nil {
 				err = werr
 			}
+		}
+		// A run whose requests failed is no measurement: a script must
+		// not read its throughput as one.
+		if e := rep.Errors; e.Total() > 0 && err == nil {
+			err = fmt.Errorf("%d of %d sends failed (transport %d, unexpected answer %d, double allow %d, never allowed %d)",
+				e.Total(), rep.Started, e.Transport, e.Unexpected, e.DoubleAllow, e.NeverAllowed)
 		}
 	}
 	return err

@@ -17,6 +17,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/cliflag"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 )
@@ -156,16 +157,66 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	fs.StringVar(&c.Region, "region", "", "this node's region: applies the policy's audience_regions and names the ledger bucket (docs/MULTI-REGION.md)")
 	fs.BoolVar(&c.Demo, "demo", false, "first run: demo keys, bundle and upstream under --data-dir, then a signed request and its replay")
-	if err := fs.Parse(args); err != nil {
+	version := fs.Bool("version", false, "print the version and the commit it was built from, and exit")
+	err := cliflag.Parse(fs, args, lookup)
+	if errors.Is(err, flag.ErrHelp) {
 		return nil, err
+	}
+	if *version {
+		fmt.Fprintln(out, cliflag.Version("verifierd"))
+		return nil, errVersion
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+		err = errors.Join(err, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
-	if err := cliflag.ApplyEnv(fs, lookup); err != nil {
+	return c, err
+}
+
+// errVersion is parseConfig's answer to --version, which it printed.
+var errVersion = errors.New("version printed")
+
+// configure reads and checks the whole configuration before anything
+// starts: flags and variables, Validate, then the files it names. It
+// returns every problem at once; main exits 2 on any.
+func configure(args []string, lookup func(string) (string, bool), out io.Writer) (*Config, error) {
+	c, err := parseConfig(args, lookup, out)
+	if c == nil {
 		return nil, err
 	}
-	return c, nil
+	return c, errors.Join(err, c.Validate(), c.checkFiles())
+}
+
+// checkFiles reads every file the configuration names, so a missing or
+// unreadable key or bundle stops the node before its embedded NATS server
+// listens (--demo writes its own later).
+func (c *Config) checkFiles() error {
+	var errs []error
+	for _, k := range []struct {
+		name  string
+		paths []string
+	}{{"bundle-public-key", c.BundlePublicKeys}, {"beacon-public-key", c.BeaconPublicKeys}} {
+		for _, p := range k.paths {
+			if _, err := keyfile.ReadPublic(p); err != nil {
+				errs = append(errs, cliflag.Problem(k.name, p, err.Error()))
+			}
+		}
+	}
+	if c.AuditKey != "" {
+		if _, err := keyfile.ReadPrivate(c.AuditKey); err != nil {
+			errs = append(errs, cliflag.Problem("audit-key", c.AuditKey, err.Error()))
+		}
+	}
+	for _, f := range []struct{ name, path string }{{"trust-material", c.TrustMaterial}, {"policy-bundle", c.PolicyBundle}} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(f.path); err != nil {
+			errs = append(errs, cliflag.Problem(f.name, f.path, "cannot read: "+err.Error()))
+		} else {
+			fh.Close()
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks everything once and reports every problem.

@@ -21,16 +21,12 @@ import (
 )
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.LookupEnv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	cfg, err := configure(os.Args[1:], os.LookupEnv, os.Stdout)
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "verifierd: %v\n", err)
-		os.Exit(2)
-	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "verifierd: invalid configuration:\n%v\n", err)
+		fmt.Fprintf(os.Stderr, "verifierd: invalid configuration (verifierd -h lists the flags):\n%v\n", err)
 		os.Exit(2)
 	}
 	log := cfg.newLogger(os.Stderr)

@@ -1,9 +1,12 @@
 package cliflag
 
 import (
+	"errors"
 	"flag"
 	"io"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestApplyEnv(t *testing.T) {
@@ -52,5 +55,55 @@ func TestProblem(t *testing.T) {
 	want := "--max-body-bytes=-1 (TPCLUSTER_MAX_BODY_BYTES): must be positive"
 	if got != want {
 		t.Errorf("Problem = %q, want %q", got, want)
+	}
+}
+
+// TestParseEveryProblem: bad values on the command line and in the
+// environment are all reported, each naming flag, variable and value, and
+// good values around them still apply.
+func TestParseEveryProblem(t *testing.T) {
+	env := map[string]string{"TPCLUSTER_RETRIES": "many", "TPCLUSTER_NAME": "from-env"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var usage strings.Builder
+	fs.SetOutput(&usage)
+	skew := fs.Duration("clock-skew", 30*time.Second, "")
+	fs.Duration("ttl", time.Minute, "")
+	verbose := fs.Bool("verbose", false, "")
+	fs.Int("retries", 3, "")
+	name := fs.String("name", "", "")
+	err := Parse(fs, []string{"--clock-skew", "5", "--verbose", "--ttl=soon", "rest"}, lookup)
+	if err == nil {
+		t.Fatal("Parse accepted a malformed duration")
+	}
+	for _, want := range []string{
+		`--clock-skew="5" (TPCLUSTER_CLOCK_SKEW): want a duration such as 500ms, 5s or 1h`,
+		`--ttl="soon" (TPCLUSTER_TTL): want a duration`,
+		`TPCLUSTER_RETRIES="many" (--retries): want an integer`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse error lacks %q:\n%v", want, err)
+		}
+	}
+	if usage.Len() != 0 {
+		t.Errorf("Parse printed the usage on a bad value:\n%s", usage.String())
+	}
+	if *skew != 30*time.Second || !*verbose || *name != "from-env" || fs.NArg() != 1 {
+		t.Errorf("skew %v verbose %v name %q args %q: the good values must still apply", *skew, *verbose, *name, fs.Args())
+	}
+	if _, ok := fs.Lookup("clock-skew").Value.(interface{ Get() any }); !ok {
+		t.Error("the flag values stay wrapped after Parse")
+	}
+
+	usage.Reset()
+	if err := Parse(fs, []string{"-h"}, lookup); !errors.Is(err, flag.ErrHelp) || !strings.Contains(usage.String(), "-clock-skew duration") {
+		t.Errorf("Parse(-h) = %v, usage:\n%s", err, usage.String())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	v := Version("tpx")
+	if !strings.HasPrefix(v, "tpx github.com/tpcluster/tpcluster") || !strings.Contains(v, " commit ") || !strings.Contains(v, "go1.") {
+		t.Errorf("Version = %q, want command, module path, commit and Go version", v)
 	}
 }
