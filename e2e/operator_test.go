@@ -7,9 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // runCmd runs one of the built commands to completion and returns its
@@ -115,4 +118,37 @@ func TestCommandConfigProblems(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestUnreachableNATS: a NATS URL with no server behind it is reported
+// with the URL and the cause (the dial error), never only as nats.go's "no
+// servers available" or "outbound buffer limit exceeded": exit 1 for the
+// one-shot commands, a warning line for verifierd, which keeps retrying.
+func TestUnreachableNATS(t *testing.T) {
+	closed := testport.Addrs(t, 1)[0]
+	url := "nats://" + closed
+	for _, args := range [][]string{
+		{"tpaudit", "stats", "--nats-url", url},
+		{"bundlepub", "status", "--nats-url", url, "--timeout", "1s"},
+	} {
+		code, out := runCmd(t, nil, nil, args[0], args[1:]...)
+		t.Logf("%q (exit %d):\n%s", args, code, out)
+		if code != 1 || !strings.Contains(out, url+": dial tcp "+closed) || !strings.Contains(out, "connection refused") {
+			t.Errorf("%q = exit %d, want 1 naming %s and connection refused", args, code, url)
+		}
+	}
+	p := startProc(t, "verifierd", binary(t, "verifierd"), []string{
+		"--nats-url", url, "--dev-allow-unsigned-bundles", "--listen", testport.Addrs(t, 1)[0], "--data-dir", t.TempDir(),
+	}, nil, syscall.SIGTERM)
+	testwait.Until(t, 30*time.Second, "verifierd's warning naming the NATS URL and cause", func() error {
+		if err := p.running(); err != nil {
+			return err
+		}
+		for line := range strings.Lines(p.logs.String()) {
+			if strings.Contains(line, "nats not reachable yet") && strings.Contains(line, "url="+url) && strings.Contains(line, "connection refused") {
+				return nil
+			}
+		}
+		return errors.New("no such line yet")
+	})
 }

@@ -194,8 +194,12 @@ func connect(ctx context.Context, urls, name string, timeout time.Duration, log 
 	for !nc.IsConnected() {
 		select {
 		case <-cctx.Done():
+			cause := natsx.Unreachable(ctx, urls)
+			if cause == nil {
+				cause = nc.LastError()
+			}
 			nc.Close()
-			return nil, fmt.Errorf("nats %s: not reachable within %s", urls, timeout)
+			return nil, fmt.Errorf("nats %s: not reachable within %s: %v", natsx.RedactURLs(urls), timeout, cause)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/cliflag"
+	"github.com/tpcluster/tpcluster/internal/natsx"
 )
 
 // exitProblems is verify's status when a chain is broken; 2 is bad usage,
@@ -151,7 +152,11 @@ type client struct {
 func connect(url, stream string, timeout time.Duration) (*client, error) {
 	nc, err := nats.Connect(url, nats.Name("tpaudit"), nats.Timeout(timeout))
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
+		// nats.go says "no servers available": name them and why.
+		if cause := natsx.Unreachable(context.Background(), url); cause != nil {
+			return nil, fmt.Errorf("connect %s: %w: %v", natsx.RedactURLs(url), err, cause)
+		}
+		return nil, fmt.Errorf("connect %s: %w", natsx.RedactURLs(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

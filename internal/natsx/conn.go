@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,6 +61,7 @@ func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("nats_name", name)
+	var lastUnreachable atomic.Int64 // unix nanos of the last "nats unreachable" line
 	timeout := dialTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
@@ -86,6 +88,17 @@ func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			logger.Info("nats reconnected", "server", c.ConnectedUrlRedacted())
 		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			// Every failed attempt lands here, one per ReconnectWait while
+			// the servers are down: the first, then one a minute.
+			if now := time.Now(); now.Sub(time.Unix(0, lastUnreachable.Load())) >= time.Minute {
+				lastUnreachable.Store(now.UnixNano())
+				// nats.go says only "no servers available": probe for
+				// the cause (bounded, once a minute at most).
+				cause := errString(Unreachable(context.WithoutCancel(ctx), urls), err)
+				logger.Warn("nats unreachable; still retrying", "url", RedactURLs(urls), "cause", cause)
+			}
+		}),
 		nats.ClosedHandler(func(*nats.Conn) {
 			logger.Info("nats connection closed")
 		}),
@@ -102,7 +115,10 @@ func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats
 		return nil, fmt.Errorf("natsx: connect %s: %w", name, err)
 	}
 	if !nc.IsConnected() {
-		logger.Warn("nats not reachable yet, retrying in the background")
+		// Name the servers and the cause here: what fails next (the first
+		// publish: "outbound buffer limit exceeded") names neither.
+		logger.Warn("nats not reachable yet, retrying in the background",
+			"url", RedactURLs(urls), "cause", errString(Unreachable(ctx, urls), nc.LastError()))
 	}
 	return nc, nil
 }
@@ -142,4 +158,14 @@ func DrainAndWait(ctx context.Context, nc *nats.Conn) error {
 		nc.Close()
 		return fmt.Errorf("natsx: drain: %w", context.Cause(ctx))
 	}
+}
+
+// errString is the first non-nil error's text, or "unknown".
+func errString(errs ...error) string {
+	for _, err := range errs {
+		if err != nil {
+			return err.Error()
+		}
+	}
+	return "unknown"
 }
