@@ -152,3 +152,21 @@ func TestUnreachableNATS(t *testing.T) {
 		return errors.New("no such line yet")
 	})
 }
+
+// TestWrongKeyKinds: a public key given where a private one belongs, and
+// the reverse, are named as such (exit 2), not met with "chmod 600".
+func TestWrongKeyKinds(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "caller")
+	if code, out := runCmd(t, nil, nil, "bundlepub", "keygen", "--out", base, "--kid", "caller-1"); code != 0 {
+		t.Fatalf("bundlepub keygen = %d\n%s", code, out)
+	}
+	code, out := runCmd(t, nil, nil, "tpcurl", "--key", base+".pub", "--route-id", "r", "--url", "http://127.0.0.1:1/")
+	if code != 2 || !strings.Contains(out, "this is a public key") || strings.Contains(out, "chmod") {
+		t.Errorf("tpcurl --key NAME.pub = exit %d, want 2 and \"this is a public key\"\n%s", code, out)
+	}
+	code, out = runCmd(t, nil, nil, "verifierd", "--bundle-public-key", base+".key", "--data-dir", t.TempDir(),
+		"--nats-listen", testport.Addrs(t, 1)[0])
+	if code != 2 || !strings.Contains(out, "this is a private key") {
+		t.Errorf("verifierd --bundle-public-key NAME.key = exit %d, want 2 and \"this is a private key\"\n%s", code, out)
+	}
+}

@@ -17,6 +17,7 @@ type buildConfig struct {
 	OutTrust  string
 	Sequence  int64
 	IssuedAt  string
+	Force     bool
 
 	issuedAt time.Time // from IssuedAt, by validate
 }
@@ -53,13 +54,14 @@ source rule; clients sharing an issuer share its issuers[] entry.
 
 func parseBuild(args []string, stderr io.Writer, now time.Time) (*buildConfig, error) {
 	c := new(buildConfig)
-	fs := newFlagSet("build", "--config authoring.json --out-policy F --out-trust F [--sequence N] [--issued-at now|RFC3339]",
+	fs := newFlagSet("build", "--config authoring.json --out-policy F --out-trust F [--sequence N] [--issued-at now|RFC3339] [--force]",
 		buildAbout, stderr)
 	fs.StringVar(&c.Config, "config", "", "authoring config file (required)")
 	fs.StringVar(&c.OutPolicy, "out-policy", "", "where to write the policy bundle (required)")
 	fs.StringVar(&c.OutTrust, "out-trust", "", "where to write the trust material (required)")
 	fs.Int64Var(&c.Sequence, "sequence", 1, "sequence of both documents (above the fleet's current ones)")
 	fs.StringVar(&c.IssuedAt, "issued-at", "now", `issued_at of both documents: "now" or an RFC 3339 time`)
+	fs.BoolVar(&c.Force, "force", false, "overwrite --out-policy and --out-trust if they exist")
 	if err := parseFlags(fs, args, false); err != nil {
 		return nil, err
 	}
@@ -73,6 +75,13 @@ func (c *buildConfig) validate(now time.Time) error {
 	p.required("out-trust", c.OutTrust)
 	if c.OutPolicy != "" && filepath.Clean(c.OutPolicy) == filepath.Clean(c.OutTrust) {
 		p.add("out-trust", c.OutTrust, "must differ from --out-policy")
+	}
+	// An output may be the signed document in force: replacing it with an
+	// unsigned build must be asked for.
+	for _, out := range []struct{ name, path string }{{"out-policy", c.OutPolicy}, {"out-trust", c.OutTrust}} {
+		if _, err := os.Lstat(out.path); out.path != "" && err == nil && !c.Force {
+			p.add(out.name, out.path, "exists; give --force to overwrite it")
+		}
 	}
 	checkSequence(&p, "sequence", c.Sequence)
 	t, err := parseIssuedAt(c.IssuedAt, now)

@@ -120,7 +120,7 @@ func TestSignRefusals(t *testing.T) {
 		want string
 	}{
 		{"world-readable key", []string{"--key", loose, "--in", w.policy, "--out", out}, 1, "mode 0644"},
-		{"public key as key", []string{"--key", pubAsKey, "--in", w.policy, "--out", out}, 1, `missing member "private_key_seed_b64url"`},
+		{"public key as key", []string{"--key", pubAsKey, "--in", w.policy, "--out", out}, 1, `this is a public key`},
 		{"lower sequence", []string{"--key", w.bundleKey, "--in", w.policy, "--out", out, "--sequence", "2"}, 1, "below the document's sequence 3"},
 		{"not a document", []string{"--key", w.bundleKey, "--in", w.config, "--out", out}, 1, "neither a policy bundle"},
 		{"bad issued-at", []string{"--key", w.bundleKey, "--in", w.policy, "--out", out, "--issued-at", "2026-01-01"}, 2, "--issued-at=2026-01-01 (TPCLUSTER_ISSUED_AT)"},

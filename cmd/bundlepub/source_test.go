@@ -32,6 +32,25 @@ func TestBuildLoadsAndResolves(t *testing.T) {
 	if code != 2 || !strings.Contains(errs, "--out-trust="+w.policy+" (TPCLUSTER_OUT_TRUST): must differ from --out-policy") {
 		t.Errorf("build with one output for both = exit %d\n%s", code, errs)
 	}
+	// The outputs exist now (newWorld built them): a second build refuses
+	// to replace either without --force, naming both, and leaves them.
+	before, _ := os.ReadFile(w.policy)
+	code, _, errs = bp(t, "build", "--config", w.config, "--out-policy", w.policy, "--out-trust", w.trust, "--sequence", "4")
+	for _, want := range []string{
+		"--out-policy=" + w.policy + " (TPCLUSTER_OUT_POLICY): exists; give --force to overwrite it",
+		"--out-trust=" + w.trust + " (TPCLUSTER_OUT_TRUST): exists; give --force to overwrite it",
+	} {
+		if code != 2 || !strings.Contains(errs, want) {
+			t.Errorf("build over existing outputs = exit %d, want 2 and %q\n%s", code, want, errs)
+		}
+	}
+	if after, _ := os.ReadFile(w.policy); string(after) != string(before) {
+		t.Error("a refused build changed --out-policy")
+	}
+	mustBP(t, "build", "--config", w.config, "--out-policy", w.policy, "--out-trust", w.trust, "--sequence", "4", "--force")
+	if after, _ := os.ReadFile(w.policy); string(after) == string(before) {
+		t.Error("build --force did not rewrite --out-policy")
+	}
 }
 
 // TestAddClientFlow is the operator's add-a-client flow offline: keygen for

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -118,6 +119,9 @@ type SignedHeaders struct {
 func ParseAuthoring(data []byte, dir string) (*Authoring, error) {
 	if _, err := parseDoc(data); err != nil { // duplicates, UTF-8, trailing data
 		return nil, fmt.Errorf("bundleedit: authoring config: %w", err)
+	}
+	if errs := unknownMembers(data, reflect.TypeFor[Authoring]()); len(errs) > 0 {
+		return nil, fmt.Errorf("bundleedit: authoring config:\n%w", errors.Join(errs...))
 	}
 	a := new(Authoring)
 	dec := json.NewDecoder(bytes.NewReader(data))

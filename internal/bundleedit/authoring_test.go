@@ -160,3 +160,25 @@ func TestBuildSharedKeyBindingsAgree(t *testing.T) {
 		t.Errorf("Build(clients disagreeing on a shared key's key_binding) = %v, want a conflict", err)
 	}
 }
+
+// TestParseAuthoringUnknownPaths: every unknown member is reported at once
+// by its JSON path, nested ones included.
+func TestParseAuthoringUnknownPaths(t *testing.T) {
+	doc := `{"version": "tpcluster-authoring-v1", "trust_domian": "x",
+		"apis": [{"api_id": "a", "audience": "a"}],
+		"clients": [{"name": "c", "isuer": "i"}],
+		"routes": [{"route_id": "r"}, {"route_id": "s", "signed_headers": {"requird": []}}]}`
+	_, err := ParseAuthoring([]byte(doc), t.TempDir())
+	if err == nil {
+		t.Fatal("ParseAuthoring accepted unknown members")
+	}
+	for _, want := range []string{
+		"trust_domian: unknown member",
+		"clients[0].isuer: unknown member",
+		"routes[1].signed_headers.requird: unknown member",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -81,8 +81,13 @@ func TestWriteRead(t *testing.T) {
 	if err := k.Write(base); !errors.Is(err, os.ErrExist) {
 		t.Errorf("second Write = %v, want os.ErrExist", err)
 	}
-	if _, err := ReadPublic(base + ".key"); err == nil || !strings.Contains(err.Error(), "private key seed") {
-		t.Errorf("ReadPublic(.key) = %v, want refusal naming the seed", err)
+	if _, err := ReadPublic(base + ".key"); err == nil || !strings.Contains(err.Error(), "this is a private key") {
+		t.Errorf("ReadPublic(.key) = %v, want \"this is a private key\"", err)
+	}
+	// A .pub given where a private key belongs is named as such, not met
+	// with "chmod 600" (a .pub is 0644 by design).
+	if _, err := ReadPrivate(base + ".pub"); err == nil || !strings.Contains(err.Error(), "this is a public key") || strings.Contains(err.Error(), "chmod") {
+		t.Errorf("ReadPrivate(.pub) = %v, want \"this is a public key\"", err)
 	}
 }
 

@@ -45,18 +45,22 @@ func parsePublic(data []byte) (*PublicKey, error) {
 
 // ReadPrivate reads a NAME.key file. It refuses a file that group or others
 // may read, write or execute (SPEC §10.3: a private key file must be 0600),
-// before reading its contents.
+// before using its contents; a public key file is refused as such first,
+// since "chmod 600" would be the wrong advice for it.
 func ReadPrivate(path string) (*PrivateKey, error) {
 	data, mode, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}
+	m, parseErr := parseFile(data)
+	if parseErr == nil && isPublic(m) {
+		return nil, fmt.Errorf("keyfile: %s: this is a public key (no private_key_seed_b64url); give the NAME.key file", path)
+	}
 	if err := checkMode(mode); err != nil {
 		return nil, fmt.Errorf("keyfile: %s: %w", path, err)
 	}
-	m, err := parseFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("keyfile: %s: %w", path, err)
+	if parseErr != nil {
+		return nil, fmt.Errorf("keyfile: %s: %w", path, parseErr)
 	}
 	k, err := privateFromMembers(m)
 	if err != nil {
@@ -104,7 +108,7 @@ var (
 
 func publicFromMembers(m map[string]string) (*PublicKey, error) {
 	if _, ok := m["private_key_seed_b64url"]; ok {
-		return nil, errors.New("holds a private key seed; give the .pub file")
+		return nil, errors.New("this is a private key (it holds private_key_seed_b64url); give the NAME.pub file")
 	}
 	if err := checkMembers(m, publicMembers); err != nil {
 		return nil, err
@@ -114,6 +118,14 @@ func publicFromMembers(m map[string]string) (*PublicKey, error) {
 		return nil, err
 	}
 	return &PublicKey{KID: m["kid"], Key: ed25519.PublicKey(pub)}, nil
+}
+
+// isPublic reports a public key file's members: a private one's minus the
+// seed.
+func isPublic(m map[string]string) bool {
+	_, seed := m["private_key_seed_b64url"]
+	_, pub := m["public_key_b64url"]
+	return pub && !seed
 }
 
 func privateFromMembers(m map[string]string) (*PrivateKey, error) {
