@@ -72,9 +72,11 @@ type Publisher struct {
 	log *slog.Logger
 	kv  jetstream.KeyValue // opened by the first Publish
 
-	// The pair last published or found in place, for beacons.
-	policy *bundle.Policy
-	trust  *bundle.TrustMaterial
+	// The pair last published, found in place or adopted from the bucket
+	// (current), for beacons, and the bucket revisions it was read at.
+	policy              *bundle.Policy
+	trust               *bundle.TrustMaterial
+	trustRev, policyRev uint64
 	// Files as last read by Publish, for Watch.
 	trustStamp, policyStamp fileStamp
 
@@ -241,6 +243,7 @@ func (p *Publisher) publish(ctx context.Context) ([]Result, error) {
 		p.log.Info("document published", "kind", d.kind, "sequence", d.sequence, "sha256", d.sha256, "revision", rev)
 	}
 	p.trust, p.policy = trust, pol
+	p.trustRev, p.policyRev = results[0].Revision, results[1].Revision
 	p.trustStamp, p.policyStamp = ts, ps
 	if p.cfg.BeaconKey != nil {
 		// A beacon right away, so realtime routes are fresh for the new
@@ -370,9 +373,23 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
-// beacon signs and puts one beacon for the current pair (SPEC §8.3).
+// beacon signs and puts one beacon for the current pair (SPEC §8.3), the
+// bucket's if another publisher put a newer one there (current).
 func (p *Publisher) beacon(ctx context.Context) {
 	p.beaconTried.Store(p.cfg.Now().UnixNano())
+	if err := p.current(ctx); err != nil {
+		// Logged once per outage or refusal, not every interval; a refusal
+		// is an operator's to resolve.
+		if !p.beaconFailing {
+			if errors.Is(err, ErrOlderPairInBucket) {
+				p.log.Error("beacons stopped: the bucket's pair cannot be beaconed; publish a newer pair", "err", err)
+			} else {
+				p.log.Warn("beacon not published; retrying every interval", "err", err)
+			}
+		}
+		p.beaconFailing = true
+		return
+	}
 	b, err := bundle.SignBeacon(p.policy, p.trust, p.cfg.Now(), *p.cfg.BeaconKey, p.cfg.BeaconIssuer)
 	if err != nil {
 		p.log.Error("sign beacon", "err", err)
