@@ -106,6 +106,13 @@ func TestCommandConfigProblems(t *testing.T) {
 		{"bundlepub", []string{"publish", "--beacon-interval", "often", "--replicas", "x"}, []string{
 			`--beacon-interval="often" (TPCLUSTER_BEACON_INTERVAL): want a duration`, `--replicas="x" (TPCLUSTER_REPLICAS): want an integer`,
 		}},
+		{"bundlepub", []string{"publish", "--nats-url", "nats://127.0.0.1:1", "--trust-material", filepath.Join(dir, "t.json"),
+			"--policy-bundle", filepath.Join(dir, "p.json"), "--bundle-public-key", filepath.Join(dir, "b.pub"), "--beacon-key", filepath.Join(dir, "beacon.key")}, []string{
+			"--trust-material=" + filepath.Join(dir, "t.json") + " (TPCLUSTER_TRUST_MATERIAL): cannot read",
+			"--policy-bundle=" + filepath.Join(dir, "p.json") + " (TPCLUSTER_POLICY_BUNDLE): cannot read",
+			"--bundle-public-key=" + filepath.Join(dir, "b.pub") + " (TPCLUSTER_BUNDLE_PUBLIC_KEY): keyfile: open",
+			"--beacon-key=" + filepath.Join(dir, "beacon.key") + " (TPCLUSTER_BEACON_KEY): keyfile: open",
+		}},
 	} {
 		code, out := runCmd(t, nil, nil, tc.name, tc.args...)
 		t.Logf("%s %q (exit %d):\n%s", tc.name, tc.args, code, out)

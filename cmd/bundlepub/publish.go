@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,6 +87,28 @@ func (c *publishConfig) Validate() error {
 	var l slog.Level
 	if l.UnmarshalText([]byte(c.LogLevel)) != nil {
 		p.add("log-level", c.LogLevel, "want debug, info, warn or error")
+	}
+	// The files too, before anything connects: a missing key is a
+	// configuration problem (exit 2), named with its flag.
+	for _, k := range c.BundlePublicKeys {
+		if _, err := keyfile.ReadPublic(k); err != nil {
+			p.add("bundle-public-key", k, err.Error())
+		}
+	}
+	if c.BeaconKey != "" {
+		if _, err := keyfile.ReadPrivate(c.BeaconKey); err != nil {
+			p.add("beacon-key", c.BeaconKey, err.Error())
+		}
+	}
+	for _, f := range []struct{ name, path string }{{"trust-material", c.TrustMaterial}, {"policy-bundle", c.PolicyBundle}} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(f.path); err != nil {
+			p.add(f.name, f.path, "cannot read: "+err.Error())
+		} else {
+			fh.Close()
+		}
 	}
 	return p.err()
 }

@@ -1,7 +1,8 @@
 // Package cliflag adds what tpcluster's commands share on top of the standard
 // flag package: each flag also read from TPCLUSTER_<FLAG> (explicit flag,
-// then environment, then default; SPEC §10.1), comma-separated list flags,
-// and problem messages that name flag, variable and value.
+// then environment, then default; SPEC §10.1), parsing that reports every bad
+// value at once (Parse), comma-separated list flags, problem messages that
+// name flag, variable and value, and the --version line (Version).
 package cliflag
 
 import (
