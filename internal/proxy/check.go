@@ -46,8 +46,8 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 			hdr[k] = v
 		}
 	}
-	if err := preCheck(method, hdr); err != nil {
-		h.denyEarly(w, r, rec, reason.RequestBindingMismatch, err, true)
+	if detail, err := preCheck(method, hdr); err != nil {
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch, detail, err, true)
 		return
 	}
 	if foreignTrustPlaneHeader(hdr) {
@@ -55,19 +55,19 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		// remove a name pattern (nginx): an X-TrustPlane-* header other
 		// than the proof's would reach the upstream beside the context
 		// headers, unverified.
-		h.denyEarly(w, r, rec, reason.RequestBindingMismatch,
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch, reason.DetailForeignHeader,
 			errors.New("an X-TrustPlane-* header other than the proof headers came from the caller"), true)
 		return
 	}
 	if foreignForwardingHeader(hdr) {
-		h.denyEarly(w, r, rec, reason.RequestBindingMismatch,
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch, reason.DetailForeignHeader,
 			errors.New("an X-Forwarded-* header no gateway owns came from the caller"), true)
 		return
 	}
 	b, err := h.readBody(w, r)
 	defer b.done()
 	if errors.Is(err, errBodyMemory) {
-		h.denyEarly(w, r, rec, reason.VerifierOverloaded, err, true)
+		h.denyEarly(w, r, rec, reason.VerifierOverloaded, reason.DetailBodyMemory, err, true)
 		return
 	}
 	if err != nil {
@@ -96,7 +96,7 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if len(b.bytes) == 0 && !b.tooLarge {
 		unseen = originalHadBody(r.Header, method)
 	} else if n, ok := originalLength(r.Header); ok && !b.tooLarge && n != int64(len(b.bytes)) {
-		h.denyEarly(w, r, rec, reason.RequestBindingMismatch,
+		h.denyEarly(w, r, rec, reason.RequestBindingMismatch, reason.DetailBodyLength,
 			errors.New("the body the gateway sent is not as long as X-Original-Content-Length says"), true)
 		return
 	}

@@ -288,14 +288,14 @@ func traceID(span trace.Span) string {
 func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID(r)
 	path, query := splitTarget(r.RequestURI)
-	if err := preCheck(r.Method, r.Header); err != nil {
-		h.denyEarly(w, r, &Record{RequestID: reqID, Method: r.Method, Path: path}, reason.RequestBindingMismatch, err, false)
+	if detail, err := preCheck(r.Method, r.Header); err != nil {
+		h.denyEarly(w, r, &Record{RequestID: reqID, Method: r.Method, Path: path}, reason.RequestBindingMismatch, detail, err, false)
 		return
 	}
 	b, err := h.readBody(w, r)
 	defer b.done() // after the upstream has the body
 	if errors.Is(err, errBodyMemory) {
-		h.denyEarly(w, r, &Record{RequestID: reqID, Method: r.Method, Path: path}, reason.VerifierOverloaded, err, false)
+		h.denyEarly(w, r, &Record{RequestID: reqID, Method: r.Method, Path: path}, reason.VerifierOverloaded, reason.DetailBodyMemory, err, false)
 		return
 	}
 	if err != nil {
@@ -347,8 +347,8 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 // denyEarly refuses a request before the pipeline runs (the adapter's own
 // rules, and verifier_overloaded), recording and counting it like a
 // decision. rec carries the request id, method and path.
-func (h *Handler) denyEarly(w http.ResponseWriter, r *http.Request, rec *Record, code reason.Code, err error, check bool) {
-	d := core.Decision{Reason: code, Status: code.HTTPStatus(), Err: err}
+func (h *Handler) denyEarly(w http.ResponseWriter, r *http.Request, rec *Record, code reason.Code, detail reason.Detail, err error, check bool) {
+	d := core.Decision{Reason: code, Status: code.HTTPStatus(), Detail: detail, Err: err}
 	rec.Decision = &d
 	if h.cfg.Record != nil {
 		if rerr := h.cfg.Record(r.Context(), rec); rerr != nil {
@@ -357,6 +357,7 @@ func (h *Handler) denyEarly(w http.ResponseWriter, r *http.Request, rec *Record,
 		}
 	}
 	h.tel.count(r.Context(), &d)
+	h.logDecision(r.Context(), &d, rec.RequestID, 0)
 	if !check || code == reason.VerifierOverloaded {
 		// The body was not read: close the connection rather than let the
 		// server wait to discard a body nobody will verify.

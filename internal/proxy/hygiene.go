@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 // The rules here keep "what is verified is what is forwarded"
@@ -123,15 +125,16 @@ func forwardingHeader(folded string) bool {
 
 // preCheck applies the adapter's rules that run before step 1, in both
 // modes: a method spelled other than as the transcript binds it, and an
-// ambiguous singleton header. It returns why the request is refused, or nil.
-func preCheck(method string, h http.Header) error {
+// ambiguous singleton header. It returns why the request is refused, with
+// its detail code, or nil.
+func preCheck(method string, h http.Header) (reason.Detail, error) {
 	if !canonicalMethod(method) {
-		return errors.New("method is not in canonical upper case")
+		return reason.DetailMethodSpelling, errors.New("method is not in canonical upper case")
 	}
 	if name := ambiguousHeader(h); name != "" {
-		return fmt.Errorf("header %s appears in more than one field line", name)
+		return reason.DetailHeaderRepeated, fmt.Errorf("header %s appears in more than one field line", name)
 	}
-	return nil
+	return "", nil
 }
 
 // mustBeCovered is check mode's core.Request.MustBeCovered: the gateway

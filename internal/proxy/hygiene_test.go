@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/http"
 	"testing"
+
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 func TestOriginalHadBody(t *testing.T) {
@@ -42,27 +44,27 @@ func TestPreCheck(t *testing.T) {
 		name   string
 		method string
 		hdr    http.Header
-		bad    bool
+		want   reason.Detail // "" when accepted
 	}{
-		{"plain", "GET", http.Header{"Content-Type": {"a/b"}, "Accept": {"x", "y"}}, false},
-		{"extension method", "PURGE", http.Header{}, false},
-		{"lower method", "get", http.Header{}, true},
-		{"method with a non-ASCII byte", "G\xc3\x89T", http.Header{}, true},
-		{"empty method", "", http.Header{}, true},
-		{"two Content-Type", "GET", http.Header{"Content-Type": {"a", "b"}}, true},
-		{"Content-Type by two spellings", "GET", http.Header{"Content-Type": {"a"}, "Content_type": {"b"}}, true},
-		{"two Content-Encoding", "GET", http.Header{"Content-Encoding": {"", "gzip"}}, true},
-		{"two X-Host", "GET", http.Header{"X-Host": {"a", "b"}}, true},
-		{"two X-Original-Url", "GET", http.Header{"X-Original-Url": {"/a", "/b"}}, true},
-		{"two Range", "GET", http.Header{"Range": {"bytes=0-1", "bytes=2-3"}}, true},
-		{"two Accept (a list)", "GET", http.Header{"Accept": {"a", "b"}}, false},
-		{"two Authorization (core's)", "GET", http.Header{"Authorization": {"a", "b"}}, false},
-		{"two Cookie", "GET", http.Header{"Cookie": {"a=1", "b=2"}}, false},
+		{"plain", "GET", http.Header{"Content-Type": {"a/b"}, "Accept": {"x", "y"}}, ""},
+		{"extension method", "PURGE", http.Header{}, ""},
+		{"lower method", "get", http.Header{}, reason.DetailMethodSpelling},
+		{"method with a non-ASCII byte", "G\xc3\x89T", http.Header{}, reason.DetailMethodSpelling},
+		{"empty method", "", http.Header{}, reason.DetailMethodSpelling},
+		{"two Content-Type", "GET", http.Header{"Content-Type": {"a", "b"}}, reason.DetailHeaderRepeated},
+		{"Content-Type by two spellings", "GET", http.Header{"Content-Type": {"a"}, "Content_type": {"b"}}, reason.DetailHeaderRepeated},
+		{"two Content-Encoding", "GET", http.Header{"Content-Encoding": {"", "gzip"}}, reason.DetailHeaderRepeated},
+		{"two X-Host", "GET", http.Header{"X-Host": {"a", "b"}}, reason.DetailHeaderRepeated},
+		{"two X-Original-Url", "GET", http.Header{"X-Original-Url": {"/a", "/b"}}, reason.DetailHeaderRepeated},
+		{"two Range", "GET", http.Header{"Range": {"bytes=0-1", "bytes=2-3"}}, reason.DetailHeaderRepeated},
+		{"two Accept (a list)", "GET", http.Header{"Accept": {"a", "b"}}, ""},
+		{"two Authorization (core's)", "GET", http.Header{"Authorization": {"a", "b"}}, ""},
+		{"two Cookie", "GET", http.Header{"Cookie": {"a=1", "b=2"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := preCheck(tt.method, tt.hdr); (err != nil) != tt.bad {
-				t.Errorf("preCheck(%s) = %v, want refused %v", tt.name, err, tt.bad)
+			if detail, err := preCheck(tt.method, tt.hdr); detail != tt.want || (err != nil) != (tt.want != "") {
+				t.Errorf("preCheck(%s) = %q (%v), want %q", tt.name, detail, err, tt.want)
 			}
 		})
 	}

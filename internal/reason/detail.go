@@ -50,6 +50,13 @@ const (
 	DetailBodyUnseen     Detail = "body_unseen"     // check mode: the original body was not passed and the route does not take the gateway's hash (step 17)
 	DetailOverrideHeader Detail = "override_header" // a method-override or forwarding header is present and not covered (step 17)
 
+	// The HTTP adapter's own refusals before the pipeline (SPEC §10.2,
+	// docs/SPEC-EXTENSIONS.md "HTTP").
+	DetailMethodSpelling Detail = "method_spelling" // the method is not in canonical upper case
+	DetailForeignHeader  Detail = "foreign_header"  // check mode: an X-TrustPlane-* or X-Forwarded-* header no gateway owns came from the caller
+	DetailBodyLength     Detail = "body_length"     // check mode: the body the gateway sent differs from X-Original-Content-Length
+	DetailBodyMemory     Detail = "body_memory"     // the node's body memory (--max-body-memory-bytes) is in use
+
 	DetailSpoolFull   Detail = "spool_full"   // the audit spool has no room (step 18a)
 	DetailJTIConsumed Detail = "jti_consumed" // the ledger already holds the jti (step 19)
 	DetailLedger      Detail = "ledger"       // the ledger did not answer or broke its contract (step 19)
@@ -99,6 +106,10 @@ var detailOf = map[Detail]detailRow{
 	DetailHeaderRepeated:        {[]Code{RequestBindingMismatch}, "a covered header appears more than once"},
 	DetailBodyUnseen:            {[]Code{RequestBindingMismatch}, "check mode: the original request had a body the verifier did not see, and the route does not take the gateway's body hash"},
 	DetailOverrideHeader:        {[]Code{RequestBindingMismatch}, "a header that changes how the upstream reads the request (method override, forwarding) is present and not covered"},
+	DetailMethodSpelling:        {[]Code{RequestBindingMismatch}, "the method is not in canonical upper case, as the transcript binds it"},
+	DetailForeignHeader:         {[]Code{RequestBindingMismatch}, "check mode: an X-TrustPlane-* or X-Forwarded-* header no gateway owns came from the caller"},
+	DetailBodyLength:            {[]Code{RequestBindingMismatch}, "check mode: the body the gateway sent is not as long as X-Original-Content-Length says"},
+	DetailBodyMemory:            {[]Code{VerifierOverloaded}, "the node's request body memory (--max-body-memory-bytes) is in use"},
 	DetailSpoolFull:             {[]Code{AuditUnavailable}, "the audit spool has no room"},
 	DetailJTIConsumed:           {[]Code{JTIReplay}, "the ledger already holds the jti"},
 	DetailLedger:                {[]Code{ReplayLedgerUnavailable}, "the ledger did not answer or broke its contract"},
