@@ -117,7 +117,16 @@ tpload() {
 	local name=$1
 	shift
 	log "$name"
-	"$BIN/tpload" --world "$KEYS" --no-progress --seed 1 --json "$RESULTS/$name.json" "$@" | tee "$RESULTS/$name.txt" >&2
+	# tpload exits 1 when sends failed: the bench keeps that run like any
+	# other (its report counts the errors) and goes on; any other failure
+	# (2: a bad flag) stops it.
+	local st=0
+	"$BIN/tpload" --world "$KEYS" --no-progress --seed 1 --json "$RESULTS/$name.json" "$@" | tee "$RESULTS/$name.txt" >&2 || st=${PIPESTATUS[0]}
+	case $st in
+	0) ;;
+	1) log "$name: tpload reports failed sends (errors in $RESULTS/$name.txt)" ;;
+	*) exit "$st" ;;
+	esac
 }
 
 # throughput NAME: the answers per second of a report.
