@@ -77,6 +77,9 @@ type Publisher struct {
 	policy              *bundle.Policy
 	trust               *bundle.TrustMaterial
 	trustRev, policyRev uint64
+	// refused is the bucket state (trust, policy revisions) current last
+	// refused, so it says so once, not every interval.
+	refused [2]uint64
 	// Files as last read by Publish, for Watch.
 	trustStamp, policyStamp fileStamp
 
@@ -378,14 +381,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 func (p *Publisher) beacon(ctx context.Context) {
 	p.beaconTried.Store(p.cfg.Now().UnixNano())
 	if err := p.current(ctx); err != nil {
-		// Logged once per outage or refusal, not every interval; a refusal
-		// is an operator's to resolve.
+		// Logged once per outage, not every interval.
 		if !p.beaconFailing {
-			if errors.Is(err, ErrOlderPairInBucket) {
-				p.log.Error("beacons stopped: the bucket's pair cannot be beaconed; publish a newer pair", "err", err)
-			} else {
-				p.log.Warn("beacon not published; retrying every interval", "err", err)
-			}
+			p.log.Warn("beacon not published; retrying every interval", "err", err)
 		}
 		p.beaconFailing = true
 		return
