@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
 // lockedBuffer is a log sink the handler's goroutines and the test share.
@@ -81,5 +83,27 @@ func TestDecisionDebugLog(t *testing.T) {
 				t.Errorf("deny line = %v, want request_binding_mismatch, detail_code body_hash and detail_reason", deny)
 			}
 		})
+	}
+}
+
+// TestEarlyDenialDetail: a refusal of the adapter's own, before the
+// pipeline runs, records its detail code like any decision.
+func TestEarlyDenialDetail(t *testing.T) {
+	r := newRig(t, nil)
+	req, err := http.NewRequest("get", r.srv.URL+"/v1/orders/1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := do(t, req)
+	if resp.StatusCode != 401 {
+		t.Fatalf("lower-case method = %d, want 401", resp.StatusCode)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.recs) != 1 {
+		t.Fatalf("%d records, want 1", len(r.recs))
+	}
+	if d := r.recs[0].Decision; d.Reason != reason.RequestBindingMismatch || d.Detail != reason.DetailMethodSpelling {
+		t.Errorf("record = %s / %s, want %s / %s", d.Reason, d.Detail, reason.RequestBindingMismatch, reason.DetailMethodSpelling)
 	}
 }
