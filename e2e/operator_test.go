@@ -103,6 +103,9 @@ func TestCommandConfigProblems(t *testing.T) {
 			`--requests="many" (TPCLUSTER_REQUESTS): want an integer`, `--duration="ever" (TPCLUSTER_DURATION): want a duration`,
 			"--world or --prepare: give exactly one",
 		}},
+		{"tpload", []string{"--world", filepath.Join(dir, "no-world"), "--target", "http://127.0.0.1:1"}, []string{
+			"--world=" + filepath.Join(dir, "no-world") + " (TPCLUSTER_WORLD): stat " + filepath.Join(dir, "no-world") + ": no such file or directory",
+		}},
 		{"bundlepub", []string{"publish", "--beacon-interval", "often", "--replicas", "x"}, []string{
 			`--beacon-interval="often" (TPCLUSTER_BEACON_INTERVAL): want a duration`, `--replicas="x" (TPCLUSTER_REPLICAS): want an integer`,
 		}},

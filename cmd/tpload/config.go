@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -90,6 +91,15 @@ func (c *config) validate() error {
 	}
 	if (c.world == "") == (c.prepare == "") {
 		errs = append(errs, errors.New("--world or --prepare: give exactly one"))
+	}
+	if c.world != "" {
+		// Before any signing starts: a mistyped directory is a
+		// configuration problem (exit 2), not a failed run.
+		if fi, err := os.Stat(c.world); err != nil {
+			bad("world", c.world, err.Error())
+		} else if !fi.IsDir() {
+			bad("world", c.world, "not a directory")
+		}
 	}
 	if c.mode == "open" && c.rate <= 0 {
 		bad("rate", c.rate, "must be positive in open mode")
