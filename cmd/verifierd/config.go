@@ -83,6 +83,9 @@ type Config struct {
 	// AuditKey is the node's audit private key file (docs/AUDIT.md).
 	AuditKey                string
 	AuditCheckpointInterval time.Duration
+	// ReadyMaxAuditPending is how many audit events may await JetStream's
+	// acknowledgement before readyz says 503 (issue 13).
+	ReadyMaxAuditPending int64
 
 	// Derived by Validate.
 	trustedProxies []netip.Prefix
@@ -134,6 +137,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on shutdown, keep serving this long with /_tp/readyz answering 503 before the listener closes, so load balancers stop sending first")
 	fs.StringVar(&c.AuditSpoolDir, "audit-spool-dir", "", "audit write-ahead log directory (default <data-dir>/audit)")
 	fs.Int64Var(&c.AuditSpoolMaxBytes, "audit-spool-max-bytes", 1<<30, "audit spool size limit; when full every request is denied audit_unavailable")
+	fs.Int64Var(&c.ReadyMaxAuditPending, "ready-max-audit-pending", 4096, "readyz says 503 (audit_spool) while more audit events than this await the audit stream's acknowledgement")
 	fs.DurationVar(&c.AuditSyncInterval, "audit-sync-interval", 20*time.Millisecond, "audit spool fsync batch: an OS crash loses at most this much")
 	fs.StringVar(&c.AuditStream, "audit-stream", "TRUSTPLANE_AUDIT", "audit JetStream stream")
 	fs.IntVar(&c.AuditReplicas, "audit-replicas", 1, "audit stream replicas (3 in a cluster)")
@@ -341,6 +345,9 @@ func (c *Config) Validate() error {
 	if c.AuditSpoolMaxBytes < 64<<10 {
 		bad("audit-spool-max-bytes", c.AuditSpoolMaxBytes, "must be at least 65536")
 	}
+	if c.ReadyMaxAuditPending < 1 {
+		bad("ready-max-audit-pending", c.ReadyMaxAuditPending, "must be positive")
+	}
 	if c.AuditSyncInterval <= 0 {
 		bad("audit-sync-interval", c.AuditSyncInterval, "must be positive")
 	}
@@ -409,7 +416,7 @@ func (c *Config) logValues() []any {
 		"ledger_bucket", c.LedgerBucket, "ledger_replicas", c.LedgerReplicas,
 		"ledger_shards", c.LedgerShards, "ledger_shards_previous", c.LedgerShardsPrev,
 		"ledger_timeout", c.LedgerTimeout, "ledger_sync", c.LedgerSync,
-		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes,
+		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes, "ready_max_audit_pending", c.ReadyMaxAuditPending,
 		"audit_stream", c.AuditStream, "audit_replicas", c.AuditReplicas, "audit_max_age", c.AuditMaxAge,
 		"audit_key", c.AuditKey, "audit_checkpoint_interval", c.AuditCheckpointInterval,
 		"trusted_proxies", c.TrustedProxies.String(), "max_header_candidates", strconv.Itoa(c.MaxHeaderCandidates),

@@ -45,6 +45,7 @@ type node struct {
 	tel      *telemetry.Providers
 	aud      *nodeaudit.Auditor
 	deferred *ledger.Deferred // set when bundles come from NATS
+	health   *ledger.Health
 	bundles  bundleSource
 	ready    *readiness.Readiness
 	srv      *http.Server
@@ -117,13 +118,22 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if n.ready, err = readiness.New(readiness.Config{Snapshot: n.bundles.Snapshot, RealtimeWindow: cfg.RealtimeWindow}); err != nil {
 		return nil, err
 	}
-	if err := n.ready.Add("ledger", led.Ping); err != nil {
+	// Issue 13: readyz says 503 within about 1.5 s of the ledger ceasing to
+	// take writes (quorum lost, this node's server cut off), from a probe
+	// write and the outcomes of real consumes; it never waits on NATS.
+	if n.health, err = ledger.NewHealth(ledger.HealthConfig{Ledger: led, Logger: log.With("component", "ledger")}); err != nil {
+		return nil, err
+	}
+	if err := n.ready.Add("ledger", n.health.Check); err != nil {
 		return nil, err
 	}
 	if err := n.ready.Add("audit_stream", n.aud.CheckStream); err != nil {
 		return nil, err
 	}
-	if err := n.buildServer(led); err != nil {
+	if err := n.ready.Add("audit_spool", n.aud.CheckBacklog(cfg.ReadyMaxAuditPending)); err != nil {
+		return nil, err
+	}
+	if err := n.buildServer(n.health); err != nil {
 		return nil, err
 	}
 	if err := n.listen(ctx); err != nil {
@@ -260,7 +270,7 @@ func readAuditKey(path string) (ed25519.PrivateKey, error) {
 }
 
 // buildServer builds the pipeline, the HTTP handler and the server.
-func (n *node) buildServer(led ledger.Replay) error {
+func (n *node) buildServer(led core.Ledger) error {
 	cfg := n.cfg
 	pipeline, err := core.New(core.Config{
 		Ledger:              led,
@@ -349,6 +359,7 @@ func (n *node) Run(ctx context.Context) error {
 		bundles.Go(func() { _ = n.deferred.Run(bctx) })
 	}
 	bundles.Go(func() { _ = n.bundles.Run(bctx) })
+	bundles.Go(func() { _ = n.health.Run(bctx) })
 
 	g.Go(func() error { return serve("http server", n.srv, n.ln) })
 	if n.pprof != nil {

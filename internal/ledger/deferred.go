@@ -10,11 +10,14 @@ import (
 )
 
 // Replay is a replay ledger a node decides with: core's contract plus the
-// readiness check. *Ledger and *Regional implement it.
+// readiness checks. *Ledger and *Regional implement it.
 type Replay interface {
 	core.Ledger
 	// Ping reports whether the ledger's bucket answers.
 	Ping(ctx context.Context) error
+	// Probe writes the node's probe key: whether the ledger takes writes
+	// (Health).
+	Probe(ctx context.Context) error
 }
 
 // ErrNotOpen is what a Deferred answers until its ledger is open. It
@@ -24,8 +27,8 @@ var ErrNotOpen = fmt.Errorf("ledger: bucket not open yet: %w", core.ErrLedgerUna
 
 // Deferred is a replay ledger a node can serve with before its bucket can
 // be opened: in NATS bundle mode a node decides from its cached bundle pair
-// before NATS answers (SPEC §8.2). Until Run has opened the ledger, Consume
-// and Ping return ErrNotOpen; then they go to the opened ledger. It
+// before NATS answers (SPEC §8.2). Until Run has opened the ledger, Consume,
+// Ping and Probe return ErrNotOpen; then they go to the opened ledger. It
 // implements Replay and is safe for concurrent use; it starts no
 // goroutines (its owner runs Run).
 type Deferred struct {
@@ -55,6 +58,15 @@ func (d *Deferred) Consume(ctx context.Context, key core.LedgerKey, ttl time.Dur
 func (d *Deferred) Ping(ctx context.Context) error {
 	if b := d.cur.Load(); b != nil {
 		return b.Ping(ctx)
+	}
+	return ErrNotOpen
+}
+
+// Probe returns ErrNotOpen until the ledger is open, then the ledger's
+// Probe.
+func (d *Deferred) Probe(ctx context.Context) error {
+	if b := d.cur.Load(); b != nil {
+		return b.Probe(ctx)
 	}
 	return ErrNotOpen
 }

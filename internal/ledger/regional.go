@@ -124,3 +124,7 @@ func Attach(ctx context.Context, cfg Config) (*Ledger, error) {
 	}
 	return l, nil
 }
+
+// Probe writes the node's probe key to its own region's bucket: readiness
+// is about this region's ledger (see Ping).
+func (r *Regional) Probe(ctx context.Context) error { return r.local.Probe(ctx) }

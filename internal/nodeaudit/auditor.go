@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -136,6 +137,23 @@ func (a *Auditor) Room() bool { return a.spool.Room() }
 
 // Pending is the number of events not yet acknowledged by the stream.
 func (a *Auditor) Pending() uint64 { return a.spool.Pending() }
+
+// CheckBacklog returns the node's "audit_spool" readiness check: an error
+// while the spool has no room for a decision's event (every request would
+// be denied audit_unavailable) or while more than maxPending events await
+// the stream's acknowledgement (the audit path is down or far behind:
+// issue 13). It reads two counters and never blocks.
+func (a *Auditor) CheckBacklog(maxPending int64) func(context.Context) error {
+	return func(context.Context) error {
+		if !a.spool.Room() {
+			return errors.New("audit spool full or failing: decisions are denied audit_unavailable")
+		}
+		if p := a.spool.Pending(); p > uint64(max(maxPending, 0)) {
+			return fmt.Errorf("%d audit events await the stream's acknowledgement, above %d (--ready-max-audit-pending)", p, maxPending)
+		}
+		return nil
+	}
+}
 
 // Record is proxy.Config.Record: the decision's event, appended before the
 // response is written. An error makes the proxy deny audit_unavailable.

@@ -1,0 +1,211 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// runHealth starts h.Run and stops it (and waits) when the test ends.
+func runHealth(t testing.TB, h *ledger.Health) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = h.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+func newHealth(t testing.TB, cfg ledger.HealthConfig) *ledger.Health {
+	t.Helper()
+	h, err := ledger.NewHealth(cfg)
+	if err != nil {
+		t.Fatalf("NewHealth: %v", err)
+	}
+	return h
+}
+
+// waitHealth polls h.Err until healthy is what it says, and returns how long
+// that took. The deadline is generous: the figure is logged, not asserted.
+func waitHealth(t testing.TB, h *ledger.Health, healthy bool, deadline time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := h.Err()
+		if (err == nil) == healthy {
+			return time.Since(start)
+		}
+		if time.Since(start) > deadline {
+			t.Fatalf("after %v: Err() = %v, want healthy=%v", deadline, err, healthy)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHealthQuorumLoss: on a real 3-server cluster with an R3 bucket, a node
+// whose server is left alone (the other two killed: no quorum, and this
+// server cut off) is reported unhealthy by the probe, and healthy again once
+// the two are back. Issue 13: readyz said 200 for 19 s of a quorum loss.
+func TestHealthQuorumLoss(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	js := natstest.JetStream(t, natstest.Connect(t, servers[0].ClientURL()))
+	l := newLedger(t, ledger.Config{JetStream: js, Replicas: 3, NodeID: "node a/1"})
+	h := newHealth(t, ledger.HealthConfig{Ledger: l})
+	if err := h.Err(); err == nil {
+		t.Fatal("Err() = nil before the first probe, want unhealthy")
+	}
+	runHealth(t, h)
+	waitHealth(t, h, true, 30*time.Second)
+
+	// The probe key is where the docs say, and outside the jti key space.
+	kv, err := js.KeyValue(t.Context(), ledger.DefaultBucket)
+	if err != nil {
+		t.Fatalf("KeyValue: %v", err)
+	}
+	if _, err := kv.Get(t.Context(), "probe.node_a_1"); err != nil {
+		t.Errorf("Get(probe.node_a_1) = %v, want the probe key", err)
+	}
+
+	stopped := []*natstest.Stopped{natstest.StopServer(t, servers[1]), natstest.StopServer(t, servers[2])}
+	down := waitHealth(t, h, false, 60*time.Second)
+	t.Logf("quorum lost: unhealthy after %v (%v)", down.Round(time.Millisecond), h.Err())
+	// The consume a request would make fails too: the probe tells the truth.
+	cctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	err = h.Consume(cctx, key("during-loss"), time.Minute, core.LedgerEntry{})
+	cancel()
+	if !errors.Is(err, core.ErrLedgerUnavailable) {
+		t.Errorf("Consume during quorum loss = %v, want %v", err, core.ErrLedgerUnavailable)
+	}
+
+	for _, st := range stopped {
+		natstest.RestartServer(t, st)
+	}
+	up := waitHealth(t, h, true, 90*time.Second)
+	t.Logf("quorum back: healthy after %v from the restart of both servers", up.Round(time.Millisecond))
+	cctx, cancel = context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := h.Consume(cctx, key("after-loss"), time.Minute, core.LedgerEntry{}); err != nil {
+		t.Errorf("Consume after recovery = %v, want nil", err)
+	}
+}
+
+// TestHealthConsumeOutcomes: Threshold consecutive unavailable consumes make
+// the ledger unhealthy before any probe says so; a created key or a replay
+// (the leader answered) makes it healthy again. The failures are real: a
+// malformed key is refused by the ledger as unavailable.
+func TestHealthConsumeOutcomes(t *testing.T) {
+	l := newLedger(t, ledger.Config{JetStream: singleNode(t)})
+	// One probe at the start, then none during the test.
+	h := newHealth(t, ledger.HealthConfig{Ledger: l, Interval: time.Hour, Threshold: 3})
+	runHealth(t, h)
+	waitHealth(t, h, true, 30*time.Second)
+
+	ctx := t.Context()
+	bad := core.LedgerKey("not-a-key")
+	for i := range 2 {
+		if err := h.Consume(ctx, bad, time.Minute, core.LedgerEntry{}); !errors.Is(err, core.ErrLedgerUnavailable) {
+			t.Fatalf("Consume(bad key) = %v, want %v", err, core.ErrLedgerUnavailable)
+		}
+		if err := h.Err(); err != nil {
+			t.Fatalf("after %d failed consumes: Err() = %v, want nil (threshold 3)", i+1, err)
+		}
+	}
+	_ = h.Consume(ctx, bad, time.Minute, core.LedgerEntry{})
+	if err := h.Err(); err == nil || !strings.Contains(err.Error(), "3 consecutive consumes failed") {
+		t.Fatalf("after 3 failed consumes: Err() = %v, want the run reported", err)
+	}
+
+	if err := h.Consume(ctx, key("ok"), time.Minute, core.LedgerEntry{}); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if err := h.Err(); err != nil {
+		t.Fatalf("after a created key: Err() = %v, want nil", err)
+	}
+
+	for range 3 {
+		_ = h.Consume(ctx, bad, time.Minute, core.LedgerEntry{})
+	}
+	if err := h.Consume(ctx, key("ok"), time.Minute, core.LedgerEntry{}); !errors.Is(err, core.ErrReplay) {
+		t.Fatalf("second Consume = %v, want %v", err, core.ErrReplay)
+	}
+	if err := h.Err(); err != nil {
+		t.Fatalf("after a replay: Err() = %v, want nil", err)
+	}
+}
+
+// TestHealthProbeOverdue: when no probe completes (Run stopped), Err stops
+// reporting the last success after Interval+Timeout and one more Interval.
+func TestHealthProbeOverdue(t *testing.T) {
+	l := newLedger(t, ledger.Config{JetStream: singleNode(t)})
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h := newHealth(t, ledger.HealthConfig{Ledger: l, Interval: time.Second, Timeout: time.Second, Now: clock})
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = h.Run(ctx) })
+	waitHealth(t, h, true, 30*time.Second)
+	cancel()
+	wg.Wait()
+
+	for _, tc := range []struct {
+		after   time.Duration
+		healthy bool
+	}{{2 * time.Second, true}, {3 * time.Second, true}, {3*time.Second + time.Millisecond, false}} {
+		mu.Lock()
+		now = time.Unix(1_000_000, 0).Add(tc.after)
+		mu.Unlock()
+		if err := h.Err(); (err == nil) != tc.healthy {
+			t.Errorf("%v after the last probe: Err() = %v, want healthy=%v", tc.after, err, tc.healthy)
+		}
+	}
+}
+
+// TestProbeKeyNeverAJTI: the probe writes one subject per node, with two
+// tokens, where a jti's key is one token of 64 hex digits.
+func TestProbeKeyNeverAJTI(t *testing.T) {
+	js := singleNode(t)
+	for _, node := range []string{"", "n1", "a.b *>"} {
+		// Not newLedger, which fills in an empty NodeID.
+		l, err := ledger.New(t.Context(), ledger.Config{JetStream: js, MaxAge: testMaxAge, NodeID: node})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if err := l.Probe(t.Context()); err != nil {
+			t.Fatalf("Probe(node %q) = %v", node, err)
+		}
+	}
+	kv, err := js.KeyValue(t.Context(), ledger.DefaultBucket)
+	if err != nil {
+		t.Fatalf("KeyValue: %v", err)
+	}
+	keys, err := kv.ListKeys(t.Context(), jetstream.IgnoreDeletes())
+	if err != nil {
+		t.Fatalf("ListKeys: %v", err)
+	}
+	var got []string
+	for k := range keys.Keys() {
+		got = append(got, k)
+	}
+	want := map[string]bool{"probe.node": true, "probe.n1": true, "probe.a_b___": true}
+	if len(got) != len(want) {
+		t.Errorf("keys = %v, want %v", got, want)
+	}
+	for _, k := range got {
+		if !want[k] {
+			t.Errorf("unexpected key %q", k)
+		}
+	}
+}
