@@ -77,21 +77,31 @@ type auditMsg struct {
 // readAudit reads the whole audit stream from the NATS server at url.
 func readAudit(t testing.TB, url string) []auditMsg {
 	t.Helper()
+	msgs, err := readAuditErr(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+// readAuditErr is readAudit returning its error, for callers that poll a
+// cluster whose stream may be moving its leader.
+func readAuditErr(ctx context.Context, url string) ([]auditMsg, error) {
 	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
 	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
+		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, audit.DefaultStream)
 	if err != nil {
-		t.Fatalf("audit stream: %v", err)
+		return nil, fmt.Errorf("audit stream: %w", err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var out []auditMsg
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
@@ -100,18 +110,18 @@ func readAudit(t testing.TB, url string) []auditMsg {
 			continue // deleted (a tampering test)
 		}
 		if err != nil {
-			t.Fatalf("audit stream seq %d: %v", seq, err)
+			return nil, fmt.Errorf("audit stream seq %d: %w", seq, err)
 		}
 		if audit.IsCheckpointSubject(m.Subject) {
 			continue // a node's checkpoint, not an event
 		}
 		e, err := audit.Decode(m.Data)
 		if err != nil {
-			t.Fatalf("audit stream seq %d: %v", seq, err)
+			return nil, fmt.Errorf("audit stream seq %d: %w", seq, err)
 		}
 		out = append(out, auditMsg{seq, m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Data, m.Header.Get(audit.SignatureHeader), e})
 	}
-	return out
+	return out, nil
 }
 
 // waitAudit waits until the stream holds want request events plus bundles

@@ -274,33 +274,34 @@ func (fc *faultCluster) kill9(t *testing.T, i int) {
 }
 
 // fault is one injected failure: inject breaks something and returns the
-// restore step; doubt says whether no quorum can confirm a consume between
+// restore step, called hold later; doubt says whether no quorum can confirm a consume between
 // inject and restore, so that any allow then would be an allow on doubt.
 type fault struct {
 	name   string
 	doubt  bool
+	hold   time.Duration // between inject and restore
 	inject func(t *testing.T, fc *faultCluster) (restore func())
 }
 
 var faults = []fault{
-	{"kill -9 ledger leader", false, func(t *testing.T, fc *faultCluster) func() {
+	{"kill -9 ledger leader", false, 12 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		i := fc.ledgerLeader(t)
 		fc.kill9(t, i)
 		return func() { fc.servers[i].Start() }
 	}},
-	{"kill -9 two servers", true, func(t *testing.T, fc *faultCluster) func() {
+	{"kill -9 two servers", true, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		i := fc.ledgerLeader(t)
 		j := (i + 1) % 3
 		fc.kill9(t, i)
 		fc.kill9(t, j)
 		return func() { fc.servers[i].Start(); fc.servers[j].Start() }
 	}},
-	{"kill -9 follower", false, func(t *testing.T, fc *faultCluster) func() {
+	{"kill -9 follower", false, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		i := (fc.ledgerLeader(t) + 1) % 3
 		fc.kill9(t, i)
 		return func() { fc.servers[i].Start() }
 	}},
-	{"kill -9 all three", true, func(t *testing.T, fc *faultCluster) func() {
+	{"kill -9 all three", true, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		for i := range 3 {
 			fc.kill9(t, i)
 		}
@@ -310,7 +311,7 @@ var faults = []fault{
 			}
 		}
 	}},
-	{"SIGSTOP the nodes' server", false, func(t *testing.T, fc *faultCluster) func() {
+	{"SIGSTOP the nodes' server", false, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		i := fc.busiest(t)
 		pid := fc.servers[i].PID()
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -319,7 +320,7 @@ var faults = []fault{
 		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
 		return func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
 	}},
-	{"kill -9 a verifierd", false, func(t *testing.T, fc *faultCluster) func() {
+	{"kill -9 a verifierd", false, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		n := fc.nodes[1]
 		if err := n.cmd.Process.Kill(); err != nil {
 			t.Fatalf("kill -9 verifierd: %v", err)
@@ -372,9 +373,11 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 		injectedAt time.Time
 		startMu    sync.Mutex
 	)
+	// Until the fault is injected, offsets are negative: time until a
+	// point one hour ahead.
 	startOf := func() time.Time { startMu.Lock(); defer startMu.Unlock(); return injectedAt }
 	startMu.Lock()
-	injectedAt = time.Now()
+	injectedAt = time.Now().Add(time.Hour)
 	startMu.Unlock()
 	stopLoad, stopWatch := make(chan struct{}), make(chan struct{})
 	var loadWG sync.WaitGroup
@@ -387,7 +390,7 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 	startMu.Unlock()
 	restore := f.inject(t, fc)
 	doubtFrom := time.Now()
-	time.Sleep(4 * time.Second)
+	time.Sleep(f.hold)
 	doubtTo := time.Now()
 	restore()
 	restoredAt := time.Now()
@@ -473,33 +476,32 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 
 func sawUnready(ts []transition) bool {
 	for _, tr := range ts {
-		if tr.status != 200 && tr.at > 0 {
+		if tr.status != 200 && tr.at >= 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// readyzSummary lists each node's readyz transitions after the fault.
+// readyzSummary lists each node's readyz status before the fault and its
+// transitions after, in seconds since the fault was injected.
 func readyzSummary(ts []transition) string {
 	by := map[int][]string{}
+	before := map[int]string{}
 	for _, tr := range ts {
-		if tr.at < 0 {
-			continue
-		}
 		s := strconv.Itoa(tr.status)
 		if tr.status == 0 {
 			s = "down"
+		}
+		if tr.at < 0 {
+			before[tr.node] = s
+			continue
 		}
 		by[tr.node] = append(by[tr.node], fmt.Sprintf("%s@%.1fs", s, tr.at.Seconds()))
 	}
 	var out []string
 	for n := range 3 {
-		if len(by[n]) == 0 {
-			out = append(out, fmt.Sprintf("n%d: 200", n))
-			continue
-		}
-		out = append(out, fmt.Sprintf("n%d: %s", n, strings.Join(by[n], " ")))
+		out = append(out, strings.TrimSpace(fmt.Sprintf("n%d: %s %s", n, before[n], strings.Join(by[n], " "))))
 	}
 	return strings.Join(out, "; ")
 }
@@ -523,7 +525,10 @@ func checkFaultAudit(t *testing.T, fc *faultCluster) {
 	var msgs []auditMsg
 	var found, dups int
 	waitFor(t, 120*time.Second, "every answered decision's audit event", func() error {
-		msgs = readAudit(t, fc.url())
+		var err error
+		if msgs, err = readAuditErr(t.Context(), fc.url()); err != nil {
+			return err
+		}
 		seen := map[string]int{}
 		for _, m := range msgs {
 			if m.ev.RequestID != "" {
