@@ -235,12 +235,15 @@ func (fc *faultCluster) ledgerLeader(t *testing.T) int {
 	return leader
 }
 
-// busiest returns the server most verifierd connections use.
-func (fc *faultCluster) busiest(t *testing.T) int {
+// connections returns how many verifierd connections each server holds,
+// from its monitoring endpoint (-1 if it does not answer).
+func (fc *faultCluster) connections(t *testing.T) []int {
 	t.Helper()
-	best, most := 0, -1
+	out := make([]int, len(fc.monURLs))
+	c := &http.Client{Timeout: 2 * time.Second}
 	for i, u := range fc.monURLs {
-		resp, err := http.Get(u + "/connz")
+		out[i] = -1
+		resp, err := c.Get(u + "/connz")
 		if err != nil {
 			continue
 		}
@@ -249,17 +252,27 @@ func (fc *faultCluster) busiest(t *testing.T) int {
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&cz)
 		resp.Body.Close()
-		k := 0
+		out[i] = 0
 		for _, c := range cz.Connections {
 			if strings.HasPrefix(c.Name, "verifierd ") {
-				k++
+				out[i]++
 			}
 		}
-		if k > most {
-			best, most = i, k
+	}
+	return out
+}
+
+// busiest returns the server most verifierd connections use.
+func (fc *faultCluster) busiest(t *testing.T) int {
+	t.Helper()
+	conns := fc.connections(t)
+	best := 0
+	for i, k := range conns {
+		if k > conns[best] {
+			best = i
 		}
 	}
-	t.Logf("server %s holds %d of 3 verifierd connections", fc.names[best], most)
+	t.Logf("server %s holds %d of 3 verifierd connections", fc.names[best], conns[best])
 	return best
 }
 
@@ -295,6 +308,31 @@ var faults = []fault{
 		fc.kill9(t, i)
 		fc.kill9(t, j)
 		return func() { fc.servers[i].Start(); fc.servers[j].Start() }
+	}},
+	// A partition that leaves the ledger leader alone, without network
+	// namespaces: its peers are frozen, so it still serves its clients and
+	// still calls itself leader, but no write reaches a quorum (issue 13:
+	// readyz said 200 for the whole of such a partition).
+	{"leader cut off (SIGSTOP both followers)", true, 6 * time.Second, func(t *testing.T, fc *faultCluster) func() {
+		l := fc.ledgerLeader(t)
+		t.Logf("ledger leader %s; verifierd connections per server: %v", fc.names[l], fc.connections(t))
+		var pids []int
+		for j := range 3 {
+			if j == l {
+				continue
+			}
+			pid := fc.servers[j].PID()
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatalf("SIGSTOP %s: %v", fc.names[j], err)
+			}
+			t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+			pids = append(pids, pid)
+		}
+		return func() {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
 	}},
 	{"kill -9 follower", false, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		i := (fc.ledgerLeader(t) + 1) % 3
@@ -335,7 +373,11 @@ var faults = []fault{
 }
 
 // shortFaults are run by the normal test command.
-var shortFaults = map[string]bool{"kill -9 ledger leader": true, "kill -9 two servers": true}
+var shortFaults = map[string]bool{
+	"kill -9 ledger leader":                   true,
+	"kill -9 two servers":                     true,
+	"leader cut off (SIGSTOP both followers)": true,
+}
 
 // faultResult is one row of docs/RELIABILITY.md's table.
 type faultResult struct {

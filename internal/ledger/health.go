@@ -86,8 +86,8 @@ type HealthConfig struct {
 	// healthy: Interval plus Timeout (1.5s by default).
 	Timeout time.Duration
 	// Threshold is how many consecutive consumes ending
-	// core.ErrLedgerUnavailable make the ledger unhealthy before the next
-	// probe says so. If zero, 3.
+	// core.ErrLedgerUnavailable (replays not counted, see Observe) make the
+	// ledger unhealthy before the next probe says so. If zero, 3.
 	Threshold int
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
@@ -144,8 +144,7 @@ func NewHealth(cfg HealthConfig) (*Health, error) {
 }
 
 // Consume implements core.Ledger: it consumes through the ledger and
-// records the outcome. A replay proves the ledger answered, as a creation
-// does.
+// records the outcome (Observe).
 func (h *Health) Consume(ctx context.Context, key core.LedgerKey, ttl time.Duration, e core.LedgerEntry) error {
 	err := h.cfg.Ledger.Consume(ctx, key, ttl, e)
 	h.Observe(err)
@@ -154,17 +153,21 @@ func (h *Health) Consume(ctx context.Context, key core.LedgerKey, ttl time.Durat
 
 // Observe records the outcome of one consume made elsewhere. Threshold
 // consecutive core.ErrLedgerUnavailable outcomes make the ledger unhealthy;
-// any other outcome ends the run and makes it healthy, since the stream
-// leader answered with a quorum behind it.
+// a created key (nil) ends the run and makes it healthy, since a quorum
+// stored it. A replay proves nothing either way: a leader cut off from its
+// peers still refuses a create from its own store or its pending
+// proposals, without asking them (seen in the fault suite), so it neither
+// ends a run nor extends one.
 func (h *Health) Observe(err error) {
-	if !errors.Is(err, core.ErrLedgerUnavailable) {
+	switch {
+	case err == nil:
 		if h.fails.Swap(0) != 0 || h.unhealthy.Load() {
 			h.set(nil, false)
 		}
-		return
-	}
-	if n := h.fails.Add(1); n >= int64(h.cfg.Threshold) {
-		h.set(fmt.Errorf("%d consecutive consumes failed, the last: %w", n, err), false)
+	case errors.Is(err, core.ErrLedgerUnavailable):
+		if n := h.fails.Add(1); n >= int64(h.cfg.Threshold) {
+			h.set(fmt.Errorf("%d consecutive consumes failed, the last: %w", n, err), false)
+		}
 	}
 }
 

@@ -101,8 +101,9 @@ func TestHealthQuorumLoss(t *testing.T) {
 }
 
 // TestHealthConsumeOutcomes: Threshold consecutive unavailable consumes make
-// the ledger unhealthy before any probe says so; a created key or a replay
-// (the leader answered) makes it healthy again. The failures are real: a
+// the ledger unhealthy before any probe says so; a created key (a quorum
+// stored it) makes it healthy again; a replay, which a leader cut off from
+// its peers can still answer, changes nothing. The failures are real: a
 // malformed key is refused by the ledger as unavailable.
 func TestHealthConsumeOutcomes(t *testing.T) {
 	l := newLedger(t, ledger.Config{JetStream: singleNode(t)})
@@ -113,34 +114,52 @@ func TestHealthConsumeOutcomes(t *testing.T) {
 
 	ctx := t.Context()
 	bad := core.LedgerKey("not-a-key")
-	for i := range 2 {
+	fail := func() {
+		t.Helper()
 		if err := h.Consume(ctx, bad, time.Minute, core.LedgerEntry{}); !errors.Is(err, core.ErrLedgerUnavailable) {
 			t.Fatalf("Consume(bad key) = %v, want %v", err, core.ErrLedgerUnavailable)
 		}
+	}
+	consume := func(jti string, want error) {
+		t.Helper()
+		if err := h.Consume(ctx, key(jti), time.Minute, core.LedgerEntry{}); !errors.Is(err, want) {
+			t.Fatalf("Consume(%s) = %v, want %v", jti, err, want)
+		}
+	}
+	for i := range 2 {
+		fail()
 		if err := h.Err(); err != nil {
 			t.Fatalf("after %d failed consumes: Err() = %v, want nil (threshold 3)", i+1, err)
 		}
 	}
-	_ = h.Consume(ctx, bad, time.Minute, core.LedgerEntry{})
+	fail()
 	if err := h.Err(); err == nil || !strings.Contains(err.Error(), "3 consecutive consumes failed") {
 		t.Fatalf("after 3 failed consumes: Err() = %v, want the run reported", err)
 	}
 
-	if err := h.Consume(ctx, key("ok"), time.Minute, core.LedgerEntry{}); err != nil {
-		t.Fatalf("Consume = %v", err)
-	}
+	consume("ok", nil)
 	if err := h.Err(); err != nil {
 		t.Fatalf("after a created key: Err() = %v, want nil", err)
 	}
 
-	for range 3 {
-		_ = h.Consume(ctx, bad, time.Minute, core.LedgerEntry{})
-	}
-	if err := h.Consume(ctx, key("ok"), time.Minute, core.LedgerEntry{}); !errors.Is(err, core.ErrReplay) {
-		t.Fatalf("second Consume = %v, want %v", err, core.ErrReplay)
-	}
+	// A replay neither ends a run of failures nor counts in one.
+	fail()
+	fail()
+	consume("ok", core.ErrReplay)
 	if err := h.Err(); err != nil {
-		t.Fatalf("after a replay: Err() = %v, want nil", err)
+		t.Fatalf("2 failures and a replay: Err() = %v, want nil", err)
+	}
+	fail()
+	if err := h.Err(); err == nil {
+		t.Fatal("2 failures, a replay and a failure: Err() = nil, want unhealthy")
+	}
+	consume("ok", core.ErrReplay)
+	if err := h.Err(); err == nil {
+		t.Fatal("after a replay: Err() = nil, want still unhealthy")
+	}
+	consume("ok-2", nil)
+	if err := h.Err(); err != nil {
+		t.Fatalf("after a created key: Err() = %v, want nil", err)
 	}
 }
 
