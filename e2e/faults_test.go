@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +45,8 @@ type faultCluster struct {
 	monURLs []string // monitoring endpoints
 	nodes   []*node  // replaced by a restart; read by the test goroutine only
 	urls    []string // the nodes' base URLs, which a restart keeps
+
+	inflight [3]atomic.Int32 // requests sent to each node and not yet answered
 
 	mu      sync.Mutex
 	answers []faultAnswer // guarded by mu
@@ -122,7 +126,9 @@ func (fc *faultCluster) load(t *testing.T, fault string, stop <-chan struct{}) {
 			r.Host = "orders.e2e"
 			wg.Go(func() {
 				a := faultAnswer{fault: fault, tag: tag, node: ni, sent: time.Now()}
+				fc.inflight[ni].Add(1)
 				resp, err := c.Do(r)
+				fc.inflight[ni].Add(-1)
 				if err == nil {
 					var body struct{ Reason string }
 					_ = json.NewDecoder(resp.Body).Decode(&body)
@@ -235,6 +241,29 @@ func (fc *faultCluster) ledgerLeader(t *testing.T) int {
 	return leader
 }
 
+// moveLedgerLeader makes server to the ledger stream's leader: a leader
+// stepdown naming it as the preferred successor (JetStream API), repeated
+// until it leads.
+func (fc *faultCluster) moveLedgerLeader(t *testing.T, to int) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "ledger leader on "+fc.names[to], func() error {
+		if l := fc.ledgerLeader(t); l == to {
+			return nil
+		}
+		nc, err := nats.Connect(fc.url(), nats.Timeout(2*time.Second))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, fc.names[to])
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.KV_TRUSTPLANE_REPLAY", []byte(req), 3*time.Second); err != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+		return fmt.Errorf("leader not moved yet")
+	})
+}
+
 // connections returns how many verifierd connections each server holds,
 // from its monitoring endpoint (-1 if it does not answer).
 func (fc *faultCluster) connections(t *testing.T) []int {
@@ -314,7 +343,10 @@ var faults = []fault{
 	// still calls itself leader, but no write reaches a quorum (issue 13:
 	// readyz said 200 for the whole of such a partition).
 	{"leader cut off (SIGSTOP both followers)", true, 6 * time.Second, func(t *testing.T, fc *faultCluster) func() {
-		l := fc.ledgerLeader(t)
+		// The leader is moved to the server most nodes use, so that they
+		// talk to a leader that still calls itself one.
+		l := fc.busiest(t)
+		fc.moveLedgerLeader(t, l)
 		t.Logf("ledger leader %s; verifierd connections per server: %v", fc.names[l], fc.connections(t))
 		var pids []int
 		for j := range 3 {
@@ -360,6 +392,11 @@ var faults = []fault{
 	}},
 	{"kill -9 a verifierd", false, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		n := fc.nodes[1]
+		// Kill it while it holds a request: poll the load's count.
+		deadline := time.Now().Add(10 * time.Second)
+		for fc.inflight[1].Load() == 0 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
 		if err := n.cmd.Process.Kill(); err != nil {
 			t.Fatalf("kill -9 verifierd: %v", err)
 		}
@@ -477,9 +514,13 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 	fc.up.mu.Unlock()
 	fc.mu.Lock()
 	tags := map[string]int{}
+	inFlight := 0 // sent before the fault was in place, never answered
 	for _, a := range fc.answers {
 		if a.fault != f.name {
 			continue
+		}
+		if a.status == 0 && a.sent.Before(doubtFrom) {
+			inFlight++
 		}
 		r.requests++
 		key := a.reason
@@ -508,8 +549,8 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 			t.Errorf("%s: request %s allowed by %d nodes", f.name, tag, n)
 		}
 	}
-	t.Logf("%s: %d requests, %d allows, %d at the upstream, %d double allows, %d allows during doubt; readyz %s; all ready %.1f s and an allow from every node %.1f s after the restore; answers %v",
-		f.name, r.requests, r.allows, len(atUpstream), r.doubleAllows, r.doubtAllows, readyzSummary(r.readyz), readyIn.Seconds(), allowIn.Seconds(), r.answers)
+	t.Logf("%s: %d requests, %d allows, %d at the upstream, %d double allows, %d allows during doubt, %d in flight at the fault left unanswered; readyz %s; all ready %.1f s and an allow from every node %.1f s after the restore; answers %v",
+		f.name, r.requests, r.allows, len(atUpstream), r.doubleAllows, r.doubtAllows, inFlight, readyzSummary(r.readyz), readyIn.Seconds(), allowIn.Seconds(), r.answers)
 	if f.doubt && !sawUnready(r.readyz) {
 		t.Errorf("%s: no node's readyz left 200 while quorum was lost", f.name)
 	}
