@@ -19,9 +19,9 @@ import (
 // ProbeToken is the first token of the probe keys in the replay bucket:
 // $KV.<bucket>.probe.<node>. A consumed jti's key is a single token of 64
 // lowercase hex digits, so a two-token subject starting with "probe" can
-// never be one, whatever the node is called. The verifier NATS role may
-// publish anywhere under $KV.<bucket>.> (docs/NATS-SECURITY.md), so the
-// probe needs no permission of its own.
+// never be one, whatever the node is called. A node that may consume may
+// publish under $KV.<bucket>.>, so the probe needs no permission of its
+// own.
 const ProbeToken = "probe"
 
 // probeTTL is how long a probe key stays in the bucket. Each probe replaces
