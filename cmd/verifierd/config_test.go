@@ -36,6 +36,7 @@ func TestConfigProblems(t *testing.T) {
 		"--listen", "nope", "--max-body-bytes", "-1", "--ledger-replicas", "7", "--max-body-memory-bytes", "-2",
 		"--trusted-proxies", "10.0.0.0/99", "--upstream", "ftp://x", "--ledger-sync", "sometimes",
 		"--log-format", "xml", "--shutdown-delay", "-1s",
+		"--ready-max-audit-pending", "0",
 		"--trust-material", "t.json", "--policy-bundle", "p.json", "--bundle-public-key", "k.pub",
 	}, func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
@@ -55,6 +56,7 @@ func TestConfigProblems(t *testing.T) {
 		"--ledger-sync=sometimes (TPCLUSTER_LEDGER_SYNC)",
 		"--log-format=xml (TPCLUSTER_LOG_FORMAT): want text or json",
 		"--shutdown-delay=-1s (TPCLUSTER_SHUTDOWN_DELAY): must not be negative",
+		"--ready-max-audit-pending=0 (TPCLUSTER_READY_MAX_AUDIT_PENDING): must be positive",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q:\n%v", want, err)
