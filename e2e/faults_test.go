@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -154,6 +155,7 @@ type transition struct {
 	node   int
 	at     time.Duration // since the fault was injected
 	status int           // 0: no answer
+	body   string        // the readyz body
 }
 
 // watchReadyz polls every node's readyz every 100 ms until stop is closed
@@ -173,15 +175,16 @@ func (fc *faultCluster) watchReadyz(stop <-chan struct{}, start func() time.Time
 					return
 				case <-time.After(100 * time.Millisecond):
 				}
-				st := 0
+				st, body := 0, ""
 				if resp, err := c.Get(url); err == nil {
+					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
-					st = resp.StatusCode
+					st, body = resp.StatusCode, string(b)
 				}
 				if st != last {
 					last = st
 					mu.Lock()
-					out = append(out, transition{ni, time.Since(start()), st})
+					out = append(out, transition{ni, time.Since(start()), st, body})
 					mu.Unlock()
 				}
 			}
@@ -553,6 +556,12 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 		f.name, r.requests, r.allows, len(atUpstream), r.doubleAllows, r.doubtAllows, inFlight, readyzSummary(r.readyz), readyIn.Seconds(), allowIn.Seconds(), r.answers)
 	if f.doubt && !sawUnready(r.readyz) {
 		t.Errorf("%s: no node's readyz left 200 while quorum was lost", f.name)
+	}
+	for _, tr := range r.readyz {
+		// A node that cannot write the ledger says so by name.
+		if f.doubt && tr.at >= 0 && tr.status == 503 && !strings.Contains(tr.body, `"ledger":"unavailable"`) {
+			t.Errorf("%s: node %d readyz 503 at %v without the ledger check failing: %s", f.name, tr.node, tr.at, tr.body)
+		}
 	}
 	return r
 }
