@@ -22,6 +22,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/testport"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // The fault suite (issue 13 item 6, docs/RELIABILITY.md): three real
@@ -200,7 +201,7 @@ func (fc *faultCluster) watchReadyz(stop <-chan struct{}, start func() time.Time
 // that took.
 func (fc *faultCluster) allReady(t *testing.T, what string) time.Duration {
 	t.Helper()
-	return waitFor(t, 120*time.Second, what, func() error {
+	return testwait.Until(t, 120*time.Second, what, func() error {
 		for _, u := range fc.urls {
 			resp, err := http.Get(u + "/_tp/readyz")
 			if err != nil {
@@ -219,7 +220,7 @@ func (fc *faultCluster) allReady(t *testing.T, what string) time.Duration {
 func (fc *faultCluster) ledgerLeader(t *testing.T) int {
 	t.Helper()
 	var leader int
-	waitFor(t, 30*time.Second, "the ledger stream's leader", func() error {
+	testwait.Until(t, 30*time.Second, "the ledger stream's leader", func() error {
 		nc, err := nats.Connect(fc.url(), nats.Timeout(2*time.Second))
 		if err != nil {
 			return err
@@ -249,7 +250,7 @@ func (fc *faultCluster) ledgerLeader(t *testing.T) int {
 // until it leads.
 func (fc *faultCluster) moveLedgerLeader(t *testing.T, to int) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "ledger leader on "+fc.names[to], func() error {
+	testwait.Until(t, 60*time.Second, "ledger leader on "+fc.names[to], func() error {
 		if l := fc.ledgerLeader(t); l == to {
 			return nil
 		}
@@ -407,7 +408,8 @@ var faults = []fault{
 		return func() {
 			// Same flags, same data dir: the spool is sent at start.
 			listen := strings.TrimPrefix(n.URL, "http://")
-			fc.nodes[1] = launch(t, listen, n.args, []string{"TPCLUSTER_NODE_ID="}, false)
+			fc.nodes[1] = spawnVerifierd(t, listen, n.cmd.Args[1:], []string{"TPCLUSTER_NODE_ID="})
+			fc.nodes[1].waitUp(t, false)
 		}
 	}},
 }
@@ -480,7 +482,7 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 	readyIn := time.Since(restoredAt)
 	// Load until an allow came back from every node, then a second more.
 	var allowIn time.Duration
-	waitFor(t, 60*time.Second, "an allow from every node after "+f.name, func() error {
+	testwait.Until(t, 60*time.Second, "an allow from every node after "+f.name, func() error {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		got := map[int]time.Time{}
@@ -616,7 +618,7 @@ func checkFaultAudit(t *testing.T, fc *faultCluster) {
 	fc.mu.Unlock()
 	var msgs []auditMsg
 	var found, dups int
-	waitFor(t, 120*time.Second, "every answered decision's audit event", func() error {
+	testwait.Until(t, 120*time.Second, "every answered decision's audit event", func() error {
 		var err error
 		if msgs, err = readAuditErr(t.Context(), fc.url()); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestReadyzAuditBacklog: a node whose audit events cannot reach the audit
@@ -57,7 +58,7 @@ func TestReadyzAuditBacklog(t *testing.T) {
 	if err := js.DeleteStream(ctx, "SQUATTER"); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 60*time.Second, "readyz 200 once the audit stream exists", func() error {
+	took := testwait.Until(t, 60*time.Second, "readyz 200 once the audit stream exists", func() error {
 		if code, body := readyz(); code != 200 {
 			return fmt.Errorf("%d %s", code, body)
 		}
