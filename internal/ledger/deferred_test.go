@@ -35,6 +35,9 @@ func TestDeferredOpensInTheBackground(t *testing.T) {
 	if err := d.Ping(t.Context()); !errors.Is(err, core.ErrLedgerUnavailable) {
 		t.Fatalf("Ping before Run = %v, want %v", err, core.ErrLedgerUnavailable)
 	}
+	if err := d.Probe(t.Context()); !errors.Is(err, ledger.ErrNotOpen) {
+		t.Fatalf("Probe before Run = %v, want %v", err, ledger.ErrNotOpen)
+	}
 
 	ran := make(chan error, 1)
 	go func() { ran <- d.Run(t.Context()) }()
@@ -59,6 +62,9 @@ func TestDeferredOpensInTheBackground(t *testing.T) {
 
 	if err := d.Ping(t.Context()); err != nil {
 		t.Errorf("Ping after Run = %v, want nil", err)
+	}
+	if err := d.Probe(t.Context()); err != nil {
+		t.Errorf("Probe after Run = %v, want nil", err)
 	}
 	if err := d.Consume(t.Context(), key("late"), time.Minute, core.LedgerEntry{}); err != nil {
 		t.Fatalf("first Consume after Run = %v, want nil", err)

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // runHealth starts h.Run and stops it (and waits) when the test ends.
@@ -40,17 +42,12 @@ func newHealth(t testing.TB, cfg ledger.HealthConfig) *ledger.Health {
 // that took. The deadline is generous: the figure is logged, not asserted.
 func waitHealth(t testing.TB, h *ledger.Health, healthy bool, deadline time.Duration) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		err := h.Err()
-		if (err == nil) == healthy {
-			return time.Since(start)
+	return testwait.Until(t, deadline, fmt.Sprintf("Health healthy=%v", healthy), func() error {
+		if err := h.Err(); (err == nil) != healthy {
+			return fmt.Errorf("Err() = %v", err)
 		}
-		if time.Since(start) > deadline {
-			t.Fatalf("after %v: Err() = %v, want healthy=%v", deadline, err, healthy)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestHealthQuorumLoss: on a real 3-server cluster with an R3 bucket, a node
