@@ -4,6 +4,7 @@ package audit
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -100,6 +101,45 @@ func TestStreamRefused(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "insufficient") {
 		t.Errorf("log lacks an error naming the NATS refusal:\n%s", out)
 	}
+}
+
+// TestStreamErrClearedByAck: a quorum loss makes a publish fail and the
+// stream check that follows it fail too (no leader to answer); once the
+// quorum is back and the stream acknowledges the spool, StreamErr is nil
+// again, although nothing re-checked the stream.
+func TestStreamErrClearedByAck(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	nc := natstest.Connect(t, servers[0].ClientURL())
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir()})
+	p := newPublisher(t, s, PublisherConfig{Conn: nc, Stream: StreamConfig{Replicas: 3}})
+	runPublisher(t, p)
+	appendN(t, s, 0, 1)
+	testwait.Until(t, 60*time.Second, "the first event acknowledged", func() error {
+		if n := s.Pending(); n != 0 || p.StreamErr() != nil {
+			return fmt.Errorf("%d pending, StreamErr %v", n, p.StreamErr())
+		}
+		return nil
+	})
+
+	stopped := []*natstest.Stopped{natstest.StopServer(t, servers[1]), natstest.StopServer(t, servers[2])}
+	appendN(t, s, 1, 1)
+	took := testwait.Until(t, 90*time.Second, "StreamErr set during the quorum loss", func() error {
+		if p.StreamErr() == nil {
+			return errors.New("StreamErr = nil")
+		}
+		return nil
+	})
+	t.Logf("quorum lost: StreamErr after %v: %v", took, p.StreamErr())
+	for _, st := range stopped {
+		natstest.RestartServer(t, st)
+	}
+	took = testwait.Until(t, 90*time.Second, "every event acknowledged and StreamErr nil", func() error {
+		if n := s.Pending(); n != 0 || p.StreamErr() != nil {
+			return fmt.Errorf("%d pending, StreamErr %v", n, p.StreamErr())
+		}
+		return nil
+	})
+	t.Logf("quorum back: drained and StreamErr nil %v after the restart", took)
 }
 
 func errString(err error) string {

@@ -155,9 +155,7 @@ func (p *Publisher) ensureStream(ctx context.Context, attempt int) error {
 	err := EnsureStream(ectx, p.js, p.cfg.Stream, p.log)
 	cancel()
 	if err == nil {
-		if prev := p.streamErr.Swap(nil); prev != nil && !errors.Is(*prev, errStreamNotChecked) {
-			p.log.Info("audit stream available again; publishing the spool", "stream", p.cfg.Stream.withDefaults().Name)
-		}
+		p.streamOK()
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -171,6 +169,14 @@ func (p *Publisher) ensureStream(ctx context.Context, attempt int) error {
 			"pending", p.spool.Pending(), "spool_bytes", p.spool.Bytes())
 	}
 	return err
+}
+
+// streamOK clears StreamErr: the stream was created or checked, or it
+// acknowledged an event.
+func (p *Publisher) streamOK() {
+	if prev := p.streamErr.Swap(nil); prev != nil && !errors.Is(*prev, errStreamNotChecked) {
+		p.log.Info("audit stream available again; publishing the spool", "stream", p.cfg.Stream.withDefaults().Name)
+	}
 }
 
 // Run publishes until ctx is done, then returns nil. Events in flight when
@@ -228,6 +234,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 				ck.acked(head)
 				fails = 0
 				bo.Reset()
+				if p.streamErr.Load() != nil {
+					// A failed publish re-ensures the stream, and that can
+					// fail too (no quorum yet); an acknowledgement proves
+					// the stream is back, and no other success may follow
+					// to clear it (the fault suite saw readyz stuck on
+					// audit_stream after a quorum loss ended).
+					p.streamOK()
+				}
 				p.met.published(ctx, time.Since(head.sent), ack.Duplicate)
 				if len(w.inflight) == 0 || head.pos%64 == 0 {
 					p.giveAcks(&w)
