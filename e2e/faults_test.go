@@ -207,9 +207,10 @@ func (fc *faultCluster) allReady(t *testing.T, what string) time.Duration {
 			if err != nil {
 				return err
 			}
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
-				return fmt.Errorf("%s readyz %d", u, resp.StatusCode)
+				return fmt.Errorf("%s readyz %d %s", u, resp.StatusCode, body)
 			}
 		}
 		return nil

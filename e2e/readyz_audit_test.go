@@ -18,9 +18,10 @@ import (
 
 // TestReadyzAuditBacklog: a node whose audit events cannot reach the audit
 // stream (another stream holds its subjects, so the stream cannot be
-// created) while the ledger works says 503 on readyz, naming audit_spool,
-// once more than --ready-max-audit-pending events wait; when the stream can
-// be created the spool drains and readyz says 200 again (issue 13 item 2).
+// created) while the ledger works: readyz says 503 for audit_stream from
+// the start, and also for audit_spool once more than
+// --ready-max-audit-pending events wait; when the stream can be created the
+// spool drains and readyz says 200 again (issue 13 item 2).
 func TestReadyzAuditBacklog(t *testing.T) {
 	s := natstest.Server(t)
 	js := natstest.JetStream(t, natstest.Connect(t, s.ClientURL()))
@@ -31,15 +32,10 @@ func TestReadyzAuditBacklog(t *testing.T) {
 	}
 	w := newWorld(t)
 	up := newUpstream(t)
-	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-url", s.ClientURL(),
+	n := startVerifierd(t, w, false, "--upstream", up.URL, "--nats-url", s.ClientURL(),
 		"--node-id", "backlog-a", "--ready-max-audit-pending", "5")
 
 	c := &http.Client{Timeout: 30 * time.Second}
-	for i := range 6 {
-		if a := send(t, c, w.signed(t, "GET", n.URL+fmt.Sprintf("/v1/orders/backlog-%d", i), "orders.get", nil)); a.status != 200 {
-			t.Fatalf("request %d: %d %s, want 200 (the spool has room)", i, a.status, a.body)
-		}
-	}
 	readyz := func() (int, string) {
 		resp, err := c.Get(n.URL + "/_tp/readyz")
 		if err != nil {
@@ -48,6 +44,19 @@ func TestReadyzAuditBacklog(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
+	}
+	// Two bundle events wait, not more than 5; the stream check fails.
+	testwait.Until(t, 30*time.Second, "readyz naming audit_stream only", func() error {
+		if code, body := readyz(); code != 503 || !strings.Contains(body, `"audit_stream":"unavailable"`) ||
+			!strings.Contains(body, `"audit_spool":"ok"`) || !strings.Contains(body, `"ledger":"ok"`) {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	for i := range 6 {
+		if a := send(t, c, w.signed(t, "GET", n.URL+fmt.Sprintf("/v1/orders/backlog-%d", i), "orders.get", nil)); a.status != 200 {
+			t.Fatalf("request %d: %d %s, want 200 (the spool has room)", i, a.status, a.body)
+		}
 	}
 	// Two bundle events and six decisions wait: more than 5.
 	if code, body := readyz(); code != 503 || !strings.Contains(body, `"audit_spool":"unavailable"`) ||
