@@ -103,13 +103,15 @@ type HealthConfig struct {
 // implements core.Ledger by passing consumes to the ledger. Its methods are
 // safe for concurrent use; Run owns its only goroutine (the caller's).
 type Health struct {
-	cfg       HealthConfig
-	fails     atomic.Int64 // consecutive consumes that ended unavailable
-	unhealthy atomic.Bool  // err != nil, read without mu on the consume path
+	cfg        HealthConfig
+	fails      atomic.Int64 // consecutive consumes that ended unavailable
+	consumeBad atomic.Bool  // consumeErr != nil, read without mu on the consume path
 
-	mu      sync.Mutex
-	err     error     // guarded by mu; nil when healthy
-	probeAt time.Time // guarded by mu; when the last probe ended, zero before the first
+	mu         sync.Mutex
+	probeErr   error     // guarded by mu; the last probe's error
+	consumeErr error     // guarded by mu; set by a run of failed consumes
+	probeAt    time.Time // guarded by mu; when the last probe ended, zero before the first
+	reported   error     // guarded by mu; the state last logged
 }
 
 // errNoProbe is the state before the first probe ends.
@@ -138,9 +140,7 @@ func NewHealth(cfg HealthConfig) (*Health, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Health{cfg: cfg, err: errNoProbe}
-	h.unhealthy.Store(true)
-	return h, nil
+	return &Health{cfg: cfg, probeErr: errNoProbe, reported: errNoProbe}, nil
 }
 
 // Consume implements core.Ledger: it consumes through the ledger and
@@ -152,36 +152,35 @@ func (h *Health) Consume(ctx context.Context, key core.LedgerKey, ttl time.Durat
 }
 
 // Observe records the outcome of one consume made elsewhere. Threshold
-// consecutive core.ErrLedgerUnavailable outcomes make the ledger unhealthy;
-// a created key (nil) ends the run and makes it healthy, since a quorum
-// stored it. A replay proves nothing either way: a leader cut off from its
-// peers still refuses a create from its own store or its pending
+// consecutive core.ErrLedgerUnavailable outcomes make the ledger unhealthy
+// until a consume creates a key or a probe succeeds. A created key ends the
+// run but does not overrule a failed probe: with several shards it proves
+// only its own shard. A replay proves nothing either way: a leader cut off
+// from its peers still refuses a create from its own store or its pending
 // proposals, without asking them (seen in the fault suite), so it neither
 // ends a run nor extends one.
 func (h *Health) Observe(err error) {
 	switch {
 	case err == nil:
-		if h.fails.Swap(0) != 0 || h.unhealthy.Load() {
-			h.set(nil, false)
+		if h.fails.Swap(0) != 0 || h.consumeBad.Load() {
+			h.update(func() { h.consumeErr = nil })
 		}
 	case errors.Is(err, core.ErrLedgerUnavailable):
 		if n := h.fails.Add(1); n >= int64(h.cfg.Threshold) {
-			h.set(fmt.Errorf("%d consecutive consumes failed, the last: %w", n, err), false)
+			h.update(func() { h.consumeErr = fmt.Errorf("%d consecutive consumes failed, the last: %w", n, err) })
 		}
 	}
 }
 
-// Err returns nil if the ledger took its last write, or why not. It
-// reports a probe that is overdue (Run stopped or stuck) as unhealthy.
+// Err returns nil if the ledger takes writes, or why not: the last probe
+// failed, a run of consumes failed since, or no probe has completed for
+// Interval+Timeout and one more Interval (Run stopped or stuck).
 func (h *Health) Err() error {
 	h.mu.Lock()
-	err, at := h.err, h.probeAt
+	err, at := h.stateLocked(), h.probeAt
 	h.mu.Unlock()
 	if err != nil {
 		return err
-	}
-	if at.IsZero() {
-		return errNoProbe
 	}
 	if late := h.cfg.Now().Sub(at) - (h.cfg.Interval + h.cfg.Timeout); late > h.cfg.Interval {
 		return fmt.Errorf("ledger: no probe write has completed for %v", (h.cfg.Interval + h.cfg.Timeout + late).Round(time.Millisecond))
@@ -189,10 +188,20 @@ func (h *Health) Err() error {
 	return nil
 }
 
+// stateLocked is the recorded state: the probe's error first.
+func (h *Health) stateLocked() error {
+	if h.probeErr != nil {
+		return h.probeErr
+	}
+	return h.consumeErr
+}
+
 // Check is Err as a readiness check: ctx is unused, it never blocks.
 func (h *Health) Check(context.Context) error { return h.Err() }
 
 // Run probes the ledger every Interval until ctx is done, then returns nil.
+// A successful probe also ends a run of failed consumes: every shard took a
+// write.
 func (h *Health) Run(ctx context.Context) error {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
@@ -204,7 +213,12 @@ func (h *Health) Run(ctx context.Context) error {
 		if err == nil {
 			h.fails.Store(0)
 		}
-		h.set(err, true)
+		h.update(func() {
+			h.probeErr, h.probeAt = err, h.cfg.Now()
+			if err == nil {
+				h.consumeErr = nil
+			}
+		})
 		t := time.NewTimer(h.cfg.Interval)
 		select {
 		case <-ctx.Done():
@@ -215,20 +229,18 @@ func (h *Health) Run(ctx context.Context) error {
 	}
 }
 
-// set records a new state and logs a change.
-func (h *Health) set(err error, probe bool) {
+// update applies change under mu and logs a change of state after.
+func (h *Health) update(change func()) {
 	h.mu.Lock()
-	was := h.err
-	h.err = err
-	h.unhealthy.Store(err != nil)
-	if probe {
-		h.probeAt = h.cfg.Now()
-	}
+	change()
+	h.consumeBad.Store(h.consumeErr != nil)
+	now, was := h.stateLocked(), h.reported
+	h.reported = now
 	h.mu.Unlock()
 	switch {
-	case was == nil && err != nil:
-		h.cfg.Logger.Warn("replay ledger cannot take writes; node unready", "err", err)
-	case was != nil && err == nil:
+	case was == nil && now != nil:
+		h.cfg.Logger.Warn("replay ledger cannot take writes; node unready", "err", now)
+	case was != nil && now == nil:
 		h.cfg.Logger.Info("replay ledger takes writes again")
 	}
 }

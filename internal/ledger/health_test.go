@@ -248,3 +248,28 @@ func TestProbeKeyNeverAJTI(t *testing.T) {
 		}
 	}
 }
+
+// TestShardedProbe: a sharded ledger's probe writes the node's probe key
+// into every shard of both layouts, so a shard without a quorum makes the
+// node unready.
+func TestShardedProbe(t *testing.T) {
+	js := singleNode(t)
+	s := newSharded(t, ledger.ShardedConfig{Config: ledger.Config{JetStream: js, Bucket: "PR"}, Shards: 3, PreviousShards: 2})
+	if err := s.Probe(t.Context()); err != nil {
+		t.Fatalf("Probe = %v", err)
+	}
+	// Layouts 2 and 3 share their shard buckets' names (ShardBucket).
+	buckets := s.Buckets()
+	if len(buckets) != 3 {
+		t.Fatalf("Buckets() = %v, want the 3 buckets of both layouts", buckets)
+	}
+	for _, b := range buckets {
+		kv, err := js.KeyValue(t.Context(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Get(t.Context(), "probe.node-1"); err != nil {
+			t.Errorf("bucket %s: Get(probe.node-1) = %v, want the probe key", b, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/core"
@@ -152,6 +153,19 @@ func (s *Sharded) Ping(ctx context.Context) error {
 	for _, l := range s.all {
 		errs = append(errs, l.Ping(ctx))
 	}
+	return errors.Join(errs...)
+}
+
+// Probe writes the node's probe key into every shard of both layouts at
+// once, so it is bounded by one write's time: a shard without a quorum
+// would deny its share of requests, so the node is not ready.
+func (s *Sharded) Probe(ctx context.Context) error {
+	errs := make([]error, len(s.all))
+	var wg sync.WaitGroup
+	for i, l := range s.all {
+		wg.Go(func() { errs[i] = l.Probe(ctx) })
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
