@@ -68,7 +68,8 @@ type faultAnswer struct {
 func startFaultCluster(t *testing.T) *faultCluster {
 	t.Helper()
 	ports := testport.Free(t, 6) // three route ports, three monitoring ports
-	fc := &faultCluster{w: newWorld(t), up: newUpstream(t)}
+	// Each node signs its audit trail with a key the trust material lists.
+	fc := &faultCluster{w: newWorld(t, "fault-0", "fault-1", "fault-2"), up: newUpstream(t)}
 	for i := range 3 {
 		var routes []string
 		for j := range 3 {
@@ -445,7 +446,7 @@ func TestFaults(t *testing.T) {
 		results = append(results, runFault(t, fc, f))
 	}
 	checkFaultAudit(t, fc)
-	requireWhole(t, fc.url())
+	requireWhole(t, fc.w, fc.url())
 	for _, r := range results {
 		t.Logf("| %s | %d | %d | %d | %d | %s | %.1f | %.1f | %v |", r.name, r.requests, r.allows,
 			r.doubleAllows, r.doubtAllows, readyzSummary(r.readyz), r.readyIn.Seconds(), r.allowIn.Seconds(), r.answers)
