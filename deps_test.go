@@ -85,6 +85,14 @@ var layers = map[string]deptest.Layer{
 		{Path: "net/http", Why: "documents are edited offline; nothing here talks to a network"},
 		noSlog,
 	}},
+	in("assertion"): {Pure: true, Allow: append([]string{in("bundle")}, bundleDeps...), Deny: []deptest.Rule{
+		{Path: "net/http", Why: "it signs bytes; serving the JWKS is internal/proxy's job"},
+		noSlog,
+	}},
+	module + "/backendjwt": {Pure: true, Allow: []string{"github.com/go-jose/go-jose/v4"}, Deny: []deptest.Rule{
+		{Path: module + "/internal/", Why: "upstreams import it: it must not pull in the verifier"},
+		noNATS,
+	}},
 	in("signer"): {Pure: true, Allow: []string{in("transcript"), in("passport")}, Deny: []deptest.Rule{
 		{Path: in("core"), Why: "the caller side must not share code with the verifier pipeline it is used to test"},
 	}},
@@ -124,7 +132,7 @@ var layers = map[string]deptest.Layer{
 		noServer, noSDK,
 	}},
 	in("bundlefile"): {Allow: []string{in("bundle")}, Deny: []deptest.Rule{noHTTP, noNATS, noCore}},
-	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit")}, Deny: []deptest.Rule{
+	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit"), in("assertion")}, Deny: []deptest.Rule{
 		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; proxy reaches them through core and the Record hook"},
 	}},
 	in("telemetry"): {Allow: []string{otelAPI, "github.com/prometheus/"}, Deny: []deptest.Rule{noNATS, noCore}},

@@ -76,6 +76,11 @@ type Event struct {
 	BundleKind   string `json:"bundle_kind,omitempty"`   // trust_material, policy_bundle or freshness_beacon
 	BundleSHA256 string `json:"bundle_sha256,omitempty"` // hex SHA-256 of its signed bytes
 
+	// An allow that minted a backend assertion (docs/BACKEND-JWT.md): its
+	// jti and the key id it was signed with.
+	AssertionJTI string `json:"assertion_jti,omitempty"`
+	AssertionKID string `json:"assertion_kid,omitempty"`
+
 	NodeSeq         uint64 `json:"node_seq"`
 	PrevEventSHA256 string `json:"prev_event_sha256"`
 }

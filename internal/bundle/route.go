@@ -43,7 +43,25 @@ type Route struct {
 	// Default false.
 	QueryStrict bool
 
+	// BackendAssertion, if not nil, asks verifierd to mint a backend
+	// assertion for every allowed request of this route (backend_assertion
+	// [ours], docs/BACKEND-JWT.md).
+	BackendAssertion *BackendAssertion
+
 	tmpl template
+}
+
+// MaxAssertionTTL bounds backend_assertion.ttl_seconds: an assertion is a
+// per-request artifact, not a session (docs/BACKEND-JWT.md).
+const MaxAssertionTTL = 60 * time.Second
+
+// BackendAssertion is a route's backend_assertion.
+type BackendAssertion struct {
+	// Audience is the backend's audience, the assertion's aud: never the
+	// caller's passport audience.
+	Audience string
+	// TTL is the assertion's lifetime, 1 s to MaxAssertionTTL.
+	TTL time.Duration
 }
 
 // Source is one allowed source of a route (SPEC §5.1). Exactly one of
@@ -106,7 +124,8 @@ type routeDefaults struct {
 func parseRoute(o object, d routeDefaults) (*Route, error) {
 	if err := o.only("route_id", "method", "path_template", "allowed_sources", "risk",
 		"required_key_binding", "freshness_class", "max_staleness_seconds", "audience",
-		"signed_headers", "body_hash_from_gateway", "query_strict", "keep_override_headers"); err != nil {
+		"signed_headers", "body_hash_from_gateway", "query_strict", "keep_override_headers",
+		"backend_assertion"); err != nil {
 		return nil, err
 	}
 	r := &Route{Audience: d.audience, RequiredKeyBinding: d.keyBinding, FreshnessName: d.freshness}
@@ -167,6 +186,13 @@ func parseRoute(o object, d routeDefaults) (*Route, error) {
 	}
 	if r.KeepOverrideHeaders, _, err = o.boolean("keep_override_headers"); err != nil {
 		return nil, err
+	}
+	if ba, ok, err := o.obj("backend_assertion"); err != nil {
+		return nil, err
+	} else if ok {
+		if r.BackendAssertion, err = parseBackendAssertion(ba); err != nil {
+			return nil, err
+		}
 	}
 	srcs, ok, err := o.objects("allowed_sources")
 	if err != nil {
@@ -372,4 +398,27 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseBackendAssertion reads {audience, ttl_seconds}. Both are required: a
+// default audience would be a guess about which backend reads it.
+func parseBackendAssertion(o object) (*BackendAssertion, error) {
+	if err := o.only("audience", "ttl_seconds"); err != nil {
+		return nil, err
+	}
+	aud, err := o.required("audience")
+	if err != nil {
+		return nil, err
+	}
+	n, ok, err := o.integer("ttl_seconds")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, missing(o, "ttl_seconds")
+	}
+	if n < 1 || time.Duration(n)*time.Second > MaxAssertionTTL {
+		return nil, fmt.Errorf("%s: %d is outside 1..%d", o.at("ttl_seconds"), n, int(MaxAssertionTTL/time.Second))
+	}
+	return &BackendAssertion{Audience: aud, TTL: time.Duration(n) * time.Second}, nil
 }

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
@@ -51,6 +52,10 @@ type Decision struct {
 	CoveredHeaders []string
 	// KeepOverrideHeaders is the route's keep_override_headers.
 	KeepOverrideHeaders bool
+
+	// BackendAssertion is the matched route's backend_assertion, nil when
+	// it asks for none; the proxy mints it on allow.
+	BackendAssertion *bundle.BackendAssertion
 
 	// LedgerRegion is the home region whose ledger consumed (or was to
 	// consume) the jti; empty for the node's own.

@@ -155,6 +155,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return deny(d, reason.BundleRouteMissing, reason.DetailNoRoute, errors.New("no route matches the request"))
 	}
 	d.RouteID = route.ID
+	d.BackendAssertion = route.BackendAssertion
 	d.RequiredKeyBinding = route.RequiredKeyBinding.String()
 
 	// 4a. A query_strict route ([ours]) refuses queries that frameworks

@@ -38,6 +38,9 @@ func DecisionEvent(rec *proxy.Record) *audit.Event {
 		LatencyUS:          rec.Latency.Microseconds(),
 		BundleSequence:     d.PolicySequence,
 		TraceID:            rec.TraceID,
+		EventID:            rec.EventID, // set when an assertion names it; else the spool sets one
+		AssertionJTI:       rec.AssertionJTI,
+		AssertionKID:       rec.AssertionKID,
 	}
 	if d.Err != nil {
 		e.DetailReason = d.Err.Error()

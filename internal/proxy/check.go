@@ -112,13 +112,21 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		BodyFromGateway: unseen,
 		MustBeCovered:   mustBeCovered,
 	}
-	d := h.decide(r.Context(), cr, reqID)
+	target := path
+	if query != "" {
+		target += "?" + query
+	}
+	d, token := h.decide(r.Context(), cr, reqID, target)
 	if !d.Allowed() {
 		writeCheckDeny(w, &d, reqID)
 		h.tel.duration(r.Context(), &d, read)
 		return
 	}
 	setContextHeaders(w.Header(), &d)
+	if token != "" {
+		// The gateway forwards it upstream (docs/BACKEND-JWT.md).
+		w.Header().Set("X-TrustPlane-Assertion", token)
+	}
 	w.Header().Set("X-Request-Id", reqID)
 	w.WriteHeader(http.StatusOK)
 	h.tel.duration(r.Context(), &d, read)

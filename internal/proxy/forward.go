@@ -16,6 +16,7 @@ import (
 type forward struct {
 	d           *core.Decision
 	reqID       string
+	assertion   string    // the backend assertion, "" when the route asks for none
 	scheme      string    // the scheme the request was verified with
 	authority   string    // the authority the request was verified with
 	trustedPeer bool      // the peer is in --trusted-proxies
@@ -79,6 +80,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	maps.Copy(pr.Out.Header, keep)
 	setForwarded(pr.Out.Header, pr.In, fw)
 	setContextHeaders(pr.Out.Header, fw.d)
+	if fw.assertion != "" {
+		pr.Out.Header.Set("X-TrustPlane-Assertion", fw.assertion)
+	}
 	pr.Out.Header.Set("X-Request-Id", fw.reqID)
 	// The reverse proxy hands the request to the transport next: the
 	// decision's own time ends here.

@@ -13,13 +13,17 @@ import (
 	"net/netip"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
@@ -38,6 +42,21 @@ type Record struct {
 	Path      string // raw path, no query
 	Latency   time.Duration
 	TraceID   string
+	// EventID, when set, is the audit event's id: set when an assertion
+	// names the event before it is recorded.
+	EventID string
+	// AssertionJTI and AssertionKID identify the backend assertion minted
+	// for an allow; empty when none was (docs/AUDIT.md).
+	AssertionJTI string
+	AssertionKID string
+}
+
+// AssertionMinter mints backend assertions (docs/BACKEND-JWT.md);
+// *assertion.Minter is one.
+type AssertionMinter interface {
+	Mint(r *assertion.Request) (assertion.Minted, error)
+	// JWKSDocument is the fleet's key set, served at /_tp/jwks.json.
+	JWKSDocument() []byte
 }
 
 // Config configures a Handler. Zero values are documented per field.
@@ -70,6 +89,10 @@ type Config struct {
 	// ForwardProofHeaders keeps Authorization and the proof headers on
 	// forwarded requests.
 	ForwardProofHeaders bool
+	// Assertions mints the backend assertion of an allowed request whose
+	// route asks for one. If nil, such requests are denied
+	// backend_assertion_unavailable and /_tp/jwks.json is 404.
+	Assertions AssertionMinter
 	// Record records each decision; an error fails the request closed. If
 	// nil, nothing is recorded.
 	Record func(ctx context.Context, rec *Record) error
@@ -194,6 +217,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Metrics.ServeHTTP(w, r)
 	case path == "/_tp/check":
 		h.serveCheck(w, r)
+	case path == "/_tp/jwks.json":
+		h.serveJWKS(w, r)
 	case strings.HasPrefix(path, "/_tp/"):
 		http.NotFound(w, r)
 	case h.proxy == nil:
@@ -228,27 +253,87 @@ func (h *Handler) authority(r *http.Request, trustedPeer bool) string {
 	return r.Host
 }
 
-// decide runs the pipeline inside a span, records the decision and the
-// metrics. A failed record turns any decision into a closed failure.
-func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID string) core.Decision {
+// decide runs the pipeline inside a span, mints the backend assertion the
+// route asks for, records the decision and the metrics. A failed record
+// turns any decision into a closed failure. target is the request target
+// the upstream receives. The assertion is "" when none was minted.
+func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target string) (core.Decision, string) {
 	start := time.Now()
 	ctx, span := h.tel.tracer.Start(ctx, "tpcluster.decide", trace.WithSpanKind(trace.SpanKindServer))
 	d := h.cfg.Decider.Decide(ctx, cr)
-	lat := time.Since(start)
+	rec := &Record{Decision: &d, RequestID: reqID, Method: cr.Method, Path: cr.RawPath, TraceID: traceID(span)}
+	var token string
+	if d.Allowed() && d.BackendAssertion != nil {
+		// After the consume (Decide has done it): an assertion exists only
+		// for a request that was allowed exactly once.
+		token = h.mint(&d, rec, target)
+	}
+	rec.Latency = time.Since(start)
 	if h.cfg.Record != nil {
-		rec := &Record{
-			Decision: &d, RequestID: reqID, Method: cr.Method, Path: cr.RawPath,
-			Latency: lat, TraceID: traceID(span),
-		}
 		if err := h.cfg.Record(ctx, rec); err != nil {
 			h.log.Error("audit record failed; failing closed", "request_id", reqID, "err", err)
 			d = auditFailed(d, err)
+			token = ""
 		}
 	}
 	h.tel.observe(ctx, span, &d)
 	span.End()
-	h.logDecision(ctx, &d, reqID, lat)
-	return d
+	h.logDecision(ctx, &d, reqID, rec.Latency)
+	return d, token
+}
+
+// mint mints d's backend assertion, naming the audit event rec will be
+// recorded as. On failure d becomes a backend_assertion_unavailable denial:
+// the upstream expects the assertion, so nothing goes without it.
+func (h *Handler) mint(d *core.Decision, rec *Record, target string) string {
+	fail := func(err error) string {
+		h.log.Error("backend assertion not minted; denying", "request_id", rec.RequestID, "route_id", d.RouteID, "err", err)
+		d.Outcome = core.Deny
+		d.Reason = reason.BackendAssertionUnavailable
+		d.Status = reason.BackendAssertionUnavailable.HTTPStatus()
+		d.Err = err
+		return ""
+	}
+	if h.cfg.Assertions == nil {
+		return fail(errors.New("the route asks for a backend assertion and the node has no --assertion-key"))
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fail(fmt.Errorf("event id: %w", err))
+	}
+	rec.EventID = id.String()
+	m, err := h.cfg.Assertions.Mint(&assertion.Request{
+		Spec: d.BackendAssertion, Subject: d.Subject, PassportJTI: d.JTI, RouteID: d.RouteID,
+		Method: rec.Method, Target: target, TranscriptSHA256: d.TranscriptSHA256,
+		KeyBinding: d.KeyBinding, TrustDomain: d.TrustDomain, EventID: rec.EventID, RequestID: rec.RequestID,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	rec.AssertionJTI, rec.AssertionKID = m.JTI, m.KID
+	return m.Token
+}
+
+// serveJWKS serves the fleet's assertion keys (RFC 7517), the same on every
+// node; upstreams cache them for a minute.
+func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Assertions == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	body := h.cfg.Assertions.JWKSDocument()
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "max-age=60")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
 }
 
 // logDecision writes the debug line every decision gets (--log-level
@@ -317,13 +402,13 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		Body:         b.bytes,
 		BodyTooLarge: b.tooLarge,
 	}
-	d := h.decide(r.Context(), cr, reqID)
+	d, token := h.decide(r.Context(), cr, reqID, r.RequestURI)
 	if !d.Allowed() {
 		writeDeny(w, d.Status, &d, reqID)
 		h.tel.duration(r.Context(), &d, read)
 		return
 	}
-	fw := &forward{d: &d, reqID: reqID, scheme: cr.Scheme, authority: cr.Authority, trustedPeer: trustedPeer, read: read}
+	fw := &forward{d: &d, reqID: reqID, assertion: token, scheme: cr.Scheme, authority: cr.Authority, trustedPeer: trustedPeer, read: read}
 	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
 	out.Body = io.NopCloser(bytes.NewReader(b.bytes))
 	out.ContentLength = int64(len(b.bytes))

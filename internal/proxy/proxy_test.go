@@ -75,6 +75,8 @@ func newRig(t testing.TB, mutate func(*Config)) *rig {
 			route("orders.gw", "POST", "/v1/gw", map[string]any{"body_hash_from_gateway": true}),
 			route("orders.delete", "DELETE", "/v1/orders/{id}", nil),
 			route("orders.keep", "POST", "/v1/keep", map[string]any{"keep_override_headers": true}),
+			route("orders.asserted", "GET", "/v1/asserted/{id}", map[string]any{
+				"backend_assertion": map[string]any{"audience": "orders-backend", "ttl_seconds": 30}}),
 		}}},
 	})
 	tm, _ := json.Marshal(map[string]any{

@@ -53,6 +53,12 @@ const (
 	// has no room for this body; the request is refused before any check,
 	// and may be retried ([ours], docs/SPEC-EXTENSIONS.md).
 	VerifierOverloaded Code = "verifier_overloaded"
+
+	// BackendAssertionUnavailable: the route asks for a backend assertion
+	// and the node has no usable key to mint it; the request is not
+	// forwarded without it ([ours], docs/SPEC-EXTENSIONS.md,
+	// docs/BACKEND-JWT.md).
+	BackendAssertionUnavailable Code = "backend_assertion_unavailable"
 )
 
 // Bundle event codes (SPEC §8.2). They carry no HTTP status.
@@ -96,6 +102,8 @@ var statusOf = map[Code]int{
 	Allowed:                   200,
 	GatewayNotTrusted:         403,
 	VerifierOverloaded:        503,
+
+	BackendAssertionUnavailable: 503,
 }
 
 // Status returns the HTTP status SPEC §6 gives c, and false for a code that has
