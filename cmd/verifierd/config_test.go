@@ -2,8 +2,13 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tpcluster/tpcluster/internal/keyfile"
 )
 
 func TestConfigEnvAndFlags(t *testing.T) {
@@ -104,5 +109,69 @@ func TestConfigLedgerShards(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%v) = %v, want it to contain %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+func TestConfigAssertionFlags(t *testing.T) {
+	base := []string{"--trust-material", "t.json", "--policy-bundle", "p.json", "--bundle-public-key", "k.pub"}
+	for _, tc := range []struct {
+		args []string
+		want string // "" means valid
+	}{
+		{[]string{"--assertion-key", "a.key"}, "--assertion-issuer= (TPCLUSTER_ASSERTION_ISSUER): --assertion-key and --assertion-issuer go together"},
+		{[]string{"--assertion-issuer", "https://fleet"}, "--assertion-key and --assertion-issuer go together"},
+		{[]string{"--assertion-public-key", "b.pub"}, "--assertion-public-key=b.pub (TPCLUSTER_ASSERTION_PUBLIC_KEY): needs --assertion-key"},
+		{[]string{"--assertion-key", "a.key", "--assertion-issuer", "https://fleet", "--assertion-public-key", "b.pub,c.pub"}, ""},
+	} {
+		c, err := parseConfig(append(slices.Clone(base), tc.args...), func(string) (string, bool) { return "", false }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: err = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestReadAssertionKeys: a key file others may read stops the node; a good
+// one yields a minter whose JWKS lists it and the fleet's other keys.
+func TestReadAssertionKeys(t *testing.T) {
+	dir := t.TempDir()
+	own, err := keyfile.Generate("node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := keyfile.Generate("node-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Write(filepath.Join(dir, "own")); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Write(filepath.Join(dir, "other")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{AssertionKey: filepath.Join(dir, "own.key"), AssertionIssuer: "https://fleet",
+		AssertionPublicKeys: []string{filepath.Join(dir, "other.pub")}}
+	m, err := readAssertionKeys(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := string(m.JWKSDocument())
+	if !strings.Contains(jwks, `"kid":"node-1"`) || !strings.Contains(jwks, `"kid":"node-2"`) || m.KID() != "node-1" {
+		t.Errorf("kid %s, jwks %s", m.KID(), jwks)
+	}
+	if err := os.Chmod(cfg.AssertionKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAssertionKeys(cfg); err == nil || !strings.Contains(err.Error(), "--assertion-key") {
+		t.Errorf("0644 key: err = %v, want a refusal naming --assertion-key", err)
+	}
+	if m, err := readAssertionKeys(&Config{}); m != nil || err != nil {
+		t.Errorf("no flag: %v %v", m, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
@@ -44,7 +45,8 @@ type node struct {
 	nc       *nats.Conn
 	tel      *telemetry.Providers
 	aud      *nodeaudit.Auditor
-	deferred *ledger.Deferred // set when bundles come from NATS
+	minter   *assertion.Minter // nil without --assertion-key
+	deferred *ledger.Deferred  // set when bundles come from NATS
 	health   *ledger.Health
 	bundles  bundleSource
 	ready    *readiness.Readiness
@@ -79,6 +81,9 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	// Before anything listens: a bad key file stops the node here.
 	auditKey, err := readAuditKey(cfg.AuditKey)
 	if err != nil {
+		return nil, err
+	}
+	if n.minter, err = readAssertionKeys(cfg); err != nil {
 		return nil, err
 	}
 
@@ -269,6 +274,37 @@ func readAuditKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(k.Seed()), nil
 }
 
+// readAssertionKeys builds the backend assertion minter (docs/BACKEND-JWT.md);
+// none without --assertion-key, and then routes that ask for an assertion
+// are denied backend_assertion_unavailable.
+func readAssertionKeys(cfg *Config) (*assertion.Minter, error) {
+	if cfg.AssertionKey == "" {
+		return nil, nil
+	}
+	k, err := keyfile.ReadPrivate(cfg.AssertionKey) // refuses a key others may read
+	if err != nil {
+		return nil, fmt.Errorf("--assertion-key: %w", err)
+	}
+	var fleet []*keyfile.PublicKey
+	for _, p := range cfg.AssertionPublicKeys {
+		pk, err := keyfile.ReadPublic(p)
+		if err != nil {
+			return nil, fmt.Errorf("--assertion-public-key %s: %w", p, err)
+		}
+		fleet = append(fleet, pk)
+	}
+	return assertion.New(assertion.Config{Issuer: cfg.AssertionIssuer, Key: k, FleetKeys: fleet})
+}
+
+// assertions is proxy.Config.Assertions: a nil *Minter must stay a nil
+// interface, or the proxy would call through it.
+func (n *node) assertions() proxy.AssertionMinter {
+	if n.minter == nil {
+		return nil
+	}
+	return n.minter
+}
+
 // buildServer builds the pipeline, the HTTP handler and the server.
 func (n *node) buildServer(led core.Ledger) error {
 	cfg := n.cfg
@@ -298,6 +334,7 @@ func (n *node) buildServer(led core.Ledger) error {
 		ExternalScheme:      cfg.ExternalScheme,
 		ForwardProofHeaders: cfg.ForwardProofHeaders,
 		Record:              n.aud.Record, // SPEC §9: before the response
+		Assertions:          n.assertions(),
 		Ready:               n.ready.Check,
 		Metrics:             n.tel.Metrics,
 		TracerProvider:      n.tel.Tracer,
