@@ -190,3 +190,38 @@ func TestKeepOverrideHeaders(t *testing.T) {
 		t.Errorf("orders.get KeepOverrideHeaders = false, want true as written")
 	}
 }
+
+func TestBackendAssertionRoute(t *testing.T) {
+	base := func(ba any) []byte {
+		b, _ := json.Marshal(map[string]any{
+			"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle", "trust_domain": "d",
+			"apis": []any{map[string]any{"api_id": "a", "audience": "aud", "base_url": "http://x"}},
+			"route_groups": []any{map[string]any{"route_group_id": "g", "api_id": "a", "routes": []any{map[string]any{
+				"route_id": "r", "method": "GET", "path_template": "/x", "backend_assertion": ba,
+				"allowed_sources": []any{map[string]any{"source_type": "software_jwks", "issuer": "i", "trust_domain": "d", "subject_exact": "s"}},
+			}}}},
+		})
+		return b
+	}
+	opts := Options{AllowUnsigned: true, ModTime: time.Now()}
+	p, err := ParsePolicy(base(map[string]any{"audience": "orders-backend", "ttl_seconds": 60}), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba := p.Routes[0].BackendAssertion
+	if ba == nil || ba.Audience != "orders-backend" || ba.TTL != time.Minute {
+		t.Errorf("backend_assertion = %+v", ba)
+	}
+	for name, bad := range map[string]any{
+		"ttl over 60":    map[string]any{"audience": "b", "ttl_seconds": 61},
+		"ttl zero":       map[string]any{"audience": "b", "ttl_seconds": 0},
+		"no ttl":         map[string]any{"audience": "b"},
+		"no audience":    map[string]any{"ttl_seconds": 30},
+		"unknown member": map[string]any{"audience": "b", "ttl_seconds": 30, "cache": true},
+		"not an object":  "orders-backend",
+	} {
+		if _, err := ParsePolicy(base(bad), opts); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
