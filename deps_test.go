@@ -136,7 +136,7 @@ var layers = map[string]deptest.Layer{
 		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; proxy reaches them through core and the Record hook"},
 	}},
 	in("telemetry"): {Allow: []string{otelAPI, "github.com/prometheus/"}, Deny: []deptest.Rule{noNATS, noCore}},
-	in("demo"): {Allow: []string{in("bundle"), in("keyfile"), in("atomicfile"), in("signer"), in("transcript")}, Deny: []deptest.Rule{
+	in("demo"): {Allow: []string{module + "/backendjwt", in("bundle"), in("keyfile"), in("atomicfile"), in("signer"), in("transcript")}, Deny: []deptest.Rule{
 		{Path: in("core"), Why: "the demo world is the caller's side and the upstream; the verifier is what it demonstrates"},
 		noNATS,
 	}},

@@ -100,6 +100,12 @@ func TestDemo(t *testing.T) {
 	if code != 3 || !strings.Contains(tp, "no answer") || !strings.Contains(tp, closed) {
 		t.Errorf("tpcurl to a closed port = exit %d, want 3 naming %s\n%s", code, closed, tp)
 	}
+	// orders.get asks for a backend assertion: the demo upstream verified
+	// it with the node's JWKS (docs/BACKEND-JWT.md).
+	if !strings.Contains(string(tp), `"verified":true`) || !strings.Contains(string(tp), `"aud":"orders-backend"`) ||
+		!strings.Contains(string(tp), `"route_id":"orders.get"`) {
+		t.Errorf("the demo upstream did not report a verified backend assertion:\n%s", tp)
+	}
 	for _, k := range []string{"caller.key", "bundle.key"} {
 		fi, err := os.Stat(filepath.Join(dir, "demo", k))
 		if err != nil {

@@ -180,6 +180,12 @@ func (n *node) prepareDemo(ctx context.Context) error {
 	if cfg.AuditKey == "" {
 		cfg.AuditKey = d.AuditKeys[cfg.nodeID()]
 	}
+	// The demo policy asks for a backend assertion on orders.get
+	// (docs/BACKEND-JWT.md); the demo upstream verifies it.
+	if cfg.AssertionKey == "" {
+		cfg.AssertionKey, cfg.AssertionIssuer = d.AssertionKeys[cfg.nodeID()], demo.AssertionIssuer
+		cfg.AssertionPublicKeys = append(cfg.AssertionPublicKeys[:0], d.AssertionPublicKeys...)
+	}
 	return cfg.Validate()
 }
 
@@ -365,6 +371,14 @@ func (n *node) listen(ctx context.Context) error {
 	}
 	n.ln = ln
 	n.onAbort(func() { ln.Close() })
+	if n.upstream != nil {
+		// The verifier's address is known now: the demo upstream verifies
+		// assertions with its JWKS (docs/BACKEND-JWT.md).
+		jwks := "http://" + dialable(ln.Addr()) + "/_tp/jwks.json"
+		if err := n.upstream.VerifyAssertions(jwks, demo.AssertionIssuer, demo.BackendAudience); err != nil {
+			return err
+		}
+	}
 	if n.cfg.PprofListen != "" {
 		// Profiles on their own listener (loopback by default), never on
 		// the verifying one: an operator's tool, not a caller's.

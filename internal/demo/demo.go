@@ -20,8 +20,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
+	"github.com/tpcluster/tpcluster/backendjwt"
 	"github.com/tpcluster/tpcluster/internal/atomicfile"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
@@ -34,6 +36,10 @@ const (
 	Audience    = "orders-api"
 	Subject     = "spiffe://demo.local/workload/orders-client"
 	CallerKID   = "demo-caller-1"
+	// AssertionIssuer is the demo fleet's backend assertion issuer, and
+	// BackendAudience the demo upstream's audience (docs/BACKEND-JWT.md).
+	AssertionIssuer = "https://verifiers.demo.tpcluster"
+	BackendAudience = "orders-backend"
 )
 
 // Files are the demo's files.
@@ -48,6 +54,12 @@ type Files struct {
 	// given to Prepare, by node id; the trust material lists their public
 	// keys in audit_nodes (docs/AUDIT.md).
 	AuditKeys map[string]string
+	// AssertionKeys are the backend assertion private key files (0600) of
+	// the same nodes, by node id, and AssertionPublicKeys the public key
+	// files of all of them: every node lists them all, so every node serves
+	// the same JWKS (docs/BACKEND-JWT.md).
+	AssertionKeys       map[string]string
+	AssertionPublicKeys []string
 }
 
 // Prepare writes the demo files under dir, reusing keys from an earlier
@@ -65,6 +77,7 @@ func Prepare(dir string, auditNodes ...string) (*Files, error) {
 		TrustMaterial:   filepath.Join(dir, "trust-material.json"),
 		PolicyBundle:    filepath.Join(dir, "policy-bundle.json"),
 		AuditKeys:       map[string]string{},
+		AssertionKeys:   map[string]string{},
 	}
 	caller, err := keyfile.LoadOrCreate(filepath.Join(dir, "caller"), CallerKID)
 	if err != nil {
@@ -83,6 +96,12 @@ func Prepare(dir string, auditNodes ...string) (*Files, error) {
 		}
 		f.AuditKeys[node] = base + ".key"
 		fleet = append(fleet, map[string]any{"node_id": node, "status": "active", "public_key_b64url": b64(k.Public().Key)})
+		abase := filepath.Join(dir, "assertion-"+fileSafe(node))
+		if _, err := keyfile.LoadOrCreate(abase, "assertion-"+fileSafe(node)); err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		f.AssertionKeys[node] = abase + ".key"
+		f.AssertionPublicKeys = append(f.AssertionPublicKeys, abase+".pub")
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	seq := now.Unix() // grows across runs: a restart never looks like a rollback
@@ -91,7 +110,9 @@ func Prepare(dir string, auditNodes ...string) (*Files, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: sign trust material: %w", err)
 	}
-	pol, err := bundle.Sign(policy(seq, now), sk, "local://demo.bundlepub")
+	// orders.get asks for a backend assertion when the nodes have keys to
+	// mint one; without them it would deny every request.
+	pol, err := bundle.Sign(policy(seq, now, len(auditNodes) > 0), sk, "local://demo.bundlepub")
 	if err != nil {
 		return nil, fmt.Errorf("demo: sign policy bundle: %w", err)
 	}
@@ -137,7 +158,7 @@ func trustMaterial(caller *keyfile.PublicKey, fleet []any, seq int64, now time.T
 	return b
 }
 
-func policy(seq int64, now time.Time) []byte {
+func policy(seq int64, now time.Time, assertion bool) []byte {
 	src := []any{map[string]any{
 		"source_type": "software_jwks", "issuer": Issuer, "trust_domain": TrustDomain,
 		"subject_prefix": "spiffe://demo.local/workload/", "required_key_binding": "software",
@@ -148,6 +169,10 @@ func policy(seq int64, now time.Time) []byte {
 			"freshness_class": "offline-ok", "allowed_sources": src,
 		}
 	}
+	get := route("orders.get", "GET", "/v1/orders/{id}")
+	if assertion {
+		get["backend_assertion"] = map[string]any{"audience": BackendAudience, "ttl_seconds": 30}
+	}
 	b, _ := json.Marshal(map[string]any{
 		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle",
 		"trust_domain": TrustDomain, "sequence": seq, "issued_at": rfc3339(now),
@@ -156,7 +181,7 @@ func policy(seq int64, now time.Time) []byte {
 			"route_group_id": "orders", "api_id": "orders-api",
 			"routes": []any{
 				route("orders.create", "POST", "/v1/orders"),
-				route("orders.get", "GET", "/v1/orders/{id}"),
+				get,
 				route("orders.search", "GET", "/v1/orders"),
 			},
 		}},
@@ -171,6 +196,20 @@ func policy(seq int64, now time.Time) []byte {
 type Upstream struct {
 	URL string
 	srv *http.Server
+	// verifier checks X-TrustPlane-Assertion once VerifyAssertions set it.
+	verifier atomic.Pointer[backendjwt.Verifier]
+}
+
+// VerifyAssertions makes the upstream verify every X-TrustPlane-Assertion
+// it receives against the fleet's JWKS and say in its echo whether it
+// verified, and the claims.
+func (u *Upstream) VerifyAssertions(jwksURL, issuer, audience string) error {
+	v, err := backendjwt.New(backendjwt.Config{JWKSURL: jwksURL, Issuer: issuer, Audience: audience})
+	if err != nil {
+		return fmt.Errorf("demo upstream: %w", err)
+	}
+	u.verifier.Store(v)
+	return nil
 }
 
 // StartUpstream listens on addr (loopback) and serves until Close.
@@ -179,15 +218,16 @@ func StartUpstream(ctx context.Context, addr string) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo upstream: %w", err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(echo), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	return &Upstream{URL: "http://" + ln.Addr().String(), srv: srv}, nil
+	u := &Upstream{URL: "http://" + ln.Addr().String()}
+	u.srv = &http.Server{Handler: http.HandlerFunc(u.echo), ReadHeaderTimeout: 5 * time.Second}
+	go u.srv.Serve(ln)
+	return u, nil
 }
 
 // Close stops the upstream.
 func (u *Upstream) Close() error { return u.srv.Close() }
 
-func echo(w http.ResponseWriter, r *http.Request) {
+func (u *Upstream) echo(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	sum := sha256.Sum256(body)
 	ctxHeaders := map[string]string{}
@@ -197,13 +237,36 @@ func echo(w http.ResponseWriter, r *http.Request) {
 			ctxHeaders[k] = v
 		}
 	}
-	var buf bytes.Buffer
-	_ = json.NewEncoder(&buf).Encode(map[string]any{
+	reply := map[string]any{
 		"upstream": "tpcluster demo", "method": r.Method, "target": r.RequestURI,
 		"body_sha256": hex.EncodeToString(sum[:]), "headers": ctxHeaders,
-	})
+	}
+	if a := u.assertion(r); a != nil {
+		reply["backend_assertion"] = a
+	}
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(reply)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(buf.Bytes())
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// assertion is the echo's backend_assertion member: whether the request's
+// X-TrustPlane-Assertion verified, and its claims or why not. Nil when the
+// request has none and the upstream verifies none.
+func (u *Upstream) assertion(r *http.Request) map[string]any {
+	v := u.verifier.Load()
+	present := r.Header.Get(backendjwt.Header) != ""
+	if v == nil {
+		if present {
+			return map[string]any{"present": true, "verified": false, "error": "this upstream has no JWKS to verify with"}
+		}
+		return nil
+	}
+	c, err := v.VerifyRequest(r, backendjwt.RequestOptions{})
+	if err != nil {
+		return map[string]any{"present": present, "verified": false, "error": err.Error()}
+	}
+	return map[string]any{"present": true, "verified": true, "claims": c}
+}
