@@ -146,15 +146,35 @@ func TestLocalUpDown(t *testing.T) {
 				t.Fatalf("first %s %s = %d %s, want 200", tt.method, tt.path, first.status, first.body)
 			}
 			var echo struct {
-				Upstream string
-				Target   string
-				Headers  map[string]string
+				Upstream         string
+				Target           string
+				Headers          map[string]string
+				BackendAssertion *struct {
+					Verified bool
+					Error    string
+					Claims   struct {
+						Aud     string `json:"aud"`
+						RouteID string `json:"route_id"`
+						Target  string `json:"target"`
+					}
+				} `json:"backend_assertion"`
 			}
 			if err := json.Unmarshal(first.body, &echo); err != nil || echo.Upstream != "tpcluster demo" {
 				t.Fatalf("first answer is not the demo upstream's: %s", first.body)
 			}
 			if echo.Target != tt.path || echo.Headers["X-Trustplane-Route-Id"] != tt.route {
 				t.Errorf("upstream saw target %q route %q, want %q %q", echo.Target, echo.Headers["X-Trustplane-Route-Id"], tt.path, tt.route)
+			}
+			// orders.get asks for a backend assertion (docs/BACKEND-JWT.md):
+			// through nginx auth_request too, the demo upstream verified it
+			// with the fleet's JWKS. orders.create asks for none.
+			ba := echo.BackendAssertion
+			switch {
+			case tt.route == "orders.get" && (ba == nil || !ba.Verified || ba.Claims.Aud != "orders-backend" ||
+				ba.Claims.RouteID != tt.route || ba.Claims.Target != tt.path):
+				t.Errorf("upstream's backend assertion = %+v, want verified for %s %s: %s", ba, tt.route, tt.path, first.body)
+			case tt.route != "orders.get" && ba != nil && ba.Verified:
+				t.Errorf("orders.create got a backend assertion: %s", first.body)
 			}
 
 			replay := do(t, client, req, tt.body)

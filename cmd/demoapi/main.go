@@ -9,6 +9,10 @@
 // and policy bundle; internal/demo) and exits. Keys are generated at setup,
 // never committed (SPEC §10.1).
 //
+// With --jwks-url it verifies each X-TrustPlane-Assertion it receives with
+// package backendjwt and says in its echo whether it verified, and the
+// claims (docs/BACKEND-JWT.md).
+//
 // It reads flags only, no TPCLUSTER_* variables: those belong to verifierd
 // and bundlepub, and a shell that sets TPCLUSTER_LISTEN for verifierd must
 // not move the demo upstream. It holds no verification logic and must never be exposed beyond loopback:
@@ -55,6 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9000", "HTTP listen address (keep it on loopback)")
 	prepare := fs.String("prepare", "", "write the demo keys and signed bundles under this directory and exit")
+	jwksURL := fs.String("jwks-url", "", "verify X-TrustPlane-Assertion against this fleet JWKS (a verifierd's /_tp/jwks.json) and say in the echo whether it verified")
+	assertionIssuer := fs.String("assertion-issuer", demo.AssertionIssuer, "with --jwks-url: the fleet's assertion issuer")
+	backendAudience := fs.String("backend-audience", demo.BackendAudience, "with --jwks-url: this upstream's backend audience")
 	var auditNodes cliflag.List
 	fs.Var(&auditNodes, "audit-nodes", "with --prepare: node ids that get an audit key, listed in the trust material's audit_nodes (comma list)")
 	if err := cliflag.Parse(fs, args, nil); err != nil {
@@ -75,12 +82,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			f.CallerKey, f.BundlePublicKey, f.TrustMaterial, f.PolicyBundle)
 		for _, n := range auditNodes {
 			fmt.Fprintf(stdout, "audit key of %s %s\n", n, f.AuditKeys[n])
+			fmt.Fprintf(stdout, "assertion key of %s %s\n", n, f.AssertionKeys[n])
 		}
 		return nil
 	}
 	up, err := demo.StartUpstream(ctx, *listen)
 	if err != nil {
 		return err
+	}
+	if *jwksURL != "" {
+		if err := up.VerifyAssertions(*jwksURL, *assertionIssuer, *backendAudience); err != nil {
+			up.Close()
+			return err
+		}
 	}
 	fmt.Fprintf(stderr, "demoapi listening on %s\n", up.URL)
 	<-ctx.Done()

@@ -206,7 +206,14 @@ done
 tplocal_log "NATS cluster up: $nats_urls"
 
 # --- demo upstream -------------------------------------------------------------
-tplocal_start demoapi "$BIN/demoapi" --listen "$TPLOCAL_HOST:$APP_PORT"
+# It verifies the backend assertion of orders.get with the fleet's JWKS,
+# served the same by every node (docs/BACKEND-JWT.md).
+demoapi_args=(--listen "$TPLOCAL_HOST:$APP_PORT")
+first_v_var=VERIFIER${TPLOCAL_NODES[0]}_PORT
+if [[ $("$BIN/demoapi" --help 2>&1 || true) == *-jwks-url* ]]; then
+	demoapi_args+=(--jwks-url "http://$TPLOCAL_HOST:${!first_v_var}/_tp/jwks.json")
+fi
+tplocal_start demoapi "$BIN/demoapi" "${demoapi_args[@]}"
 
 # --- bundlepub -------------------------------------------------------------------
 # Bundle bucket replicas: 3, like the ledger, so losing one NATS node loses
@@ -252,6 +259,17 @@ for i in "${TPLOCAL_NODES[@]}"; do
 	)
 	if [[ $verifierd_help == *-audit-key* ]]; then
 		args+=(--audit-key "$KEYS/audit-local-$i.key")
+	fi
+	# Each node signs backend assertions with its own key; every node lists
+	# all the fleet's public keys, so each serves the same JWKS.
+	if [[ -e $KEYS/assertion-local-$i.key ]]; then
+		fleet_pubs=""
+		for j in "${TPLOCAL_NODES[@]}"; do
+			fleet_pubs+="${fleet_pubs:+,}$KEYS/assertion-local-$j.pub"
+		done
+		args+=(--assertion-key "$KEYS/assertion-local-$i.key"
+			--assertion-issuer "https://verifiers.demo.tpcluster"
+			--assertion-public-key "$fleet_pubs")
 	fi
 	# The audit stream as durable as the ledger, where this verifierd has one.
 	if [[ $verifierd_help == *-audit-replicas* ]]; then
