@@ -1,7 +1,9 @@
 package nodeaudit
 
 import (
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +73,52 @@ func TestAuditorSendsEveryEvent(t *testing.T) {
 		t.Errorf("Record after Shutdown = %v, want audit.ErrClosed (the proxy denies audit_unavailable)", err)
 	}
 	a.Close() // a second close is harmless
+}
+
+// TestAuditorRecordsAssertion: an allow that minted a backend assertion
+// reaches the audit stream with the event id the assertion names (not one
+// the spool made up) and the assertion's jti and key id
+// (docs/BACKEND-JWT.md); an allow without one carries neither member.
+func TestAuditorRecordsAssertion(t *testing.T) {
+	s := natstest.Server(t)
+	nc := natstest.Connect(t, s.ClientURL())
+	js := natstest.JetStream(t, nc)
+	a, err := Open(Config{Spool: audit.SpoolConfig{Dir: t.TempDir(), NodeID: "n1"}, Conn: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Start(t.Context())
+	d := &core.Decision{Outcome: core.Allow, Reason: reason.Allowed, Status: 200, RouteID: "orders.get"}
+	const eventID = "01890a5d-ac96-774b-bcce-b302099a8057"
+	if err := a.Record(t.Context(), &proxy.Record{Decision: d, RequestID: "r1", Method: "GET", Path: "/",
+		EventID: eventID, AssertionJTI: "aj-1", AssertionKID: "node-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Record(t.Context(), &proxy.Record{Decision: d, RequestID: "r2", Method: "GET", Path: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Shutdown(t.Context(), 10*time.Second)
+	st, err := js.Stream(t.Context(), audit.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.GetMsg(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e audit.Event
+	if err := json.Unmarshal(first.Data, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.EventID != eventID || e.AssertionJTI != "aj-1" || e.AssertionKID != "node-1" || first.Header.Get("Nats-Msg-Id") != eventID {
+		t.Errorf("event = id %q (msg id %q) assertion_jti %q assertion_kid %q, want %q aj-1 node-1",
+			e.EventID, first.Header.Get("Nats-Msg-Id"), e.AssertionJTI, e.AssertionKID, eventID)
+	}
+	second, err := st.GetMsg(t.Context(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(second.Data), "assertion_") {
+		t.Errorf("event without an assertion names one: %s", second.Data)
+	}
 }
