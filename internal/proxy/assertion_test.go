@@ -132,7 +132,8 @@ func TestBackendAssertionUnavailable(t *testing.T) {
 	if len(r.seen) != 0 {
 		t.Errorf("upstream reached %d times without the assertion it expects", len(r.seen))
 	}
-	if len(r.recs) != 1 || r.recs[0].Decision.Reason != "backend_assertion_unavailable" || r.recs[0].Decision.Allowed() {
+	if len(r.recs) != 1 || r.recs[0].Decision.Reason != "backend_assertion_unavailable" || r.recs[0].Decision.Allowed() ||
+		r.recs[0].Decision.Detail != "assertion_key" {
 		t.Errorf("records = %+v", r.recs)
 	}
 	if resp, _ := do(t, mustRequest(t, "GET", r.srv.URL+"/_tp/jwks.json")); resp.StatusCode != 404 {

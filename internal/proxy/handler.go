@@ -291,6 +291,7 @@ func (h *Handler) mint(d *core.Decision, rec *Record, target string) string {
 		d.Outcome = core.Deny
 		d.Reason = reason.BackendAssertionUnavailable
 		d.Status = reason.BackendAssertionUnavailable.HTTPStatus()
+		d.Detail = reason.DetailAssertionKey
 		d.Err = err
 		return ""
 	}

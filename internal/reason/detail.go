@@ -62,6 +62,10 @@ const (
 	DetailLedger      Detail = "ledger"       // the ledger did not answer or broke its contract (step 19)
 
 	DetailUntrustedPeer Detail = "untrusted_peer" // check mode: the peer is outside --trusted-proxies
+
+	// DetailAssertionKey: the route asks for a backend assertion and the
+	// node cannot mint one (after step 19, docs/BACKEND-JWT.md).
+	DetailAssertionKey Detail = "assertion_key"
 )
 
 // detailRow is what the table knows of a detail code.
@@ -114,6 +118,7 @@ var detailOf = map[Detail]detailRow{
 	DetailJTIConsumed:           {[]Code{JTIReplay}, "the ledger already holds the jti"},
 	DetailLedger:                {[]Code{ReplayLedgerUnavailable}, "the ledger did not answer or broke its contract"},
 	DetailUntrustedPeer:         {[]Code{GatewayNotTrusted}, "check mode: the peer is outside --trusted-proxies"},
+	DetailAssertionKey:          {[]Code{BackendAssertionUnavailable}, "the route asks for a backend assertion and the node has no usable assertion key"},
 }
 
 // Refines reports whether d is a detail of code c. The empty detail refines
