@@ -76,6 +76,12 @@ func TestDemo(t *testing.T) {
 		!strings.Contains(tp, "409 Conflict") || !strings.Contains(tp, "jti_replay") {
 		t.Errorf("tpcurl --repeat 2 against the demo = exit %d, want 4 after 200 and 409 jti_replay\n%s", code, tp)
 	}
+	// orders.get asks for a backend assertion: the demo upstream verified
+	// it with the node's JWKS (docs/BACKEND-JWT.md).
+	if !strings.Contains(tp, `"verified":true`) || !strings.Contains(tp, `"aud":"orders-backend"`) ||
+		!strings.Contains(tp, `"route_id":"orders.get"`) {
+		t.Errorf("the demo upstream did not report a verified backend assertion:\n%s", tp)
+	}
 	// -d @FILE and -d @- send those bytes, signed: the upstream echoes
 	// their hash.
 	body := []byte(`{"order_id":"ord_from_file"}`)
@@ -99,12 +105,6 @@ func TestDemo(t *testing.T) {
 	code, tp = runCmd(t, nil, nil, "tpcurl", "--key", callerKey, "--route-id", "orders.get", "--url", "http://"+closed+"/v1/orders/1")
 	if code != 3 || !strings.Contains(tp, "no answer") || !strings.Contains(tp, closed) {
 		t.Errorf("tpcurl to a closed port = exit %d, want 3 naming %s\n%s", code, closed, tp)
-	}
-	// orders.get asks for a backend assertion: the demo upstream verified
-	// it with the node's JWKS (docs/BACKEND-JWT.md).
-	if !strings.Contains(string(tp), `"verified":true`) || !strings.Contains(string(tp), `"aud":"orders-backend"`) ||
-		!strings.Contains(string(tp), `"route_id":"orders.get"`) {
-		t.Errorf("the demo upstream did not report a verified backend assertion:\n%s", tp)
 	}
 	for _, k := range []string{"caller.key", "bundle.key"} {
 		fi, err := os.Stat(filepath.Join(dir, "demo", k))

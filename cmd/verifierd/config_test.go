@@ -157,7 +157,7 @@ func TestReadAssertionKeys(t *testing.T) {
 	}
 	cfg := &Config{AssertionKey: filepath.Join(dir, "own.key"), AssertionIssuer: "https://fleet",
 		AssertionPublicKeys: []string{filepath.Join(dir, "other.pub")}}
-	m, err := readAssertionKeys(cfg)
+	m, err := readAssertionKeys(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,10 +168,10 @@ func TestReadAssertionKeys(t *testing.T) {
 	if err := os.Chmod(cfg.AssertionKey, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readAssertionKeys(cfg); err == nil || !strings.Contains(err.Error(), "--assertion-key") {
+	if _, err := readAssertionKeys(cfg, nil); err == nil || !strings.Contains(err.Error(), "--assertion-key") {
 		t.Errorf("0644 key: err = %v, want a refusal naming --assertion-key", err)
 	}
-	if m, err := readAssertionKeys(&Config{}); m != nil || err != nil {
+	if m, err := readAssertionKeys(&Config{}, nil); m != nil || err != nil {
 		t.Errorf("no flag: %v %v", m, err)
 	}
 }

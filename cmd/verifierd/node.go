@@ -20,6 +20,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
@@ -83,7 +84,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if err != nil {
 		return nil, err
 	}
-	if n.minter, err = readAssertionKeys(cfg); err != nil {
+	if n.minter, err = readAssertionKeys(cfg, n.listedAssertionKeys); err != nil {
 		return nil, err
 	}
 
@@ -283,7 +284,7 @@ func readAuditKey(path string) (ed25519.PrivateKey, error) {
 // readAssertionKeys builds the backend assertion minter (docs/BACKEND-JWT.md);
 // none without --assertion-key, and then routes that ask for an assertion
 // are denied backend_assertion_unavailable.
-func readAssertionKeys(cfg *Config) (*assertion.Minter, error) {
+func readAssertionKeys(cfg *Config, listed func() []*bundle.AssertionKey) (*assertion.Minter, error) {
 	if cfg.AssertionKey == "" {
 		return nil, nil
 	}
@@ -299,7 +300,20 @@ func readAssertionKeys(cfg *Config) (*assertion.Minter, error) {
 		}
 		fleet = append(fleet, pk)
 	}
-	return assertion.New(assertion.Config{Issuer: cfg.AssertionIssuer, Key: k, FleetKeys: fleet})
+	return assertion.New(assertion.Config{Issuer: cfg.AssertionIssuer, Key: k, FleetKeys: fleet, Listed: listed})
+}
+
+// listedAssertionKeys is the assertion_keys of the trust material in force,
+// nil when it lists none (or before a pair is loaded).
+func (n *node) listedAssertionKeys() []*bundle.AssertionKey {
+	if n.bundles == nil {
+		return nil
+	}
+	s := n.bundles.Snapshot()
+	if s == nil || s.Trust == nil {
+		return nil
+	}
+	return s.Trust.AssertionKeys
 }
 
 // assertions is proxy.Config.Assertions: a nil *Minter must stay a nil

@@ -53,6 +53,11 @@ type Config struct {
 	// kept until the assertions it signed expired. Every node of a fleet is
 	// given the same list, so every node serves the same JWKS.
 	FleetKeys []*keyfile.PublicKey
+	// Listed, if set, returns the signed trust material's assertion_keys
+	// (nil when it has none). When it lists keys, they alone make the
+	// JWKS, and the node signs only while its own key is listed active: a
+	// next key is published before it signs, a retired one after.
+	Listed func() []*bundle.AssertionKey
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
 }
@@ -62,7 +67,8 @@ type Minter struct {
 	issuer string
 	key    *keyfile.PrivateKey
 	header string // base64url of the JWS protected header
-	jwks   []byte
+	jwks   []byte // without Listed keys
+	listed func() []*bundle.AssertionKey
 	now    func() time.Time
 }
 
@@ -86,7 +92,7 @@ func New(cfg Config) (*Minter, error) {
 		return nil, err
 	}
 	return &Minter{
-		issuer: cfg.Issuer, key: cfg.Key, now: cfg.Now, jwks: jwks,
+		issuer: cfg.Issuer, key: cfg.Key, now: cfg.Now, jwks: jwks, listed: cfg.Listed,
 		header: base64.RawURLEncoding.EncodeToString(h),
 	}, nil
 }
@@ -95,8 +101,51 @@ func New(cfg Config) (*Minter, error) {
 func (m *Minter) KID() string { return m.key.KID() }
 
 // JWKSDocument is the fleet's RFC 7517 key set, as served at
-// /_tp/jwks.json.
-func (m *Minter) JWKSDocument() []byte { return slices.Clone(m.jwks) }
+// /_tp/jwks.json: the trust material's assertion_keys when it lists any,
+// else this node's key and Config.FleetKeys.
+func (m *Minter) JWKSDocument() []byte {
+	if listed := m.listedKeys(); listed != nil {
+		keys := make([]*keyfile.PublicKey, len(listed))
+		for i, k := range listed {
+			keys[i] = &keyfile.PublicKey{KID: k.KID, Key: k.PublicKey}
+		}
+		if doc, err := JWKS(keys); err == nil {
+			return doc
+		}
+		// Unreachable: the trust material refuses a kid listed twice.
+	}
+	return slices.Clone(m.jwks)
+}
+
+func (m *Minter) listedKeys() []*bundle.AssertionKey {
+	if m.listed == nil {
+		return nil
+	}
+	return m.listed()
+}
+
+// mayMint reports why this node's key may not sign now, or nil: with a
+// listed key set, the key must be listed active with the same public key.
+func (m *Minter) mayMint() error {
+	listed := m.listedKeys()
+	if listed == nil {
+		return nil
+	}
+	own := m.key.Public()
+	for _, k := range listed {
+		if k.KID != own.KID {
+			continue
+		}
+		switch {
+		case !k.PublicKey.Equal(own.Key):
+			return fmt.Errorf("assertion: the trust material lists kid %q with another public key", own.KID)
+		case k.Status != bundle.AssertionKeyActive:
+			return fmt.Errorf("assertion: key %q is not active in the trust material's assertion_keys", own.KID)
+		}
+		return nil
+	}
+	return fmt.Errorf("assertion: key %q is not in the trust material's assertion_keys", own.KID)
+}
 
 // Request is what an assertion states about one allowed request.
 type Request struct {
@@ -125,6 +174,9 @@ type Minted struct {
 func (m *Minter) Mint(r *Request) (Minted, error) {
 	if r.Spec == nil || r.Spec.Audience == "" {
 		return Minted{}, errors.New("assertion: the route names no backend audience")
+	}
+	if err := m.mayMint(); err != nil {
+		return Minted{}, err
 	}
 	ttl := min(r.Spec.TTL, bundle.MaxAssertionTTL)
 	if ttl <= 0 {

@@ -71,3 +71,48 @@ func TestMintRefuses(t *testing.T) {
 		t.Errorf("header = %s", h)
 	}
 }
+
+// TestListedKeys: with assertion_keys in the trust material, the JWKS is
+// that list, and the node signs only while its key is listed active.
+func TestListedKeys(t *testing.T) {
+	own, _ := keyfile.Generate("node-1")
+	next, _ := keyfile.Generate("node-1-next")
+	var listed []*bundle.AssertionKey
+	m, err := New(Config{Issuer: "i", Key: own, Listed: func() []*bundle.AssertionKey { return listed }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{Spec: &bundle.BackendAssertion{Audience: "b", TTL: time.Second}}
+	// Nothing listed: the flag-configured set, and minting works.
+	if _, err := m.Mint(req); err != nil {
+		t.Errorf("no list: %v", err)
+	}
+	for _, tc := range []struct {
+		name    string
+		list    []*bundle.AssertionKey
+		mintErr string // "" means it mints
+	}{
+		{"own key next", []*bundle.AssertionKey{{KID: "node-1", PublicKey: own.Public().Key, Status: bundle.AssertionKeyNext}}, "not active"},
+		{"own key retired", []*bundle.AssertionKey{{KID: "node-1", PublicKey: own.Public().Key, Status: bundle.AssertionKeyRetired}}, "not active"},
+		{"own key absent", []*bundle.AssertionKey{{KID: "node-1-next", PublicKey: next.Public().Key, Status: bundle.AssertionKeyActive}}, "not in the trust material"},
+		{"own kid, other key", []*bundle.AssertionKey{{KID: "node-1", PublicKey: next.Public().Key, Status: bundle.AssertionKeyActive}}, "another public key"},
+		{"own key active, next published", []*bundle.AssertionKey{
+			{KID: "node-1", PublicKey: own.Public().Key, Status: bundle.AssertionKeyActive},
+			{KID: "node-1-next", PublicKey: next.Public().Key, Status: bundle.AssertionKeyNext}}, ""},
+	} {
+		listed = tc.list
+		_, err := m.Mint(req)
+		if (tc.mintErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.mintErr)) {
+			t.Errorf("%s: Mint err = %v, want %q", tc.name, err, tc.mintErr)
+		}
+		doc := string(m.JWKSDocument())
+		for _, k := range tc.list {
+			if !strings.Contains(doc, `"kid":"`+k.KID+`"`) {
+				t.Errorf("%s: JWKS lacks listed %s: %s", tc.name, k.KID, doc)
+			}
+		}
+		if strings.Count(doc, `"kid"`) != len(tc.list) {
+			t.Errorf("%s: JWKS has keys beyond the list: %s", tc.name, doc)
+		}
+	}
+}

@@ -26,6 +26,30 @@ type TrustMaterial struct {
 	// authenticates every event and checkpoint against it. Verifiers
 	// ignore it. Nil when the member is absent.
 	AuditNodes []*AuditNode
+	// AssertionKeys lists the fleet's backend assertion keys (optional
+	// member assertion_keys [ours], docs/BACKEND-JWT.md): the JWKS every
+	// node serves, and the keys a node may sign with. Nil when the member
+	// is absent.
+	AssertionKeys []*AssertionKey
+}
+
+// AssertionKeyStatus is an assertion_keys[] entry's status.
+type AssertionKeyStatus uint8
+
+// Statuses: a next key is published before it signs; an active key signs;
+// a retired key is published until every assertion it signed expired.
+const (
+	AssertionKeyNext AssertionKeyStatus = iota
+	AssertionKeyActive
+	AssertionKeyRetired
+)
+
+// AssertionKey is one assertion_keys[] entry: one node's key. Kids and
+// public keys are unique in the list.
+type AssertionKey struct {
+	KID       string
+	PublicKey ed25519.PublicKey // ed25519.PublicKeySize bytes
+	Status    AssertionKeyStatus
 }
 
 // AuditNode is one audit_nodes[] entry: a fleet member's audit key. A node
@@ -144,7 +168,7 @@ func parseTrustMaterial(data []byte, o Options) (*TrustMaterial, error) {
 		return nil, err
 	}
 	doc := object{m: top}
-	if err := doc.only("version", "kind", "sequence", "issued_at", "issuers", "audit_nodes", "signed_by", "signature"); err != nil {
+	if err := doc.only("version", "kind", "sequence", "issued_at", "issuers", "audit_nodes", "assertion_keys", "signed_by", "signature"); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
@@ -175,7 +199,61 @@ func parseTrustMaterial(data []byte, o Options) (*TrustMaterial, error) {
 	if t.AuditNodes, err = parseAuditNodes(doc); err != nil {
 		return nil, err
 	}
+	if t.AssertionKeys, err = parseAssertionKeys(doc); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// parseAssertionKeys reads the optional assertion_keys member: each entry
+// kid, public_key_b64url and status (next, active or retired), nothing
+// else. A kid or a public key listed twice is refused: an upstream must
+// find exactly one key for a kid.
+func parseAssertionKeys(doc object) ([]*AssertionKey, error) {
+	entries, ok, err := doc.objects("assertion_keys")
+	if err != nil || !ok {
+		return nil, err
+	}
+	out := make([]*AssertionKey, 0, len(entries))
+	kids, pubs := map[string]bool{}, map[string]bool{}
+	for _, o := range entries {
+		if err := o.only("kid", "public_key_b64url", "status"); err != nil {
+			return nil, err
+		}
+		k := new(AssertionKey)
+		if k.KID, err = o.required("kid"); err != nil {
+			return nil, err
+		}
+		b64, err := o.required("public_key_b64url")
+		if err != nil {
+			return nil, err
+		}
+		pub, err := base64.RawURLEncoding.Strict().DecodeString(b64)
+		if err != nil || base64.RawURLEncoding.EncodeToString(pub) != b64 || len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%s: not canonical unpadded base64url of 32 bytes", o.at("public_key_b64url"))
+		}
+		k.PublicKey = pub
+		status, err := o.required("status")
+		if err != nil {
+			return nil, err
+		}
+		switch status {
+		case "next":
+			k.Status = AssertionKeyNext
+		case "active":
+			k.Status = AssertionKeyActive
+		case "retired":
+			k.Status = AssertionKeyRetired
+		default:
+			return nil, fmt.Errorf("%s: %q is not \"next\", \"active\" or \"retired\"", o.at("status"), status)
+		}
+		if kids[k.KID] || pubs[b64] {
+			return nil, fmt.Errorf("%s: kid %q or its public key is listed twice", o.at("kid"), k.KID)
+		}
+		kids[k.KID], pubs[b64] = true, true
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // parseAuditNodes reads the optional audit_nodes member: each entry

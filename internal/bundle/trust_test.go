@@ -232,3 +232,40 @@ func TestTrustMaterialAuditNodes(t *testing.T) {
 		})
 	}
 }
+
+func TestTrustMaterialAssertionKeys(t *testing.T) {
+	k20, k21, k22 := b64(t, 20), b64(t, 21), b64(t, 22)
+	with := func(keys string) []byte {
+		doc := trustDoc(t)
+		return []byte(doc[:len(doc)-1] + `,"assertion_keys":` + keys + `}`)
+	}
+	tm, err := ParseTrustMaterial(with(`[
+		{"kid":"a-2","public_key_b64url":"`+k20+`","status":"next"},
+		{"kid":"a-1","public_key_b64url":"`+k21+`","status":"active"},
+		{"kid":"a-0","public_key_b64url":"`+k22+`","status":"retired"}]`), Options{AllowUnsigned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tm.AssertionKeys
+	if len(got) != 3 || got[0].KID != "a-2" || got[0].Status != AssertionKeyNext || got[1].Status != AssertionKeyActive ||
+		got[2].Status != AssertionKeyRetired || len(got[1].PublicKey) != 32 {
+		t.Errorf("AssertionKeys = %+v", got)
+	}
+	if tm, err := ParseTrustMaterial([]byte(trustDoc(t)), Options{AllowUnsigned: true}); err != nil || tm.AssertionKeys != nil {
+		t.Errorf("without assertion_keys: %v, %v; want nil, nil", tm.AssertionKeys, err)
+	}
+	for name, keys := range map[string]string{
+		"unknown status": `[{"kid":"a","public_key_b64url":"` + k20 + `","status":"revoked"}]`,
+		"unknown member": `[{"kid":"a","public_key_b64url":"` + k20 + `","status":"active","node_id":"n"}]`,
+		"no kid":         `[{"public_key_b64url":"` + k20 + `","status":"active"}]`,
+		"short key":      `[{"kid":"a","public_key_b64url":"AAAA","status":"active"}]`,
+		"kid twice": `[{"kid":"a","public_key_b64url":"` + k20 + `","status":"active"},
+			{"kid":"a","public_key_b64url":"` + k21 + `","status":"next"}]`,
+		"key twice": `[{"kid":"a","public_key_b64url":"` + k20 + `","status":"active"},
+			{"kid":"b","public_key_b64url":"` + k20 + `","status":"next"}]`,
+	} {
+		if _, err := ParseTrustMaterial(with(keys), Options{AllowUnsigned: true}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -87,7 +87,7 @@ func Prepare(dir string, auditNodes ...string) (*Files, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	var fleet []any
+	var fleet, assertionKeys []any
 	for _, node := range auditNodes {
 		base := filepath.Join(dir, "audit-"+fileSafe(node))
 		k, err := keyfile.LoadOrCreate(base, "audit-"+fileSafe(node))
@@ -97,16 +97,20 @@ func Prepare(dir string, auditNodes ...string) (*Files, error) {
 		f.AuditKeys[node] = base + ".key"
 		fleet = append(fleet, map[string]any{"node_id": node, "status": "active", "public_key_b64url": b64(k.Public().Key)})
 		abase := filepath.Join(dir, "assertion-"+fileSafe(node))
-		if _, err := keyfile.LoadOrCreate(abase, "assertion-"+fileSafe(node)); err != nil {
+		ak, err := keyfile.LoadOrCreate(abase, "assertion-"+fileSafe(node))
+		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
+		// Listed active in the signed trust material: the JWKS every node
+		// serves, and the keys that may sign (docs/BACKEND-JWT.md).
+		assertionKeys = append(assertionKeys, map[string]any{"kid": ak.KID(), "status": "active", "public_key_b64url": b64(ak.Public().Key)})
 		f.AssertionKeys[node] = abase + ".key"
 		f.AssertionPublicKeys = append(f.AssertionPublicKeys, abase+".pub")
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	seq := now.Unix() // grows across runs: a restart never looks like a rollback
 	sk := bundle.NewSigningKey(signing)
-	trust, err := bundle.Sign(trustMaterial(caller.Public(), fleet, seq, now), sk, "local://demo.bundlepub")
+	trust, err := bundle.Sign(trustMaterial(caller.Public(), fleet, assertionKeys, seq, now), sk, "local://demo.bundlepub")
 	if err != nil {
 		return nil, fmt.Errorf("demo: sign trust material: %w", err)
 	}
@@ -139,7 +143,7 @@ func fileSafe(s string) string {
 	return string(b)
 }
 
-func trustMaterial(caller *keyfile.PublicKey, fleet []any, seq int64, now time.Time) []byte {
+func trustMaterial(caller *keyfile.PublicKey, fleet, assertionKeys []any, seq int64, now time.Time) []byte {
 	doc := map[string]any{
 		"version": "trustplane-trust-material-v1", "kind": "trust_material",
 		"sequence": seq, "issued_at": rfc3339(now),
@@ -153,6 +157,9 @@ func trustMaterial(caller *keyfile.PublicKey, fleet []any, seq int64, now time.T
 	}
 	if len(fleet) > 0 {
 		doc["audit_nodes"] = fleet
+	}
+	if len(assertionKeys) > 0 {
+		doc["assertion_keys"] = assertionKeys
 	}
 	b, _ := json.Marshal(doc)
 	return b
