@@ -210,3 +210,16 @@ func TestJWKSEndpoint(t *testing.T) {
 		t.Errorf("POST jwks = %d, want 405", resp.StatusCode)
 	}
 }
+
+func TestUpstreamTarget(t *testing.T) {
+	for in, want := range map[string]string{
+		"/v1/a?b=1":               "/v1/a?b=1",
+		"/v1/a?":                  "/v1/a?",
+		"/v1/a":                   "/v1/a",
+		"http://h.example/v1/a?x": "/v1/a?x",
+	} {
+		if got := upstreamTarget(in); got != want {
+			t.Errorf("upstreamTarget(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -112,11 +112,7 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		BodyFromGateway: unseen,
 		MustBeCovered:   mustBeCovered,
 	}
-	target := path
-	if query != "" {
-		target += "?" + query
-	}
-	d, token := h.decide(r.Context(), cr, reqID, target)
+	d, token := h.decide(r.Context(), cr, reqID, upstreamTarget(r.Header.Get("X-Original-Uri")))
 	if !d.Allowed() {
 		writeCheckDeny(w, &d, reqID)
 		h.tel.duration(r.Context(), &d, read)

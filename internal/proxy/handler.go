@@ -403,7 +403,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		Body:         b.bytes,
 		BodyTooLarge: b.tooLarge,
 	}
-	d, token := h.decide(r.Context(), cr, reqID, r.RequestURI)
+	d, token := h.decide(r.Context(), cr, reqID, upstreamTarget(r.RequestURI))
 	if !d.Allowed() {
 		writeDeny(w, d.Status, &d, reqID)
 		h.tel.duration(r.Context(), &d, read)

@@ -30,6 +30,18 @@ func splitTarget(target string) (path, query string) {
 	return path, query
 }
 
+// upstreamTarget is the request target the upstream receives for an
+// inbound target (rewrite): its path and query, a bare trailing '?' kept,
+// an absolute form reduced to its origin form. The backend assertion names
+// it, so an upstream compares it with its own RequestURI.
+func upstreamTarget(target string) string {
+	path, query := splitTarget(target)
+	if query != "" || strings.Contains(target, "?") {
+		return path + "?" + query
+	}
+	return path
+}
+
 // peerAddr returns the address of the connection's peer.
 func peerAddr(r *http.Request) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
