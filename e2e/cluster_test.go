@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
@@ -112,16 +114,23 @@ func checkShards(t *testing.T, url string, n, total int) {
 	var per []uint64
 	var leaders []string
 	for i := range n {
-		s, err := js.Stream(t.Context(), "KV_"+ledger.ShardBucket(ledger.DefaultBucket, i, n))
+		bucket := ledger.ShardBucket(ledger.DefaultBucket, i, n)
+		s, err := js.Stream(t.Context(), "KV_"+bucket)
 		if err != nil {
 			t.Fatalf("shard %d: %v", i, err)
 		}
-		info, err := s.Info(t.Context())
+		// Count jti keys only: one token each, where the nodes' readiness
+		// probe keys (probe.<node>) have two.
+		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter("$KV."+bucket+".*"))
 		if err != nil {
 			t.Fatalf("shard %d: %v", i, err)
 		}
-		per = append(per, info.State.Msgs)
-		sum += info.State.Msgs
+		var keys uint64
+		for _, c := range info.State.Subjects {
+			keys += c
+		}
+		per = append(per, keys)
+		sum += keys
 		if info.Cluster != nil {
 			leaders = append(leaders, info.Cluster.Leader)
 		}

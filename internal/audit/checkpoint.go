@@ -87,12 +87,19 @@ func (c *checkpointer) publish(ctx context.Context, p *Publisher) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 	defer cancel()
-	// Retried at the next interval; until then the previous checkpoint
-	// stands, and a verifier can ask no more than it says.
-	c.lastTime = now
 	if _, err := p.js.PublishMsg(pctx, msg); err != nil {
-		p.log.Warn("audit checkpoint not published; retried at the next interval", "err", err, "node_seq", cp.NodeSeq)
+		// Retried within checkpointRetry, not a whole interval later:
+		// until one lands the previous checkpoint stands (or none does, for
+		// a node whose first one failed in an outage), and tpaudit verify
+		// calls an active node without a checkpoint a removed trail.
+		c.lastTime = now.Add(min(checkpointRetry, p.cfg.CheckpointInterval) - p.cfg.CheckpointInterval)
+		p.log.Warn("audit checkpoint not published; retried shortly", "err", err, "node_seq", cp.NodeSeq)
 		return
 	}
+	c.lastTime = now
 	c.lastSeq = cp.NodeSeq
 }
+
+// checkpointRetry is how soon a checkpoint that could not be published is
+// tried again.
+const checkpointRetry = time.Second
