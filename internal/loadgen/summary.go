@@ -16,7 +16,7 @@ import (
 // The bench's section of docs/PERFORMANCE.md lies between these markers;
 // ReplaceSection rewrites only what is between them.
 const (
-	SectionBegin = "<!-- loadtest:begin (written by loadtest/bench.sh; edits are lost) -->"
+	SectionBegin = "<!-- loadtest:begin (tpload summarize: a bench run's summary.md; edits here are lost on the next --doc) -->"
 	SectionEnd   = "<!-- loadtest:end -->"
 )
 
@@ -238,7 +238,7 @@ func (s *Summary) targets() {
 // Markdown renders the section: header lines, the table and the targets.
 func (s *Summary) Markdown(header []string) string {
 	var b strings.Builder
-	b.WriteString(SectionBegin + "\n## Load test (issue 9)\n\n")
+	b.WriteString(SectionBegin + "\n## Load test\n\n")
 	for _, h := range header {
 		b.WriteString(h + "\n")
 	}
