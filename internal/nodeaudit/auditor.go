@@ -103,7 +103,7 @@ func (a *Auditor) Start(ctx context.Context) {
 // publisher has created or checked the audit stream and no publish has
 // found it missing since, else the NATS error (audit.Publisher.StreamErr).
 // A node whose stream the servers refuse is not ready: its spool can only
-// fill, and then it denies everything audit_unavailable (issue 13).
+// fill, and then it denies everything audit_unavailable.
 func (a *Auditor) CheckStream(context.Context) error { return a.pub.StreamErr() }
 
 // Shutdown flushes the spool to NATS within timeout (STYLE §6: after the
