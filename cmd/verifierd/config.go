@@ -84,7 +84,7 @@ type Config struct {
 	AuditKey                string
 	AuditCheckpointInterval time.Duration
 	// ReadyMaxAuditPending is how many audit events may await JetStream's
-	// acknowledgement before readyz says 503 (issue 13).
+	// acknowledgement before readyz says 503.
 	ReadyMaxAuditPending int64
 
 	// Derived by Validate.
