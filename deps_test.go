@@ -23,6 +23,7 @@ const (
 	jcs        = "github.com/gowebpki/jcs"
 	voi        = "github.com/oasisprotocol/curve25519-voi"
 	uuid       = "github.com/google/uuid"
+	gonumPlot  = "gonum.org/v1/plot"
 )
 
 // Reasons the rows below give more than once.
@@ -32,6 +33,7 @@ var (
 	noNATS     = deptest.Rule{Path: anyNATS, Why: "NATS belongs to the adapters (ledger, audit, bundlekv, natsx)"}
 	noServer   = deptest.Rule{Path: natsServer, Why: "it is a NATS client; servers are internal/natsx's job"}
 	noSDK      = deptest.Rule{Path: otelSDK, Why: "packages use the OTel API with a provider from config, never the SDK (STYLE §8)"}
+	noPlot     = deptest.Rule{Path: "gonum.org/", Why: "plotting is loadtest/chart's job; the shipped binaries stay small"}
 	noCore     = deptest.Rule{Path: in("core"), Why: "core depends on it, or it must not know the pipeline"}
 	stdlibOnly = []string{}
 	// bundleDeps is what internal/bundle reaches: a pure package that
@@ -47,12 +49,16 @@ var layers = map[string]deptest.Layer{
 	module: {Allow: stdlibOnly},
 
 	// Commands build components and run them: any internal package.
-	module + "/cmd/bundlepub": {},
-	module + "/cmd/demoapi":   {},
-	module + "/cmd/tpaudit":   {},
-	module + "/cmd/tpcurl":    {},
-	module + "/cmd/tpload":    {},
-	module + "/cmd/verifierd": {},
+	// The plotting library stays out of every binary we ship: Pure makes
+	// the rule hold for everything a command reaches; Allow nil allows the rest.
+	module + "/cmd/bundlepub": {Pure: true, Deny: []deptest.Rule{noPlot}},
+	module + "/cmd/demoapi":   {Pure: true, Deny: []deptest.Rule{noPlot}},
+	module + "/cmd/tpaudit":   {Pure: true, Deny: []deptest.Rule{noPlot}},
+	module + "/cmd/tpcurl":    {Pure: true, Deny: []deptest.Rule{noPlot}},
+	module + "/cmd/tpload":    {Pure: true, Deny: []deptest.Rule{noPlot}},
+	module + "/cmd/verifierd": {Pure: true, Deny: []deptest.Rule{noPlot}},
+	// The bench's chart renderer: reads tpload reports, writes SVG.
+	module + "/loadtest/chart": {Allow: []string{gonumPlot, in("loadgen")}},
 
 	// Pure packages: the rule holds for everything they reach.
 	in("reason"):      {Pure: true, Allow: stdlibOnly},

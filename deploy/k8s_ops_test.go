@@ -13,7 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/conformance"
 )
 
-// Issue 17 item 6: manifests that survive real operations. Static, like
+// Manifests that survive real operations. Static, like
 // the rest of k8s_test.go: there is no cluster here.
 
 // bytesOf parses a Kubernetes memory quantity (Mi, Gi) or a GOMEMLIMIT

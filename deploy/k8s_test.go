@@ -22,7 +22,7 @@ import (
 )
 
 // The manifests and the Dockerfile are validated statically: there is no
-// container engine or cluster here (issue 8).
+// container engine or cluster here.
 
 // object is one rendered Kubernetes object, decoded from JSON into the few
 // fields the checks read.
@@ -180,7 +180,7 @@ func TestKustomizeRenders(t *testing.T) {
 	}
 }
 
-// TestManifestShape checks the workloads issue 8 asks for.
+// TestManifestShape checks the workloads a Kubernetes deployment needs.
 func TestManifestShape(t *testing.T) {
 	objs := render(t)
 

@@ -195,7 +195,7 @@ func TestLocalUpDown(t *testing.T) {
 
 	// Both listeners set the forwarding headers themselves: the caller's
 	// X-Forwarded-Host/-Proto must not make a request signed for
-	// https://victim.example verify on the plain-HTTP listeners (issue 14).
+	// https://victim.example verify on the plain-HTTP listeners.
 	for _, gw := range []string{"TPLOCAL_PROXY_GATEWAY_URL", "TPLOCAL_GATEWAY_URL"} {
 		t.Run("forwarding headers are nginx's at "+gw, func(t *testing.T) {
 			req, err := demo.NewRequest(t.Context(), key, demo.Passport(kf.KID()), "orders.get", "GET",
@@ -229,7 +229,7 @@ func TestLocalUpDown(t *testing.T) {
 		t.Errorf("down.sh left %d PID files", len(entries))
 	}
 
-	// A second up over the same DIR keeps the demo world (issue 17): the
+	// A second up over the same DIR keeps the demo world: the
 	// same signed bytes, so the same sequence and digests, served by the
 	// nodes, and the same caller key still admitted.
 	out, err = script("up.sh")
@@ -485,7 +485,7 @@ func logTail(t *testing.T, dir string) {
 	}
 }
 
-// checkLocalAudit reads the cluster's audit stream (issue 13: it was never
+// checkLocalAudit reads the cluster's audit stream (it once was never
 // created, since its size limit exceeded the servers' max_file_store): it
 // is R3, and within a generous deadline holds an allow event for each of
 // allowRoutes and the jti_replay deny of each of replayIDs; then `tpaudit

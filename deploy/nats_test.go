@@ -67,7 +67,7 @@ func manifestEnv(t *testing.T) map[string]string {
 // TestShippedLimitsAgree: JetStream reserves a stream's max bytes on each
 // replica's server and refuses a stream that does not fit max_file_store
 // ("insufficient storage"); then verifierd can never publish its audit
-// events, the spool fills and the node denies everything (issue 13). The
+// events, the spool fills and the node denies everything. The
 // audit stream each shipped setup asks for takes at most half of its
 // servers' store, the rest being the ledger's and the bundles'; both NATS
 // configurations fsync before acknowledging; and in Kubernetes the ledger,

@@ -13,7 +13,7 @@ import (
 
 // TestAuditStreamRefused: a node whose audit stream the NATS servers refuse
 // (its size limit above what the store can reserve, as the 10 GiB default
-// was on the shipped servers, issue 13) says so everywhere: /_tp/readyz is
+// was on the shipped servers) says so everywhere: /_tp/readyz is
 // 503 naming the audit_stream check and the NATS error, the log has an
 // error with it, the stream failures are counted, and the spool's oldest
 // age grows with an event stuck in it, although nothing was ever published.

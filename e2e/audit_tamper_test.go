@@ -15,7 +15,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
 
-// TestAuditTamperEvident is issue 12's finding replayed against the real
+// TestAuditTamperEvident replays the purge-and-forge attack against the real
 // binaries: a node signs its trail with --audit-key; tpaudit verify passes
 // on the untouched stream, then fails naming the node when its newest
 // event is deleted, when a node outside the fleet publishes a chained

@@ -22,7 +22,7 @@ import (
 // is allowed and stays allowed well past the realtime window, because the
 // running publisher beacons the pair it finds in the bucket. Before, it
 // kept beaconing its own older pair and the new route denied
-// stale_bundle_fail_closed about 6 s later (issue 17).
+// stale_bundle_fail_closed about 6 s later.
 func TestChangeRunningFleet(t *testing.T) {
 	const (
 		realtimeWindow = 2 * time.Second

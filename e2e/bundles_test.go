@@ -18,7 +18,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
-// Issue 6 end to end: the NATS bundle channel with real verifierd and
+// The NATS bundle channel end to end, with real verifierd and
 // bundlepub binaries and a real nats-server.
 
 // bundlepub runs a bundlepub subcommand to completion.

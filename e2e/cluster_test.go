@@ -19,7 +19,7 @@ import (
 // concurrently to three verifierd nodes five times: exactly 200 allows and
 // 2800 jti_replay, nothing else. Once on a three-server NATS cluster with an
 // R3 ledger, once on the same cluster with the ledger in three R3 shards
-// (--ledger-shards 3, issue 19), once on a single server with an R1 ledger.
+// (--ledger-shards 3), once on a single server with an R1 ledger.
 func TestClusterExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: three verifierd nodes and 3000 requests; CI runs it")

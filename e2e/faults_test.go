@@ -15,7 +15,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
-// The fault suite (issue 13 item 6, docs/RELIABILITY.md): three real
+// The fault suite (docs/RELIABILITY.md): three real
 // nats-servers (built from go.mod) in a cluster, three real verifierd nodes
 // with R3 ledger and audit stream, an upstream that logs every request it
 // receives (the ground truth for allows), and steady load that sends each
@@ -54,8 +54,8 @@ var faults = []fault{
 	}},
 	// A partition that leaves the ledger leader alone, without network
 	// namespaces: its peers are frozen, so it still serves its clients and
-	// still calls itself leader, but no write reaches a quorum (issue 13:
-	// readyz said 200 for the whole of such a partition).
+	// still calls itself leader, but no write reaches a quorum (readyz once
+	// said 200 for the whole of such a partition).
 	{"leader cut off (SIGSTOP both followers)", true, 6 * time.Second, func(t *testing.T, fc *faultCluster) func() {
 		// The leader is moved to the server most nodes use, so that they
 		// talk to a leader that still calls itself one.

@@ -23,7 +23,7 @@ func (w *world) signedClaiming(t testing.TB, method, rawURL, routeID, kb string)
 	return req
 }
 
-// TestWhatIsVerifiedIsForwarded (issue 14) runs the real verifierd in proxy
+// TestWhatIsVerifiedIsForwarded runs the real verifierd in proxy
 // mode: a self-issued passport claiming hardware_local is forwarded with
 // the effective class, software, and refused on a hardware_local route; a
 // dot segment behind a path parameter and an ambiguous query on a

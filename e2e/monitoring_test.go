@@ -17,7 +17,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
-// Issue 17 item 9: the alerting rules and the Grafana dashboard in
+// The alerting rules and the Grafana dashboard in
 // deploy/monitoring may only use metrics a real verifierd exports. A rule
 // over a misspelt name never fires, which no syntax check notices.
 

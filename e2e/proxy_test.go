@@ -136,7 +136,7 @@ func TestProxy(t *testing.T) {
 		text := string(b)
 		for _, want := range []string{`reason_code="allowed"`, `reason_code="jti_replay"`,
 			`reason_code="request_binding_mismatch"`, `reason_code="passport_missing"`, "tpcluster_decisions",
-			// The decision's own time (issue 19 item 5): a histogram per reason.
+			// The decision's own time: a histogram per reason.
 			"tpcluster_decision_duration_seconds_bucket", "tpcluster_decision_duration_seconds_count"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("/_tp/metrics lacks %s", want)

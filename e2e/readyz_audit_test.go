@@ -21,7 +21,7 @@ import (
 // created) while the ledger works: readyz says 503 for audit_stream from
 // the start, and also for audit_spool once more than
 // --ready-max-audit-pending events wait; when the stream can be created the
-// spool drains and readyz says 200 again (issue 13 item 2).
+// spool drains and readyz says 200 again.
 func TestReadyzAuditBacklog(t *testing.T) {
 	s := natstest.Server(t)
 	js := natstest.JetStream(t, natstest.Connect(t, s.ClientURL()))

@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
-# loadtest/bench.sh: issue 9's load test, every scenario in one run on this
-# machine, with one request recipe (tpload, the demo world, seed 1):
+# loadtest/bench.sh: the verifier's load test, every scenario in one run on
+# this machine, with one request recipe (tpload, the demo world, seed 1):
 #
-#   a. crypto ceiling: two ed25519.Verify per decision, all cores and one;
-#   b. the demo upstream directly, and through a plain httputil.ReverseProxy;
-#   c. verifierd proxy mode with its embedded single-node ledger (R1);
-#   d. three verifierd nodes on a three-node NATS cluster, R3 ledger
-#      (deploy/local/up.sh, bundles from files);
-#   e. nginx auth_request (deploy/local, the shipped config) in front of
-#      those nodes' check mode.
+#   ledger:  `go test -bench BenchmarkConsume/R[13]/serial` in internal/ledger
+#            (the serial cost of one consume);
+#   ceiling: two ed25519.Verify per decision, all cores and one;
+#   direct, proxy: the demo upstream directly, and through a plain
+#            httputil.ReverseProxy;
+#   r1:      verifierd proxy mode with its embedded single-node ledger;
+#   r3:      three verifierd nodes on a three-node NATS cluster, R3 ledger
+#            (deploy/local/up.sh, bundles from files);
+#   nginx:   nginx auth_request (deploy/local, the shipped config) in front
+#            of those nodes' check mode.
 #
-# Each: closed loop (64 workers) for the maximum, then open loop at half of
-# it for latency, with the CPU time of the processes under test per
-# request. Serial costs come from the same run: the one-core ceiling and
-# `go test -bench BenchmarkConsume/R[13]/serial` in internal/ledger.
+# Each load scenario: closed loop (64 workers) for the maximum, then open
+# loop at half of it for latency, with the CPU time of the processes under
+# test per request.
 #
-# Writes loadtest/results/*.json (tpload reports, summary.json) and
-# replaces the "Load test" section of docs/PERFORMANCE.md. Everything
-# listens on 127.0.0.1; everything started here is stopped on exit.
+# Usage: loadtest/bench.sh [--out DIR] [--base-port N] [--scenarios LIST]
 #
-# Environment: BENCH_DURATION (each run, default 10s), BENCH_DIR (scratch
-# directory, default a new one under /tmp), GO (default go).
+#   --out DIR         where everything is written (env BENCH_OUT; default
+#                     loadtest/results/<UTC timestamp>/): the tpload reports
+#                     (*.json, *.txt), summary.json, summary.md (the "Load
+#                     test" section for docs/PERFORMANCE.md, which this script
+#                     never edits) and the charts (*.svg, loadtest/chart).
+#   --base-port N     first of the loopback ports (env BENCH_BASE_PORT):
+#                     upstream N, plain proxy N+1, verifierd N+2, its NATS N+3,
+#                     deploy/local from N+100. Default: a random block in
+#                     10000-29999, so two checkouts' benches rarely collide.
+#   --scenarios LIST  comma-separated subset of
+#                     ledger,ceiling,direct,proxy,r1,r3,nginx (env
+#                     BENCH_SCENARIOS; default all). The summary needs
+#                     ceiling; the charts need one of the load scenarios.
+#
+# Everything listens on 127.0.0.1; everything started here is stopped on
+# exit. Environment also: BENCH_DURATION (each run, default 10s),
+# BENCH_DIR (scratch directory, default a new one under /tmp), GO
+# (default go).
 
 set -euo pipefail
 
@@ -28,21 +44,63 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 GO=${GO:-go}
 DUR=${BENCH_DURATION:-10s}
 dur_s=${DUR%s}
+RESULTS=${BENCH_OUT:-}
+BASE_PORT=${BENCH_BASE_PORT:-}
+SCENARIOS=${BENCH_SCENARIOS:-ledger,ceiling,direct,proxy,r1,r3,nginx}
+
+usage() { sed -n '/^# Usage:/,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
+die_usage() { echo "bench: $*" >&2; usage; exit 2; }
+while (($#)); do
+	case $1 in
+	--out) (($# >= 2)) || die_usage "--out needs a directory"; RESULTS=$2; shift 2 ;;
+	--out=*) RESULTS=${1#*=}; shift ;;
+	--base-port) (($# >= 2)) || die_usage "--base-port needs a number"; BASE_PORT=$2; shift 2 ;;
+	--base-port=*) BASE_PORT=${1#*=}; shift ;;
+	--scenarios) (($# >= 2)) || die_usage "--scenarios needs a list"; SCENARIOS=$2; shift 2 ;;
+	--scenarios=*) SCENARIOS=${1#*=}; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) die_usage "unknown argument \"$1\"" ;;
+	esac
+done
+if [[ -n $BASE_PORT ]] && ! [[ $BASE_PORT =~ ^[0-9]+$ && $BASE_PORT -ge 1024 && $BASE_PORT -le 65000 ]]; then
+	die_usage "--base-port=$BASE_PORT (BENCH_BASE_PORT): must be a number from 1024 to 65000 (the block runs to N+105)"
+fi
+IFS=, read -r -a wanted <<<"$SCENARIOS"
+for sc in "${wanted[@]}"; do
+	case $sc in
+	ledger | ceiling | direct | proxy | r1 | r3 | nginx) ;;
+	*) die_usage "--scenarios=$SCENARIOS (BENCH_SCENARIOS): unknown scenario \"$sc\"; known: ledger,ceiling,direct,proxy,r1,r3,nginx" ;;
+	esac
+done
+# want NAME: NAME was asked for.
+want() {
+	local sc
+	for sc in "${wanted[@]}"; do [[ $sc == "$1" ]] && return 0; done
+	return 1
+}
+
+started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+RESULTS=${RESULTS:-$root/loadtest/results/$(date -u +%Y%m%dT%H%M%SZ)}
+if [[ -e $RESULTS && -n $(ls -A "$RESULTS" 2>/dev/null) ]]; then
+	# Never mix two runs' reports: the summary and charts read every file.
+	die_usage "--out=$RESULTS: exists and is not empty; give a new directory"
+fi
+mkdir -p "$RESULTS"
+RESULTS=$(cd "$RESULTS" && pwd -P)
 WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/tpbench.XXXXXX")}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd -P)
 BIN=$WORK/bin
-RESULTS=$root/loadtest/results
 LOCAL=$WORK/local # deploy/local state; its keys are the demo world every run uses
 KEYS=$LOCAL/keys
-started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$SECONDS
 
 log() { echo "bench: $*" >&2; }
 
-# Ports: a random block, so a second checkout's bench does not collide.
-base=$((10000 + RANDOM % 20000)) # below the ephemeral ports (32768-60999 by default)
+# Ports: --base-port, else a random block, so a second checkout's bench
+# does not collide; below the ephemeral ports (32768-60999 by default).
+base=${BASE_PORT:-$((10000 + RANDOM % 20000))}
 UP_PORT=$base PROXY_PORT=$((base + 1)) R1_PORT=$((base + 2)) R1_NATS_PORT=$((base + 3))
 export TPLOCAL_BASE_PORT=$((base + 100)) TPLOCAL_DIR=$LOCAL TPLOCAL_BUNDLES=file
 
@@ -106,10 +164,8 @@ wait_http() {
 }
 
 # --- build and world ------------------------------------------------------------------
-log "scratch directory $WORK"
-(cd "$root" && "$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpload ./cmd/demoapi)
-mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*.json "$RESULTS"/*.txt
+log "scratch directory $WORK, results in $RESULTS, ports from $base"
+(cd "$root" && "$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpload ./cmd/demoapi ./loadtest/chart)
 "$BIN/demoapi" --prepare "$KEYS" >/dev/null
 
 # tpload RUN-NAME FLAGS...: one tpload run; JSON and text into results.
@@ -158,71 +214,90 @@ MIX=(--get-share 0.5 --body-sizes 1024)
 VERIFIER_REQUESTS=${BENCH_VERIFIER_REQUESTS:-80000}
 
 # --- serial ledger cost (before anything else runs) ---------------------------------------
-log "ledger serial benchmarks"
-(cd "$root" && "$GO" test -run '^$' -bench 'BenchmarkConsume/R[13]/serial$' -benchtime 2000x -count 1 ./internal/ledger) \
-	>"$RESULTS/ledger-bench.txt" 2>&1 || { cat "$RESULTS/ledger-bench.txt" >&2; exit 1; }
+if want ledger; then
+	log "ledger serial benchmarks"
+	(cd "$root" && "$GO" test -run '^$' -bench 'BenchmarkConsume/R[13]/serial$' -benchtime 2000x -count 1 ./internal/ledger) \
+		>"$RESULTS/ledger-bench.txt" 2>&1 || { cat "$RESULTS/ledger-bench.txt" >&2; exit 1; }
+fi
 
 # --- a. crypto ceiling ---------------------------------------------------------------------
-tpload ceiling --mode ceiling --workers 0 --requests 10000000 --duration "$DUR"
-tpload ceiling-1core --mode ceiling --workers 1 --requests 10000000 --duration 5s
+if want ceiling; then
+	tpload ceiling --mode ceiling --workers 0 --requests 10000000 --duration "$DUR"
+	tpload ceiling-1core --mode ceiling --workers 1 --requests 10000000 --duration 5s
+fi
 
 # --- b. direct and plain proxy ----------------------------------------------------------------
 UP=http://127.0.0.1:$UP_PORT PROXY=http://127.0.0.1:$PROXY_PORT
-start upstream "$BIN/tpload" upstream --listen "127.0.0.1:$UP_PORT"
-up_pid=$STARTED
-start proxy "$BIN/tpload" proxy --listen "127.0.0.1:$PROXY_PORT" --upstream "$UP"
-proxy_pid=$STARTED
-sleep 0.5
-wait_http "$UP/" "$up_pid"
-wait_http "$PROXY/" "$proxy_pid"
-pair direct 400000 --expect upstream --distinct 20000 --target "$UP" --pid-upstream "$up_pid" "${MIX[@]}"
-pair proxy 400000 --expect upstream --distinct 20000 --target "$PROXY" --pid-proxy "$proxy_pid" --pid-upstream "$up_pid" "${MIX[@]}"
-stop "$proxy_pid"
+up_pid=
+if want direct || want proxy || want r1; then
+	start upstream "$BIN/tpload" upstream --listen "127.0.0.1:$UP_PORT"
+	up_pid=$STARTED
+	wait_http "$UP/" "$up_pid"
+fi
+if want direct; then
+	pair direct 400000 --expect upstream --distinct 20000 --target "$UP" --pid-upstream "$up_pid" "${MIX[@]}"
+fi
+if want proxy; then
+	start proxy "$BIN/tpload" proxy --listen "127.0.0.1:$PROXY_PORT" --upstream "$UP"
+	proxy_pid=$STARTED
+	wait_http "$PROXY/" "$proxy_pid"
+	pair proxy 400000 --expect upstream --distinct 20000 --target "$PROXY" --pid-proxy "$proxy_pid" --pid-upstream "$up_pid" "${MIX[@]}"
+	stop "$proxy_pid"
+fi
 
 # --- c. verifierd, embedded NATS, R1 ------------------------------------------------------------
-R1=http://127.0.0.1:$R1_PORT
-start verifierd-r1 "$BIN/verifierd" --listen "127.0.0.1:$R1_PORT" --upstream "$UP" \
-	--data-dir "$WORK/r1-data" --nats-listen "127.0.0.1:$R1_NATS_PORT" --node-id bench-r1 \
-	--trust-material "$KEYS/trust-material.json" --policy-bundle "$KEYS/policy-bundle.json" \
-	--bundle-public-key "$KEYS/bundle.pub" --log-level warn
-r1_pid=$STARTED
-wait_http "$R1/_tp/readyz" "$r1_pid"
-pair r1 "$VERIFIER_REQUESTS" --target "$R1" --pid-verifier "$r1_pid" --pid-upstream "$up_pid" "${MIX[@]}"
-R1_HALF=$HALF
-# The same rate with denials mixed in: every answer must be the intended one.
-tpload r1-mixed --mode open --rate "$R1_HALF" --workers 256 --requests $((R1_HALF * dur_s)) --duration "$DUR" \
-	--target "$R1" --pid-verifier "$r1_pid" "${MIX[@]}" --replay-share 0.1 --tamper-share 0.05 --bad-passport-share 0.05
-direct_at r1 "$R1_HALF" "$UP" "${MIX[@]}"
-stop "$r1_pid"
-stop "$up_pid"
+if want r1; then
+	R1=http://127.0.0.1:$R1_PORT
+	start verifierd-r1 "$BIN/verifierd" --listen "127.0.0.1:$R1_PORT" --upstream "$UP" \
+		--data-dir "$WORK/r1-data" --nats-listen "127.0.0.1:$R1_NATS_PORT" --node-id bench-r1 \
+		--trust-material "$KEYS/trust-material.json" --policy-bundle "$KEYS/policy-bundle.json" \
+		--bundle-public-key "$KEYS/bundle.pub" --log-level warn
+	r1_pid=$STARTED
+	wait_http "$R1/_tp/readyz" "$r1_pid"
+	pair r1 "$VERIFIER_REQUESTS" --target "$R1" --pid-verifier "$r1_pid" --pid-upstream "$up_pid" "${MIX[@]}"
+	R1_HALF=$HALF
+	# The same rate with denials mixed in: every answer must be the intended one.
+	tpload r1-mixed --mode open --rate "$R1_HALF" --workers 256 --requests $((R1_HALF * dur_s)) --duration "$DUR" \
+		--target "$R1" --pid-verifier "$r1_pid" "${MIX[@]}" --replay-share 0.1 --tamper-share 0.05 --bad-passport-share 0.05
+	direct_at r1 "$R1_HALF" "$UP" "${MIX[@]}"
+	stop "$r1_pid"
+fi
+[[ -z $up_pid ]] || stop "$up_pid"
 
 # --- d, e. deploy/local: 3 nats-server, 3 verifierd (R3), nginx -----------------------------------
-log "deploy/local/up.sh"
-local_up=1
-"$root/deploy/local/up.sh" --dir "$LOCAL" >"$WORK/local-up.log"
-# shellcheck disable=SC1091 # written by up.sh
-. "$LOCAL/env"
-pidof_local() { cat "$LOCAL/pids/$1.pid"; }
-V_PIDS=$(pidof_local verifierd-1),$(pidof_local verifierd-2),$(pidof_local verifierd-3)
-N_PIDS=$(pidof_local nats-1),$(pidof_local nats-2),$(pidof_local nats-3)
-NGINX_MASTER=$(pidof_local nginx)
-NGINX_PIDS=$NGINX_MASTER$(pgrep -P "$NGINX_MASTER" | sed 's/^/,/' | tr -d '\n')
-APP_PID=$(pidof_local demoapi)
-IFS=, read -r -a V_URLS <<<"$TPLOCAL_VERIFIER_URLS"
-targets=()
-for u in "${V_URLS[@]}"; do targets+=(--target "$u"); done
+if want r3 || want nginx; then
+	log "deploy/local/up.sh"
+	local_up=1
+	"$root/deploy/local/up.sh" --dir "$LOCAL" >"$WORK/local-up.log"
+	# shellcheck disable=SC1091 # written by up.sh
+	. "$LOCAL/env"
+	pidof_local() { cat "$LOCAL/pids/$1.pid"; }
+	V_PIDS=$(pidof_local verifierd-1),$(pidof_local verifierd-2),$(pidof_local verifierd-3)
+	N_PIDS=$(pidof_local nats-1),$(pidof_local nats-2),$(pidof_local nats-3)
+	NGINX_MASTER=$(pidof_local nginx)
+	NGINX_PIDS=$NGINX_MASTER$(pgrep -P "$NGINX_MASTER" | sed 's/^/,/' | tr -d '\n')
+	APP_PID=$(pidof_local demoapi)
+	IFS=, read -r -a V_URLS <<<"$TPLOCAL_VERIFIER_URLS"
+	targets=()
+	for u in "${V_URLS[@]}"; do targets+=(--target "$u"); done
 
-pair r3 "$VERIFIER_REQUESTS" "${targets[@]}" --pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" "${MIX[@]}"
-direct_at r3 "$HALF" "$TPLOCAL_APP_URL" "${MIX[@]}"
+	if want r3; then
+		pair r3 "$VERIFIER_REQUESTS" "${targets[@]}" --pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" "${MIX[@]}"
+		direct_at r3 "$HALF" "$TPLOCAL_APP_URL" "${MIX[@]}"
+	fi
 
-# nginx sends no body to the auth subrequest and the demo world's POST
-# route does not take the body hash from the gateway: GETs only here.
-pair nginx "$VERIFIER_REQUESTS" --target "$TPLOCAL_GATEWAY_URL" --pid-nginx "$NGINX_PIDS" \
-	--pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" --get-share 1
-direct_at nginx "$HALF" "$TPLOCAL_APP_URL" --get-share 1
+	# nginx sends no body to the auth subrequest and the demo world's POST
+	# route does not take the body hash from the gateway: GETs only here.
+	if want nginx; then
+		pair nginx "$VERIFIER_REQUESTS" --target "$TPLOCAL_GATEWAY_URL" --pid-nginx "$NGINX_PIDS" \
+			--pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" --get-share 1
+		direct_at nginx "$HALF" "$TPLOCAL_APP_URL" --get-share 1
+	fi
 
-"$root/deploy/local/down.sh" --dir "$LOCAL" >&2
-local_up=0
+	nats_version=$("$LOCAL/bin/nats-server" --version | sed 's/.*v//')
+	"$root/deploy/local/down.sh" --dir "$LOCAL" >&2
+	local_up=0
+fi
 
 # --- summary -----------------------------------------------------------------------------------
 commit=$(git -C "$root" rev-parse --short HEAD)
@@ -238,11 +313,19 @@ if [[ $verifierd_help == *-audit-replicas* ]]; then
 fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-"$BIN/tpload" summarize --results "$RESULTS" --doc "$root/docs/PERFORMANCE.md" \
-	--header "Measured $started_at by \`loadtest/bench.sh\` (BENCH_DURATION=$DUR per run) at commit $commit, in $(((SECONDS - t0) / 60)) min." \
-	--header "Machine: $(nproc) vCPU \"$cpu\", $mem, Linux $(uname -r) $(uname -m); $("$GO" version | cut -d' ' -f3); $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'); nats-server $("$LOCAL/bin/nats-server" --version | sed 's/.*v//'); shared with other work, so rates are pessimistic and CPU per request is the figure to trust." \
-	--header "Load average (1, 5, 15 min) before the run: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg). Above 2 means other work competed for the 2 cores: latency figures are then the machine's, not the verifier's." \
-	--header "Load: tpload, one signed request per send (passport + proof signed before the clock starts), 50% GET / 50% POST with a 1 KiB body (nginx: GETs only, see below), closed loop with 64 workers, open loop with up to 256 in flight and latency from each due time. CPU: utime+stime from /proc of the processes under test, per answered request. tpload itself runs on the same 2 cores." \
-	--header "Audit: $audit. d and e use deploy/local with bundles from files (TPLOCAL_BUNDLES=file). Raw reports: \`loadtest/results/\`." \
-	>/dev/null
-log "done in $((SECONDS - t0)) s; results in $RESULTS, table in docs/PERFORMANCE.md"
+# The summary goes beside the reports as summary.md; docs/PERFORMANCE.md is
+# edited by hand from it, so a bench run never rewrites a reviewed document.
+# tpload summarize needs the ceiling run (the table is relative to it).
+if want ceiling; then
+	"$BIN/tpload" summarize --results "$RESULTS" --doc "" \
+		--header "Measured $started_at by \`loadtest/bench.sh\` (BENCH_DURATION=$DUR per run) at commit $commit, in $(((SECONDS - t0) / 60)) min." \
+		--header "Machine: $(nproc) vCPU \"$cpu\", $mem, Linux $(uname -r) $(uname -m); $("$GO" version | cut -d' ' -f3); $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'); nats-server ${nats_version:-not run}; shared with other work, so rates are pessimistic and CPU per request is the figure to trust." \
+		--header "Load average (1, 5, 15 min) before the run: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg). Above 2 means other work competed for the 2 cores: latency figures are then the machine's, not the verifier's." \
+		--header "Load: tpload, one signed request per send (passport + proof signed before the clock starts), 50% GET / 50% POST with a 1 KiB body (nginx: GETs only, see below), closed loop with 64 workers, open loop with up to 256 in flight and latency from each due time. CPU: utime+stime from /proc of the processes under test, per answered request. tpload itself runs on the same 2 cores." \
+		--header "Audit: $audit. d and e use deploy/local with bundles from files (TPLOCAL_BUNDLES=file). Raw reports: \`${RESULTS#"$root"/}/\`." \
+		>"$RESULTS/summary.md"
+fi
+if want direct || want proxy || want r1 || want r3 || want nginx; then
+	"$BIN/chart" --results "$RESULTS" --out "$RESULTS"
+fi
+log "done in $((SECONDS - t0)) s; results, summary.md and charts in $RESULTS"

@@ -1,4 +1,4 @@
-// Command tpload is tpcluster's load generator (issue 9). It signs a pool
+// Command tpload is tpcluster's load generator. It signs a pool
 // of requests before the clock starts and sends them to loopback targets,
 // in closed loop (--workers as fast as answered, to find the maximum) or
 // open loop (--rate arrivals per second, latency from each due time), and
@@ -10,7 +10,7 @@
 //	tpload --world DIR --mode ceiling         two ed25519.Verify per request on all cores
 //	tpload upstream --listen ADDR             the demo upstream, in its own process
 //	tpload proxy --listen ADDR --upstream URL a plain httputil.ReverseProxy
-//	tpload summarize [flags]                  the bench section of docs/PERFORMANCE.md
+//	tpload summarize [flags]                  a bench run's "Load test" section (for docs/PERFORMANCE.md)
 //
 // Every flag is also read from TPCLUSTER_<FLAG>. Exit status: 0 every send answered as its kind calls for; 1 any send
 // failed (no answer, an unexpected answer, a jti allowed twice or never) or

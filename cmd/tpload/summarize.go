@@ -12,12 +12,14 @@ import (
 )
 
 // summarize turns the JSON reports of one bench run into the "Load test"
-// section of the performance document and a summary.json beside them.
+// section (printed, or with --doc replaced in that document) and a
+// summary.json beside the reports. bench.sh prints it into its results
+// directory: a run never rewrites a reviewed document by itself.
 func summarize(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tpload summarize", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	results := fs.String("results", "loadtest/results", "directory of the bench's JSON reports")
-	doc := fs.String("doc", "docs/PERFORMANCE.md", "document whose load test section is replaced (empty: print it)")
+	doc := fs.String("doc", "", "document whose load test section is replaced, e.g. docs/PERFORMANCE.md (empty: print the section)")
 	var header cliflag.List
 	fs.Func("header", "a line above the table (repeatable; commas are kept)", func(s string) error {
 		header = append(header, s)

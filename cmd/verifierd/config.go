@@ -84,7 +84,7 @@ type Config struct {
 	AuditKey                string
 	AuditCheckpointInterval time.Duration
 	// ReadyMaxAuditPending is how many audit events may await JetStream's
-	// acknowledgement before readyz says 503 (issue 13).
+	// acknowledgement before readyz says 503.
 	ReadyMaxAuditPending int64
 
 	// AssertionKey is this node's backend assertion key file,
@@ -136,7 +136,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.IntVar(&c.LedgerShards, "ledger-shards", 1, "replay ledger buckets, each with its own stream leader: <bucket> for 1, <bucket>_s0.. otherwise (docs/LEDGER-SHARDS.md)")
 	fs.IntVar(&c.LedgerShardsPrev, "ledger-shards-previous", 0, "during a reshard, the --ledger-shards the fleet is leaving: consumes write into both layouts (docs/LEDGER-SHARDS.md); 0 outside one")
 	fs.DurationVar(&c.LedgerTimeout, "ledger-timeout", 2*time.Second, "bound of one ledger write")
-	// Issue 13: an acknowledged ledger write or audit event must survive
+	// An acknowledged ledger write or audit event must survive
 	// an OS crash or power loss (docs/OPERATIONS.md, "Durability").
 	fs.StringVar(&c.LedgerSync, "ledger-sync", "always", "embedded server fsync: always (before each acknowledgement) or default (every 2 minutes)")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", time.Second, "how often bundle files are checked for changes")
@@ -159,7 +159,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.AssertionIssuer, "assertion-issuer", "", "the fleet's backend assertion issuer (iss); required with --assertion-key")
 	fs.Var(&c.AssertionPublicKeys, "assertion-public-key", "another fleet assertion public key for /_tp/jwks.json: other nodes', next, retired (repeatable; give every node the same list)")
 	fs.DurationVar(&c.AuditCheckpointInterval, "audit-checkpoint-interval", 30*time.Second, "how often the node publishes a signed checkpoint of its audit chain head")
-	// A slow or huge client must not pin a node (issue 5): every phase of a
+	// A slow or huge client must not pin a node: every phase of a
 	// request is bounded.
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "bound on reading request headers")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 60*time.Second, "bound on reading a whole request, body included")
@@ -326,7 +326,7 @@ func (c *Config) Validate() error {
 	}
 	if c.Region != "" && (c.LedgerShards > 1 || c.LedgerShardsPrev > 0) {
 		// A home region's nodes would have to know every other region's
-		// shard count; not built (issue 19).
+		// shard count; not built.
 		bad("ledger-shards", c.LedgerShards, "sharding is not supported together with --region")
 	}
 	if c.LedgerSync != "default" && c.LedgerSync != "always" {

@@ -124,7 +124,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if n.ready, err = readiness.New(readiness.Config{Snapshot: n.bundles.Snapshot, RealtimeWindow: cfg.RealtimeWindow}); err != nil {
 		return nil, err
 	}
-	// Issue 13: readyz says 503 within about 1.5 s of the ledger ceasing to
+	// readyz says 503 within about 1.5 s of the ledger ceasing to
 	// take writes (quorum lost, this node's server cut off), from a probe
 	// write and the outcomes of real consumes; it never waits on NATS.
 	if n.health, err = ledger.NewHealth(ledger.HealthConfig{Ledger: led, Logger: log.With("component", "ledger")}); err != nil {

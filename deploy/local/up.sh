@@ -119,7 +119,7 @@ esac
 # trust material and policy bundle. Made once: regenerating on every up
 # would sign a fresh world with a higher sequence, which every node accepts
 # as newer, so routes or clients added in DIR/keys would vanish and a
-# removed key would be accepted again (issue 17). Only --reset starts over,
+# removed key would be accepted again. Only --reset starts over,
 # and then the NATS and verifierd state of the old world goes too (the
 # bucket's and the nodes' cached bundles are signed by the old key).
 KEYS=$DIR/keys

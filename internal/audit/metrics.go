@@ -31,7 +31,7 @@ type spoolMetrics struct {
 	spooled metric.Int64Counter
 	// unrecordable is observed rather than added to, so the series is
 	// exported at 0 from the start: an alert on increase() sees the first
-	// unrecordable event, which a series born at 1 would hide (issue 17).
+	// unrecordable event, which a series born at 1 would hide.
 	unrecordable atomic.Int64
 }
 
@@ -61,7 +61,7 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Issue 17: an alert on "near full" divides by this rather than by a
+	// An alert on "near full" divides by this rather than by a
 	// copy of --audit-spool-max-bytes that drifts from the flag.
 	limit, err := m.Int64ObservableGauge(metricSpoolLimit,
 		metric.WithUnit("By"),
@@ -75,7 +75,7 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Issue 13: measured from the spool, so it grows while the publisher
+	// Measured from the spool, so it grows while the publisher
 	// cannot even start (a stream JetStream refuses to create).
 	age, err := m.Float64ObservableGauge(metricOldestAge,
 		metric.WithUnit("s"),
@@ -109,7 +109,7 @@ type publisherMetrics struct {
 	// spoolMetrics.unrecordable).
 	failures atomic.Int64
 	// streamFailures counts attempts to create or check the stream that
-	// failed (issue 13: a refused stream went unnoticed).
+	// failed (a refused stream once went unnoticed).
 	streamFailures atomic.Int64
 	stored         metric.AddOption
 	dup            metric.AddOption

@@ -19,7 +19,7 @@ const DefaultStream = "TRUSTPLANE_AUDIT"
 // 512 MiB. JetStream reserves a stream's max bytes on each replica's
 // server and refuses the stream if that exceeds the server's
 // max_file_store; this fits the smallest shipped server (1G, deploy/nats)
-// with half left for the ledger and bundles (issue 13).
+// with half left for the ledger and bundles.
 const DefaultMaxBytes = 512 << 20
 
 // DuplicateWindow is the stream's duplicate window (SPEC §9): a resent event

@@ -141,7 +141,7 @@ func wantWhole(t testing.TB, r *Report) {
 }
 
 // TestVerifyStreamTampering attacks a real stream the way a client with
-// write access to NATS can (issue 12) and checks that VerifyStream names
+// write access to NATS can and checks that VerifyStream names
 // the node and the gap each time.
 func TestVerifyStreamTampering(t *testing.T) {
 	t.Run("untouched", func(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 // beacon: a pair another publish put there since (a one-shot `bundlepub
 // publish` beside a running `publish --watch`) is adopted when both
 // documents verify and neither is older than the pair held, so the change
-// is beaconed within one interval instead of going stale (issue 17).
+// is beaconed within one interval instead of going stale.
 //
 // Anything else in the bucket is refused loudly, once per bucket state, and
 // the publisher keeps beaconing its own pair: a document that does not

@@ -42,7 +42,7 @@ func beaconOf(t testing.TB, kv jetstream.KeyValue, k *keys) (*bundle.Beacon, uin
 // beside a running publish --watch is beaconed by the watcher within one
 // beacon interval, and the watcher never goes back to the older pair (it
 // used to beacon the old pair, so realtime routes of the new one went
-// stale, issue 17).
+// stale).
 func TestWatchPublisherBeaconsNewerPair(t *testing.T) {
 	s := natstest.Server(t)
 	js := natstest.JetStream(t, natstest.Connect(t, s.ClientURL()))

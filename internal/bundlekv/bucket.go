@@ -22,8 +22,8 @@ const (
 	KeyFreshness     = "freshness"
 )
 
-// StatusSubject is where every node answers fleet status requests (issue 6,
-// SPEC §10.3: bundlepub status).
+// StatusSubject is where every node answers fleet status requests
+// (SPEC §10.3: bundlepub status).
 const StatusSubject = "trustplane.status"
 
 // Kind names a document of the channel in metrics, logs and bundle events.

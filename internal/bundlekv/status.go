@@ -15,7 +15,7 @@ import (
 
 // Status is one node's answer on StatusSubject: which pair it decides with
 // and how old its view is, so an operator sees whether the fleet converged
-// (issue 6, bundlepub status).
+// (bundlepub status).
 type Status struct {
 	NodeID         string   `json:"node_id"`
 	Loaded         bool     `json:"loaded"` // false: no pair yet, every request is denied bundle_policy_missing

@@ -59,10 +59,11 @@ func classRoute(id, min string) doc {
 	return r
 }
 
-// TestEffectiveClass: the finding of issue 14 and its neighbours, end to
-// end through Decide. The decision (what proxy mode forwards as
-// X-TrustPlane-Key-Binding and the audit event records) carries the
-// effective class, and step 13 compares it.
+// TestEffectiveClass: a self-issued passport claiming a stronger binding
+// than its key has, and its neighbours, end to end through Decide. The
+// decision (what proxy mode forwards as X-TrustPlane-Key-Binding and the
+// audit event records) carries the effective class, and step 13 compares
+// it.
 func TestEffectiveClass(t *testing.T) {
 	tests := []struct {
 		name     string

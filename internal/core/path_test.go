@@ -38,7 +38,7 @@ func TestCheckPath(t *testing.T) {
 		{"/v1/a b", false},
 		{"/v1/a\tb", false},
 		{"/v1/\x7f", false},
-		// Path parameters (issue 14): a dot or empty segment hidden behind
+		// Path parameters: a dot or empty segment hidden behind
 		// ";" or its encoded form.
 		{"/v1/files/a;b", true},
 		{"/v1/cars;color=red/2", true},

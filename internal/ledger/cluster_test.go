@@ -115,7 +115,7 @@ func TestClusterReplicasMismatch(t *testing.T) {
 // TestClusterUncommittedIsNotReplay: a create the stream leader proposed
 // but could not commit (its followers are gone) makes the next create of the
 // same key fail with 10164, "a write to this subject is in flight". That is
-// no proof of a replay: the proposal may never commit (issue 13: a deposed
+// no proof of a replay: the proposal may never commit (a deposed
 // leader answered so for jtis never committed, and they were denied 409).
 // The ledger reads the key from the leader, does not find it, and answers
 // unavailable (503, retryable), never a replay.

@@ -26,7 +26,7 @@ const (
 // sequence, constant) means. The leader refuses so when a write to the same
 // subject is still in flight: a competing create, which will most likely
 // commit (a real replay), or a proposal a deposed leader still remembers
-// and which will never commit (issue 13: 244 jtis were denied 409 that way,
+// and which will never commit (in one failover test 244 jtis were denied 409 that way,
 // then allowed later). Only the committed state tells them apart, so the
 // key is read from the stream leader until it is there (a replay) or ctx
 // ends; then nobody can tell, and the answer is unavailable (a 503 the

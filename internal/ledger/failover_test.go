@@ -18,7 +18,7 @@ import (
 
 // TestFailoverStalledServer stalls (SIGSTOP) the external nats-server a
 // ledger's connection is on, and measures how long until a ledger write
-// succeeds again (issue 13: it took 31-35s, the old ping timeout). The
+// succeeds again (it took 31-35s with the old ping timeout). The
 // stalled server is either a follower of the ledger's stream or its
 // leader, which the remaining two must first replace. No wall-clock limit
 // is asserted (shared machines); the figures are logged for

@@ -34,7 +34,7 @@ const probeTTL = 10 * time.Second
 // now: like a consume, the write is acknowledged only once the stream's
 // leader has it stored on a quorum of replicas. A stream info request is
 // not: a leader cut off from its peers still calls itself leader and
-// answers it (issue 13). The error wraps core.ErrLedgerUnavailable.
+// answers it. The error wraps core.ErrLedgerUnavailable.
 func (l *Ledger) Probe(ctx context.Context) error {
 	msg := &nats.Msg{
 		Subject: l.subjectPrefix + ProbeToken + "." + subjectToken(l.node),

@@ -53,7 +53,7 @@ func waitHealth(t testing.TB, h *ledger.Health, healthy bool, deadline time.Dura
 // TestHealthQuorumLoss: on a real 3-server cluster with an R3 bucket, a node
 // whose server is left alone (the other two killed: no quorum, and this
 // server cut off) is reported unhealthy by the probe, and healthy again once
-// the two are back. Issue 13: readyz said 200 for 19 s of a quorum loss.
+// the two are back. readyz once said 200 for 19 s of a quorum loss.
 func TestHealthQuorumLoss(t *testing.T) {
 	servers := natstest.Cluster(t, 3)
 	js := natstest.JetStream(t, natstest.Connect(t, servers[0].ClientURL()))

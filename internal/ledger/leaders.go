@@ -33,7 +33,7 @@ func (s *Sharded) Leaders(ctx context.Context) ([]string, error) {
 
 // SpreadLeaders asks each shard's stream leader to step down in favour of
 // the peer that leads the fewest other shards, so that the shards' writes
-// land on as many servers as there are (issue 19). The choice depends only
+// land on as many servers as there are. The choice depends only
 // on the streams' peers, taken in name order, so nodes that all run it at
 // start agree and make no extra elections: a shard already led by its
 // chosen peer is left alone. Replicated shards only; the step-downs are

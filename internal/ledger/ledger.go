@@ -83,7 +83,7 @@ type Ledger struct {
 	metrics       *metrics
 	placement     *jetstream.Placement
 	// failover moves the connection to another server after consecutive
-	// consume timeouts (issue 13: a stalled or cut-off server).
+	// consume timeouts (a stalled or cut-off server).
 	failover *natsx.TimeoutWatch
 }
 

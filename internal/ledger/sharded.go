@@ -65,7 +65,7 @@ type ShardedConfig struct {
 
 // Sharded is the replay ledger spread over several KV buckets, each with
 // its own stream and Raft leader, so that consumes are not bounded by one
-// server (issue 19). A key's bucket is ShardBucket(base, ShardOf(key, n), n).
+// server. A key's bucket is ShardBucket(base, ShardOf(key, n), n).
 // It implements core.Ledger and Replay, is safe for concurrent use and
 // starts no goroutines.
 type Sharded struct {

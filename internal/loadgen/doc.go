@@ -1,4 +1,4 @@
-// Package loadgen is tpcluster's load generator (issue 9): it signs a pool
+// Package loadgen is tpcluster's load generator: it signs a pool
 // of requests before any clock starts, sends them to loopback targets in
 // open loop (a fixed arrival rate, latency counted from each request's due
 // time, so a stalled server cannot hide behind its own slowness) or closed

@@ -16,7 +16,7 @@ import (
 // The bench's section of docs/PERFORMANCE.md lies between these markers;
 // ReplaceSection rewrites only what is between them.
 const (
-	SectionBegin = "<!-- loadtest:begin (written by loadtest/bench.sh; edits are lost) -->"
+	SectionBegin = "<!-- loadtest:begin (tpload summarize: a bench run's summary.md; edits here are lost on the next --doc) -->"
 	SectionEnd   = "<!-- loadtest:end -->"
 )
 
@@ -44,7 +44,7 @@ func scenarios() []Scenario {
 }
 
 // Summary is what the bench derives from one run's reports: the table
-// rows and the issue 9 target ratios. Every figure is recorded, met or not.
+// rows and the load test's target ratios. Every figure is recorded, met or not.
 type Summary struct {
 	Rows    []Row    `json:"rows"`
 	Targets []Target `json:"targets"`
@@ -73,7 +73,7 @@ type Row struct {
 	name, ledger string
 }
 
-// Target is one issue 9 target and whether this run met it.
+// Target is one load test target and whether this run met it.
 type Target struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
@@ -238,7 +238,7 @@ func (s *Summary) targets() {
 // Markdown renders the section: header lines, the table and the targets.
 func (s *Summary) Markdown(header []string) string {
 	var b strings.Builder
-	b.WriteString(SectionBegin + "\n## Load test (issue 9)\n\n")
+	b.WriteString(SectionBegin + "\n## Load test\n\n")
 	for _, h := range header {
 		b.WriteString(h + "\n")
 	}
@@ -256,7 +256,7 @@ func (s *Summary) Markdown(header []string) string {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f (%s) | %.0f/s | %.2f / %.2f / %.2f | %s | %d |\n",
 			r.Scenario, r.MaxPerSec, r.CPUMicros, r.CPUByRole, r.HalfRate, r.P50, r.P99, r.P999, direct, r.Errors)
 	}
-	b.WriteString("\nTargets (issue 9), from this run:\n\n| target | value | bound | met | how |\n|---|---|---|---|---|\n")
+	b.WriteString("\nTargets, from this run:\n\n| target | value | bound | met | how |\n|---|---|---|---|---|\n")
 	for _, t := range s.Targets {
 		met := "**no**"
 		if t.Met {

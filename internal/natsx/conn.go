@@ -22,13 +22,13 @@ const (
 	// pingInterval and maxPingsOut detect a stalled server, or one behind a
 	// half-open TCP connection, 3 to 4 s after its last PONG (nats.go
 	// declares the connection stale at the (maxPingsOut+1)-th unanswered
-	// tick), so the connection fails over to another server within the 5 s
-	// issue 13 asks for, where 10 s x 3 took 31-35 s and denied every
-	// request meanwhile. Two outstanding PINGs (2-3 s) were tried: on a
-	// loaded two-core test machine PONGs queued behind a burst of a
-	// thousand requests arrived late enough to drop healthy connections
-	// (TestClusterR3ExactlyOnce failed 6 runs in 6), three never did. A PING
-	// a second per connection costs the server nothing measurable.
+	// tick), so the connection fails over to another server within 5 s,
+	// where 10 s x 3 took 31-35 s and denied every request meanwhile. Two
+	// outstanding PINGs (2-3 s) were tried: on a loaded two-core test
+	// machine PONGs queued behind a burst of a thousand requests arrived
+	// late enough to drop healthy connections (TestClusterR3ExactlyOnce
+	// failed 6 runs in 6), three never did. A PING a second per connection
+	// costs the server nothing measurable.
 	pingInterval = time.Second
 	maxPingsOut  = 3
 	// flusherTimeout bounds a write to the server's socket (nats.go's

@@ -24,7 +24,7 @@ const (
 )
 
 // TimeoutWatch forces a connection over to another server after repeated
-// request timeouts (issue 13: a stalled or cut-off server held every node
+// request timeouts (a stalled or cut-off server held every node
 // connected to it until the client's ping timeout). PINGs catch a server
 // that stopped altogether; the watch catches one that answers PINGs while
 // its requests time out. Its methods are safe for concurrent use; it starts

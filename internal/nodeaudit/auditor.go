@@ -103,7 +103,7 @@ func (a *Auditor) Start(ctx context.Context) {
 // publisher has created or checked the audit stream and no publish has
 // found it missing since, else the NATS error (audit.Publisher.StreamErr).
 // A node whose stream the servers refuse is not ready: its spool can only
-// fill, and then it denies everything audit_unavailable (issue 13).
+// fill, and then it denies everything audit_unavailable.
 func (a *Auditor) CheckStream(context.Context) error { return a.pub.StreamErr() }
 
 // Shutdown flushes the spool to NATS within timeout (STYLE §6: after the
@@ -141,8 +141,8 @@ func (a *Auditor) Pending() uint64 { return a.spool.Pending() }
 // CheckBacklog returns the node's "audit_spool" readiness check: an error
 // while the spool has no room for a decision's event (every request would
 // be denied audit_unavailable) or while more than maxPending events await
-// the stream's acknowledgement (the audit path is down or far behind:
-// issue 13). It reads two counters and never blocks.
+// the stream's acknowledgement (the audit path is down or far
+// behind). It reads two counters and never blocks.
 func (a *Auditor) CheckBacklog(maxPending int64) func(context.Context) error {
 	return func(context.Context) error {
 		if !a.spool.Room() {

@@ -50,7 +50,7 @@ func mustRequest(t *testing.T, method, u string) *http.Request {
 // /_tp/metrics as Prometheus text, counts a proxied request once it has
 // been handed to the upstream, while the upstream still holds it (the
 // upstream's answer is not the decision's time), and counts denies and
-// check-mode answers once they are written (issue 19 item 5). The audit
+// check-mode answers once they are written. The audit
 // record is part of the decision: a record that takes at least 20ms makes
 // every observation at least that long (a lower bound the sleep itself
 // guarantees, not a wall-clock limit).

@@ -44,7 +44,7 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, mem *bodyMem
 	// to the upstream send in proxy mode, or to the answer written in
 	// check mode and for every deny. Pipeline, ledger consume and audit
 	// record are in it; the client's upload and the upstream's answer are
-	// not (issue 19 item 5).
+	// not.
 	if t.latency, err = m.Float64Histogram("tpcluster.decision.duration",
 		metric.WithDescription("Time a node spends deciding a request: from the request read to the upstream send (proxy mode) or to the answer (check mode, denies); ledger and audit record included."),
 		metric.WithUnit("s"),
