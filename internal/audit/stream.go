@@ -45,6 +45,11 @@ type StreamConfig struct {
 	// Cluster places the stream in a NATS cluster. If empty, the server
 	// places it.
 	Cluster string
+	// NoCreate makes EnsureStream only look the stream up and check it: a
+	// missing stream is an error. Verifier nodes holding the verifier
+	// role's credentials set it; the admin role creates streams
+	// (docs/NATS-SECURITY.md).
+	NoCreate bool
 }
 
 // subjectPrefix is what the stream listens on.
@@ -88,6 +93,11 @@ func (c StreamConfig) jetstream() jetstream.StreamConfig {
 		MaxBytes:    c.MaxBytes,
 		Replicas:    c.Replicas,
 		Duplicates:  DuplicateWindow,
+		// Issue 12: events leave only by the retention limits, never by
+		// a delete or a purge, whoever asks. The server refuses to turn
+		// either off again.
+		DenyDelete: true,
+		DenyPurge:  true,
 	}
 }
 
@@ -102,14 +112,19 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	want := cfg.jetstream()
-	_, err := js.CreateStream(ctx, want)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("audit: create stream %s: %w", cfg.Name, err)
+	if !cfg.NoCreate {
+		_, err := js.CreateStream(ctx, want)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("audit: create stream %s: %w", cfg.Name, err)
+		}
 	}
 	st, err := js.Stream(ctx, cfg.Name)
+	if cfg.NoCreate && errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("audit: stream %s: %w (the admin role creates it: tpnats setup, docs/NATS-SECURITY.md)", cfg.Name, err)
+	}
 	if err != nil {
 		return fmt.Errorf("audit: stream %s: %w", cfg.Name, err)
 	}
@@ -127,11 +142,34 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("audit: existing stream %s: %w", cfg.Name, err)
 	}
+	if !have.DenyDelete || !have.DenyPurge {
+		logger.Warn("audit stream allows deleting or purging events; lock it with tpnats setup (docs/NATS-SECURITY.md)",
+			"stream", cfg.Name, "deny_delete", have.DenyDelete, "deny_purge", have.DenyPurge)
+	}
 	if have.Replicas != want.Replicas || have.MaxAge != want.MaxAge || have.MaxBytes != want.MaxBytes {
 		logger.Warn("audit stream exists with other limits; using it as it is",
 			"stream", cfg.Name, "replicas", have.Replicas, "max_age", have.MaxAge, "max_bytes", have.MaxBytes)
 	}
 	return nil
+}
+
+// LockStream sets deny_delete and deny_purge on an existing stream that
+// lacks them (a stream made before issue 12). Only the admin role may
+// update a stream. The server never lets either be turned off again.
+func LockStream(ctx context.Context, js jetstream.JetStream, name string) (changed bool, err error) {
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("audit: stream %s: %w", name, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.DenyDelete && cfg.DenyPurge {
+		return false, nil
+	}
+	cfg.DenyDelete, cfg.DenyPurge = true, true
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return false, fmt.Errorf("audit: lock stream %s: %w", name, err)
+	}
+	return true, nil
 }
 
 // GlobalConfig describes the global audit stream of a multi-region fleet:

@@ -73,10 +73,24 @@ func (e *RollbackError) Error() string {
 	return fmt.Sprintf("%s sequence %d is not above %d already in place: rollback refused", e.Kind, e.Sequence, e.Current)
 }
 
-// openBucket returns the bundle bucket, creating it if it is missing. Both
-// bundlepub and every verifierd call it, whichever starts first (SPEC §8.1),
-// so "already exists" means use the one there.
-func openBucket(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.KeyValue, error) {
+// EnsureBucket creates the bundle bucket if it is missing: the admin
+// role's step (tpnats setup, docs/NATS-SECURITY.md).
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) error {
+	if bucket == "" {
+		bucket = DefaultBucket
+	}
+	if _, err := openBucket(ctx, js, bucket, replicas, false); err != nil {
+		return fmt.Errorf("bundlekv: %w", err)
+	}
+	return nil
+}
+
+// openBucket returns the bundle bucket, creating it if it is missing unless
+// noCreate. Without credentials, bundlepub and every verifierd call it,
+// whichever starts first (SPEC §8.1), so "already exists" means use the one
+// there. With the roles of docs/NATS-SECURITY.md only admin creates it, and
+// a bucket that disappears is reported, never recreated by a node.
+func openBucket(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, noCreate bool) (jetstream.KeyValue, error) {
 	if replicas == 0 {
 		replicas = 1
 	}
@@ -86,6 +100,9 @@ func openBucket(ctx context.Context, js jetstream.JetStream, bucket string, repl
 	}
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	if noCreate {
+		return nil, fmt.Errorf("bucket %s: %w (the admin role creates it: tpnats setup, docs/NATS-SECURITY.md)", bucket, err)
 	}
 	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,

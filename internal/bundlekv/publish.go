@@ -24,6 +24,10 @@ type PublisherConfig struct {
 	// Replicas is the bucket's replica count if this publisher creates it.
 	// If zero, 1.
 	Replicas int
+	// NoCreate never creates the bucket: it must exist (created by the
+	// admin role, docs/NATS-SECURITY.md). Set it with a role credential,
+	// which has no right to create streams.
+	NoCreate bool
 	// TrustMaterial and PolicyBundle are the paths of the signed files.
 	// Required.
 	TrustMaterial, PolicyBundle string
@@ -263,7 +267,7 @@ func (p *Publisher) open(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	kv, err := openBucket(ctx, p.cfg.JetStream, p.cfg.Bucket, p.cfg.Replicas)
+	kv, err := openBucket(ctx, p.cfg.JetStream, p.cfg.Bucket, p.cfg.Replicas, p.cfg.NoCreate)
 	if err != nil {
 		return err
 	}

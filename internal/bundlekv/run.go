@@ -54,7 +54,7 @@ func (w *Watcher) loop(ctx context.Context) {
 		var err error
 		if kv == nil {
 			octx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
-			kv, err = openBucket(octx, w.cfg.JetStream, w.cfg.Bucket, w.cfg.Replicas)
+			kv, err = openBucket(octx, w.cfg.JetStream, w.cfg.Bucket, w.cfg.Replicas, w.cfg.NoCreate)
 			cancel()
 		}
 		if err == nil {

@@ -43,6 +43,10 @@ type WatcherConfig struct {
 	// Replicas is the bucket's replica count if this watcher creates it.
 	// If zero, 1.
 	Replicas int
+	// NoCreate never creates the bucket: it must exist (created by the
+	// admin role, docs/NATS-SECURITY.md). Set it with a role credential,
+	// which has no right to create streams.
+	NoCreate bool
 	// Options verify documents as files are verified (SPEC §8.2): accepted
 	// bundle-signing keys, unsigned development mode. ModTime is set per
 	// document (the entry's time, or the cache file's).

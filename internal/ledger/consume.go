@@ -79,8 +79,13 @@ func (l *Ledger) consume(ctx context.Context, key core.LedgerKey, ttl time.Durat
 
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	_, err = l.js.PublishMsg(ctx, msg)
+	floor := l.acks.floor()
+	ack, err := l.js.PublishMsg(ctx, msg)
 	if err == nil {
+		// Issue 12: an ack is trusted only if the ledger's stream sent it.
+		if err := l.verifyAck(ctx, ack, floor); err != nil {
+			return fmt.Errorf("ledger: consume %s: %w: %w", key, core.ErrLedgerUnavailable, err)
+		}
 		return nil
 	}
 	if code, ok := natsx.APIErrorCode(err); ok {

@@ -21,14 +21,6 @@ const DefaultBucket = "TRUSTPLANE_REPLAY"
 // DefaultTimeout bounds one Consume when Config.Timeout is zero (SPEC §7).
 const DefaultTimeout = 2 * time.Second
 
-// limitMarkerTTL is how long the bucket keeps the marker JetStream leaves
-// where a key expired. nats.go enables per-key TTLs only together with
-// markers (SPEC §7: "LimitMarkerTTL set"). The ledger reads no markers; while
-// one stands, a create of its key reports a replay, which is harmless: a key
-// expires only after its passport can no longer be accepted (see TTL). So
-// the markers live as briefly as JetStream allows.
-const limitMarkerTTL = time.Second
-
 // kvStreamPrefix names the stream behind a KV bucket, "KV_<bucket>" (NATS
 // ADR-8, the layout every NATS client uses).
 const kvStreamPrefix = "KV_"
@@ -65,6 +57,12 @@ type Config struct {
 	// (the node's region, docs/MULTI-REGION.md). If empty, the server
 	// places it.
 	Cluster string
+	// NoCreate makes New only look the bucket up: a missing bucket is an
+	// error, never created. Verifier nodes holding the verifier role's
+	// credentials set it: streams are created by the admin role only
+	// (docs/NATS-SECURITY.md), so a deleted ledger is noticed, not silently
+	// replaced by an empty one.
+	NoCreate bool
 }
 
 // Ledger is the replay ledger of SPEC §7 on a JetStream KV bucket. It
@@ -85,14 +83,17 @@ type Ledger struct {
 	// failover moves the connection to another server after consecutive
 	// consume timeouts (a stalled or cut-off server).
 	failover *natsx.TimeoutWatch
+	noCreate bool
+	acks     ackCheck
+	created  time.Time // the stream's creation time, as found by New
 }
 
-// New returns a Ledger on cfg.Bucket, creating the bucket (history 1, per-key
-// TTLs, cfg.MaxAge, cfg.Replicas, file storage) if it does not exist. If it
-// exists, New checks that its configuration keeps the ledger's guarantees
-// (the same replicas, history 1, per-key TTLs, a max age no shorter than
-// cfg.MaxAge) and uses it, so any number of nodes may start at once (SPEC
-// §10.1). ctx bounds the whole call.
+// New returns a Ledger on cfg.Bucket, creating the bucket's stream (see
+// StreamConfig) if it does not exist, unless cfg.NoCreate. If it exists, New
+// checks that its configuration keeps the ledger's guarantees (the same
+// replicas, history 1, per-key TTLs, a max age no shorter than cfg.MaxAge)
+// and uses it, so any number of nodes may start at once (SPEC §10.1). ctx
+// bounds the whole call.
 func New(ctx context.Context, cfg Config) (*Ledger, error) {
 	l, err := newLedger(cfg)
 	if err != nil {
@@ -153,6 +154,8 @@ func newLedger(cfg Config) (*Ledger, error) {
 		l.placement = &jetstream.Placement{Cluster: cfg.Cluster}
 	}
 	l.failover = natsx.NewTimeoutWatch(cfg.JetStream.Conn(), l.log)
+	l.noCreate = cfg.NoCreate
+	l.acks.stream = kvStreamPrefix + cfg.Bucket
 	return l, nil
 }
 
@@ -166,16 +169,7 @@ func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) e
 	if replicas == 0 {
 		replicas = 1
 	}
-	stream, err := l.createOrFind(ctx, jetstream.KeyValueConfig{
-		Bucket:         l.bucket,
-		Description:    "tpcluster replay ledger (SPEC §7)",
-		History:        1,
-		TTL:            maxAge,
-		Storage:        jetstream.FileStorage,
-		Replicas:       replicas,
-		LimitMarkerTTL: limitMarkerTTL,
-		Placement:      l.placement,
-	})
+	stream, err := l.createOrFind(ctx, StreamConfig(l.bucket, replicas, maxAge, l.placement))
 	if err != nil {
 		return err
 	}
@@ -186,7 +180,14 @@ func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) e
 	if sc.MaxAge == 0 {
 		l.log.Warn("replay ledger bucket has no max age backstop", "bucket", l.bucket)
 	}
-	l.stream, l.maxAge = stream, sc.MaxAge
+	if !sc.DenyDelete || !sc.DenyPurge || sc.AllowRollup {
+		// A bucket made by an older version (a KV bucket with delete
+		// markers, which need roll-ups and so purges): whoever may purge
+		// can replay a consumed jti. Recreate it with tpnats setup.
+		l.log.Warn("replay ledger bucket allows purges or deletes; recreate it with tpnats setup (docs/NATS-SECURITY.md)",
+			"bucket", l.bucket, "deny_delete", sc.DenyDelete, "deny_purge", sc.DenyPurge, "allow_rollup", sc.AllowRollup)
+	}
+	l.stream, l.maxAge, l.created = stream, sc.MaxAge, stream.CachedInfo().Created
 	return nil
 }
 
@@ -198,15 +199,21 @@ func (l *Ledger) open(ctx context.Context, replicas int, maxAge time.Duration) e
 // if it keeps the guarantees and named if not. In a cluster, a bucket
 // created by a concurrent node can be reported before its stream answers;
 // open retries for a few seconds, within ctx.
-func (l *Ledger) createOrFind(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.Stream, error) {
+func (l *Ledger) createOrFind(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	deadline := time.Now().Add(openRetryWindow)
 	// Jittered, so that nodes started together do not ask together.
 	bo := retry.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for {
-		_, createErr := l.js.CreateKeyValue(ctx, cfg)
-		stream, err := l.js.Stream(ctx, kvStreamPrefix+l.bucket)
+		var createErr error
+		if !l.noCreate {
+			_, createErr = l.js.CreateStream(ctx, cfg)
+		}
+		stream, err := l.js.Stream(ctx, cfg.Name)
 		if err == nil {
 			return stream, nil
+		}
+		if l.noCreate && errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("look up: %w (the admin role creates it: tpnats setup, docs/NATS-SECURITY.md)", err)
 		}
 		// Not found yet, or a request that timed out while the cluster was
 		// busy placing the stream: both pass once the stream answers.
@@ -236,8 +243,8 @@ func checkStream(sc jetstream.StreamConfig, replicas int, maxAge time.Duration) 
 	if sc.MaxMsgsPerSubject != 1 {
 		errs = append(errs, fmt.Errorf("exists with history %d, want 1", sc.MaxMsgsPerSubject))
 	}
-	if !sc.AllowMsgTTL || sc.SubjectDeleteMarkerTTL <= 0 {
-		errs = append(errs, errors.New("exists without per-key TTLs (LimitMarkerTTL unset)"))
+	if !sc.AllowMsgTTL {
+		errs = append(errs, errors.New("exists without per-key TTLs"))
 	}
 	if sc.MaxAge != 0 && sc.MaxAge < maxAge {
 		// JetStream drops a key at the bucket's max age whatever its TTL:
@@ -251,14 +258,28 @@ func checkStream(sc jetstream.StreamConfig, replicas int, maxAge time.Duration) 
 }
 
 // Ping reports whether the bucket answers: its stream's leader returns the
-// stream's state within the ledger's timeout. It is the readiness check of
-// a node (SPEC §10.2), and refreshes the live-key gauge as a side effect.
+// stream's state within the ledger's timeout, and it is the stream New found,
+// not one deleted since (an error) or recreated (an error: the consumed keys
+// are gone, so replays would pass; the node stays unready until an operator
+// restarts it). It is the readiness check of a node (SPEC §10.2), and
+// refreshes the live-key gauge as a side effect.
 func (l *Ledger) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	info, err := l.stream.Info(ctx)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		err = fmt.Errorf("ledger: bucket %s: stream %s is gone: %w", l.bucket, l.acks.stream, err)
+		l.recordIntegrity(ctx, kindMissing, err)
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("ledger: ping bucket %s: %w", l.bucket, err)
+	}
+	if !info.Created.Equal(l.created) {
+		err := fmt.Errorf("ledger: bucket %s: stream %s was recreated at %s (found created at %s): its consumed keys are gone",
+			l.bucket, l.acks.stream, info.Created.UTC().Format(time.RFC3339), l.created.UTC().Format(time.RFC3339))
+		l.recordIntegrity(ctx, kindRecreated, err)
+		return err
 	}
 	l.metrics.storeLiveKeys(info.State.Msgs)
 	return nil
@@ -269,6 +290,49 @@ func (l *Ledger) Ping(ctx context.Context) error {
 // replaced during the life of a MeterProvider.
 func (l *Ledger) Close() error {
 	return l.metrics.close()
+}
+
+// StreamConfig is the stream behind a ledger bucket: KV_<bucket> on
+// $KV.<bucket>.> (NATS ADR-8, so KV tools read it), one message per key,
+// per-key TTLs with maxAge as the backstop, file storage.
+//
+// It is not made with nats.go's CreateKeyValue, which cannot lock it down:
+// KV buckets allow roll-ups and purges, and per-key TTLs come there only
+// with delete markers, which the server refuses to combine with deny_purge.
+// Whoever may purge a key or roll it up can replay its jti (issue 12). So
+// the stream denies message deletes, purges and roll-ups, has no markers (a
+// key expires by its TTL alone), and refuses a second message on a key
+// (discard new per subject): a key once written cannot be replaced, even by
+// a publish without the create-only header. Deny flags can never be turned
+// off again, even by admin.
+func StreamConfig(bucket string, replicas int, maxAge time.Duration, placement *jetstream.Placement) jetstream.StreamConfig {
+	if replicas == 0 {
+		replicas = 1
+	}
+	return jetstream.StreamConfig{
+		Name:                 kvStreamPrefix + bucket,
+		Description:          "tpcluster replay ledger (SPEC §7)",
+		Subjects:             []string{"$KV." + bucket + ".>"},
+		Storage:              jetstream.FileStorage,
+		Replicas:             replicas,
+		Placement:            placement,
+		Retention:            jetstream.LimitsPolicy,
+		MaxMsgsPerSubject:    1,
+		MaxMsgs:              -1,
+		MaxBytes:             -1,
+		MaxAge:               maxAge,
+		MaxConsumers:         -1,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		AllowMsgTTL:          true,
+		AllowDirect:          true,
+		DenyDelete:           true,
+		DenyPurge:            true,
+		AllowRollup:          false,
+		// No duplicate window: SPEC §7 sends no Nats-Msg-Id; the smallest
+		// the server takes keeps no id anyway.
+		Duplicates: 100 * time.Millisecond,
+	}
 }
 
 func validBucket(b string) bool {

@@ -37,12 +37,13 @@ var consumeBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 // metrics are the ledger's instruments. With a nil MeterProvider they are
 // no-ops.
 type metrics struct {
-	duration metric.Float64Histogram
-	outcome  [3]metric.RecordOption // attribute sets built once, so recording does not allocate
-	liveKeys metric.Int64ObservableGauge
-	bucket   metric.ObserveOption // the bucket attribute: shards are one gauge, a series each
-	reg      metric.Registration
-	fetch    func(context.Context) (uint64, error)
+	duration  metric.Float64Histogram
+	outcome   [3]metric.RecordOption // attribute sets built once, so recording does not allocate
+	liveKeys  metric.Int64ObservableGauge
+	bucket    metric.ObserveOption // the bucket attribute: shards are one gauge, a series each
+	reg       metric.Registration
+	integrity *integrity
+	fetch     func(context.Context) (uint64, error)
 
 	mu         sync.Mutex
 	count      uint64    // guarded by mu; the last live-key count read
@@ -80,6 +81,9 @@ func newMetrics(mp metric.MeterProvider, l *Ledger) (*metrics, error) {
 	}
 	m.reg, err = meter.RegisterCallback(m.observe, m.liveKeys)
 	if err != nil {
+		return nil, err
+	}
+	if m.integrity, err = newIntegrity(meter); err != nil {
 		return nil, err
 	}
 	return m, nil

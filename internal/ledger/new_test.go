@@ -48,18 +48,20 @@ func TestNewDefaults(t *testing.T) {
 	if err := l.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping = %v", err)
 	}
-	kv, err := js.KeyValue(t.Context(), ledger.DefaultBucket)
+	st, err := js.Stream(t.Context(), "KV_"+ledger.DefaultBucket)
 	if err != nil {
 		t.Fatalf("bucket %s: %v", ledger.DefaultBucket, err)
 	}
-	st, err := kv.Status(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	cfg := st.CachedInfo().Config
+	if cfg.MaxMsgsPerSubject != 1 || cfg.MaxAge != testMaxAge || cfg.Replicas != 1 || cfg.Storage != jetstream.FileStorage || !cfg.AllowMsgTTL {
+		t.Errorf("bucket config = history %d, max age %v, replicas %d, storage %v, per-key TTL %t; want 1, %v, 1, file, true",
+			cfg.MaxMsgsPerSubject, cfg.MaxAge, cfg.Replicas, cfg.Storage, cfg.AllowMsgTTL, testMaxAge)
 	}
-	cfg := st.Config()
-	if cfg.History != 1 || cfg.TTL != testMaxAge || cfg.Replicas != 1 || cfg.Storage != jetstream.FileStorage || cfg.LimitMarkerTTL <= 0 {
-		t.Errorf("bucket config = history %d, ttl %v, replicas %d, storage %v, limit marker ttl %v; want 1, %v, 1, file, > 0",
-			cfg.History, cfg.TTL, cfg.Replicas, cfg.Storage, cfg.LimitMarkerTTL, testMaxAge)
+	// Issue 12: nobody may purge, delete or roll up a consumed key, and a
+	// written key cannot be replaced.
+	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.AllowRollup || !cfg.DiscardNewPerSubject || cfg.Discard != jetstream.DiscardNew {
+		t.Errorf("bucket locks = deny delete %t, deny purge %t, roll-up %t, discard new per subject %t (%v); want true, true, false, true (new)",
+			cfg.DenyDelete, cfg.DenyPurge, cfg.AllowRollup, cfg.DiscardNewPerSubject, cfg.Discard)
 	}
 }
 

@@ -43,17 +43,27 @@ const (
 // servers, and each moves to a random other one when its server fails.
 
 // Connect connects to the comma-separated NATS URLs as a long-lived node
-// called name. It returns after the first attempt: if no server answers, the
-// connection keeps trying in the background forever, with jittered waits,
-// so a node can start before NATS does (SPEC §8.2) and survive restarts of
-// the cluster. Disconnects, reconnects and the final close are logged.
+// called name, without credentials: ConnectAuth with a nil ClientAuth.
+func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats.Conn, error) {
+	return ConnectAuth(ctx, urls, name, nil, logger)
+}
+
+// ConnectAuth connects to the comma-separated NATS URLs as a long-lived node
+// called name, with auth's credentials and TLS (nil: none; auth must have
+// been validated). If the first attempt fails for want of a server (refused,
+// unreachable), it returns all the same and the connection keeps trying in
+// the background forever, with jittered waits, so a node can start before
+// NATS does (SPEC §8.2) and survive restarts of the cluster. If it fails on
+// TLS or credentials, retrying cannot help: it returns a *ConnectError whose
+// Permanent is true, naming the URL and the cause. Disconnects, reconnects
+// and the final close are logged.
 //
 // While disconnected, publishes and requests fail at once instead of being
 // buffered: a write whose caller already gave up (a ledger consume that
 // timed out) must never reach JetStream later.
 //
 // ctx bounds the first attempt. Close the connection with DrainAndWait.
-func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats.Conn, error) {
+func ConnectAuth(ctx context.Context, urls, name string, auth *ClientAuth, logger *slog.Logger) (*nats.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("natsx: connect %s: %w", name, context.Cause(ctx))
 	}
@@ -66,10 +76,9 @@ func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	nc, err := nats.Connect(urls,
+	opts := []nats.Option{
 		nats.Name(name),
 		nats.Timeout(timeout),
-		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
 		nats.ReconnectJitter(reconnectJitter, reconnectJitter),
@@ -89,6 +98,13 @@ func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats
 			logger.Info("nats reconnected", "server", c.ConnectedUrlRedacted())
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			// TLS and credential failures need an operator (a rotated
+			// certificate, an expired credential); a server that is
+			// down does not.
+			if k := classify(err); k == KindTLS || k == KindAuth {
+				logger.Error("nats reconnect refused", "kind", k, "error", err)
+				return
+			}
 			// Every failed attempt lands here, one per ReconnectWait while
 			// the servers are down: the first, then one a minute.
 			if now := time.Now(); now.Sub(time.Unix(0, lastUnreachable.Load())) >= time.Minute {
@@ -109,7 +125,21 @@ func Connect(ctx context.Context, urls, name string, logger *slog.Logger) (*nats
 			}
 			logger.Warn("nats async error", "error", err)
 		}),
-	)
+	}
+	opts = append(opts, auth.options()...)
+
+	// The first attempt without background retries, to tell a server that
+	// is not there yet from one that refuses us.
+	nc, err := nats.Connect(urls, append(opts, nats.RetryOnFailedConnect(false))...)
+	if err == nil {
+		logger.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+		return nc, nil
+	}
+	ce := &ConnectError{URL: RedactURLs(urls), Kind: classify(err), Err: err}
+	if ce.Permanent() {
+		return nil, ce
+	}
+	nc, err = nats.Connect(urls, append(opts, nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		// Only a bad URL list or option gets here; unreachable servers do not.
 		return nil, fmt.Errorf("natsx: connect %s: %w", name, err)

@@ -1,12 +1,15 @@
 package natsx
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +56,12 @@ type ServerConfig struct {
 	SyncAlways bool
 	// Logger receives nats-server's log. If nil, it is discarded.
 	Logger *slog.Logger
+	// ConfigFiles are nats-server configuration files read first, in
+	// order, such as natsauth's auth.conf (operator, accounts: every client
+	// must then present a credential) and tls.conf. The fields above win
+	// over what they set. If empty, the server accepts any client, which
+	// only tests should want.
+	ConfigFiles []string
 }
 
 // ClusterConfig joins an embedded server to a cluster.
@@ -164,18 +173,20 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client listen address: %w", err)
 	}
-	opts := &server.Options{
-		ServerName:   cfg.ServerName,
-		Host:         host,
-		Port:         port,
-		JetStream:    true,
-		StoreDir:     cfg.DataDir,
-		SyncInterval: cfg.SyncInterval,
-		SyncAlways:   cfg.SyncAlways,
-		// The process owns its signals: main cancels a context, and
-		// shutdown runs in the order of STYLE §6.
-		NoSigs: true,
+	opts := &server.Options{}
+	if len(cfg.ConfigFiles) > 0 {
+		if opts, err = ReadConfigFiles(cfg.ConfigFiles...); err != nil {
+			return nil, err
+		}
 	}
+	opts.ServerName = cfg.ServerName
+	opts.Host, opts.Port = host, port
+	opts.JetStream = true
+	opts.StoreDir = cfg.DataDir
+	opts.SyncInterval, opts.SyncAlways = cfg.SyncInterval, cfg.SyncAlways
+	// The process owns its signals: main cancels a context, and shutdown
+	// runs in the order of STYLE §6.
+	opts.NoSigs = true
 	if c := cfg.Cluster; c != nil {
 		if c.Name == "" {
 			return nil, errors.New("cluster name is required")
@@ -199,6 +210,37 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	return opts, nil
+}
+
+// ReadConfigFiles reads nats-server configuration files into one set of
+// options with nats-server's own reader. nats-server reads one file (its
+// includes are relative to it), so the files are joined, in order, into a
+// temporary one: paths inside them must be absolute, as natsauth writes them.
+func ReadConfigFiles(files ...string) (*server.Options, error) {
+	var b bytes.Buffer
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		b.Write(data)
+		b.WriteByte('\n')
+	}
+	dir, err := os.MkdirTemp("", "natsx-conf-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	joined := filepath.Join(dir, "server.conf")
+	if err := os.WriteFile(joined, b.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	opts, err := server.ProcessConfigFile(joined)
+	if err != nil {
+		return nil, fmt.Errorf("config files %s: %w", strings.Join(files, ", "), err)
+	}
+	opts.ConfigFile = "" // the temporary file is gone: nothing to reload
 	return opts, nil
 }
 

@@ -60,6 +60,22 @@ func ServerWith(t testing.TB, mod func(*server.Options)) *server.Server {
 	return run(t, opts)
 }
 
+// ServerWithConfig is Server with nats-server configuration files read
+// first (natsauth's auth.conf and tls.conf: operator mode, every client
+// needs a credential, TLS). The test's listener, store and JetStream win
+// over what the files set.
+func ServerWithConfig(t testing.TB, files ...string) *server.Server {
+	t.Helper()
+	opts, err := natsx.ReadConfigFiles(files...)
+	if err != nil {
+		t.Fatalf("natstest.ServerWithConfig: %v", err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.JetStream, opts.StoreDir = true, t.TempDir()
+	opts.NoLog, opts.NoSigs = true, true
+	return run(t, opts)
+}
+
 // Cluster starts n embedded JetStream servers clustered on loopback with
 // OS-chosen ports, and returns once every server sees the JetStream meta
 // leader and that leader answers a client. Each server is shut down when the

@@ -1,0 +1,80 @@
+package natsauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/bundlekv"
+	"github.com/tpcluster/tpcluster/internal/ledger"
+)
+
+// ProvisionConfig is what the admin role creates: the replay bucket, the
+// bundle bucket and the audit stream, with the deployment's names and sizes.
+type ProvisionConfig struct {
+	// LedgerBucket, LedgerReplicas and LedgerMaxAge as verifierd's
+	// --ledger-bucket, --ledger-replicas and max passport lifetime plus
+	// twice the clock skew. LedgerMaxAge is required.
+	LedgerBucket   string
+	LedgerReplicas int
+	LedgerMaxAge   time.Duration
+	// BundleBucket and BundleReplicas as bundlepub's --bucket, --replicas.
+	BundleBucket   string
+	BundleReplicas int
+	// Audit is the audit stream (verifierd's --audit-* flags).
+	Audit audit.StreamConfig
+	// Logger receives what was created or found. If nil, discarded.
+	Logger *slog.Logger
+}
+
+// Provision creates, with the admin role's js, every stream and bucket the
+// other roles only use: the ledger bucket locked (ledger.StreamConfig), the
+// bundle bucket, and the audit stream with deny_delete and deny_purge. What
+// exists is checked and kept; an audit stream made before issue 12 is
+// locked. It is idempotent: run it at every deploy.
+func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LedgerMaxAge <= 0 {
+		return errors.New("natsauth: provision: ledger max age must be positive")
+	}
+	led, err := ledger.New(ctx, ledger.Config{
+		JetStream: js,
+		Bucket:    cfg.LedgerBucket,
+		Replicas:  cfg.LedgerReplicas,
+		MaxAge:    cfg.LedgerMaxAge,
+		NodeID:    "admin",
+		Logger:    log,
+	})
+	if err != nil {
+		return fmt.Errorf("natsauth: provision: %w", err)
+	}
+	led.Close()
+	if err := bundlekv.EnsureBucket(ctx, js, cfg.BundleBucket, cfg.BundleReplicas); err != nil {
+		return fmt.Errorf("natsauth: provision: %w", err)
+	}
+	ac := cfg.Audit
+	ac.NoCreate = false
+	if err := audit.EnsureStream(ctx, js, ac, log); err != nil {
+		return fmt.Errorf("natsauth: provision: %w", err)
+	}
+	name := ac.Name
+	if name == "" {
+		name = audit.DefaultStream
+	}
+	changed, err := audit.LockStream(ctx, js, name)
+	if err != nil {
+		return fmt.Errorf("natsauth: provision: %w", err)
+	}
+	if changed {
+		log.Info("audit stream locked: deny_delete and deny_purge set", "stream", name)
+	}
+	return nil
+}
