@@ -24,6 +24,7 @@ import (
 
 type publishConfig struct {
 	NATSURL          string
+	NATSAuth         natsx.ClientAuth // the bundlepub role's credentials
 	TrustMaterial    string
 	PolicyBundle     string
 	BundlePublicKeys cliflag.List
@@ -48,6 +49,7 @@ func parsePublish(args []string, stderr io.Writer) (*publishConfig, error) {
 			"--beacon-interval (SPEC §8.3); with --watch it republishes when a file changes. With\n"+
 			"neither it exits after publishing.\n", stderr)
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URLs, comma-separated (required)")
+	c.NATSAuth.RegisterFlags(fs)
 	fs.StringVar(&c.TrustMaterial, "trust-material", "", "signed trust material file (required)")
 	fs.StringVar(&c.PolicyBundle, "policy-bundle", "", "signed policy bundle file (required)")
 	fs.Var(&c.BundlePublicKeys, "bundle-public-key", "bundle-signing public key the fleet accepts, NAME.pub (repeatable; required)")
@@ -70,6 +72,7 @@ func parsePublish(args []string, stderr io.Writer) (*publishConfig, error) {
 func (c *publishConfig) Validate() error {
 	var p problems
 	p.required("nats-url", c.NATSURL)
+	p = append(p, c.NATSAuth.Validate(time.Now())...)
 	p.required("trust-material", c.TrustMaterial)
 	p.required("policy-bundle", c.PolicyBundle)
 	if len(c.BundlePublicKeys) == 0 {
@@ -144,7 +147,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		defer healthLn.Close()
 	}
-	nc, err := connect(ctx, c.NATSURL, "bundlepub publish", c.Timeout, log)
+	nc, err := connect(ctx, c.NATSURL, "bundlepub publish", &c.NATSAuth, c.Timeout, log)
 	if err != nil {
 		return err
 	}
@@ -157,6 +160,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		JetStream:      js,
 		Bucket:         c.Bucket,
 		Replicas:       c.Replicas,
+		NoCreate:       c.NATSAuth.CredsFile != "", // the admin role creates it (issue 12)
 		TrustMaterial:  c.TrustMaterial,
 		PolicyBundle:   c.PolicyBundle,
 		Options:        bundle.Options{Keys: keys},
@@ -206,11 +210,15 @@ func beaconState(k *bundle.BeaconSigningKey, every time.Duration) string {
 }
 
 // connect connects to NATS and waits, at most timeout, for the first
-// connection: a publishing host with no NATS should fail, not hang.
-func connect(ctx context.Context, urls, name string, timeout time.Duration, log *slog.Logger) (*nats.Conn, error) {
+// connection: a publishing host with no NATS should fail, not hang. Refused
+// TLS or credentials are invalid configuration (exit 2).
+func connect(ctx context.Context, urls, name string, auth *natsx.ClientAuth, timeout time.Duration, log *slog.Logger) (*nats.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	nc, err := natsx.Connect(cctx, urls, name, log)
+	nc, err := natsx.ConnectAuth(cctx, urls, name, auth, log)
+	if ce, ok := errors.AsType[*natsx.ConnectError](err); ok && ce.Permanent() {
+		return nil, &usageError{err}
+	}
 	if err != nil {
 		return nil, err
 	}

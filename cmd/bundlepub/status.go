@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
+	"github.com/tpcluster/tpcluster/internal/natsx"
 )
 
 type statusConfig struct {
-	NATSURL string
-	Timeout time.Duration
-	JSON    bool
+	NATSURL  string
+	NATSAuth natsx.ClientAuth // the bundlepub role's credentials
+	Timeout  time.Duration
+	JSON     bool
 }
 
 func parseStatus(args []string, stderr io.Writer) (*statusConfig, error) {
@@ -27,6 +29,7 @@ func parseStatus(args []string, stderr io.Writer) (*statusConfig, error) {
 			"its stale freshness classes, then whether the fleet has converged. Replies are\n"+
 			"gathered for --timeout; a node that does not answer in time is not listed.\n", stderr)
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URLs, comma-separated (required)")
+	c.NATSAuth.RegisterFlags(fs)
 	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "how long replies are gathered")
 	fs.BoolVar(&c.JSON, "json", false, "print the replies as a JSON array instead of a table")
 	if err := parseFlags(fs, args, false); err != nil {
@@ -39,6 +42,7 @@ func parseStatus(args []string, stderr io.Writer) (*statusConfig, error) {
 func (c *statusConfig) Validate() error {
 	var p problems
 	p.required("nats-url", c.NATSURL)
+	p = append(p, c.NATSAuth.Validate(time.Now())...)
 	if c.Timeout <= 0 {
 		p.add("timeout", c.Timeout, "must be positive")
 	}
@@ -51,7 +55,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	nc, err := connect(ctx, c.NATSURL, "bundlepub status", c.Timeout, log)
+	nc, err := connect(ctx, c.NATSURL, "bundlepub status", &c.NATSAuth, c.Timeout, log)
 	if err != nil {
 		return err
 	}

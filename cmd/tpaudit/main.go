@@ -54,7 +54,9 @@ commands:
   stats    count decisions by reason and route over --window
   gather   make --stream the global stream of a multi-region fleet, sourcing every --regions stream
 
-common flags: --nats-url (TPCLUSTER_NATS_URL), --stream (TPCLUSTER_STREAM)
+common flags: --nats-url (TPCLUSTER_NATS_URL), --stream (TPCLUSTER_STREAM),
+  --nats-creds, --nats-ca, --nats-cert, --nats-key (TPCLUSTER_NATS_*): the audit-reader
+  role's creds file and TLS (gather creates a stream: it needs the admin role's)
 `
 
 func main() {
@@ -105,6 +107,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	natsURL := fs.String("nats-url", nats.DefaultURL, "NATS server URLs (comma list)")
 	stream := fs.String("stream", audit.DefaultStream, "audit stream")
 	timeout := fs.Duration("connect-timeout", 5*time.Second, "bound of the first connection")
+	var auth natsx.ClientAuth // the audit-reader role's credentials (gather: admin's)
+	auth.RegisterFlags(fs)
 	exec := cmd.flags(fs)
 	err := cliflag.Parse(fs, args[1:], lookup)
 	if errors.Is(err, flag.ErrHelp) {
@@ -124,9 +128,16 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], strings.ReplaceAll(err.Error(), "\n", "\ntpaudit "+args[0]+": "))
 		return exitUsage
 	}
-	c, err := connect(*natsURL, *stream, *timeout)
+	if errs := auth.Validate(time.Now()); len(errs) > 0 {
+		fmt.Fprintf(stderr, "tpaudit %s: invalid configuration:\n%v\n", args[0], errors.Join(errs...))
+		return exitUsage
+	}
+	c, err := connect(*natsURL, *stream, *timeout, &auth)
 	if err != nil {
 		fmt.Fprintf(stderr, "tpaudit %s: %v\n", args[0], err)
+		if ce, ok := errors.AsType[*natsx.ConnectError](err); ok && ce.Permanent() {
+			return exitUsage // refused TLS or credentials: configuration
+		}
 		return 1
 	}
 	defer c.nc.Close()
@@ -149,14 +160,12 @@ type client struct {
 	stderr io.Writer // progress and summaries, apart from the data on stdout
 }
 
-func connect(url, stream string, timeout time.Duration) (*client, error) {
-	nc, err := nats.Connect(url, nats.Name("tpaudit"), nats.Timeout(timeout))
+func connect(url, stream string, timeout time.Duration, auth *natsx.ClientAuth) (*client, error) {
+	nc, err := nats.Connect(url, append(auth.Options(), nats.Name("tpaudit"), nats.Timeout(timeout))...)
 	if err != nil {
-		// nats.go says "no servers available": name them and why.
-		if cause := natsx.Unreachable(context.Background(), url); cause != nil {
-			return nil, fmt.Errorf("connect %s: %w: %v", natsx.RedactURLs(url), err, cause)
-		}
-		return nil, fmt.Errorf("connect %s: %w", natsx.RedactURLs(url), err)
+		// NewConnectError names the servers and the cause (nats.go says
+		// only "no servers available").
+		return nil, natsx.NewConnectError(url, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -51,6 +51,7 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 	w, err := bundlekv.NewWatcher(bundlekv.WatcherConfig{
 		JetStream:         js,
 		Replicas:          cfg.BundleReplicas,
+		NoCreate:          cfg.locked(), // issue 12: the admin role creates it
 		Options:           opts,
 		BeaconKeys:        beaconKeys,
 		CacheDir:          filepath.Join(cfg.DataDir, "bundles"),

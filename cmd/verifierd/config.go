@@ -19,6 +19,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 )
 
@@ -32,6 +33,7 @@ type Config struct {
 	NodeID              string
 	NATSURL             string
 	NATSListen          string
+	NATSAuth            natsx.ClientAuth // --nats-creds, --nats-ca, --nats-cert, --nats-key
 	DataDir             string
 	TrustMaterial       string
 	PolicyBundle        string
@@ -111,7 +113,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.StringVar(&c.AudienceOverride, "audience-override", "", "the audience every route expects, in place of the bundle's")
 	fs.StringVar(&c.NodeID, "node-id", "", "node id in audit events and the ledger (default <hostname>:<listen port>)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "join an existing NATS cluster (comma list); empty starts an embedded server")
-	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS client listener")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS client listener (loopback only; clients need the credentials in <data-dir>/nats-auth)")
+	c.NATSAuth.RegisterFlags(fs)
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded NATS storage and local state")
 	fs.StringVar(&c.TrustMaterial, "trust-material", "", "trust material file (file mode)")
 	fs.StringVar(&c.PolicyBundle, "policy-bundle", "", "policy bundle file (file mode)")
@@ -249,9 +252,18 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.NATSURL == "" {
-		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+		if host, _, err := net.SplitHostPort(c.NATSListen); err != nil {
 			bad("nats-listen", c.NATSListen, "want host:port")
+		} else if !loopbackHost(host) {
+			// Issue 12: the embedded server has no TLS; it is the
+			// one-binary verifier, not a cluster member.
+			bad("nats-listen", c.NATSListen, "the embedded NATS server listens on loopback only; join a TLS cluster with --nats-url")
 		}
+		if c.NATSAuth.Enabled() {
+			bad("nats-creds", c.NATSAuth.CredsFile, "only with --nats-url: the embedded server uses the credentials it writes into --data-dir")
+		}
+	} else {
+		errs = append(errs, c.NATSAuth.Validate(time.Now())...)
 	}
 	if (c.TrustMaterial == "") != (c.PolicyBundle == "") {
 		bad("policy-bundle", c.PolicyBundle, "file mode needs both --trust-material and --policy-bundle")
@@ -391,6 +403,23 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// loopbackHost reports whether host is a loopback address or localhost.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// locked reports whether the node connects with a role credential (the
+// verifier role, docs/NATS-SECURITY.md), which may not create streams:
+// with --nats-creds, and always with the embedded server, which provisions
+// its streams as admin before the node connects as verifier.
+func (c *Config) locked() bool {
+	return c.NATSURL == "" || c.NATSAuth.CredsFile != ""
+}
+
 // nodeID is --node-id, or <hostname>:<listen port> (SPEC §9).
 func (c *Config) nodeID() string {
 	if c.NodeID != "" {
@@ -422,7 +451,8 @@ func parseLevel(s string) (slog.Level, error) {
 func (c *Config) logValues() []any {
 	return []any{
 		"listen", c.Listen, "upstream", c.Upstream, "node_id", c.nodeID(),
-		"nats_url", redactURL(c.NATSURL), "nats_listen", c.NATSListen, "data_dir", c.DataDir,
+		"nats_url", redactURL(c.NATSURL), "nats_listen", c.NATSListen,
+		"nats_creds", c.NATSAuth.CredsFile, "nats_ca", c.NATSAuth.CAFile, "nats_cert", c.NATSAuth.CertFile, "data_dir", c.DataDir,
 		"trust_material", c.TrustMaterial, "policy_bundle", c.PolicyBundle,
 		"bundle_public_keys", c.BundlePublicKeys.String(), "beacon_public_keys", c.BeaconPublicKeys.String(),
 		"bundle_replicas", c.BundleReplicas, "route_id", c.RouteID,

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
 	"github.com/tpcluster/tpcluster/internal/retry"
 	"github.com/tpcluster/tpcluster/internal/telemetry"
 )
@@ -21,17 +22,19 @@ func openLedger(ctx context.Context, js jetstream.JetStream, cfg *Config, nodeID
 		JetStream:     js,
 		Bucket:        cfg.LedgerBucket,
 		Replicas:      cfg.LedgerReplicas,
-		MaxAge:        cfg.MaxPassportLifetime + 2*cfg.ClockSkew,
+		MaxAge:        cfg.ledgerMaxAge(),
 		Timeout:       cfg.LedgerTimeout,
 		NodeID:        nodeID,
 		Logger:        log.With("component", "ledger"),
 		MeterProvider: tel.Meter,
+		// A role credential may not create streams (issue 12).
+		NoCreate: cfg.locked(),
 	}
 	base := lc
 	if cfg.Region != "" {
 		// One bucket per region, placed in the region's NATS cluster, which
 		// a supercluster names after the region (docs/MULTI-REGION.md).
-		lc.Bucket = ledger.BucketFor(cfg.LedgerBucket, cfg.Region)
+		lc.Bucket = cfg.ledgerBucket()
 		if cfg.NATSURL != "" {
 			lc.Cluster = cfg.Region
 		}
@@ -84,4 +87,28 @@ func openSharded(ctx context.Context, lc ledger.Config, cfg *Config, log *slog.L
 	}
 	log.Info("replay ledger sharded", "buckets", led.Buckets(), "shards", cfg.LedgerShards, "shards_previous", cfg.LedgerShardsPrev)
 	return led, nil
+}
+
+// ledgerBucket is the node's own ledger bucket: its region's with --region.
+func (c *Config) ledgerBucket() string {
+	if c.Region != "" {
+		return ledger.BucketFor(c.LedgerBucket, c.Region)
+	}
+	return c.LedgerBucket
+}
+
+// ledgerMaxAge is the ledger bucket's max age (SPEC §7): the max passport
+// lifetime plus twice the clock skew.
+func (c *Config) ledgerMaxAge() time.Duration {
+	return c.MaxPassportLifetime + 2*c.ClockSkew
+}
+
+// natsNames are the streams the credentials the embedded server writes
+// give rights to.
+func (c *Config) natsNames() natsauth.Names {
+	n := natsauth.Names{LedgerBucket: c.LedgerBucket, AuditStream: c.AuditStream}
+	if c.Region != "" {
+		n.Regions = []string{c.Region}
+	}
+	return n
 }

@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tpcluster/tpcluster/internal/natsx"
 )
 
 func main() {
@@ -35,6 +37,10 @@ func main() {
 	defer stop()
 	if err := run(ctx, cfg, log, os.Stdout); err != nil {
 		log.Error("verifierd stopped", "err", err)
+		if ce, ok := errors.AsType[*natsx.ConnectError](err); ok && ce.Permanent() {
+			// Refused TLS or credentials: configuration, like a bad flag.
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }

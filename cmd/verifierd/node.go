@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,10 +22,12 @@ import (
 	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundle"
+	"github.com/tpcluster/tpcluster/internal/bundlekv"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/nodeaudit"
 	"github.com/tpcluster/tpcluster/internal/proxy"
@@ -133,11 +136,24 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if err := n.ready.Add("ledger", n.health.Check); err != nil {
 		return nil, err
 	}
-	if err := n.ready.Add("audit_stream", n.aud.CheckStream); err != nil {
+	// The publisher's view (a stream it could not create or use) and a
+	// look-up: a stream deleted while no event flows shows too (issue 12).
+	auditLookup := streamCheck(js, n.auditStream().Name, log)
+	if err := n.ready.Add("audit_stream", func(ctx context.Context) error {
+		if err := n.aud.CheckStream(ctx); err != nil {
+			return err
+		}
+		return auditLookup(ctx)
+	}); err != nil {
 		return nil, err
 	}
 	if err := n.ready.Add("audit_spool", n.aud.CheckBacklog(cfg.ReadyMaxAuditPending)); err != nil {
 		return nil, err
+	}
+	if cfg.bundlesFromNATS() {
+		if err := n.ready.Add("bundle_bucket", streamCheck(js, "KV_"+bundlekv.DefaultBucket, log)); err != nil {
+			return nil, err
+		}
 	}
 	if err := n.buildServer(n.health); err != nil {
 		return nil, err
@@ -191,16 +207,31 @@ func (n *node) prepareDemo(ctx context.Context) error {
 }
 
 // connect starts the embedded NATS server unless --nats-url names a
-// cluster, and connects to it.
+// cluster, and connects to it with the verifier role's credential.
+//
+// The embedded server runs in operator mode with the credentials it writes
+// into <data-dir>/nats-auth on first start (0600; reused afterwards, since
+// JetStream keeps its data under the account): every client needs one
+// (issue 12). The node first connects as admin to create and lock the
+// streams, then works as verifier, which may not create or change them.
 func (n *node) connect(ctx context.Context, nodeID string) (jetstream.JetStream, error) {
 	url := n.cfg.NATSURL
+	auth := &n.cfg.NATSAuth
 	if url == "" {
+		dir := filepath.Join(n.cfg.DataDir, "nats-auth")
+		if !natsauth.Exists(dir) {
+			if err := natsauth.Generate(natsauth.Options{Dir: dir, Names: n.cfg.natsNames()}); err != nil {
+				return nil, err
+			}
+			n.log.Info("embedded NATS credentials written", "dir", dir)
+		}
 		s, err := natsx.StartServer(ctx, natsx.ServerConfig{
-			DataDir:    filepath.Join(n.cfg.DataDir, "nats"),
-			Listen:     n.cfg.NATSListen,
-			ServerName: "verifierd-" + sanitize(nodeID),
-			SyncAlways: n.cfg.LedgerSync == "always",
-			Logger:     n.log.With("component", "nats-server"),
+			DataDir:     filepath.Join(n.cfg.DataDir, "nats"),
+			Listen:      n.cfg.NATSListen,
+			ServerName:  "verifierd-" + sanitize(nodeID),
+			SyncAlways:  n.cfg.LedgerSync == "always",
+			Logger:      n.log.With("component", "nats-server"),
+			ConfigFiles: []string{filepath.Join(dir, natsauth.AuthConfFile)},
 		})
 		if err != nil {
 			return nil, err
@@ -208,9 +239,16 @@ func (n *node) connect(ctx context.Context, nodeID string) (jetstream.JetStream,
 		n.embedded = s
 		n.onAbort(n.stopEmbedded)
 		url = s.ClientURL()
-		n.log.Info("embedded NATS server started", "url", url)
+		n.log.Info("embedded NATS server started", "url", url, "credentials", dir)
+		if err := n.provision(ctx, url, filepath.Join(dir, natsauth.CredsFile(natsauth.Admin))); err != nil {
+			return nil, err
+		}
+		auth = &natsx.ClientAuth{CredsFile: filepath.Join(dir, natsauth.CredsFile(natsauth.Verifier))}
+		if errs := auth.Validate(time.Now()); len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
 	}
-	nc, err := natsx.Connect(ctx, url, "verifierd "+nodeID, n.log.With("component", "nats"))
+	nc, err := natsx.ConnectAuth(ctx, url, "verifierd "+nodeID, auth, n.log.With("component", "nats"))
 	if err != nil {
 		return nil, err
 	}
@@ -223,17 +261,67 @@ func (n *node) connect(ctx context.Context, nodeID string) (jetstream.JetStream,
 	return js, nil
 }
 
-func (n *node) auditConfig(nodeID string, signKey ed25519.PrivateKey) nodeaudit.Config {
-	cfg := n.cfg
-	dir := cfg.AuditSpoolDir
-	if dir == "" {
-		dir = filepath.Join(cfg.DataDir, "audit")
+// provision creates and locks the embedded server's streams as admin.
+func (n *node) provision(ctx context.Context, url, adminCreds string) error {
+	auth := &natsx.ClientAuth{CredsFile: adminCreds}
+	if errs := auth.Validate(time.Now()); len(errs) > 0 {
+		return errors.Join(errs...)
 	}
+	nc, err := natsx.ConnectAuth(ctx, url, "verifierd admin", auth, n.log.With("component", "nats"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream := n.auditStream()
+	return natsauth.Provision(pctx, js, natsauth.ProvisionConfig{
+		LedgerBucket:   n.cfg.ledgerBucket(),
+		LedgerReplicas: n.cfg.LedgerReplicas,
+		LedgerMaxAge:   n.cfg.ledgerMaxAge(),
+		BundleReplicas: n.cfg.BundleReplicas,
+		Audit:          stream,
+		Logger:         n.log.With("component", "nats-admin"),
+	})
+}
+
+// streamCheck is a readiness check that a stream the node uses exists: a
+// verifier never recreates one (issue 12), so a deleted bucket or stream
+// must show, not fail requests quietly. The first failure after success is
+// logged at Error.
+func streamCheck(js jetstream.JetStream, name string, log *slog.Logger) func(context.Context) error {
+	var missing atomic.Bool
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			err = fmt.Errorf("stream %s is gone; only the admin role recreates it (tpnats setup, docs/NATS-SECURITY.md): %w", name, err)
+			if !missing.Swap(true) {
+				log.Error("NATS stream missing", "stream", name, "err", err)
+			}
+			return err
+		}
+		if err == nil {
+			missing.Store(false)
+		}
+		return err
+	}
+}
+
+// auditStream is the node's audit stream: the region's with --region.
+func (n *node) auditStream() audit.StreamConfig {
+	cfg := n.cfg
 	stream := audit.StreamConfig{
 		Name:     cfg.AuditStream,
 		Replicas: cfg.AuditReplicas,
 		MaxAge:   cfg.AuditMaxAge,
 		MaxBytes: cfg.AuditMaxBytes,
+		NoCreate: cfg.locked(),
 	}
 	if cfg.Region != "" {
 		// A region's events go to its own stream, placed in its cluster;
@@ -245,6 +333,16 @@ func (n *node) auditConfig(nodeID string, signKey ed25519.PrivateKey) nodeaudit.
 			stream.Cluster = cfg.Region
 		}
 	}
+	return stream
+}
+
+func (n *node) auditConfig(nodeID string, signKey ed25519.PrivateKey) nodeaudit.Config {
+	cfg := n.cfg
+	dir := cfg.AuditSpoolDir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "audit")
+	}
+	stream := n.auditStream()
 	log := n.log.With("component", "audit")
 	if signKey == nil {
 		log.Warn("no --audit-key: audit events go unsigned and tpaudit verify reports every one of them")

@@ -54,16 +54,16 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig)
 		Logger:    log,
 	})
 	if err != nil {
-		return fmt.Errorf("natsauth: provision: %w", err)
+		return fmt.Errorf("natsauth: provision replay ledger: %w", err)
 	}
 	led.Close()
 	if err := bundlekv.EnsureBucket(ctx, js, cfg.BundleBucket, cfg.BundleReplicas); err != nil {
-		return fmt.Errorf("natsauth: provision: %w", err)
+		return fmt.Errorf("natsauth: provision bundle bucket: %w", err)
 	}
 	ac := cfg.Audit
 	ac.NoCreate = false
 	if err := audit.EnsureStream(ctx, js, ac, log); err != nil {
-		return fmt.Errorf("natsauth: provision: %w", err)
+		return fmt.Errorf("natsauth: provision audit stream: %w", err)
 	}
 	name := ac.Name
 	if name == "" {
@@ -71,7 +71,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig)
 	}
 	changed, err := audit.LockStream(ctx, js, name)
 	if err != nil {
-		return fmt.Errorf("natsauth: provision: %w", err)
+		return fmt.Errorf("natsauth: provision audit stream: %w", err)
 	}
 	if changed {
 		log.Info("audit stream locked: deny_delete and deny_purge set", "stream", name)

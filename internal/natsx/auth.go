@@ -125,8 +125,10 @@ func (a *ClientAuth) Validate(now time.Time) []error {
 // does not (or none is given). Valid after Validate.
 func (a *ClientAuth) Expires() time.Time { return a.expires }
 
-// options are the nats.go options of a validated ClientAuth.
-func (a *ClientAuth) options() []nats.Option {
+// Options are the nats.go options of a validated ClientAuth, for one-shot
+// clients that connect with nats.Connect (long-lived nodes use
+// ConnectAuth). A nil ClientAuth has none.
+func (a *ClientAuth) Options() []nats.Option {
 	if a == nil {
 		return nil
 	}
@@ -228,6 +230,12 @@ func (e *ConnectError) Error() string {
 }
 
 func (e *ConnectError) Unwrap() error { return e.Err }
+
+// NewConnectError classifies err, the failure of a first connection to
+// urls.
+func NewConnectError(urls string, err error) *ConnectError {
+	return &ConnectError{URL: RedactURLs(urls), Kind: classify(err), Err: err}
+}
 
 // Permanent reports whether the failure is one of configuration (TLS or
 // credentials), not of reach.

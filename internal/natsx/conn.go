@@ -126,16 +126,15 @@ func ConnectAuth(ctx context.Context, urls, name string, auth *ClientAuth, logge
 			logger.Warn("nats async error", "error", err)
 		}),
 	}
-	opts = append(opts, auth.options()...)
+	opts = append(opts, auth.Options()...)
 
 	// The first attempt without background retries, to tell a server that
 	// is not there yet from one that refuses us.
 	nc, err := nats.Connect(urls, append(opts, nats.RetryOnFailedConnect(false))...)
 	if err == nil {
-		logger.Info("nats connected", "server", nc.ConnectedUrlRedacted())
-		return nc, nil
+		return nc, nil // the connect handler logged it
 	}
-	ce := &ConnectError{URL: RedactURLs(urls), Kind: classify(err), Err: err}
+	ce := NewConnectError(urls, err)
 	if ce.Permanent() {
 		return nil, ce
 	}
