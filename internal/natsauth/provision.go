@@ -23,6 +23,9 @@ type ProvisionConfig struct {
 	LedgerBucket   string
 	LedgerReplicas int
 	LedgerMaxAge   time.Duration
+	// LedgerCluster places a new ledger bucket in a NATS cluster (the
+	// region's, docs/MULTI-REGION.md). If empty, the server places it.
+	LedgerCluster string
 	// BundleBucket and BundleReplicas as bundlepub's --bucket, --replicas.
 	BundleBucket   string
 	BundleReplicas int
@@ -51,6 +54,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig)
 		Replicas:  cfg.LedgerReplicas,
 		MaxAge:    cfg.LedgerMaxAge,
 		NodeID:    "admin",
+		Cluster:   cfg.LedgerCluster,
 		Logger:    log,
 	})
 	if err != nil {
