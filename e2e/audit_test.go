@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
 	"github.com/tpcluster/tpcluster/internal/testport"
@@ -74,6 +77,49 @@ type auditMsg struct {
 	ev      *audit.Event
 }
 
+// embeddedCreds maps the URL of a verifierd's embedded NATS server to the
+// credentials it wrote into <data-dir>/nats-auth: that server refuses
+// clients without one (issue 12). External test servers have none.
+var embeddedCreds sync.Map
+
+// useEmbeddedCreds registers dataDir's credentials for url until the test ends.
+func useEmbeddedCreds(t testing.TB, url, dataDir string) {
+	embeddedCreds.Store(url, filepath.Join(dataDir, "nats-auth"))
+	t.Cleanup(func() { embeddedCreds.Delete(url) })
+}
+
+// credsFile is role's creds file for url, or "".
+func credsFile(url string, role natsauth.Role) string {
+	dir, ok := embeddedCreds.Load(url)
+	if !ok {
+		return ""
+	}
+	return filepath.Join(dir.(string), natsauth.CredsFile(role))
+}
+
+// connectAs connects the test to url as role (if the server wants one).
+func connectAs(t testing.TB, url string, role natsauth.Role) *nats.Conn {
+	t.Helper()
+	nc, err := dialAs(url, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// dialAs is connectAs returning its error.
+func dialAs(url string, role natsauth.Role) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Timeout(5 * time.Second)}
+	if f := credsFile(url, role); f != "" {
+		opts = append(opts, nats.UserCredentials(f))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	return nc, nil
+}
+
 // readAudit reads the whole audit stream from the NATS server at url.
 func readAudit(t testing.TB, url string) []auditMsg {
 	t.Helper()
@@ -85,11 +131,12 @@ func readAudit(t testing.TB, url string) []auditMsg {
 }
 
 // readAuditErr is readAudit returning its error, for callers that poll a
-// cluster whose stream may be moving its leader.
+// cluster whose stream may be moving its leader. It reads as the
+// audit-reader role where the server wants a credential.
 func readAuditErr(ctx context.Context, url string) ([]auditMsg, error) {
-	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
+	nc, err := dialAs(url, natsauth.AuditReader)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, err
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
@@ -241,9 +288,17 @@ func checkAudit(t testing.TB, msgs []auditMsg, node string, dec map[string]decid
 }
 
 // tpauditVerify runs the real tpaudit verify against url, with w's trust
-// material as the fleet.
+// material as the fleet, as the audit-reader role on the audit stream and
+// as admin on the test's copies (when the server wants a credential).
 func tpauditVerify(t testing.TB, w *world, url string, args ...string) (int, string) {
 	t.Helper()
+	role := natsauth.AuditReader
+	if slices.Contains(args, "--stream") {
+		role = natsauth.Admin
+	}
+	if f := credsFile(url, role); f != "" {
+		args = append(args, "--nats-creds", f)
+	}
 	args = append([]string{"verify", "--nats-url", url, "--trust-material", w.trust, "--bundle-public-key", w.bundlePub}, args...)
 	code, out, errs := runBinary(t, "tpaudit", args...)
 	return code, out + errs
@@ -270,6 +325,7 @@ func TestAuditEveryDecision(t *testing.T) {
 	args := []string{"--upstream", up.URL, "--nats-listen", natsAddr, "--data-dir", dataDir, "--node-id", "audit-a"}
 	n := startVerifierd(t, w, true, args...)
 	url := "nats://" + natsAddr
+	useEmbeddedCreds(t, url, dataDir)
 	c := &http.Client{Timeout: 30 * time.Second}
 	dec := newDecisions()
 
@@ -360,7 +416,9 @@ func (readCloser) Close() error { return nil }
 func tamperCopy(t testing.TB, url, name string, edit func(i int, m auditMsg) []byte) {
 	t.Helper()
 	msgs := readAudit(t, url)
-	js := natstest.JetStream(t, natstest.Connect(t, url))
+	nc := connectAs(t, url, natsauth.Admin) // creates streams
+	defer nc.Close()
+	js := natstest.JetStream(t, nc)
 	prefix := strings.ToLower(name)
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ".audit.>"}}); err != nil {
 		t.Fatal(err)

@@ -40,8 +40,12 @@ func TestRunVerifierd(t *testing.T) {
 	natsAddr := testport.Addrs(t, 1)[0]
 	common := []string{"--upstream", up.URL, "--trust-material", files.TrustMaterial,
 		"--policy-bundle", files.PolicyBundle, "--bundle-public-key", files.BundlePublicKey, "--log-level", "warn"}
-	a := startVerifierd(t, bin, append(common, "--nats-listen", natsAddr, "--node-id", "a")...)
-	b := startVerifierd(t, bin, append(common, "--nats-url", "nats://"+natsAddr, "--node-id", "b")...)
+	aDir := t.TempDir()
+	a := startVerifierd(t, bin, append(common, "--nats-listen", natsAddr, "--node-id", "a", "--data-dir", aDir)...)
+	// a's embedded server requires a credential: b joins as the verifier
+	// role with the one a wrote (issue 12).
+	b := startVerifierd(t, bin, append(common, "--nats-url", "nats://"+natsAddr, "--node-id", "b",
+		"--nats-creds", filepath.Join(aDir, "nats-auth", "verifier.creds"))...)
 
 	mix := Mix{GetShare: 0.5, BodySizes: []int{64, 4096}, ReplayShare: 0.15, TamperShare: 0.1, BadPassportShare: 0.1}
 	for _, tc := range []struct {
