@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/tpcluster/tpcluster/internal/conformance"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
 )
 
 // The manifests and the Dockerfile are validated statically: there is no
@@ -47,7 +48,8 @@ type object struct {
 		JobTemplate          struct { // CronJob
 			Spec struct {
 				Template struct {
-					Spec podSpec
+					Metadata struct{ Labels map[string]string }
+					Spec     podSpec
 				}
 			}
 		}
@@ -56,10 +58,10 @@ type object struct {
 }
 
 // pod returns the pod template of a workload (Deployment, StatefulSet,
-// CronJob) and whether o is one.
+// Job, CronJob) and whether o is one.
 func (o object) pod() (podSpec, bool) {
 	switch o.Kind {
-	case "Deployment", "StatefulSet":
+	case "Deployment", "StatefulSet", "Job":
 		return o.Spec.Template.Spec, true
 	case "CronJob":
 		return o.Spec.JobTemplate.Spec.Template.Spec, true
@@ -98,6 +100,7 @@ type probe struct {
 		Path string
 		Port any
 	} `json:"httpGet"`
+	Exec *struct{ Command []string }
 }
 
 type container struct {
@@ -319,7 +322,7 @@ func TestManifestFlags(t *testing.T) {
 			bin := path.Base(argv[0])
 			args := argv[1:]
 			var sub []string
-			if (bin == "bundlepub" || bin == "tpaudit") && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			if (bin == "bundlepub" || bin == "tpaudit" || bin == "tpnats") && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 				sub, args = args[:1], args[1:]
 			}
 			flags := flagsOf(t, bin, sub...)
@@ -385,7 +388,7 @@ var binaries = struct {
 	err  error
 }{}
 
-// builtBinary builds verifierd, bundlepub, tpaudit and nats-server once per test
+// builtBinary builds verifierd, bundlepub, tpaudit, tpnats and nats-server once per test
 // process and returns the path of name.
 func builtBinary(t *testing.T, name string) string {
 	t.Helper()
@@ -394,7 +397,7 @@ func builtBinary(t *testing.T, name string) string {
 		if binaries.err != nil {
 			return
 		}
-		for _, pkg := range []string{"./cmd/verifierd", "./cmd/bundlepub", "./cmd/tpaudit", "github.com/nats-io/nats-server/v2"} {
+		for _, pkg := range []string{"./cmd/verifierd", "./cmd/bundlepub", "./cmd/tpaudit", "./cmd/tpnats", "github.com/nats-io/nats-server/v2"} {
 			cmd := exec.Command("go", "build", "-o", binaries.dir+string(os.PathSeparator), pkg)
 			cmd.Dir = conformance.ModuleRoot(t)
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -481,7 +484,11 @@ func TestNATSConfigs(t *testing.T) {
 		{"deploy/k8s/nats.conf", []string{"POD_NAME=tpcluster-nats-0"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			cmd := exec.Command(bin, "-c", filepath.Join(root, tc.file), "-t")
+			file := filepath.Join(root, tc.file)
+			if tc.file == "deploy/k8s/nats.conf" {
+				file = k8sNATSConf(t, file)
+			}
+			cmd := exec.Command(bin, "-c", file, "-t")
 			cmd.Env = tc.env
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("nats-server -t: %v\n%s", err, out)
@@ -500,6 +507,41 @@ func TestNATSConfigs(t *testing.T) {
 			t.Errorf("deploy/k8s/nats.conf lacks the route %s", route)
 		}
 	}
+}
+
+// k8sNATSConf lays deploy/k8s/nats.conf out as the pod sees it: the file
+// in conf/, a `tpnats init` set in auth/ (the Secret), its /etc/nats/auth
+// paths pointed there. It returns the copy's path.
+func k8sNATSConf(t *testing.T, file string) string {
+	t.Helper()
+	conf, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := natsauth.Generate(natsauth.Options{Dir: filepath.Join(dir, "auth")}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), "/etc/nats/auth/") {
+		t.Fatalf("%s names no file of the Secret mounted at /etc/nats/auth", file)
+	}
+	text := strings.ReplaceAll(string(conf), "/etc/nats/auth/", filepath.Join(dir, "auth")+"/")
+	out := filepath.Join(dir, "conf", "nats.conf")
+	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// podLabels returns the labels of o's pod template (nil for no workload).
+func (o object) podLabels() map[string]string {
+	if o.Kind == "CronJob" {
+		return o.Spec.JobTemplate.Spec.Template.Metadata.Labels
+	}
+	return o.Spec.Template.Metadata.Labels
 }
 
 // image is what the Dockerfile puts in the runtime image.

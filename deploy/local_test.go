@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,7 +29,8 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
-	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
+	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/signer"
 	"github.com/tpcluster/tpcluster/internal/testport"
 	"github.com/tpcluster/tpcluster/internal/testwait"
@@ -217,7 +219,8 @@ func TestLocalUpDown(t *testing.T) {
 		})
 	}
 
-	checkLocalAudit(t, st["TPLOCAL_NATS_URLS"], st["TPLOCAL_KEYS"], []string{"orders.get", "orders.create"}, replayIDs)
+	checkLocalAudit(t, st, []string{"orders.get", "orders.create"}, replayIDs)
+	t.Run("NATS locked", func(t *testing.T) { checkNATSLocked(t, st) })
 
 	if out, err := script("down.sh"); err != nil {
 		t.Fatalf("down.sh: %v\n%s", err, out)
@@ -348,6 +351,37 @@ func scrapeSequence(t *testing.T, c *http.Client, base, kind string) int64 {
 	}
 	t.Fatalf("%s/_tp/metrics has no tpcluster_bundle_sequence{kind=%q}", base, kind)
 	return 0
+}
+
+// checkNATSLocked: every role's creds file is 0600; NATS refuses a client
+// without a credential and a client without TLS (issue 12). checkLocalAudit
+// reads the audit stream as the audit-reader role.
+func checkNATSLocked(t *testing.T, st map[string]string) {
+	natsDir, urls := st["TPLOCAL_NATS_DIR"], st["TPLOCAL_NATS_URLS"]
+	if natsDir == "" || urls == "" {
+		t.Fatalf("env lacks TPLOCAL_NATS_DIR or TPLOCAL_NATS_URLS: %v", st)
+	}
+	for _, role := range natsauth.Roles() {
+		f := filepath.Join(natsDir, natsauth.CredsFile(role))
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, want mode 0600", f, err)
+		}
+	}
+	ca := &natsx.ClientAuth{CAFile: filepath.Join(natsDir, natsauth.CAFile)}
+	if errs := ca.Validate(time.Now()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for name, auth := range map[string]*natsx.ClientAuth{"no credential": ca, "no TLS": {}} {
+		nc, err := natsx.ConnectAuth(t.Context(), urls, "intruder", auth, nil)
+		if err == nil {
+			nc.Close()
+			t.Errorf("connect with %s = nil error, want refused", name)
+			continue
+		}
+		if ce, ok := errors.AsType[*natsx.ConnectError](err); !ok || !ce.Permanent() {
+			t.Errorf("connect with %s = %v, want a refused TLS or credential", name, err)
+		}
+	}
 }
 
 // requireNginx fails when nginx is missing: .ci/run installs it, and the
@@ -490,11 +524,26 @@ func logTail(t *testing.T, dir string) {
 // is R3, and within a generous deadline holds an allow event for each of
 // allowRoutes and the jti_replay deny of each of replayIDs; then `tpaudit
 // verify` finds every node's chain whole and every event signed by the node
-// keys the trust material in keysDir lists (docs/AUDIT.md).
-func checkLocalAudit(t *testing.T, natsURLs, keysDir string, allowRoutes, replayIDs []string) {
+// keys the trust material in TPLOCAL_KEYS lists (docs/AUDIT.md), as the
+// audit-reader role.
+func checkLocalAudit(t *testing.T, st map[string]string, allowRoutes, replayIDs []string) {
 	t.Helper()
-	nc := natstest.Connect(t, natsURLs)
-	js := natstest.JetStream(t, nc)
+	// As the audit-reader role: the one that reads the stream (issue 12).
+	natsURLs, natsDir, keysDir := st["TPLOCAL_NATS_URLS"], st["TPLOCAL_NATS_DIR"], st["TPLOCAL_KEYS"]
+	reader := []string{"--nats-creds", filepath.Join(natsDir, natsauth.CredsFile(natsauth.AuditReader)), "--nats-ca", filepath.Join(natsDir, natsauth.CAFile)}
+	auth := &natsx.ClientAuth{CredsFile: reader[1], CAFile: reader[3]}
+	if errs := auth.Validate(time.Now()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	nc, err := natsx.ConnectAuth(t.Context(), natsURLs, "deploy test audit-reader", auth, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	took := testwait.Until(t, 90*time.Second, "every decision's event in "+audit.DefaultStream, func() error {
 		if missing := missingEvents(t, js, allowRoutes, replayIDs); len(missing) > 0 {
 			return fmt.Errorf("missing %s", strings.Join(missing, "; "))
@@ -502,11 +551,11 @@ func checkLocalAudit(t *testing.T, natsURLs, keysDir string, allowRoutes, replay
 		return nil
 	})
 	t.Logf("every decision's event in %s %v after the last request", audit.DefaultStream, took.Round(time.Millisecond))
-	st, err := js.Stream(t.Context(), audit.DefaultStream)
+	stream, err := js.Stream(t.Context(), audit.DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := st.CachedInfo().Config.Replicas; r != 3 {
+	if r := stream.CachedInfo().Config.Replicas; r != 3 {
 		t.Errorf("audit stream replicas = %d, want 3", r)
 	}
 
@@ -514,9 +563,9 @@ func checkLocalAudit(t *testing.T, natsURLs, keysDir string, allowRoutes, replay
 	// until all three are in, verify names the node without one.
 	var out []byte
 	took = testwait.Until(t, 90*time.Second, "tpaudit verify passes", func() error {
-		cmd := exec.CommandContext(t.Context(), builtBinary(t, "tpaudit"), "verify", "--nats-url", natsURLs,
+		cmd := exec.CommandContext(t.Context(), builtBinary(t, "tpaudit"), append([]string{"verify", "--nats-url", natsURLs,
 			"--bundle-public-key", filepath.Join(keysDir, "bundle.pub"),
-			"--trust-material", filepath.Join(keysDir, "trust-material.json"))
+			"--trust-material", filepath.Join(keysDir, "trust-material.json")}, reader...)...)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 		var err error
 		if out, err = cmd.CombinedOutput(); err != nil {

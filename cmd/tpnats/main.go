@@ -3,6 +3,7 @@
 //
 //	tpnats init  --dir DIR [--host NAME]... [--user-ttl 8760h] [--cert-ttl 8760h]
 //	tpnats setup --nats-url URL --nats-creds DIR/admin.creds --nats-ca DIR/ca.pem [sizes]
+//	tpnats probe --url http://127.0.0.1:8222/healthz
 //
 // init writes an operator, the accounts and one creds file per role
 // (verifier, bundlepub, audit-reader, admin; 0600), a CA and server and
@@ -10,7 +11,9 @@
 // tls.conf. setup connects as admin and creates the replay bucket, the
 // bundle bucket and the audit stream, locked (deny_delete, deny_purge):
 // the other roles may not create or change them. Both are idempotent in
-// effect: init refuses to overwrite a set, setup keeps what exists.
+// effect: init refuses to overwrite a set, setup keeps what exists. probe
+// lets a pod check its nats-server's health while the monitoring listener,
+// which has no authentication, stays on loopback.
 //
 // Every flag is also read from TPCLUSTER_<FLAG>. Exit status: 0 success, 1
 // failure, 2 invalid usage or configuration (a refused credential included).
@@ -23,6 +26,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -46,6 +52,7 @@ const usage = `usage: tpnats <command> [flags]
 commands:
   init    write credentials (one creds file per role), a CA, certificates and nats-server fragments into --dir
   setup   as admin, create and lock the replay bucket, the bundle bucket and the audit stream
+  probe   GET a nats-server monitoring URL on loopback: exit 0 on 200 (a Kubernetes exec probe)
 
 "tpnats <command> -h" lists its flags; each is also read from TPCLUSTER_<FLAG>.
 `
@@ -75,6 +82,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return runInit(args[1:], lookup, stdout, stderr)
 	case "setup":
 		return runSetup(ctx, args[1:], lookup, stdout, stderr)
+	case "probe":
+		return runProbe(ctx, args[1:], lookup, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "tpnats: unknown command %q\n%s", args[0], usage)
 	return exitUsage
@@ -270,4 +279,50 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func runProbe(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tpnats probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("url", "http://127.0.0.1:8222/healthz", "monitoring URL, on loopback")
+	timeout := fs.Duration("timeout", 2*time.Second, "bound of the request")
+	if code, stop := parse(fs, args, lookup, stderr); stop {
+		return code
+	}
+	u, err := url.Parse(*target)
+	if err != nil || u.Scheme != "http" || !loopback(u.Hostname()) {
+		return invalid(stderr, fs.Name(), []error{cliflag.Problem("url", *target, "want an http:// URL on a loopback address")})
+	}
+	if *timeout <= 0 {
+		return invalid(stderr, fs.Name(), []error{cliflag.Problem("timeout", *timeout, "must be positive")})
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "tpnats probe: %v\n", err)
+		return exitFailure
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "tpnats probe: %v\n", err)
+		return exitFailure
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "tpnats probe: %s: %s %s\n", u, resp.Status, strings.TrimSpace(string(body)))
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "%s\n", strings.TrimSpace(string(body)))
+	return 0
+}
+
+// loopback reports whether host is a loopback address or localhost.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

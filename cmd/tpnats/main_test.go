@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,4 +99,30 @@ func adminJetStream(t *testing.T, dir, url string) jetstream.JetStream {
 	}
 	t.Cleanup(nc.Close)
 	return natstest.JetStream(t, nc)
+}
+
+func TestProbe(t *testing.T) {
+	healthy := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !healthy {
+			http.Error(w, `{"status":"unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	defer srv.Close()
+	probe := func(url string) int {
+		var o, e bytes.Buffer
+		return run(t.Context(), []string{"probe", "--url", url}, noEnv, &o, &e)
+	}
+	if code := probe(srv.URL + "/healthz"); code != 0 {
+		t.Errorf("probe of a healthy server = %d, want 0", code)
+	}
+	healthy = false
+	if code := probe(srv.URL + "/healthz"); code != exitFailure {
+		t.Errorf("probe of an unhealthy server = %d, want %d", code, exitFailure)
+	}
+	if code := probe("http://192.0.2.1:8222/healthz"); code != exitUsage {
+		t.Errorf("probe of a non-loopback URL = %d, want %d", code, exitUsage)
+	}
 }

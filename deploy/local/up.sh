@@ -10,7 +10,11 @@
 #
 # It builds the binaries from this checkout (nats-server at the version
 # go.mod requires), generates keys (0600, under DIR, never committed) and
-# signed bundles, starts everything, waits until every node's /_tp/readyz
+# signed bundles, and a NATS security set under DIR/nats (tpnats init: a CA,
+# server certificates and one creds file per role, verifier, bundlepub,
+# audit-reader and admin, all 0600; docs/NATS-SECURITY.md): NATS runs with
+# TLS and those users only, the streams are created by admin (tpnats setup)
+# and every process connects as its role. It starts everything, waits until every node's /_tp/readyz
 # answers 200 and prints how to send a request. State, logs and PID files
 # live under DIR (default: $TPLOCAL_DIR, else ${TMPDIR:-/tmp}/tpcluster-local-UID).
 # Keys and signed bundles already in DIR/keys are kept, so a second up
@@ -81,7 +85,7 @@ trap cleanup EXIT
 tplocal_log "building binaries into $BIN"
 (
 	cd "$root"
-	"$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpcurl ./cmd/demoapi ./cmd/tpaudit
+	"$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpcurl ./cmd/demoapi ./cmd/tpnats ./cmd/tpaudit
 	# Debian's nats-server is too old for per-key TTLs (SPEC §7): build the
 	# version go.mod requires.
 	"$GO" build -o "$BIN/nats-server" github.com/nats-io/nats-server/v2
@@ -149,6 +153,22 @@ if [[ $bundles_mode == nats && ! -e $KEYS/beacon.key ]]; then
 	"$BIN/bundlepub" keygen --out "$KEYS/beacon" --kid local-beacon-1 >>"$LOGS/prepare.log"
 fi
 
+# --- NATS security ----------------------------------------------------------
+# Made once and kept: JetStream keeps its data under the account, so a new
+# set would strand the ledger of an earlier run. Issue 12: no client gets
+# in without one of these credentials, and none but admin may create,
+# change, purge or delete a stream.
+NATSDIR=$DIR/nats
+if [[ ! -e $NATSDIR/auth.conf ]]; then
+	"$BIN/tpnats" init --dir "$NATSDIR" >>"$LOGS/prepare.log"
+fi
+for role in verifier bundlepub audit-reader admin; do
+	[[ $(stat -c %a "$NATSDIR/$role.creds") == 600 ]] || tplocal_die "$NATSDIR/$role.creds: want mode 0600"
+done
+nats_tls=(--nats-ca "$NATSDIR/ca.pem")
+# Each node's configuration: the shipped one, then the accounts and TLS.
+cat "$root/deploy/nats/local.conf" "$NATSDIR/auth.conf" "$NATSDIR/tls.conf" >"$NATSDIR/server.conf"
+
 # --- NATS cluster ------------------------------------------------------------
 nats_urls=""
 for i in "${TPLOCAL_NODES[@]}"; do
@@ -171,7 +191,7 @@ for i in "${TPLOCAL_NODES[@]}"; do
 		TP_NATS_CLUSTER="$TPLOCAL_HOST:${!route_var}" \
 		TP_NATS_ROUTES="[$routes]" \
 		TP_NATS_STORE="$DIR/data/nats-$i" \
-		"$BIN/nats-server" -c "$root/deploy/nats/local.conf"
+		"$BIN/nats-server" -c "$NATSDIR/server.conf"
 done
 
 deadline=$((SECONDS + timeout_s))
@@ -205,6 +225,17 @@ for i in "${TPLOCAL_NODES[@]}"; do
 done
 tplocal_log "NATS cluster up: $nats_urls"
 
+# The streams, created and locked by admin, R3. Retried: right after the
+# cluster forms the JetStream meta leader may not answer yet. The audit
+# stream's size must fit each server's max_file_store (1G in local.conf):
+# placement reserves it.
+until "$BIN/tpnats" setup --nats-url "$nats_urls" --nats-creds "$NATSDIR/admin.creds" "${nats_tls[@]}" \
+	--ledger-replicas 3 --bundle-replicas 3 --audit-replicas 3 --audit-max-bytes 268435456 \
+	--timeout 10s >>"$LOGS/tpnats-setup.log" 2>&1; do
+	((SECONDS < deadline)) || tplocal_die "tpnats setup kept failing; see $LOGS/tpnats-setup.log"
+	sleep 0.5
+done
+
 # --- demo upstream -------------------------------------------------------------
 # It verifies the backend assertion of orders.get with the fleet's JWKS,
 # served the same by every node (docs/BACKEND-JWT.md).
@@ -216,18 +247,15 @@ fi
 tplocal_start demoapi "$BIN/demoapi" "${demoapi_args[@]}"
 
 # --- bundlepub -------------------------------------------------------------------
-# Bundle bucket replicas: 3, like the ledger, so losing one NATS node loses
-# no bundle. Whichever of bundlepub and verifierd starts first creates it.
-replica_flags=()
-if [[ $bundles_mode == nats && $publish_help == *-replicas* ]]; then
-	replica_flags=(--replicas 3)
-fi
+# The bundle bucket exists (tpnats setup, R3): bundlepub, as its role, only
+# writes it.
+pub_flags=(--nats-creds "$NATSDIR/bundlepub.creds" "${nats_tls[@]}")
 if [[ $bundles_mode == nats ]]; then
 	# Publish once first, retrying: right after the cluster forms, the
 	# bundle bucket's stream may have no leader yet ("no responders"), and
 	# publish exits on that. Once this has put both documents, the
 	# long-running publish below finds identical bytes and only adds beacons.
-	until "$BIN/bundlepub" publish "${replica_flags[@]}" \
+	until "$BIN/bundlepub" publish "${pub_flags[@]}" \
 		--nats-url "$nats_urls" \
 		--trust-material "$KEYS/trust-material.json" \
 		--policy-bundle "$KEYS/policy-bundle.json" \
@@ -235,7 +263,7 @@ if [[ $bundles_mode == nats ]]; then
 		((SECONDS < deadline)) || tplocal_die "bundlepub publish kept failing; see $LOGS/bundlepub.log"
 		sleep 0.5
 	done
-	tplocal_start bundlepub "$BIN/bundlepub" publish "${replica_flags[@]}" \
+	tplocal_start bundlepub "$BIN/bundlepub" publish "${pub_flags[@]}" \
 		--nats-url "$nats_urls" \
 		--trust-material "$KEYS/trust-material.json" \
 		--policy-bundle "$KEYS/policy-bundle.json" \
@@ -252,6 +280,8 @@ for i in "${TPLOCAL_NODES[@]}"; do
 		--node-id "local-$i"
 		--data-dir "$DIR/data/verifierd-$i"
 		--nats-url "$nats_urls"
+		--nats-creds "$NATSDIR/verifier.creds"
+		"${nats_tls[@]}"
 		--ledger-replicas 3
 		--upstream "http://$TPLOCAL_HOST:$APP_PORT"
 		--trusted-proxies "127.0.0.1/32,::1/128"
@@ -375,6 +405,7 @@ wait_http nginx "http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT/" any
 	done
 	echo "TPLOCAL_VERIFIER_URLS=$v_urls"
 	echo "TPLOCAL_NATS_URLS=$nats_urls"
+	echo "TPLOCAL_NATS_DIR=$NATSDIR"
 	echo "TPLOCAL_CALLER_KEY=$KEYS/caller.key"
 	echo "TPLOCAL_BIN=$BIN"
 	echo "TPLOCAL_KEYS=$KEYS"
@@ -382,7 +413,7 @@ wait_http nginx "http://$TPLOCAL_HOST:$PROXY_GATEWAY_PORT/" any
 
 status_line="Bundles: every node reads $KEYS/{trust-material,policy-bundle}.json (file mode)"
 if [[ $bundles_mode == nats ]]; then
-	status_line="What every node holds:               $BIN/bundlepub status --nats-url $nats_urls"
+	status_line="What every node holds:               $BIN/bundlepub status --nats-url $nats_urls --nats-creds $NATSDIR/bundlepub.creds --nats-ca $NATSDIR/ca.pem"
 fi
 
 ok=1
@@ -393,7 +424,8 @@ tpcluster is up in $DIR (bundles: $bundles_mode mode)
   gateway, nginx auth_request:   $gw
   gateway, nginx -> proxy mode:  $pgw
   verifierd nodes:               ${v_urls//,/ }
-  NATS:                          $nats_urls
+  NATS (TLS, one user per role):  $nats_urls
+  NATS credentials:              $NATSDIR/{verifier,bundlepub,audit-reader,admin}.creds, CA $NATSDIR/ca.pem
   logs: $LOGS   PIDs: $PIDS   settings: $DIR/env
 
 A signed GET through nginx, then the same request again (200, then 409 jti_replay):
@@ -403,8 +435,9 @@ A POST whose body is bound, through the proxy-mode gateway:
   $BIN/tpcurl --key $KEYS/caller.key --route-id orders.create -X POST -d '{"order_id":"ord_42"}' -H 'Content-Type: application/json' --url $pgw/v1/orders
 
 No passport (401 passport_missing):  curl -si $gw/v1/orders/ord_42
-Audit trail whole and signed by the fleet (docs/AUDIT.md):
-  $BIN/tpaudit verify --nats-url $nats_urls --bundle-public-key $KEYS/bundle.pub --trust-material $KEYS/trust-material.json
+Audit trail whole and signed by the fleet (docs/AUDIT.md), as the audit-reader role:
+  $BIN/tpaudit verify --nats-url $nats_urls --nats-creds $NATSDIR/audit-reader.creds --nats-ca $NATSDIR/ca.pem --bundle-public-key $KEYS/bundle.pub --trust-material $KEYS/trust-material.json
+  $BIN/tpaudit tail --nats-url $nats_urls --nats-creds $NATSDIR/audit-reader.creds --nats-ca $NATSDIR/ca.pem
 $status_line
 Stop everything:                     $here/down.sh --dir $DIR
 EOF
