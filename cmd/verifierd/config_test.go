@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
 )
 
 func TestConfigEnvAndFlags(t *testing.T) {
@@ -173,5 +174,51 @@ func TestReadAssertionKeys(t *testing.T) {
 	}
 	if m, err := readAssertionKeys(&Config{}, nil); m != nil || err != nil {
 		t.Errorf("no flag: %v %v", m, err)
+	}
+}
+
+// TestConfigNATSAuth: the NATS credential flags are checked at start, each
+// problem naming flag and file (issue 12).
+func TestConfigNATSAuth(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nats")
+	if err := natsauth.Generate(natsauth.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(dir, natsauth.CredsFile(natsauth.Verifier))
+	open := filepath.Join(t.TempDir(), "open.creds")
+	data, err := os.ReadFile(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(open, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--trust-material", "t.json", "--policy-bundle", "p.json", "--bundle-public-key", "k.pub"}
+	tests := []struct {
+		name string
+		args []string
+		want string // "" valid
+	}{
+		{"cluster with creds", []string{"--nats-url", "tls://n1:4222", "--nats-creds", creds, "--nats-ca", filepath.Join(dir, natsauth.CAFile)}, ""},
+		{"creds 0644", []string{"--nats-url", "tls://n1:4222", "--nats-creds", open}, "--nats-creds=" + open + " (TPCLUSTER_NATS_CREDS): holds a secret but has mode 0644"},
+		{"missing CA", []string{"--nats-url", "tls://n1:4222", "--nats-ca", "/nonexistent/ca.pem"}, "--nats-ca=/nonexistent/ca.pem (TPCLUSTER_NATS_CA): no such file"},
+		{"embedded with creds", []string{"--nats-creds", creds}, "only with --nats-url"},
+		{"embedded on all interfaces", []string{"--nats-listen", "0.0.0.0:4222"}, "loopback only"},
+		{"embedded on loopback", []string{"--nats-listen", "127.0.0.1:4222"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(append(tt.args, base...), func(string) (string, bool) { return "", false }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate = %v, want it to say %q", err, tt.want)
+			}
+		})
 	}
 }
