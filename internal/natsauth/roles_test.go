@@ -402,3 +402,37 @@ func TestBundlepubRole(t *testing.T) {
 		t.Errorf("ledger after bundlepub's attempts: %d keys (err %v), want 0", info.State.Msgs, err)
 	}
 }
+
+// TestStatusRequestReply: bundlepub asks the fleet for its status and a
+// verifier answers, to the requester's inbox only (SPEC §10.3 status).
+func TestStatusRequestReply(t *testing.T) {
+	s := newSecured(t)
+	vnc, _ := s.connect(t, natsauth.Verifier)
+	sub, err := vnc.Subscribe(bundlekv.StatusSubject, func(m *nats.Msg) { m.Respond([]byte(`{"node_id":"v1"}`)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := vnc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	bnc, _ := s.connect(t, natsauth.Bundlepub)
+	reply, err := bnc.RequestWithContext(short(t), bundlekv.StatusSubject, nil)
+	if err != nil || string(reply.Data) != `{"node_id":"v1"}` {
+		t.Fatalf("status request as bundlepub = %v, %v; want the verifier's reply", reply, err)
+	}
+	// A verifier may not publish to anyone's inbox unasked.
+	if err := vnc.Publish("_INBOX.forged", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := vnc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !errors.Is(vnc.LastError(), nats.ErrPermissionViolation) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a verifier's publish to an inbox: last error %v, want a permissions violation", vnc.LastError())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
