@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -258,12 +259,16 @@ func classify(err error) string {
 		cierr x509.CertificateInvalidError
 		alert tls.AlertError
 		rherr tls.RecordHeaderError
+		operr *net.OpError
 	)
 	switch {
 	case errors.Is(err, nats.ErrTLS), errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted),
 		errors.Is(err, nats.ErrClientCertOrRootCAsRequired),
 		errors.As(err, &verr), errors.As(err, &herr), errors.As(err, &uaerr), errors.As(err, &cierr),
-		errors.As(err, &alert), errors.As(err, &rherr):
+		errors.As(err, &alert), errors.As(err, &rherr),
+		// An alert the server sent (a client certificate it wants, or
+		// refuses): crypto/tls reports it as a "remote error".
+		errors.As(err, &operr) && operr.Op == "remote error":
 		return KindTLS
 	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
 		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
