@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpcluster/tpcluster/internal/assertion"
@@ -136,9 +138,15 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if err := n.ready.Add("ledger", n.health.Check); err != nil {
 		return nil, err
 	}
+	missing, err := n.tel.Meter.Meter("github.com/tpcluster/tpcluster/cmd/verifierd").Int64Counter("tpcluster.nats.stream_missing",
+		metric.WithUnit("{event}"),
+		metric.WithDescription("Times a readiness check found a NATS stream the node uses gone (audit stream, bundle bucket), by stream; verifiers never recreate one."))
+	if err != nil {
+		return nil, err
+	}
 	// The publisher's view (a stream it could not create or use) and a
 	// look-up: a stream deleted while no event flows shows too (issue 12).
-	auditLookup := streamCheck(js, n.auditStream().Name, log)
+	auditLookup := streamCheck(js, n.auditStream().Name, log, missing)
 	if err := n.ready.Add("audit_stream", func(ctx context.Context) error {
 		if err := n.aud.CheckStream(ctx); err != nil {
 			return err
@@ -151,7 +159,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 		return nil, err
 	}
 	if cfg.bundlesFromNATS() {
-		if err := n.ready.Add("bundle_bucket", streamCheck(js, "KV_"+bundlekv.DefaultBucket, log)); err != nil {
+		if err := n.ready.Add("bundle_bucket", streamCheck(js, "KV_"+bundlekv.DefaultBucket, log, missing)); err != nil {
 			return nil, err
 		}
 	}
@@ -292,9 +300,10 @@ func (n *node) provision(ctx context.Context, url, adminCreds string) error {
 // streamCheck is a readiness check that a stream the node uses exists: a
 // verifier never recreates one (issue 12), so a deleted bucket or stream
 // must show, not fail requests quietly. The first failure after success is
-// logged at Error.
-func streamCheck(js jetstream.JetStream, name string, log *slog.Logger) func(context.Context) error {
+// logged at Error and counted.
+func streamCheck(js jetstream.JetStream, name string, log *slog.Logger, counter metric.Int64Counter) func(context.Context) error {
 	var missing atomic.Bool
+	attrs := metric.WithAttributes(attribute.String("stream", name))
 	return func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -303,6 +312,7 @@ func streamCheck(js jetstream.JetStream, name string, log *slog.Logger) func(con
 			err = fmt.Errorf("stream %s is gone; only the admin role recreates it (tpnats setup, docs/NATS-SECURITY.md): %w", name, err)
 			if !missing.Swap(true) {
 				log.Error("NATS stream missing", "stream", name, "err", err)
+				counter.Add(ctx, 1, attrs)
 			}
 			return err
 		}

@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tpcluster/tpcluster/internal/natsauth"
+	"github.com/tpcluster/tpcluster/internal/natsx"
+	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+)
+
+// lockedNATS is an external nats-server running a `tpcluster init` set
+// (TLS, one user per role) with the streams made by `tpnats setup`.
+type lockedNATS struct {
+	ext *natstest.External
+	dir string
+}
+
+func startLockedNATS(t *testing.T) *lockedNATS {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "nats")
+	if out, err := exec.Command(binary(t, "tpnats"), "init", "--dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("tpnats init: %v\n%s", err, out)
+	}
+	var conf []byte
+	for _, f := range []string{natsauth.AuthConfFile, natsauth.TLSConfFile} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf = append(append(conf, b...), '\n')
+	}
+	confFile := filepath.Join(dir, "server.conf")
+	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := &lockedNATS{ext: natstest.StartExternal(t, "-c", confFile), dir: dir}
+	waitFor(t, 30*time.Second, "tpnats setup as admin", func() error {
+		out, err := exec.Command(binary(t, "tpnats"), "setup", "--nats-url", l.url(),
+			"--nats-creds", l.creds(natsauth.Admin), "--nats-ca", l.ca(), "--timeout", "5s").CombinedOutput()
+		if err != nil {
+			return errors.New(string(out))
+		}
+		return nil
+	})
+	return l
+}
+
+func (l *lockedNATS) url() string { return l.ext.ClientURL() }
+func (l *lockedNATS) ca() string  { return filepath.Join(l.dir, natsauth.CAFile) }
+func (l *lockedNATS) creds(r natsauth.Role) string {
+	return filepath.Join(l.dir, natsauth.CredsFile(r))
+}
+
+// connect connects as role ("" for no credential).
+func (l *lockedNATS) connect(t *testing.T, role natsauth.Role) (*nats.Conn, error) {
+	t.Helper()
+	a := &natsx.ClientAuth{CAFile: l.ca()}
+	if role != "" {
+		a.CredsFile = l.creds(role)
+	}
+	if errs := a.Validate(time.Now()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return natsx.ConnectAuth(t.Context(), l.url(), "e2e-"+string(role), a, nil)
+}
+
+// TestNATSLockedReplay replays issue 12's attacks against a real verifierd
+// on a locked NATS server: without a credential nothing connects; with the
+// verifier's credential the consumed key can be neither purged, rolled up
+// nor replaced, and the replay is denied jti_replay; with the stream deleted
+// (only admin can) and fake PubAcks answering on its subjects, the replay
+// is denied replay_ledger_unavailable, and readyz turns 503.
+func TestNATSLockedReplay(t *testing.T) {
+	l := startLockedNATS(t)
+	w := newWorld(t)
+	up := newUpstream(t)
+	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-url", l.url(),
+		"--nats-creds", l.creds(natsauth.Verifier), "--nats-ca", l.ca())
+	c := &http.Client{Timeout: 30 * time.Second}
+
+	req := w.signed(t, "GET", n.URL+"/v1/orders/locked", "orders.get", nil)
+	if a := send(t, c, clone(t, req, nil)); a.status != 200 {
+		t.Fatalf("first request = %d %s, want 200", a.status, a.body)
+	}
+
+	// 1. Network reach alone.
+	if nc, err := l.connect(t, ""); err == nil {
+		nc.Close()
+		t.Fatal("connect without a credential = nil error")
+	} else {
+		t.Logf("no credential: %v", err)
+	}
+
+	// 2. The verifier's credential against the consumed key.
+	nc, err := l.connect(t, natsauth.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	const ledgerStream = "KV_TRUSTPLANE_REPLAY"
+	if err := js.DeleteStream(ctx, ledgerStream); err == nil {
+		t.Error("delete the ledger stream as verifier = nil error")
+	}
+	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: "$KV.TRUSTPLANE_REPLAY.x", Header: nats.Header{"Nats-Rollup": {"all"}}}); err == nil {
+		t.Error("roll up the ledger as verifier = nil error")
+	}
+	if a := send(t, c, clone(t, req, nil)); a.status != 409 || a.reason() != "jti_replay" {
+		t.Fatalf("replay after the verifier's attempts = %d %s, want 409 jti_replay", a.status, a.body)
+	}
+
+	// 3. Admin (the only role that can) deletes the ledger stream and
+	// answers its subjects with PubAcks naming it.
+	anc, err := l.connect(t, natsauth.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	ajs, err := jetstream.New(anc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ajs.DeleteStream(t.Context(), ledgerStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anc.Subscribe("$KV.TRUSTPLANE_REPLAY.>", func(m *nats.Msg) {
+		m.Respond([]byte(`{"stream":"KV_TRUSTPLANE_REPLAY","seq":1}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := anc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if a := send(t, c, clone(t, req, nil)); a.status != 503 || a.reason() != "replay_ledger_unavailable" {
+			t.Fatalf("replay %d with fake PubAcks = %d %s, want 503 replay_ledger_unavailable", i+1, a.status, a.body)
+		}
+	}
+	a := send(t, c, mustGet(t, n.URL+"/_tp/readyz"))
+	if a.status != 503 || !strings.Contains(string(a.body), "ledger") {
+		t.Errorf("readyz with the ledger stream gone = %d %s, want 503 naming the ledger", a.status, a.body)
+	}
+	t.Logf("readyz with the ledger stream gone: %d %s", a.status, a.body)
+}
