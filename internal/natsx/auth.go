@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -233,9 +235,44 @@ func (e *ConnectError) Error() string {
 func (e *ConnectError) Unwrap() error { return e.Err }
 
 // NewConnectError classifies err, the failure of a first connection to
-// urls.
+// urls. nats.go reports servers that refused the connection as "no servers
+// available": then each server is dialled once more (briefly) to tell
+// "refused" (nothing listens) from "unreachable".
 func NewConnectError(urls string, err error) *ConnectError {
-	return &ConnectError{URL: RedactURLs(urls), Kind: classify(err), Err: err}
+	kind := classify(err)
+	if kind == KindUnreachable && errors.Is(err, nats.ErrNoServers) && allRefuse(urls) {
+		kind = KindRefused
+	}
+	return &ConnectError{URL: RedactURLs(urls), Kind: kind, Err: err}
+}
+
+// allRefuse reports whether every server of urls refuses a TCP connection.
+func allRefuse(urls string) bool {
+	n := 0
+	for _, raw := range strings.Split(urls, ",") {
+		raw = strings.TrimSpace(raw)
+		if !strings.Contains(raw, "://") {
+			raw = "nats://" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Hostname() == "" {
+			return false
+		}
+		port := u.Port()
+		if port == "" {
+			port = "4222"
+		}
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(u.Hostname(), port), 500*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 // Permanent reports whether the failure is one of configuration (TLS or

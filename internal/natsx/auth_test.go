@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/tpcluster/tpcluster/internal/natsauth"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
@@ -183,5 +185,10 @@ func TestConnectAuthRefusedRetries(t *testing.T) {
 	defer nc.Close()
 	if nc.IsConnected() {
 		t.Fatal("connected to a stopped server")
+	}
+	// What a one-shot client reports: refused, not permanent.
+	ce := natsx.NewConnectError(url, nats.ErrNoServers)
+	if ce.Kind != natsx.KindRefused || ce.Permanent() || !strings.Contains(ce.Error(), url) {
+		t.Errorf("NewConnectError(%s, no servers) = %v (kind %s), want refused naming the URL", url, ce, ce.Kind)
 	}
 }
