@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,7 +20,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 )
 
-// lockedNATS is an external nats-server running a `tpcluster init` set
+// lockedNATS is an external nats-server running a `tpnats init` set
 // (TLS, one user per role) with the streams made by `tpnats setup`.
 type lockedNATS struct {
 	ext *natstest.External
@@ -157,4 +158,50 @@ func TestNATSLockedReplay(t *testing.T) {
 		t.Errorf("readyz with the ledger stream gone = %d %s, want 503 naming the ledger", a.status, a.body)
 	}
 	t.Logf("readyz with the ledger stream gone: %d %s", a.status, a.body)
+}
+
+// TestNATSLockedBundleBucket: with bundles over a locked NATS, bundlepub
+// publishes as its role and the node decides; when the bundle bucket is
+// deleted (only admin can), readyz turns 503 naming bundle_bucket (issue 12
+// found it stayed 200), and neither the node nor bundlepub recreates it.
+func TestNATSLockedBundleBucket(t *testing.T) {
+	l := startLockedNATS(t)
+	// bundlepub reads its role from the environment, verifierd from flags.
+	t.Setenv("TPCLUSTER_NATS_CREDS", l.creds(natsauth.Bundlepub))
+	t.Setenv("TPCLUSTER_NATS_CA", l.ca())
+	c := newChannel(t, l.url(), nil)
+	c.startPublisher(t, 500*time.Millisecond)
+	n := c.startKVNode(t, "locked-kv", "", true, "--nats-creds", l.creds(natsauth.Verifier), "--nats-ca", l.ca())
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if a := send(t, hc, c.signed(t, "GET", n.URL+"/v1/orders/kv", "orders.get", nil)); a.status != 200 {
+		t.Fatalf("request with bundles from the locked bucket = %d %s, want 200", a.status, a.body)
+	}
+
+	anc, err := l.connect(t, natsauth.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	ajs, err := jetstream.New(anc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ajs.DeleteKeyValue(t.Context(), "TRUSTPLANE_BUNDLES"); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	took := waitFor(t, 30*time.Second, "readyz 503 naming bundle_bucket", func() error {
+		a := send(t, hc, mustGet(t, n.URL+"/_tp/readyz"))
+		body = string(a.body)
+		if a.status != 503 || !strings.Contains(body, `"name":"bundle_bucket"`) {
+			return fmt.Errorf("readyz %d %s", a.status, a.body)
+		}
+		return nil
+	})
+	t.Logf("bundle bucket deleted: readyz 503 after %s: %s", took.Round(time.Millisecond), body)
+	// Give the node's watcher and bundlepub's beacon loop time to try.
+	time.Sleep(3 * time.Second)
+	if _, err := ajs.Stream(t.Context(), "KV_TRUSTPLANE_BUNDLES"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("bundle bucket after its deletion: lookup = %v, want not found (recreated by a role?)", err)
+	}
 }
