@@ -205,3 +205,57 @@ func TestNATSLockedBundleBucket(t *testing.T) {
 		t.Errorf("bundle bucket after its deletion: lookup = %v, want not found (recreated by a role?)", err)
 	}
 }
+
+// TestVerifierdNATSConfigExit2: the real binary exits 2 before listening on
+// a NATS credential it cannot use: expired or readable by others (found at
+// start, naming flag and file), or refused by the server (naming the URL).
+func TestVerifierdNATSConfigExit2(t *testing.T) {
+	l := startLockedNATS(t)
+	w := newWorld(t)
+	expired := filepath.Join(t.TempDir(), "expired")
+	if err := natsauth.Generate(natsauth.Options{Dir: expired, UserTTL: time.Hour, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }}); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if err := natsauth.Generate(natsauth.Options{Dir: other}); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(t.TempDir(), "open.creds")
+	data, err := os.ReadFile(l.creds(natsauth.Verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(open, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, creds string
+		want        []string
+	}{
+		{"expired", filepath.Join(expired, natsauth.CredsFile(natsauth.Verifier)), []string{"--nats-creds=", "expired"}},
+		{"mode 0644", open, []string{"--nats-creds=" + open, "mode 0644"}},
+		{"another operator", filepath.Join(other, natsauth.CredsFile(natsauth.Verifier)), []string{l.url(), "auth", "Authorization Violation"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary(t, "verifierd"), "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
+				"--nats-url", l.url(), "--nats-creds", tt.creds, "--nats-ca", l.ca(),
+				"--trust-material", w.trust, "--policy-bundle", w.policy, "--bundle-public-key", w.bundlePub)
+			out, err := cmd.CombinedOutput()
+			ee, ok := errors.AsType[*exec.ExitError](err)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("verifierd = %v, want exit 2\n%s", err, out)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("verifierd output lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(string(out), "verifierd listening") {
+				t.Errorf("verifierd listened before exiting:\n%s", out)
+			}
+		})
+	}
+}
