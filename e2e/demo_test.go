@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/tpcluster/tpcluster/internal/testport"
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
@@ -105,6 +107,33 @@ func TestDemo(t *testing.T) {
 	code, tp = runCmd(t, nil, nil, "tpcurl", "--key", callerKey, "--route-id", "orders.get", "--url", "http://"+closed+"/v1/orders/1")
 	if code != 3 || !strings.Contains(tp, "no answer") || !strings.Contains(tp, closed) {
 		t.Errorf("tpcurl to a closed port = exit %d, want 3 naming %s\n%s", code, closed, tp)
+	}
+	// Issue 12: the embedded NATS server takes no client without one of
+	// the credentials it wrote (0600), and the printed tpaudit command's
+	// credential (audit-reader) reads the audit stream.
+	natsURL := "nats://" + natsListen
+	if nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Error("connect to the demo's embedded NATS without a credential = nil error")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("connect to the demo's embedded NATS without a credential = %v, want an authorization violation", err)
+	}
+	reader := filepath.Join(dir, "nats-auth", "audit-reader.creds")
+	if !strings.Contains(text, "--nats-creds "+reader) {
+		t.Errorf("demo output does not show tpaudit with %s:\n%s", reader, text)
+	}
+	if out, err := exec.Command(binary(t, "tpaudit"), "verify", "--nats-url", natsURL, "--nats-creds", reader).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "every chain whole") {
+		t.Errorf("tpaudit verify as audit-reader against the demo: %v\n%s", err, out)
+	}
+	for _, role := range []string{"verifier", "bundlepub", "audit-reader", "admin"} {
+		k := filepath.Join(dir, "nats-auth", role+".creds")
+		fi, err := os.Stat(k)
+		if err != nil {
+			t.Errorf("%s: %v", k, err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", k, fi.Mode().Perm())
+		}
 	}
 	for _, k := range []string{"caller.key", "bundle.key"} {
 		fi, err := os.Stat(filepath.Join(dir, "demo", k))

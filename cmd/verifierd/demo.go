@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 
 	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
 )
 
 // dialable turns a listener's address into one a client on this machine
@@ -22,11 +24,14 @@ func dialable(a net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-func runDemo(ctx context.Context, addr, natsURL string, files *demo.Files, out io.Writer) error {
+// runDemo sends the demo's requests and prints what to try next. natsURL
+// is the embedded server and natsAuth the credentials it requires.
+func runDemo(ctx context.Context, addr, natsURL, natsAuth string, files *demo.Files, out io.Writer) error {
 	base := "http://" + addr
 	if err := demo.Exercise(ctx, base, files, out); err != nil {
 		return err
 	}
+	reader := filepath.Join(natsAuth, natsauth.CredsFile(natsauth.AuditReader))
 	fmt.Fprintf(out, `
 verifierd is running (proxy mode, embedded NATS, demo bundle in %s). Try your own request:
 
@@ -36,12 +41,14 @@ verifierd is running (proxy mode, embedded NATS, demo bundle in %s). Try your ow
     curl -s %s/_tp/readyz ; curl -s %s/_tp/metrics | grep tpcluster_decisions
 
 Why was a request denied? Every decision is in the audit stream; give the request_id of a deny body
-(or the X-Request-Id of any answer):
+(or the X-Request-Id of any answer). The embedded NATS server takes only clients with one of the
+credentials in %s (one per role); the audit-reader's reads the stream:
 
-    go run ./cmd/tpaudit tail --nats-url %s --since 10m --follow=false --text
-    go run ./cmd/tpaudit explain --nats-url %s REQUEST_ID
+    go run ./cmd/tpaudit tail --nats-url %s --nats-creds %s --since 10m --follow=false --text
+    go run ./cmd/tpaudit explain --nats-url %s --nats-creds %s REQUEST_ID
 
 Ctrl-C stops it.
-`, files.Dir, files.CallerKey, demo.CallerKID, base, files.CallerKey, demo.CallerKID, base, base, base, base, natsURL, natsURL)
+`, files.Dir, files.CallerKey, demo.CallerKID, base, files.CallerKey, demo.CallerKID, base, base, base, base,
+		natsAuth, natsURL, reader, natsURL, reader)
 	return nil
 }

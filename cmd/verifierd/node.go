@@ -545,7 +545,10 @@ func (n *node) Run(ctx context.Context) error {
 		})
 	}
 	if n.demo != nil {
-		g.Go(func() error { return runDemo(gctx, dialable(n.ln.Addr()), n.nc.ConnectedUrlRedacted(), n.demo, n.out) })
+		natsAuth := filepath.Join(n.cfg.DataDir, "nats-auth")
+		g.Go(func() error {
+			return runDemo(gctx, dialable(n.ln.Addr()), n.nc.ConnectedUrlRedacted(), natsAuth, n.demo, n.out)
+		})
 	}
 	g.Go(func() error {
 		<-gctx.Done()
