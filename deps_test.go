@@ -56,6 +56,7 @@ var layers = map[string]deptest.Layer{
 	module + "/cmd/tpaudit":   {Pure: true, Deny: []deptest.Rule{noPlot}},
 	module + "/cmd/tpcurl":    {Pure: true, Deny: []deptest.Rule{noPlot}},
 	module + "/cmd/tpload":    {Pure: true, Deny: []deptest.Rule{noPlot}},
+	module + "/cmd/tpnats":    {Pure: true, Deny: []deptest.Rule{noPlot}},
 	module + "/cmd/verifierd": {Pure: true, Deny: []deptest.Rule{noPlot}},
 	// The bench's chart renderer: reads tpload reports, writes SVG.
 	module + "/loadtest/chart": {Allow: []string{gonumPlot, in("loadgen")}},
@@ -120,7 +121,14 @@ var layers = map[string]deptest.Layer{
 
 	// Adapters: the rule holds for their own imports (nats.go itself
 	// imports net/http for websockets).
-	in("natsx"): {Allow: []string{"github.com/nats-io/"}, Deny: []deptest.Rule{noCore}},
+	// natsx also owns the credential flags every command shares (ClientAuth).
+	in("natsx"): {Allow: []string{"github.com/nats-io/", in("cliflag")}, Deny: []deptest.Rule{noCore}},
+	// natsauth writes NATS security sets (jwt, nkeys) and provisions the
+	// streams of ledger, audit and bundlekv as admin.
+	in("natsauth"): {Allow: []string{"github.com/nats-io/jwt/", "github.com/nats-io/nkeys", natsGo, in("ledger"), in("audit"), in("bundlekv")}, Deny: []deptest.Rule{
+		noHTTP, noServer, noSDK,
+		{Path: in("core"), Why: "it sets NATS up; deciding is the pipeline's job"},
+	}},
 	in("ledger"): {Allow: []string{natsGo, otelAPI, in("core"), in("natsx"), in("retry")}, Deny: []deptest.Rule{
 		{Path: "net/http", Why: "it knows keys and TTLs, not requests; HTTP is internal/proxy's job"},
 		noServer, noSDK,
