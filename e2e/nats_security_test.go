@@ -18,6 +18,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsauth"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // lockedNATS is an external nats-server running a `tpnats init` set
@@ -46,7 +47,7 @@ func startLockedNATS(t *testing.T) *lockedNATS {
 		t.Fatal(err)
 	}
 	l := &lockedNATS{ext: natstest.StartExternal(t, "-c", confFile), dir: dir}
-	waitFor(t, 30*time.Second, "tpnats setup as admin", func() error {
+	testwait.Until(t, 30*time.Second, "tpnats setup as admin", func() error {
 		out, err := exec.Command(binary(t, "tpnats"), "setup", "--nats-url", l.url(),
 			"--nats-creds", l.creds(natsauth.Admin), "--nats-ca", l.ca(), "--timeout", "5s").CombinedOutput()
 		if err != nil {
@@ -190,7 +191,7 @@ func TestNATSLockedBundleBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	var body string
-	took := waitFor(t, 30*time.Second, "readyz 503 naming bundle_bucket", func() error {
+	took := testwait.Until(t, 30*time.Second, "readyz 503 naming bundle_bucket", func() error {
 		a := send(t, hc, mustGet(t, n.URL+"/_tp/readyz"))
 		body = string(a.body)
 		if a.status != 503 || !strings.Contains(body, `"name":"bundle_bucket"`) {
