@@ -101,6 +101,9 @@ func Permissions(role Role, n Names) (jwt.Permissions, error) {
 			// Create-only writes; the stream itself refuses purge,
 			// delete and roll-ups (Provision).
 			p.Pub.Allow.Add("$KV."+b+".>", "$JS.API.STREAM.INFO.KV_"+b)
+			// The leader's read of a key whose write is in flight
+			// (ledger.confirmReplay, issue 13).
+			p.Pub.Allow.Add("$JS.API.STREAM.MSG.GET.KV_" + b)
 		}
 		p.Pub.Allow.Add(kvRead(n.BundleBucket)...)
 		for _, a := range n.auditStreams() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -434,5 +435,30 @@ func TestStatusRequestReply(t *testing.T) {
 			t.Fatalf("a verifier's publish to an inbox: last error %v, want a permissions violation", vnc.LastError())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestVerifierLeaderRead: the verifier may read a ledger key on the stream
+// leader, as the ledger does to confirm a replay whose write is in flight.
+func TestVerifierLeaderRead(t *testing.T) {
+	s := newSecured(t)
+	s.provision(t)
+	nc, js := s.connect(t, natsauth.Verifier)
+	led, err := ledger.New(t.Context(), ledger.Config{JetStream: js, MaxAge: testMaxAge, NoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	k := core.NewLedgerKey("https://issuer.example", "jti-read")
+	if err := led.Consume(t.Context(), k, time.Minute, core.LedgerEntry{}); err != nil {
+		t.Fatal(err)
+	}
+	req := []byte(`{"last_by_subj":"$KV.` + ledger.DefaultBucket + `.` + string(k) + `"}`)
+	reply, err := nc.RequestWithContext(short(t), "$JS.API.STREAM.MSG.GET.KV_"+ledger.DefaultBucket, req)
+	if err != nil {
+		t.Fatalf("leader read as verifier: %v (last server error %v)", err, nc.LastError())
+	}
+	if !strings.Contains(string(reply.Data), `"seq":1`) {
+		t.Errorf("leader read as verifier = %s, want the key's message", reply.Data)
 	}
 }
