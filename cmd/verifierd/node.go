@@ -59,6 +59,9 @@ type node struct {
 	srv      *http.Server
 	ln       net.Listener
 	pprof    net.Listener // nil without --pprof-listen
+	// auditProvisionErr is why the embedded server's audit stream could
+	// not be created at start, or nil; set before Run, read only after.
+	auditProvisionErr error
 
 	undo []func() // what newNode started, in order; abort runs it backwards
 }
@@ -148,6 +151,12 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	// look-up: a stream deleted while no event flows shows too (issue 12).
 	auditLookup := streamCheck(js, n.auditStream().Name, log, missing)
 	if err := n.ready.Add("audit_stream", func(ctx context.Context) error {
+		if n.auditProvisionErr != nil {
+			// The embedded server refused to create it at start.
+			if err := auditLookup(ctx); err != nil {
+				return n.auditProvisionErr
+			}
+		}
 		if err := n.aud.CheckStream(ctx); err != nil {
 			return err
 		}
@@ -248,7 +257,14 @@ func (n *node) connect(ctx context.Context, nodeID string) (jetstream.JetStream,
 		n.onAbort(n.stopEmbedded)
 		url = s.ClientURL()
 		n.log.Info("embedded NATS server started", "url", url, "credentials", dir)
-		if err := n.provision(ctx, url, filepath.Join(dir, natsauth.CredsFile(natsauth.Admin))); err != nil {
+		err = n.provision(ctx, url, filepath.Join(dir, natsauth.CredsFile(natsauth.Admin)))
+		if errors.Is(err, natsauth.ErrAuditStream) {
+			// The node runs and spools (SPEC §9); readyz names the
+			// cause (issue 13). Only a restart retries the creation:
+			// the verifier role may not create streams.
+			n.log.Error("audit stream cannot be created; events stay in the spool", "stream", n.auditStream().Name, "err", err)
+			n.auditProvisionErr = err
+		} else if err != nil {
 			return nil, err
 		}
 		auth = &natsx.ClientAuth{CredsFile: filepath.Join(dir, natsauth.CredsFile(natsauth.Verifier))}

@@ -14,6 +14,12 @@ import (
 	"github.com/tpcluster/tpcluster/internal/ledger"
 )
 
+// ErrAuditStream marks a Provision error about the audit stream alone: the
+// ledger and the bundle bucket were provisioned (they come first). A node
+// can run without its audit stream, spooling (SPEC §9), so a caller may
+// report it and go on.
+var ErrAuditStream = errors.New("audit stream not provisioned")
+
 // ProvisionConfig is what the admin role creates: the replay bucket, the
 // bundle bucket and the audit stream, with the deployment's names and sizes.
 type ProvisionConfig struct {
@@ -39,7 +45,8 @@ type ProvisionConfig struct {
 // other roles only use: the ledger bucket locked (ledger.StreamConfig), the
 // bundle bucket, and the audit stream with deny_delete and deny_purge. What
 // exists is checked and kept; an audit stream made before issue 12 is
-// locked. It is idempotent: run it at every deploy.
+// locked. It is idempotent: run it at every deploy. An error about the
+// audit stream alone matches ErrAuditStream.
 func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig) error {
 	log := cfg.Logger
 	if log == nil {
@@ -67,7 +74,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig)
 	ac := cfg.Audit
 	ac.NoCreate = false
 	if err := audit.EnsureStream(ctx, js, ac, log); err != nil {
-		return fmt.Errorf("natsauth: provision audit stream: %w", err)
+		return fmt.Errorf("natsauth: provision audit stream: %w: %w", ErrAuditStream, err)
 	}
 	name := ac.Name
 	if name == "" {
@@ -75,7 +82,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig)
 	}
 	changed, err := audit.LockStream(ctx, js, name)
 	if err != nil {
-		return fmt.Errorf("natsauth: provision audit stream: %w", err)
+		return fmt.Errorf("natsauth: provision audit stream: %w: %w", ErrAuditStream, err)
 	}
 	if changed {
 		log.Info("audit stream locked: deny_delete and deny_purge set", "stream", name)
