@@ -129,6 +129,8 @@ func runInit(args []string, lookup func(string) (string, bool), stdout, stderr i
 	bundleBucket := fs.String("bundle-bucket", bundlekv.DefaultBucket, "bundle bucket (bundlepub --bucket)")
 	auditStream := fs.String("audit-stream", audit.DefaultStream, "audit stream (verifierd --audit-stream)")
 	fs.Var(&regions, "regions", "regions of a multi-region fleet: their ledger buckets and audit streams too (comma list)")
+	initShards := fs.Int("ledger-shards", 1, "verifierd --ledger-shards: the verifier role may write each shard bucket")
+	initShardsPrev := fs.Int("ledger-shards-previous", 0, "verifierd --ledger-shards-previous, during a reshard")
 	if code, stop := parse(fs, args, lookup, stderr); stop {
 		return code
 	}
@@ -142,6 +144,7 @@ func runInit(args []string, lookup func(string) (string, bool), stdout, stderr i
 	if *certTTL <= 0 {
 		errs = append(errs, cliflag.Problem("cert-ttl", *certTTL, "must be positive"))
 	}
+	errs = append(errs, checkShards(*initShards, *initShardsPrev)...)
 	if len(errs) > 0 {
 		return invalid(stderr, fs.Name(), errs)
 	}
@@ -150,7 +153,8 @@ func runInit(args []string, lookup func(string) (string, bool), stdout, stderr i
 		Hosts:   hosts,
 		UserTTL: *userTTL,
 		CertTTL: *certTTL,
-		Names:   natsauth.Names{LedgerBucket: *ledgerBucket, BundleBucket: *bundleBucket, AuditStream: *auditStream, Regions: regions},
+		Names: natsauth.Names{LedgerBucket: *ledgerBucket, BundleBucket: *bundleBucket, AuditStream: *auditStream, Regions: regions,
+			LedgerShards: *initShards, LedgerShardsPrevious: *initShardsPrev},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "tpnats init: %v\n", err)
@@ -187,6 +191,8 @@ func runSetup(ctx context.Context, args []string, lookup func(string) (string, b
 	timeout := fs.Duration("timeout", 30*time.Second, "bound of the whole setup")
 	ledgerBucket := fs.String("ledger-bucket", ledger.DefaultBucket, "replay ledger bucket (verifierd --ledger-bucket)")
 	ledgerReplicas := fs.Int("ledger-replicas", 1, "replay ledger replicas (3 in a cluster)")
+	shards := fs.Int("ledger-shards", 1, "verifierd --ledger-shards: one bucket, or <bucket>_s0.. (docs/LEDGER-SHARDS.md)")
+	shardsPrev := fs.Int("ledger-shards-previous", 0, "verifierd --ledger-shards-previous, during a reshard")
 	lifetime := fs.Duration("max-passport-lifetime", 900*time.Second, "verifierd --max-passport-lifetime: with twice --clock-skew, the ledger's max age")
 	skew := fs.Duration("clock-skew", 30*time.Second, "verifierd --clock-skew")
 	region := fs.String("region", "", "a region of a multi-region fleet: its ledger bucket and audit stream (docs/MULTI-REGION.md)")
@@ -216,6 +222,7 @@ func runSetup(ctx context.Context, args []string, lookup func(string) (string, b
 			errs = append(errs, cliflag.Problem(r.name, r.v, "must be 1 to 5"))
 		}
 	}
+	errs = append(errs, checkShards(*shards, *shardsPrev)...)
 	if *lifetime <= 0 || *skew < 0 {
 		errs = append(errs, cliflag.Problem("max-passport-lifetime", *lifetime, "must be positive, with a --clock-skew not negative"))
 	}
@@ -255,6 +262,7 @@ func runSetup(ctx context.Context, args []string, lookup func(string) (string, b
 		LedgerReplicas: *ledgerReplicas,
 		LedgerMaxAge:   *lifetime + 2**skew,
 		LedgerCluster:  stream.Cluster,
+		LedgerShards:   *shards, LedgerShardsPrevious: *shardsPrev,
 		BundleBucket:   *bundleBucket,
 		BundleReplicas: *bundleReplicas,
 		Audit:          stream,
@@ -325,4 +333,17 @@ func loopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// checkShards checks --ledger-shards and --ledger-shards-previous as
+// verifierd does.
+func checkShards(n, prev int) []error {
+	var errs []error
+	if n < 1 || n > ledger.MaxShards {
+		errs = append(errs, cliflag.Problem("ledger-shards", n, fmt.Sprintf("must be 1 to %d", ledger.MaxShards)))
+	}
+	if prev < 0 || prev > ledger.MaxShards {
+		errs = append(errs, cliflag.Problem("ledger-shards-previous", prev, fmt.Sprintf("must be 0 (no reshard) to %d", ledger.MaxShards)))
+	}
+	return errs
 }

@@ -104,9 +104,12 @@ func (c *Config) ledgerMaxAge() time.Duration {
 }
 
 // natsNames are the streams the credentials the embedded server writes
-// give rights to.
+// give rights to. They are written once, at the first start: a data dir
+// whose --ledger-shards changes later needs new credentials
+// (docs/NATS-SECURITY.md).
 func (c *Config) natsNames() natsauth.Names {
-	n := natsauth.Names{LedgerBucket: c.LedgerBucket, AuditStream: c.AuditStream}
+	n := natsauth.Names{LedgerBucket: c.LedgerBucket, AuditStream: c.AuditStream,
+		LedgerShards: c.LedgerShards, LedgerShardsPrevious: c.LedgerShardsPrev}
 	if c.Region != "" {
 		n.Regions = []string{c.Region}
 	}

@@ -304,12 +304,14 @@ func (n *node) provision(ctx context.Context, url, adminCreds string) error {
 	defer cancel()
 	stream := n.auditStream()
 	return natsauth.Provision(pctx, js, natsauth.ProvisionConfig{
-		LedgerBucket:   n.cfg.ledgerBucket(),
-		LedgerReplicas: n.cfg.LedgerReplicas,
-		LedgerMaxAge:   n.cfg.ledgerMaxAge(),
-		BundleReplicas: n.cfg.BundleReplicas,
-		Audit:          stream,
-		Logger:         n.log.With("component", "nats-admin"),
+		LedgerBucket:         n.cfg.ledgerBucket(),
+		LedgerReplicas:       n.cfg.LedgerReplicas,
+		LedgerMaxAge:         n.cfg.ledgerMaxAge(),
+		LedgerShards:         n.cfg.LedgerShards,
+		LedgerShardsPrevious: n.cfg.LedgerShardsPrev,
+		BundleReplicas:       n.cfg.BundleReplicas,
+		Audit:                stream,
+		Logger:               n.log.With("component", "nats-admin"),
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,6 +33,10 @@ type ProvisionConfig struct {
 	// LedgerCluster places a new ledger bucket in a NATS cluster (the
 	// region's, docs/MULTI-REGION.md). If empty, the server places it.
 	LedgerCluster string
+	// LedgerShards and LedgerShardsPrevious, as verifierd's flags: each
+	// layout of more than one shard gets its shard buckets
+	// (docs/LEDGER-SHARDS.md). If zero, one bucket.
+	LedgerShards, LedgerShardsPrevious int
 	// BundleBucket and BundleReplicas as bundlepub's --bucket, --replicas.
 	BundleBucket   string
 	BundleReplicas int
@@ -55,19 +60,30 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig)
 	if cfg.LedgerMaxAge <= 0 {
 		return errors.New("natsauth: provision: ledger max age must be positive")
 	}
-	led, err := ledger.New(ctx, ledger.Config{
-		JetStream: js,
-		Bucket:    cfg.LedgerBucket,
-		Replicas:  cfg.LedgerReplicas,
-		MaxAge:    cfg.LedgerMaxAge,
-		NodeID:    "admin",
-		Cluster:   cfg.LedgerCluster,
-		Logger:    log,
-	})
-	if err != nil {
-		return fmt.Errorf("natsauth: provision replay ledger: %w", err)
+	// Each layout's buckets: one shard is the unsharded bucket itself.
+	var buckets []string
+	for _, layout := range []int{max(cfg.LedgerShards, 1), cfg.LedgerShardsPrevious} {
+		for i := range layout {
+			if b := ledger.ShardBucket(cfg.LedgerBucket, i, layout); !slices.Contains(buckets, b) {
+				buckets = append(buckets, b)
+			}
+		}
 	}
-	led.Close()
+	for _, b := range buckets {
+		led, err := ledger.New(ctx, ledger.Config{
+			JetStream: js,
+			Bucket:    b,
+			Replicas:  cfg.LedgerReplicas,
+			MaxAge:    cfg.LedgerMaxAge,
+			NodeID:    "admin",
+			Logger:    log,
+			Cluster:   cfg.LedgerCluster,
+		})
+		if err != nil {
+			return fmt.Errorf("natsauth: provision replay ledger: %w", err)
+		}
+		led.Close()
+	}
 	if err := bundlekv.EnsureBucket(ctx, js, cfg.BundleBucket, cfg.BundleReplicas); err != nil {
 		return fmt.Errorf("natsauth: provision bundle bucket: %w", err)
 	}

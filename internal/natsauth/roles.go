@@ -48,6 +48,10 @@ type Names struct {
 	// Regions, for a multi-region fleet (docs/MULTI-REGION.md), adds each
 	// region's ledger bucket and audit stream and subjects.
 	Regions []string
+	// LedgerShards and LedgerShardsPrevious, as verifierd's --ledger-shards
+	// and --ledger-shards-previous, add the shard buckets of each layout
+	// of more than one shard (docs/LEDGER-SHARDS.md).
+	LedgerShards, LedgerShardsPrevious int
 }
 
 func (n Names) withDefaults() Names {
@@ -68,6 +72,13 @@ func (n Names) ledgerBuckets() []string {
 	b := []string{n.LedgerBucket}
 	for _, r := range n.Regions {
 		b = append(b, ledger.BucketFor(n.LedgerBucket, r))
+	}
+	for _, layout := range []int{n.LedgerShards, n.LedgerShardsPrevious} {
+		for i := range layout {
+			if s := ledger.ShardBucket(n.LedgerBucket, i, layout); !slices.Contains(b, s) {
+				b = append(b, s)
+			}
+		}
 	}
 	return b
 }

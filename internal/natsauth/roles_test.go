@@ -3,6 +3,7 @@ package natsauth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -460,5 +461,40 @@ func TestVerifierLeaderRead(t *testing.T) {
 	}
 	if !strings.Contains(string(reply.Data), `"seq":1`) {
 		t.Errorf("leader read as verifier = %s, want the key's message", reply.Data)
+	}
+}
+
+// TestShardedLedgerRole: with --ledger-shards 3, admin provisions the
+// three shard buckets and the verifier role consumes through them.
+func TestShardedLedgerRole(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nats")
+	names := natsauth.Names{LedgerShards: 3}
+	if err := natsauth.Generate(natsauth.Options{Dir: dir, Names: names}); err != nil {
+		t.Fatal(err)
+	}
+	s := &secured{dir: dir, srv: natstest.ServerWithConfig(t, filepath.Join(dir, natsauth.AuthConfFile), filepath.Join(dir, natsauth.TLSConfFile))}
+	_, admin := s.connect(t, natsauth.Admin)
+	if err := natsauth.Provision(t.Context(), admin, natsauth.ProvisionConfig{LedgerMaxAge: testMaxAge, LedgerShards: 3}); err != nil {
+		t.Fatalf("Provision with 3 shards: %v", err)
+	}
+	for i := range 3 {
+		if _, err := admin.Stream(t.Context(), "KV_"+ledger.ShardBucket("", i, 3)); err != nil {
+			t.Errorf("shard %d after Provision: %v", i, err)
+		}
+	}
+	_, js := s.connect(t, natsauth.Verifier)
+	led, err := ledger.NewSharded(t.Context(), ledger.ShardedConfig{Config: ledger.Config{JetStream: js, MaxAge: testMaxAge, NoCreate: true}, Shards: 3})
+	if err != nil {
+		t.Fatalf("NewSharded as verifier: %v", err)
+	}
+	defer led.Close()
+	for i := range 12 {
+		k := core.NewLedgerKey("https://issuer.example", fmt.Sprint("jti-", i))
+		if err := led.Consume(t.Context(), k, time.Minute, core.LedgerEntry{}); err != nil {
+			t.Fatalf("Consume %d as verifier on 3 shards: %v", i, err)
+		}
+		if err := led.Consume(t.Context(), k, time.Minute, core.LedgerEntry{}); !errors.Is(err, core.ErrReplay) {
+			t.Fatalf("replay %d as verifier on 3 shards = %v, want ErrReplay", i, err)
+		}
 	}
 }
