@@ -80,7 +80,9 @@ func openSharded(ctx context.Context, lc ledger.Config, cfg *Config, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	if cfg.LedgerReplicas > 1 {
+	// A leader step-down is the admin role's (tpnats setup spreads them);
+	// with the verifier role the request would only wait and fail.
+	if cfg.LedgerReplicas > 1 && !cfg.locked() {
 		if err := led.SpreadLeaders(octx); err != nil {
 			log.Warn("replay ledger shard leaders not spread", "err", err)
 		}

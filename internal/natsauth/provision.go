@@ -84,6 +84,21 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg ProvisionConfig)
 		}
 		led.Close()
 	}
+	if cfg.LedgerShards > 1 && cfg.LedgerReplicas > 1 {
+		// The shards' leaders on as many servers as there are: a
+		// step-down is the admin's (the verifier role cannot ask).
+		sh, err := ledger.NewSharded(ctx, ledger.ShardedConfig{Config: ledger.Config{
+			JetStream: js, Bucket: cfg.LedgerBucket, Replicas: cfg.LedgerReplicas, MaxAge: cfg.LedgerMaxAge,
+			NodeID: "admin", Logger: log, NoCreate: true,
+		}, Shards: cfg.LedgerShards})
+		if err != nil {
+			return fmt.Errorf("natsauth: provision replay ledger shards: %w", err)
+		}
+		if err := sh.SpreadLeaders(ctx); err != nil {
+			log.Warn("replay ledger shard leaders not spread", "err", err)
+		}
+		sh.Close()
+	}
 	if err := bundlekv.EnsureBucket(ctx, js, cfg.BundleBucket, cfg.BundleReplicas); err != nil {
 		return fmt.Errorf("natsauth: provision bundle bucket: %w", err)
 	}
