@@ -32,13 +32,14 @@ func TestAuditReaderRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	fill(t, nc, "node-a", 9) // as admin: the audit stream is created by admin
+	keys, trust := auditFleet(t, "node-a")
+	fill(t, nc, "node-a", 9, keys["node-a"]) // as admin: the audit stream is created by admin
 
 	reader := []string{"--nats-creds", filepath.Join(dir, natsauth.CredsFile(natsauth.AuditReader)), "--nats-ca", ca, "--connect-timeout", "2s"}
 	as := func(args ...string) (int, string) {
 		return tpaudit(t, srv.ClientURL(), append(args, reader...)...)
 	}
-	if code, out := as("verify"); code != 0 || !strings.Contains(out, "every chain whole") {
+	if code, out := as(append([]string{"verify"}, trust...)...); code != 0 || !strings.Contains(out, "every chain whole") {
 		t.Errorf("verify as audit-reader = %d\n%s", code, out)
 	}
 	if code, out := as("tail", "--since", "1h", "--follow=false"); code != 0 || strings.Count(out, "\n") != 9 {
@@ -62,7 +63,7 @@ func TestAuditReaderRole(t *testing.T) {
 	if err := os.WriteFile(open, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out := tpaudit(t, srv.ClientURL(), "verify", "--nats-creds", open, "--nats-ca", ca)
+	code, out := tpaudit(t, srv.ClientURL(), append([]string{"verify", "--nats-creds", open, "--nats-ca", ca}, trust...)...)
 	if code != exitUsage || !strings.Contains(out, "--nats-creds="+open) || !strings.Contains(out, "0644") {
 		t.Errorf("verify with a 0644 creds file = %d, want %d naming flag, file and mode\n%s", code, exitUsage, out)
 	}
