@@ -20,6 +20,8 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/conformance"
+	"github.com/tpcluster/tpcluster/internal/natsauth"
+	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/testport"
 	"github.com/tpcluster/tpcluster/internal/testwait"
@@ -132,11 +134,14 @@ func flagDefault(t *testing.T, bin, name string) string {
 
 // TestK8sNATSCreatesEveryStream runs deploy/k8s/nats.conf in three real
 // nats-server processes (go.mod's version) on loopback, with only the
-// addresses and the store directory changed, and a verifierd with the
-// StatefulSet's settings (its keys, listener and data directory aside): the
-// ledger bucket, the bundle bucket and the audit stream are all created, R3,
-// the audit stream with the manifest's size limit. The old 10 GiB default
-// is refused by the same servers, which is what the test guards against.
+// addresses, the store directory and the Secret's files (a `tpnats init`
+// set) changed, then the tpcluster-nats-setup Job's `tpnats setup` with its
+// settings (issue 12: only admin creates streams), and a verifierd with the
+// StatefulSet's settings as the verifier role (its keys, listener, data
+// directory and credential paths aside): the ledger bucket, the bundle
+// bucket and the audit stream are all there, R3, the audit stream with the
+// manifest's size limit, and the node is ready. The old 10 GiB default is
+// refused by the same servers, which is what the test guards against.
 func TestK8sNATSCreatesEveryStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs three nats-server processes and a verifierd; CI runs it")
@@ -146,11 +151,15 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	auth := filepath.Join(t.TempDir(), "nats")
+	if err := natsauth.Generate(natsauth.Options{Dir: auth}); err != nil {
+		t.Fatal(err)
+	}
 	ports := testport.Free(t, 7) // 3 client, 3 route, 1 verifierd
 	var urls []string
 	for i := range 3 {
 		dir := t.TempDir()
-		c := rewriteK8sNATS(t, conf, ports[i], ports[3+i], ports[3:6], dir)
+		c := rewriteK8sNATS(t, conf, ports[i], ports[3+i], ports[3:6], dir, auth)
 		path := filepath.Join(dir, "nats.conf")
 		if err := os.WriteFile(path, c, 0o600); err != nil {
 			t.Fatal(err)
@@ -159,11 +168,40 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 			builtBinary(t, "nats-server"), "-c", path)
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
 	}
-	js := natstest.JetStream(t, natstest.Connect(t, urls...))
+	admin := &natsx.ClientAuth{CredsFile: filepath.Join(auth, natsauth.CredsFile(natsauth.Admin)), CAFile: filepath.Join(auth, natsauth.CAFile)}
+	if errs := admin.Validate(time.Now()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	anc, err := natsx.ConnectAuth(t.Context(), strings.Join(urls, ","), "deploy test admin", admin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(anc.Close)
+	js := natstest.JetStream(t, anc)
 	testwait.Until(t, 60*time.Second, "a JetStream meta leader", within(t, func(ctx context.Context) error {
 		_, err := js.AccountInfo(ctx)
 		return err
 	}))
+
+	// The admin's Job, with its environment.
+	job := find(t, render(t), "Job", "tpcluster-nats-setup")
+	jobEnv := map[string]string{}
+	for _, e := range job.Spec.Template.Spec.Containers[0].Env {
+		jobEnv[e.Name] = e.Value
+	}
+	jobEnv["TPCLUSTER_NATS_URL"] = strings.Join(urls, ",")
+	jobEnv["TPCLUSTER_NATS_CREDS"], jobEnv["TPCLUSTER_NATS_CA"] = admin.CredsFile, admin.CAFile
+	if jobEnv["TPCLUSTER_AUDIT_MAX_BYTES"] != manifestEnv(t)["TPCLUSTER_AUDIT_MAX_BYTES"] {
+		t.Errorf("the setup Job's TPCLUSTER_AUDIT_MAX_BYTES %s differs from verifierd's %s", jobEnv["TPCLUSTER_AUDIT_MAX_BYTES"], manifestEnv(t)["TPCLUSTER_AUDIT_MAX_BYTES"])
+	}
+	testwait.Until(t, 90*time.Second, "tpnats setup as the Job runs it", func() error {
+		cmd := exec.CommandContext(t.Context(), builtBinary(t, "tpnats"), "setup")
+		cmd.Env = envList(jobEnv)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%v\n%s", err, out)
+		}
+		return nil
+	})
 
 	// verifierd with the StatefulSet's environment.
 	keys := t.TempDir()
@@ -180,6 +218,8 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 	env["TPCLUSTER_DATA_DIR"] = t.TempDir()
 	env["TPCLUSTER_BUNDLE_PUBLIC_KEY"] = filepath.Join(keys, "bundle.pub")
 	env["TPCLUSTER_BEACON_PUBLIC_KEY"] = filepath.Join(keys, "beacon.pub")
+	env["TPCLUSTER_NATS_CREDS"] = filepath.Join(auth, natsauth.CredsFile(natsauth.Verifier))
+	env["TPCLUSTER_NATS_CA"] = filepath.Join(auth, natsauth.CAFile)
 	vlog := startProcess(t, "verifierd", envList(env), builtBinary(t, "verifierd"))
 
 	start := time.Now()
@@ -195,7 +235,17 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 			return nil
 		}))
 	}
-	t.Logf("every stream created %v after verifierd started", time.Since(start).Round(time.Millisecond))
+	t.Logf("every stream there %v after verifierd started", time.Since(start).Round(time.Millisecond))
+	// The node opens the ledger the Job made, as the verifier role.
+	testwait.Until(t, 60*time.Second, "verifierd's ledger open as verifier", func() error {
+		if out := vlog.String(); !strings.Contains(out, "replay ledger ready") {
+			return fmt.Errorf("not yet:\n%s", out)
+		}
+		return nil
+	})
+	if out := vlog.String(); strings.Contains(out, "Permissions Violation") {
+		t.Errorf("verifierd hit a permissions violation as the verifier role:\n%s", out)
+	}
 	s, err := js.Stream(t.Context(), audit.DefaultStream)
 	if err != nil {
 		t.Fatal(err)
@@ -222,8 +272,12 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 // rewriteK8sNATS points deploy/k8s/nats.conf at loopback ports and a store
 // directory; every replacement must match exactly once, so a change in the
 // shipped file's shape fails here instead of testing something else.
-func rewriteK8sNATS(t *testing.T, conf []byte, client, route int, routes []int, store string) []byte {
+func rewriteK8sNATS(t *testing.T, conf []byte, client, route int, routes []int, store, auth string) []byte {
 	t.Helper()
+	accounts, err := os.ReadFile(filepath.Join(auth, natsauth.AuthConfFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var list []string
 	for _, p := range routes {
 		list = append(list, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
@@ -231,7 +285,13 @@ func rewriteK8sNATS(t *testing.T, conf []byte, client, route int, routes []int, 
 	out := string(conf)
 	for _, r := range []struct{ old, new string }{
 		{"listen: 0.0.0.0:4222", fmt.Sprintf("listen: 127.0.0.1:%d", client)},
-		{"http: 0.0.0.0:8222", ""},
+		{"http: 127.0.0.1:8222", ""},
+		// The Secret tpcluster-nats-server: the accounts inline (the file
+		// moves), the certificates from the test's set.
+		{"include ../auth/auth.conf", string(accounts)},
+		{"cert_file: /etc/nats/auth/server.pem", fmt.Sprintf("cert_file: %q", filepath.Join(auth, natsauth.ServerCertFile))},
+		{"key_file: /etc/nats/auth/server-key.pem", fmt.Sprintf("key_file: %q", filepath.Join(auth, natsauth.ServerKeyFile))},
+		{"ca_file: /etc/nats/auth/ca.pem", fmt.Sprintf("ca_file: %q", filepath.Join(auth, natsauth.CAFile))},
 		{"store_dir: /data", fmt.Sprintf("store_dir: %q", store)},
 		{"listen: 0.0.0.0:6222", fmt.Sprintf("listen: 127.0.0.1:%d", route)},
 	} {

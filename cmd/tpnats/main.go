@@ -201,7 +201,7 @@ func runSetup(ctx context.Context, args []string, lookup func(string) (string, b
 	auditStream := fs.String("audit-stream", audit.DefaultStream, "audit stream (verifierd --audit-stream)")
 	auditReplicas := fs.Int("audit-replicas", 1, "audit stream replicas (3 in a cluster)")
 	auditMaxAge := fs.Duration("audit-max-age", 30*24*time.Hour, "audit stream retention by age")
-	auditMaxBytes := fs.Int64("audit-max-bytes", 10<<30, "audit stream retention by size (-1: unlimited)")
+	auditMaxBytes := fs.Int64("audit-max-bytes", audit.DefaultMaxBytes, "audit stream retention by size, reserved on each replica's server: at most half its max_file_store (-1: unlimited)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code, stop := parse(fs, args, lookup, stderr); stop {
 		return code

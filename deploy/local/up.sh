@@ -227,10 +227,9 @@ tplocal_log "NATS cluster up: $nats_urls"
 
 # The streams, created and locked by admin, R3. Retried: right after the
 # cluster forms the JetStream meta leader may not answer yet. The audit
-# stream's size must fit each server's max_file_store (1G in local.conf):
-# placement reserves it.
+# stream's size is the default, which fits local.conf's max_file_store.
 until "$BIN/tpnats" setup --nats-url "$nats_urls" --nats-creds "$NATSDIR/admin.creds" "${nats_tls[@]}" \
-	--ledger-replicas 3 --bundle-replicas 3 --audit-replicas 3 --audit-max-bytes 268435456 \
+	--ledger-replicas 3 --bundle-replicas 3 --audit-replicas 3 \
 	--timeout 10s >>"$LOGS/tpnats-setup.log" 2>&1; do
 	((SECONDS < deadline)) || tplocal_die "tpnats setup kept failing; see $LOGS/tpnats-setup.log"
 	sleep 0.5
