@@ -51,13 +51,16 @@ func TestDemo(t *testing.T) {
 	// The printed tpaudit explain command says why the replay was denied.
 	_, afterReplay, _ := strings.Cut(text[max(replay, 0):], `"request_id":"`)
 	replayID, _, _ := strings.Cut(afterReplay, `"`)
-	if !strings.Contains(text, "tpaudit explain --nats-url nats://"+natsListen+" REQUEST_ID") {
+	// The embedded NATS takes only clients with a credential it wrote; the
+	// audit-reader's reads the stream (issue 12).
+	reader := filepath.Join(dir, "nats-auth", "audit-reader.creds")
+	if !strings.Contains(text, "tpaudit explain --nats-url nats://"+natsListen+" --nats-creds "+reader+" REQUEST_ID") {
 		t.Errorf("demo output does not print tpaudit explain for nats://%s:\n%s", natsListen, text)
 	}
 	var explained []byte
 	testwait.Until(t, 30*time.Second, "the replay's audit event", func() error {
 		var err error
-		explained, err = exec.Command(binary(t, "tpaudit"), "explain", "--nats-url", "nats://"+natsListen, replayID).CombinedOutput()
+		explained, err = exec.Command(binary(t, "tpaudit"), "explain", "--nats-url", "nats://"+natsListen, "--nats-creds", reader, replayID).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("tpaudit explain %s: %v\n%s", replayID, err, explained)
 		}
@@ -118,7 +121,6 @@ func TestDemo(t *testing.T) {
 	} else if !errors.Is(err, nats.ErrAuthorization) {
 		t.Errorf("connect to the demo's embedded NATS without a credential = %v, want an authorization violation", err)
 	}
-	reader := filepath.Join(dir, "nats-auth", "audit-reader.creds")
 	if !strings.Contains(text, "--nats-creds "+reader) {
 		t.Errorf("demo output does not show tpaudit with %s:\n%s", reader, text)
 	}
