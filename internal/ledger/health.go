@@ -17,16 +17,18 @@ import (
 )
 
 // ProbeToken is the first token of the probe keys in the replay bucket:
-// $KV.<bucket>.probe.<node>. A consumed jti's key is a single token of 64
-// lowercase hex digits, so a two-token subject starting with "probe" can
-// never be one, whatever the node is called. A node that may consume may
-// publish under $KV.<bucket>.>, so the probe needs no permission of its
-// own.
+// $KV.<bucket>.probe.<node>.<unique>. A consumed jti's key is a single token
+// of 64 lowercase hex digits, so a subject of three tokens starting with
+// "probe" can never be one, whatever the node is called. A node that may
+// consume may publish under $KV.<bucket>.>, so the probe needs no
+// permission of its own.
 const ProbeToken = "probe"
 
-// probeTTL is how long a probe key stays in the bucket. Each probe replaces
-// the node's previous one (history 1), so a node keeps at most one; the TTL
-// removes it once the node stops probing.
+// probeTTL is how long a probe key stays in the bucket. Every probe writes
+// a key of its own: the locked ledger stream refuses a second message on a
+// subject, as it must for jti keys, so a probe that rewrote one key would
+// fail from its second write on. The TTL removes each key; a node keeps
+// about probeTTL/interval of them.
 const probeTTL = 10 * time.Second
 
 // Probe writes the node's probe key, bounded by the ledger's timeout and
@@ -37,7 +39,8 @@ const probeTTL = 10 * time.Second
 // answers it. The error wraps core.ErrLedgerUnavailable.
 func (l *Ledger) Probe(ctx context.Context) error {
 	msg := &nats.Msg{
-		Subject: l.subjectPrefix + ProbeToken + "." + subjectToken(l.node),
+		Subject: l.subjectPrefix + ProbeToken + "." + subjectToken(l.node) + "." +
+			strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(l.probes.Add(1), 10),
 		Header: nats.Header{
 			jetstream.MsgTTLHeader: {strconv.Itoa(int(probeTTL/time.Second)) + "s"},
 		},

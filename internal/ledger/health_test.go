@@ -70,8 +70,8 @@ func TestHealthQuorumLoss(t *testing.T) {
 	if err != nil {
 		t.Fatalf("KeyValue: %v", err)
 	}
-	if _, err := kv.Get(t.Context(), "probe.node_a_1"); err != nil {
-		t.Errorf("Get(probe.node_a_1) = %v, want the probe key", err)
+	if keys := probeKeys(t, kv, "node_a_1"); len(keys) == 0 {
+		t.Errorf("no probe.node_a_1.* key in the bucket, want the probe keys")
 	}
 
 	// A second writer on the same connection, the witness used below.
@@ -211,8 +211,8 @@ func TestHealthProbeOverdue(t *testing.T) {
 	}
 }
 
-// TestProbeKeyNeverAJTI: the probe writes one subject per node, with two
-// tokens, where a jti's key is one token of 64 hex digits.
+// TestProbeKeyNeverAJTI: each probe writes a subject of three tokens
+// under the node's, where a jti's key is one token of 64 hex digits.
 func TestProbeKeyNeverAJTI(t *testing.T) {
 	js := singleNode(t)
 	for _, node := range []string{"", "n1", "a.b *>"} {
@@ -238,15 +238,35 @@ func TestProbeKeyNeverAJTI(t *testing.T) {
 	for k := range keys.Keys() {
 		got = append(got, k)
 	}
-	want := map[string]bool{"probe.node": true, "probe.n1": true, "probe.a_b___": true}
-	if len(got) != len(want) {
-		t.Errorf("keys = %v, want %v", got, want)
-	}
+	// One key per probe: probe.<node token>.<unique token>.
+	want := map[string]int{"probe.node": 0, "probe.n1": 0, "probe.a_b___": 0}
 	for _, k := range got {
-		if !want[k] {
+		i := strings.LastIndexByte(k, '.')
+		if _, ok := want[k[:max(i, 0)]]; !ok || i == len(k)-1 {
 			t.Errorf("unexpected key %q", k)
+			continue
+		}
+		want[k[:i]]++
+	}
+	for node, n := range want {
+		if n != 1 {
+			t.Errorf("%d keys %s.*, want 1 (keys %v)", n, node, got)
 		}
 	}
+}
+
+// probeKeys lists the bucket's probe keys of node (its subject token).
+func probeKeys(t *testing.T, kv jetstream.KeyValue, node string) []string {
+	t.Helper()
+	keys, err := kv.ListKeysFiltered(t.Context(), ledger.ProbeToken+"."+node+".*")
+	if err != nil {
+		t.Fatalf("ListKeysFiltered: %v", err)
+	}
+	var got []string
+	for k := range keys.Keys() {
+		got = append(got, k)
+	}
+	return got
 }
 
 // TestShardedProbe: a sharded ledger's probe writes the node's probe key
@@ -268,8 +288,29 @@ func TestShardedProbe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := kv.Get(t.Context(), "probe.node-1"); err != nil {
-			t.Errorf("bucket %s: Get(probe.node-1) = %v, want the probe key", b, err)
+		if keys := probeKeys(t, kv, "node-1"); len(keys) != 1 {
+			t.Errorf("bucket %s: probe keys %v, want the one probe key", b, keys)
 		}
+	}
+}
+
+// TestProbeAgain: the ledger stream refuses a second message on a subject
+// (a jti is consumed once), so every probe writes a key of its own; a
+// probe that rewrote the node's one key failed from its second write on
+// and left the node unready.
+func TestProbeAgain(t *testing.T) {
+	js := singleNode(t)
+	l := newLedger(t, ledger.Config{JetStream: js, NodeID: "again"})
+	for i := range 5 {
+		if err := l.Probe(t.Context()); err != nil {
+			t.Fatalf("probe %d = %v, want nil", i+1, err)
+		}
+	}
+	kv, err := js.KeyValue(t.Context(), ledger.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := probeKeys(t, kv, "again"); len(keys) != 5 {
+		t.Errorf("probe keys %v, want 5", keys)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,7 +86,8 @@ type Ledger struct {
 	failover *natsx.TimeoutWatch
 	noCreate bool
 	acks     ackCheck
-	created  time.Time // the stream's creation time, as found by New
+	created  time.Time     // the stream's creation time, as found by New
+	probes   atomic.Uint64 // probe keys written, for their unique token
 }
 
 // New returns a Ledger on cfg.Bucket, creating the bucket's stream (see
