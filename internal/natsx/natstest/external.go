@@ -301,6 +301,29 @@ func (e *External) Pause() {
 		e.t.Fatalf("natstest: SIGSTOP nats-server: %v", err)
 	}
 	e.t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	// SIGSTOP is delivered asynchronously: a thread running on another
+	// core can still answer a request sent right after Kill returns (a
+	// failover test once saw its first write succeed on the "stalled"
+	// server). Wait until the kernel reports the process stopped.
+	deadline := time.Now().Add(10 * time.Second)
+	for !processStopped(pid) {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("natstest: nats-server %d not stopped 10s after SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// processStopped reports whether /proc says pid is stopped (state T).
+func processStopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses and
+	// may itself hold spaces or parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'T'
 }
 
 // Resume continues a paused server with SIGCONT.
