@@ -38,7 +38,9 @@ func TestWhatIsVerifiedIsForwarded(t *testing.T) {
 	})
 	up := newUpstream(t)
 	natsAddr := testport.Addrs(t, 1)[0]
-	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-listen", natsAddr, "--node-id", "fwd-a")
+	dataDir := t.TempDir()
+	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-listen", natsAddr, "--data-dir", dataDir, "--node-id", "fwd-a")
+	useEmbeddedCreds(t, "nats://"+natsAddr, dataDir)
 	c := &http.Client{Timeout: 30 * time.Second}
 
 	cases := []struct {

@@ -1,6 +1,7 @@
 package natsx
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -240,8 +241,17 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 // "refused" (nothing listens) from "unreachable".
 func NewConnectError(urls string, err error) *ConnectError {
 	kind := classify(err)
-	if kind == KindUnreachable && errors.Is(err, nats.ErrNoServers) && allRefuse(urls) {
-		kind = KindRefused
+	if kind == KindUnreachable && errors.Is(err, nats.ErrNoServers) {
+		if allRefuse(urls) {
+			kind = KindRefused
+		}
+		// "no servers available" names no server and no cause: add each
+		// server's own dial error.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if cause := Unreachable(ctx, urls); cause != nil {
+			err = fmt.Errorf("%w: %w", err, cause)
+		}
 	}
 	return &ConnectError{URL: RedactURLs(urls), Kind: kind, Err: err}
 }
