@@ -149,7 +149,9 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	}
 	// The publisher's view (a stream it could not create or use) and a
 	// look-up: a stream deleted while no event flows shows too (issue 12).
-	auditLookup := streamCheck(js, n.auditStream().Name, log, missing)
+	// The look-ups run in the background (readiness.Background): without a
+	// quorum one blocks for its whole timeout, and readyz must still answer.
+	auditLookup := readiness.Background(streamCheck(js, n.auditStream().Name, log, missing), 2*time.Second)
 	if err := n.ready.Add("audit_stream", func(ctx context.Context) error {
 		if n.auditProvisionErr != nil {
 			// The embedded server refused to create it at start.
@@ -168,7 +170,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 		return nil, err
 	}
 	if cfg.bundlesFromNATS() {
-		if err := n.ready.Add("bundle_bucket", streamCheck(js, "KV_"+bundlekv.DefaultBucket, log, missing)); err != nil {
+		if err := n.ready.Add("bundle_bucket", readiness.Background(streamCheck(js, "KV_"+bundlekv.DefaultBucket, log, missing), 2*time.Second)); err != nil {
 			return nil, err
 		}
 	}
