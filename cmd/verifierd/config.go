@@ -89,10 +89,12 @@ type Config struct {
 	// acknowledgement before readyz says 503.
 	ReadyMaxAuditPending int64
 
-	// AssertionKey is this node's backend assertion key file,
-	// AssertionIssuer the fleet's issuer name, AssertionPublicKeys the
-	// fleet's other assertion keys for the JWKS (docs/BACKEND-JWT.md).
-	AssertionKey        string
+	// AssertionKey is this node's backend assertion key files (the first
+	// signs unless the trust material lists another of them active: a
+	// rotation needs no restart), AssertionIssuer the fleet's issuer name,
+	// AssertionPublicKeys the fleet's other assertion keys for the JWKS
+	// (docs/BACKEND-JWT.md).
+	AssertionKey        cliflag.List
 	AssertionIssuer     string
 	AssertionPublicKeys cliflag.List
 
@@ -158,7 +160,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.IntVar(&c.AuditWindow, "audit-publish-window", 256, "audit publishes awaiting an acknowledgement at once")
 	fs.DurationVar(&c.AuditFlushTimeout, "audit-flush-timeout", 5*time.Second, "on shutdown, how long to wait for the spool to reach NATS before leaving it on disk")
 	fs.StringVar(&c.AuditKey, "audit-key", "", "this node's audit private key file (0600, bundlepub keygen): signs every audit event and checkpoint; its public key is listed in the trust material's audit_nodes")
-	fs.StringVar(&c.AssertionKey, "assertion-key", "", "this node's backend assertion private key file (0600, bundlepub keygen): signs the X-TrustPlane-Assertion of routes with backend_assertion (docs/BACKEND-JWT.md)")
+	fs.Var(&c.AssertionKey, "assertion-key", "this node's backend assertion private key file (0600, bundlepub keygen): signs the X-TrustPlane-Assertion of routes with backend_assertion; repeatable during a rotation, the key the trust material lists active signs (docs/BACKEND-JWT.md)")
 	fs.StringVar(&c.AssertionIssuer, "assertion-issuer", "", "the fleet's backend assertion issuer (iss); required with --assertion-key")
 	fs.Var(&c.AssertionPublicKeys, "assertion-public-key", "another fleet assertion public key for /_tp/jwks.json: other nodes', next, retired (repeatable; give every node the same list)")
 	fs.DurationVar(&c.AuditCheckpointInterval, "audit-checkpoint-interval", 30*time.Second, "how often the node publishes a signed checkpoint of its audit chain head")
@@ -273,10 +275,10 @@ func (c *Config) Validate() error {
 	if !c.Demo && len(c.BundlePublicKeys) == 0 && !c.DevAllowUnsigned {
 		bad("bundle-public-key", "", "signed bundles need at least one key (or --dev-allow-unsigned-bundles)")
 	}
-	if (c.AssertionKey == "") != (c.AssertionIssuer == "") {
+	if (len(c.AssertionKey) == 0) != (c.AssertionIssuer == "") {
 		bad("assertion-issuer", c.AssertionIssuer, "--assertion-key and --assertion-issuer go together")
 	}
-	if c.AssertionKey == "" && len(c.AssertionPublicKeys) > 0 {
+	if len(c.AssertionKey) == 0 && len(c.AssertionPublicKeys) > 0 {
 		bad("assertion-public-key", c.AssertionPublicKeys.String(), "needs --assertion-key")
 	}
 	if c.BundleReconcile <= 0 || c.BundleReconcile > 30*time.Second {
@@ -465,7 +467,7 @@ func (c *Config) logValues() []any {
 		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes, "ready_max_audit_pending", c.ReadyMaxAuditPending,
 		"audit_stream", c.AuditStream, "audit_replicas", c.AuditReplicas, "audit_max_age", c.AuditMaxAge,
 		"audit_key", c.AuditKey, "audit_checkpoint_interval", c.AuditCheckpointInterval,
-		"assertion_key", c.AssertionKey, "assertion_issuer", c.AssertionIssuer, "assertion_public_keys", c.AssertionPublicKeys.String(),
+		"assertion_key", c.AssertionKey.String(), "assertion_issuer", c.AssertionIssuer, "assertion_public_keys", c.AssertionPublicKeys.String(),
 		"trusted_proxies", c.TrustedProxies.String(), "max_header_candidates", strconv.Itoa(c.MaxHeaderCandidates),
 	}
 }

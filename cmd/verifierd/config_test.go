@@ -156,7 +156,7 @@ func TestReadAssertionKeys(t *testing.T) {
 	if err := other.Write(filepath.Join(dir, "other")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := &Config{AssertionKey: filepath.Join(dir, "own.key"), AssertionIssuer: "https://fleet",
+	cfg := &Config{AssertionKey: []string{filepath.Join(dir, "own.key")}, AssertionIssuer: "https://fleet",
 		AssertionPublicKeys: []string{filepath.Join(dir, "other.pub")}}
 	m, err := readAssertionKeys(cfg, nil)
 	if err != nil {
@@ -166,7 +166,17 @@ func TestReadAssertionKeys(t *testing.T) {
 	if !strings.Contains(jwks, `"kid":"node-1"`) || !strings.Contains(jwks, `"kid":"node-2"`) || m.KID() != "node-1" {
 		t.Errorf("kid %s, jwks %s", m.KID(), jwks)
 	}
-	if err := os.Chmod(cfg.AssertionKey, 0o644); err != nil {
+	// Two keys during a rotation: both in the JWKS, the first signs while
+	// no trust material says otherwise.
+	two := &Config{AssertionKey: []string{filepath.Join(dir, "own.key"), filepath.Join(dir, "other.key")}, AssertionIssuer: "https://fleet"}
+	m2, err := readAssertionKeys(two, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jwks := string(m2.JWKSDocument()); !strings.Contains(jwks, `"kid":"node-1"`) || !strings.Contains(jwks, `"kid":"node-2"`) || m2.KID() != "node-1" {
+		t.Errorf("two keys: kid %s, jwks %s", m2.KID(), jwks)
+	}
+	if err := os.Chmod(cfg.AssertionKey[0], 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := readAssertionKeys(cfg, nil); err == nil || !strings.Contains(err.Error(), "--assertion-key") {

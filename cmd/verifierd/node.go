@@ -25,6 +25,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/bundlekv"
+	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
@@ -218,8 +219,8 @@ func (n *node) prepareDemo(ctx context.Context) error {
 	}
 	// The demo policy asks for a backend assertion on orders.get
 	// (docs/BACKEND-JWT.md); the demo upstream verifies it.
-	if cfg.AssertionKey == "" {
-		cfg.AssertionKey, cfg.AssertionIssuer = d.AssertionKeys[cfg.nodeID()], demo.AssertionIssuer
+	if len(cfg.AssertionKey) == 0 {
+		cfg.AssertionKey, cfg.AssertionIssuer = cliflag.List{d.AssertionKeys[cfg.nodeID()]}, demo.AssertionIssuer
 		cfg.AssertionPublicKeys = append(cfg.AssertionPublicKeys[:0], d.AssertionPublicKeys...)
 	}
 	return cfg.Validate()
@@ -413,12 +414,16 @@ func readAuditKey(path string) (ed25519.PrivateKey, error) {
 // none without --assertion-key, and then routes that ask for an assertion
 // are denied backend_assertion_unavailable.
 func readAssertionKeys(cfg *Config, listed func() []*bundle.AssertionKey) (*assertion.Minter, error) {
-	if cfg.AssertionKey == "" {
+	if len(cfg.AssertionKey) == 0 {
 		return nil, nil
 	}
-	k, err := keyfile.ReadPrivate(cfg.AssertionKey) // refuses a key others may read
-	if err != nil {
-		return nil, fmt.Errorf("--assertion-key: %w", err)
+	var keys []*keyfile.PrivateKey
+	for _, p := range cfg.AssertionKey {
+		k, err := keyfile.ReadPrivate(p) // refuses a key others may read
+		if err != nil {
+			return nil, fmt.Errorf("--assertion-key: %w", err) // the error names the file
+		}
+		keys = append(keys, k)
 	}
 	var fleet []*keyfile.PublicKey
 	for _, p := range cfg.AssertionPublicKeys {
@@ -428,7 +433,7 @@ func readAssertionKeys(cfg *Config, listed func() []*bundle.AssertionKey) (*asse
 		}
 		fleet = append(fleet, pk)
 	}
-	return assertion.New(assertion.Config{Issuer: cfg.AssertionIssuer, Key: k, FleetKeys: fleet, Listed: listed})
+	return assertion.New(assertion.Config{Issuer: cfg.AssertionIssuer, Key: keys[0], MoreKeys: keys[1:], FleetKeys: fleet, Listed: listed})
 }
 
 // listedAssertionKeys is the assertion_keys of the trust material in force,

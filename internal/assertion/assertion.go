@@ -48,6 +48,13 @@ type Config struct {
 	Issuer string
 	// Key is this node's signing key. Required.
 	Key *keyfile.PrivateKey
+	// MoreKeys are other private keys of this node, held during a rotation
+	// (the new key while it is listed next, the old one until it is
+	// retired), so that switching keys needs a new trust material and no
+	// restart. With Listed keys, the node signs with the first of Key and
+	// MoreKeys that is listed active; without, always with Key. If empty,
+	// the node has one key.
+	MoreKeys []*keyfile.PrivateKey
 	// FleetKeys are the public keys the JWKS lists besides Key's: the other
 	// nodes' keys, a next key published before it signs, a retired key
 	// kept until the assertions it signed expired. Every node of a fleet is
@@ -62,12 +69,12 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Minter mints assertions with one node key. It is safe for concurrent use.
+// Minter mints assertions with the node's key listed active. It is safe
+// for concurrent use.
 type Minter struct {
 	issuer string
-	key    *keyfile.PrivateKey
-	header string // base64url of the JWS protected header
-	jwks   []byte // without Listed keys
+	keys   []signingKey // Config.Key first, then Config.MoreKeys
+	jwks   []byte       // without Listed keys
 	listed func() []*bundle.AssertionKey
 	now    func() time.Time
 }
@@ -83,22 +90,35 @@ func New(cfg Config) (*Minter, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h, err := json.Marshal(map[string]string{"alg": "EdDSA", "kid": cfg.Key.KID(), "typ": typ})
-	if err != nil {
-		return nil, fmt.Errorf("assertion: header: %w", err)
+	var keys []signingKey
+	var public []*keyfile.PublicKey
+	for _, k := range append([]*keyfile.PrivateKey{cfg.Key}, cfg.MoreKeys...) {
+		if k == nil {
+			return nil, errors.New("assertion: a nil key in MoreKeys")
+		}
+		h, err := json.Marshal(map[string]string{"alg": "EdDSA", "kid": k.KID(), "typ": typ})
+		if err != nil {
+			return nil, fmt.Errorf("assertion: header: %w", err)
+		}
+		keys = append(keys, signingKey{key: k, header: base64.RawURLEncoding.EncodeToString(h)})
+		public = append(public, k.Public())
 	}
-	jwks, err := JWKS(append([]*keyfile.PublicKey{cfg.Key.Public()}, cfg.FleetKeys...))
+	jwks, err := JWKS(append(public, cfg.FleetKeys...)) // refuses one kid with two keys
 	if err != nil {
 		return nil, err
 	}
-	return &Minter{
-		issuer: cfg.Issuer, key: cfg.Key, now: cfg.Now, jwks: jwks, listed: cfg.Listed,
-		header: base64.RawURLEncoding.EncodeToString(h),
-	}, nil
+	return &Minter{issuer: cfg.Issuer, keys: keys, now: cfg.Now, jwks: jwks, listed: cfg.Listed}, nil
 }
 
-// KID is the key id assertions are signed with.
-func (m *Minter) KID() string { return m.key.KID() }
+// signingKey is one private key and its JWS protected header.
+type signingKey struct {
+	key    *keyfile.PrivateKey
+	header string // base64url of the JWS protected header
+}
+
+// KID is the key id of Config.Key, the key the node signs with when no
+// trust material lists keys.
+func (m *Minter) KID() string { return m.keys[0].key.KID() }
 
 // JWKSDocument is the fleet's RFC 7517 key set, as served at
 // /_tp/jwks.json: the trust material's assertion_keys when it lists any,
@@ -124,14 +144,30 @@ func (m *Minter) listedKeys() []*bundle.AssertionKey {
 	return m.listed()
 }
 
-// mayMint reports why this node's key may not sign now, or nil: with a
-// listed key set, the key must be listed active with the same public key.
-func (m *Minter) mayMint() error {
+// signer returns the key to sign with now, or why none may sign: with a
+// listed key set, the first of the node's keys listed active with the same
+// public key; without one, Config.Key.
+func (m *Minter) signer() (signingKey, error) {
 	listed := m.listedKeys()
 	if listed == nil {
-		return nil
+		return m.keys[0], nil
 	}
-	own := m.key.Public()
+	var why error
+	for _, sk := range m.keys {
+		err := mayMint(sk.key.Public(), listed)
+		if err == nil {
+			return sk, nil
+		}
+		if why == nil {
+			why = err // the reason for Config.Key, the node's main key
+		}
+	}
+	return signingKey{}, why
+}
+
+// mayMint reports why own may not sign under listed, or nil: it must be
+// listed active with the same public key.
+func mayMint(own *keyfile.PublicKey, listed []*bundle.AssertionKey) error {
 	for _, k := range listed {
 		if k.KID != own.KID {
 			continue
@@ -175,7 +211,8 @@ func (m *Minter) Mint(r *Request) (Minted, error) {
 	if r.Spec == nil || r.Spec.Audience == "" {
 		return Minted{}, errors.New("assertion: the route names no backend audience")
 	}
-	if err := m.mayMint(); err != nil {
+	sk, err := m.signer()
+	if err != nil {
 		return Minted{}, err
 	}
 	ttl := min(r.Spec.TTL, bundle.MaxAssertionTTL)
@@ -199,9 +236,9 @@ func (m *Minter) Mint(r *Request) (Minted, error) {
 	if err != nil {
 		return Minted{}, fmt.Errorf("assertion: claims: %w", err)
 	}
-	signing := m.header + "." + base64.RawURLEncoding.EncodeToString(p)
-	sig := m.key.Sign([]byte(signing))
-	return Minted{Token: signing + "." + base64.RawURLEncoding.EncodeToString(sig), JTI: c.ID, KID: m.key.KID()}, nil
+	signing := sk.header + "." + base64.RawURLEncoding.EncodeToString(p)
+	sig := sk.key.Sign([]byte(signing))
+	return Minted{Token: signing + "." + base64.RawURLEncoding.EncodeToString(sig), JTI: c.ID, KID: sk.key.KID()}, nil
 }
 
 // jwk is one RFC 8037 OKP key of the set.

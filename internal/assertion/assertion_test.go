@@ -116,3 +116,60 @@ func TestListedKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateWithoutRestart: a node holding its old and new key (repeated
+// --assertion-key) signs with whichever the trust material lists active,
+// so the switch is a new trust material, not a restart.
+func TestRotateWithoutRestart(t *testing.T) {
+	old, _ := keyfile.Generate("node-1-a")
+	next, _ := keyfile.Generate("node-1-b")
+	var listed []*bundle.AssertionKey
+	m, err := New(Config{Issuer: "i", Key: old, MoreKeys: []*keyfile.PrivateKey{next},
+		Listed: func() []*bundle.AssertionKey { return listed }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(k *keyfile.PrivateKey, s bundle.AssertionKeyStatus) *bundle.AssertionKey {
+		return &bundle.AssertionKey{KID: k.KID(), PublicKey: k.Public().Key, Status: s}
+	}
+	req := &Request{Spec: &bundle.BackendAssertion{Audience: "b", TTL: time.Second}}
+	for _, tc := range []struct {
+		name    string
+		list    []*bundle.AssertionKey
+		wantKID string // "" means Mint refuses
+		wantErr string
+	}{
+		{"nothing listed: the first key", nil, "node-1-a", ""},
+		{"old active, new next", []*bundle.AssertionKey{entry(old, bundle.AssertionKeyActive), entry(next, bundle.AssertionKeyNext)}, "node-1-a", ""},
+		{"new active, old retired", []*bundle.AssertionKey{entry(old, bundle.AssertionKeyRetired), entry(next, bundle.AssertionKeyActive)}, "node-1-b", ""},
+		{"old gone, new active", []*bundle.AssertionKey{entry(next, bundle.AssertionKeyActive)}, "node-1-b", ""},
+		{"both next", []*bundle.AssertionKey{entry(old, bundle.AssertionKeyNext), entry(next, bundle.AssertionKeyNext)}, "", `key "node-1-a" is not active`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			listed = tc.list
+			got, err := m.Mint(req)
+			if tc.wantKID == "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Mint err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Mint: %v", err)
+			}
+			h, _, _ := strings.Cut(got.Token, ".")
+			hb, _ := base64.RawURLEncoding.DecodeString(h)
+			if got.KID != tc.wantKID || !strings.Contains(string(hb), `"kid":"`+tc.wantKID+`"`) {
+				t.Errorf("Mint kid = %q, header %s, want %q", got.KID, hb, tc.wantKID)
+			}
+		})
+	}
+	// Without a list, the JWKS holds both of the node's keys.
+	listed = nil
+	if doc := string(m.JWKSDocument()); !strings.Contains(doc, `"kid":"node-1-a"`) || !strings.Contains(doc, `"kid":"node-1-b"`) {
+		t.Errorf("JWKS without a list = %s, want both node keys", doc)
+	}
+	if _, err := New(Config{Issuer: "i", Key: old, MoreKeys: []*keyfile.PrivateKey{nil}}); err == nil {
+		t.Error("New with a nil MoreKeys entry succeeded")
+	}
+}
