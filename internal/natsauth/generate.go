@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -70,8 +71,9 @@ type Options struct {
 // holds any of these files is an error, since replacing the account would
 // strand the JetStream data stored under it.
 //
-// The operator and account seeds are not kept: to add a user or rotate,
-// generate a new set and roll it out.
+// The operator and account seeds are kept in signing.json (0600), outside
+// the set Exists checks: Rotate needs them to issue a role a new credential
+// and revoke the old one. Keep that file off the servers and the pods.
 func Generate(opts Options) error {
 	if opts.Dir == "" {
 		return errors.New("natsauth: generate: no directory")
@@ -93,7 +95,7 @@ func Generate(opts Options) error {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return fmt.Errorf("natsauth: generate: %w", err)
 	}
-	for _, name := range allFiles() {
+	for _, name := range append(allFiles(), SigningFile) {
 		if _, err := os.Lstat(filepath.Join(opts.Dir, name)); err == nil {
 			return fmt.Errorf("natsauth: generate: %s: %w (a new set goes into a new directory)", filepath.Join(opts.Dir, name), os.ErrExist)
 		}
@@ -189,7 +191,35 @@ func build(opts Options) ([]file, error) {
 		files = append(files, file{CredsFile(role), creds, 0o600})
 	}
 
-	auth := fmt.Sprintf(`# tpcluster NATS accounts (docs/NATS-SECURITY.md), written by natsauth.
+	sign := signing{Operator: opJWT, SysAccount: sysPub, SysJWT: sysJWT, Account: acctJWT}
+	opSeed, err := op.Seed()
+	if err != nil {
+		return nil, err
+	}
+	acctSeed, err := acct.Seed()
+	if err != nil {
+		return nil, err
+	}
+	sign.OperatorSeed, sign.AccountSeed = string(opSeed), string(acctSeed)
+	signData, err := json.Marshal(sign)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, file{SigningFile, signData, 0o600})
+	files = append(files, file{AuthConfFile, authConf(sign), 0o644})
+
+	tlsFiles, err := certificates(opts, now)
+	if err != nil {
+		return nil, err
+	}
+	return append(files, tlsFiles...), nil
+}
+
+// authConf formats the nats-server fragment from the operator, system
+// account and account JWTs in s.
+func authConf(s signing) []byte {
+	acctPub := accountSubject(s.Account)
+	return []byte(fmt.Sprintf(`# tpcluster NATS accounts (docs/NATS-SECURITY.md), written by natsauth.
 # Decentralized JWT authentication: the operator signs the accounts, the
 # TPCLUSTER account signs one user per role. Nothing here is secret.
 operator: %q
@@ -199,14 +229,7 @@ resolver_preload: {
   %s: %q
   %s: %q
 }
-`, opJWT, sysPub, sysPub, sysJWT, acctPub, acctJWT)
-	files = append(files, file{AuthConfFile, []byte(auth), 0o644})
-
-	tlsFiles, err := certificates(opts, now)
-	if err != nil {
-		return nil, err
-	}
-	return append(files, tlsFiles...), nil
+`, s.Operator, s.SysAccount, s.SysAccount, s.SysJWT, acctPub, s.Account))
 }
 
 // userCreds issues role's user JWT, signed by the account, and formats it

@@ -83,6 +83,11 @@ func ConnectAuth(ctx context.Context, urls, name string, auth *ClientAuth, logge
 		nats.ReconnectWait(reconnectWait),
 		nats.ReconnectJitter(reconnectJitter, reconnectJitter),
 		nats.ReconnectBufSize(-1),
+		// A revoked credential is refused at every reconnect until the
+		// creds file is replaced (docs/NATS-SECURITY.md, rotation); nats.go
+		// would otherwise close the connection for good on the second
+		// identical auth error, and the node would need a restart.
+		nats.IgnoreAuthErrorAbort(),
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.FlusherTimeout(flusherTimeout),
