@@ -3,6 +3,7 @@
 //
 //	tpnats init  --dir DIR [--host NAME]... [--user-ttl 8760h] [--cert-ttl 8760h]
 //	tpnats setup --nats-url URL --nats-creds DIR/admin.creds --nats-ca DIR/ca.pem [sizes]
+//	tpnats rotate --dir DIR --role ROLE [--user-ttl 8760h]
 //	tpnats probe --url http://127.0.0.1:8222/healthz
 //
 // init writes an operator, the accounts and one creds file per role
@@ -52,6 +53,7 @@ const usage = `usage: tpnats <command> [flags]
 commands:
   init    write credentials (one creds file per role), a CA, certificates and nats-server fragments into --dir
   setup   as admin, create and lock the replay bucket, the bundle bucket and the audit stream
+  rotate  issue --role a new creds file and revoke the old one (then reload nats-server)
   probe   GET a nats-server monitoring URL on loopback: exit 0 on 200 (a Kubernetes exec probe)
 
 "tpnats <command> -h" lists its flags; each is also read from TPCLUSTER_<FLAG>.
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return runInit(args[1:], lookup, stdout, stderr)
 	case "setup":
 		return runSetup(ctx, args[1:], lookup, stdout, stderr)
+	case "rotate":
+		return runRotate(args[1:], lookup, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, args[1:], lookup, stdout, stderr)
 	}

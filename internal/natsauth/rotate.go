@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -48,9 +49,6 @@ type RotateOptions struct {
 	// UserTTL is how long the new credential is valid. If zero, it does not
 	// expire.
 	UserTTL time.Duration
-	// Names are the streams and buckets the role's permissions name; the
-	// same as Generate's.
-	Names Names
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
 }
@@ -80,9 +78,8 @@ func Rotate(opts RotateOptions) (Rotated, error) {
 		opts.Now = time.Now
 	}
 	now := opts.Now()
-	perms, err := Permissions(opts.Role, opts.Names)
-	if err != nil {
-		return Rotated{}, fmt.Errorf("natsauth: rotate: %w", err)
+	if !slices.Contains(Roles(), opts.Role) {
+		return Rotated{}, fmt.Errorf("natsauth: rotate: unknown role %q", opts.Role)
 	}
 	signPath := filepath.Join(opts.Dir, SigningFile)
 	data, err := os.ReadFile(signPath)
@@ -120,7 +117,9 @@ func Rotate(opts RotateOptions) (Rotated, error) {
 		return Rotated{}, fmt.Errorf("natsauth: rotate: %s: %w", credsPath, err)
 	}
 
-	creds, err := userCreds(acct, opts.Role, perms, now, opts.UserTTL)
+	// The new user keeps the old one's permissions: the names the set was
+	// generated for (buckets, shards, regions) are in them.
+	creds, err := userCreds(acct, opts.Role, oldClaims.Permissions, now, opts.UserTTL)
 	if err != nil {
 		return Rotated{}, fmt.Errorf("natsauth: rotate: user %s: %w", opts.Role, err)
 	}
