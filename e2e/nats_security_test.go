@@ -34,6 +34,23 @@ func startLockedNATS(t *testing.T) *lockedNATS {
 	if out, err := exec.Command(binary(t, "tpnats"), "init", "--dir", dir).CombinedOutput(); err != nil {
 		t.Fatalf("tpnats init: %v\n%s", err, out)
 	}
+	confFile := writeServerConf(t, dir)
+	l := &lockedNATS{ext: natstest.StartExternal(t, "-c", confFile), dir: dir}
+	testwait.Until(t, 30*time.Second, "tpnats setup as admin", func() error {
+		out, err := exec.Command(binary(t, "tpnats"), "setup", "--nats-url", l.url(),
+			"--nats-creds", l.creds(natsauth.Admin), "--nats-ca", l.ca(), "--timeout", "5s").CombinedOutput()
+		if err != nil {
+			return errors.New(string(out))
+		}
+		return nil
+	})
+	return l
+}
+
+// writeServerConf writes dir/server.conf from the set's auth.conf and
+// tls.conf (again after tpnats rotate, before a reload) and returns its path.
+func writeServerConf(t *testing.T, dir string) string {
+	t.Helper()
 	var conf []byte
 	for _, f := range []string{natsauth.AuthConfFile, natsauth.TLSConfFile} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
@@ -46,16 +63,7 @@ func startLockedNATS(t *testing.T) *lockedNATS {
 	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := &lockedNATS{ext: natstest.StartExternal(t, "-c", confFile), dir: dir}
-	testwait.Until(t, 30*time.Second, "tpnats setup as admin", func() error {
-		out, err := exec.Command(binary(t, "tpnats"), "setup", "--nats-url", l.url(),
-			"--nats-creds", l.creds(natsauth.Admin), "--nats-ca", l.ca(), "--timeout", "5s").CombinedOutput()
-		if err != nil {
-			return errors.New(string(out))
-		}
-		return nil
-	})
-	return l
+	return confFile
 }
 
 func (l *lockedNATS) url() string { return l.ext.ClientURL() }
