@@ -205,7 +205,7 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 
 	// verifierd with the StatefulSet's environment.
 	keys := t.TempDir()
-	for _, name := range []string{"bundle", "beacon"} {
+	for _, name := range []string{"bundle", "beacon", "audit-0"} {
 		out, err := exec.Command(builtBinary(t, "bundlepub"), "keygen", "--out", filepath.Join(keys, name)).CombinedOutput()
 		if err != nil {
 			t.Fatalf("bundlepub keygen: %v\n%s", err, out)
@@ -218,6 +218,8 @@ func TestK8sNATSCreatesEveryStream(t *testing.T) {
 	env["TPCLUSTER_DATA_DIR"] = t.TempDir()
 	env["TPCLUSTER_BUNDLE_PUBLIC_KEY"] = filepath.Join(keys, "bundle.pub")
 	env["TPCLUSTER_BEACON_PUBLIC_KEY"] = filepath.Join(keys, "beacon.pub")
+	// What the audit-key init container copies for ordinal 0.
+	env["TPCLUSTER_AUDIT_KEY"] = filepath.Join(keys, "audit-0.key")
 	env["TPCLUSTER_NATS_CREDS"] = filepath.Join(auth, natsauth.CredsFile(natsauth.Verifier))
 	env["TPCLUSTER_NATS_CA"] = filepath.Join(auth, natsauth.CAFile)
 	vlog := startProcess(t, "verifierd", envList(env), builtBinary(t, "verifierd"))
