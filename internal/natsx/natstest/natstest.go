@@ -148,10 +148,12 @@ func WaitForMetaLeader(t testing.TB, servers []*server.Server) {
 
 func metaReady(ctx context.Context, servers []*server.Server) error {
 	var leader *server.Server
+	running := 0
 	for _, s := range servers {
 		if !s.Running() {
 			continue
 		}
+		running++
 		if s.JetStreamIsLeader() {
 			leader = s
 		}
@@ -161,6 +163,12 @@ func metaReady(ctx context.Context, servers []*server.Server) error {
 	}
 	if leader == nil {
 		return fmt.Errorf("no meta leader")
+	}
+	// Placement counts only the peers whose JetStream stats the leader
+	// has received: before that an R3 stream right after start is refused
+	// "no suitable peers for placement" (a CI run saw it).
+	if peers := leader.JetStreamClusterPeers(); len(peers) < running {
+		return fmt.Errorf("meta leader %s places on %d of %d servers (%v)", leader.Name(), len(peers), running, peers)
 	}
 	nc, err := nats.Connect(leader.ClientURL(), nats.Timeout(time.Second))
 	if err != nil {
