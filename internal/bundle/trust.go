@@ -224,13 +224,9 @@ func parseAssertionKeys(doc object) ([]*AssertionKey, error) {
 		if k.KID, err = o.required("kid"); err != nil {
 			return nil, err
 		}
-		b64, err := o.required("public_key_b64url")
+		b64, pub, err := publicKey(o)
 		if err != nil {
 			return nil, err
-		}
-		pub, err := base64.RawURLEncoding.Strict().DecodeString(b64)
-		if err != nil || base64.RawURLEncoding.EncodeToString(pub) != b64 || len(pub) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%s: not canonical unpadded base64url of 32 bytes", o.at("public_key_b64url"))
 		}
 		k.PublicKey = pub
 		status, err := o.required("status")
@@ -275,24 +271,11 @@ func parseAuditNodes(doc object) ([]*AuditNode, error) {
 		if n.NodeID, err = o.required("node_id"); err != nil {
 			return nil, err
 		}
-		if n.PublicKeyB64, err = o.required("public_key_b64url"); err != nil {
+		if n.PublicKeyB64, n.PublicKey, err = publicKey(o); err != nil {
 			return nil, err
 		}
-		pub, err := base64.RawURLEncoding.Strict().DecodeString(n.PublicKeyB64)
-		if err != nil || base64.RawURLEncoding.EncodeToString(pub) != n.PublicKeyB64 || len(pub) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%s: not canonical unpadded base64url of 32 bytes", o.at("public_key_b64url"))
-		}
-		n.PublicKey = pub
-		status, err := o.required("status")
-		if err != nil {
+		if n.Active, err = activeStatus(o); err != nil {
 			return nil, err
-		}
-		switch status {
-		case "active":
-			n.Active = true
-		case "retired":
-		default:
-			return nil, fmt.Errorf("%s: %q is neither \"active\" nor \"retired\"", o.at("status"), status)
 		}
 		if other, dup := seen[n.PublicKeyB64]; dup {
 			return nil, fmt.Errorf("%s: same public key as node %q", o.at("public_key_b64url"), other)
@@ -364,24 +347,11 @@ func parseKey(o object) (*Key, error) {
 	if alg != "EdDSA" {
 		return nil, fmt.Errorf("%s: %q is not \"EdDSA\"", o.at("alg"), alg)
 	}
-	if k.PublicKeyB64, err = o.required("public_key_b64url"); err != nil {
+	if k.PublicKeyB64, k.PublicKey, err = publicKey(o); err != nil {
 		return nil, err
 	}
-	pub, err := base64.RawURLEncoding.Strict().DecodeString(k.PublicKeyB64)
-	if err != nil || base64.RawURLEncoding.EncodeToString(pub) != k.PublicKeyB64 || len(pub) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%s: not canonical unpadded base64url of 32 bytes", o.at("public_key_b64url"))
-	}
-	k.PublicKey = pub
-	status, err := o.required("status")
-	if err != nil {
+	if k.Active, err = activeStatus(o); err != nil {
 		return nil, err
-	}
-	switch status {
-	case "active":
-		k.Active = true
-	case "retired":
-	default:
-		return nil, fmt.Errorf("%s: %q is neither \"active\" nor \"retired\"", o.at("status"), status)
 	}
 	if k.NotBefore, _, err = o.timestamp("not_before"); err != nil {
 		return nil, err
@@ -404,4 +374,34 @@ func parseKey(o object) (*Key, error) {
 		return nil, err
 	}
 	return k, nil
+}
+
+// publicKey reads o's required public_key_b64url: canonical unpadded
+// base64url of an Ed25519 public key, so one key has one spelling and a
+// duplicate check on the text is a check on the key.
+func publicKey(o object) (string, ed25519.PublicKey, error) {
+	b64, err := o.required("public_key_b64url")
+	if err != nil {
+		return "", nil, err
+	}
+	pub, err := base64.RawURLEncoding.Strict().DecodeString(b64)
+	if err != nil || base64.RawURLEncoding.EncodeToString(pub) != b64 || len(pub) != ed25519.PublicKeySize {
+		return "", nil, fmt.Errorf("%s: not canonical unpadded base64url of 32 bytes", o.at("public_key_b64url"))
+	}
+	return b64, pub, nil
+}
+
+// activeStatus reads o's required status, "active" or "retired".
+func activeStatus(o object) (bool, error) {
+	status, err := o.required("status")
+	if err != nil {
+		return false, err
+	}
+	switch status {
+	case "active":
+		return true, nil
+	case "retired":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: %q is neither \"active\" nor \"retired\"", o.at("status"), status)
 }
