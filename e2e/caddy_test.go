@@ -1,0 +1,348 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tpcluster/tpcluster/backendjwt"
+	"github.com/tpcluster/tpcluster/internal/conformance"
+	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/testport"
+)
+
+// caddyBinary finds caddy; .ci/run installs Debian's package when missing.
+// A missing caddy fails the test: it is part of what CI must prove.
+func caddyBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("caddy"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/caddy"); err == nil {
+		return "/usr/bin/caddy"
+	}
+	t.Fatal("caddy not found: install it (apt-get install caddy), as .ci/run does")
+	return ""
+}
+
+// startCaddy runs caddy with the shipped deploy/caddy/Caddyfile, unchanged:
+// only its environment placeholders are set, to this test's ports. Its
+// data and config dirs are the test's; the admin endpoint is off. It
+// returns the listener's base URL.
+func startCaddy(t *testing.T, verifier, app string) string {
+	t.Helper()
+	conf := filepath.Join(conformance.ModuleRoot(t), "deploy", "caddy", "Caddyfile")
+	listen := testport.Addrs(t, 1)[0]
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	env := []string{
+		"TPCLUSTER_CADDY_BIND=" + host, "TPCLUSTER_CADDY_PORT=" + port,
+		"TPCLUSTER_CADDY_VERIFIER=" + verifier, "TPCLUSTER_CADDY_APP=" + app,
+		"TPCLUSTER_CADDY_ADMIN=off",
+		"XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
+		"HOME=" + dir,
+	}
+	start := time.Now()
+	// SIGTERM: caddy's graceful stop.
+	p := startProc(t, "caddy", caddyBinary(t), []string{"run", "--config", conf, "--adapter", "caddyfile"}, env, syscall.SIGTERM)
+	base := "http://" + listen
+	p.waitHTTP(t, 20*time.Second, base+"/_tp/none", true)
+	t.Logf("caddy serving after %s", time.Since(start).Round(time.Millisecond))
+	return base
+}
+
+// withAssertionKey gives w's trust material an active assertion key and
+// returns the private key file (0600) for verifierd's --assertion-key.
+func withAssertionKey(t *testing.T, w *world) string {
+	t.Helper()
+	k, err := keyfile.Generate("caddy-assertion-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(w.dir, "assertion")
+	if err := k.Write(base); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(w.trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc, "signed_by")
+	delete(doc, "signature")
+	doc["assertion_keys"] = []any{map[string]any{"kid": k.KID(), "status": "active",
+		"public_key_b64url": base64.RawURLEncoding.EncodeToString(k.Public().Key)}}
+	if b, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	edited := filepath.Join(w.dir, "trust.edited.json")
+	if err := os.WriteFile(edited, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustBundlepub(t, "sign", "--key", filepath.Join(w.dir, "bundle.key"), "--in", edited, "--out", w.trust)
+	return base + ".key"
+}
+
+// chunked makes req send its body with Transfer-Encoding: chunked.
+func chunked(req *http.Request, body []byte) *http.Request {
+	req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), -1
+	return req
+}
+
+const (
+	caddyIssuer   = "https://tpcluster.e2e.example"
+	caddyAudience = "orders-backend"
+)
+
+// TestCaddyForwardAuth puts a real caddy with the shipped Caddyfile in front
+// of verifierd check mode (issue 15 item 6): allowed requests reach the app
+// with the decision's context headers (and the backend assertion where the
+// route asks), never the caller's proof, identity or forwarding headers;
+// denials reach the caller with the SPEC §6 status and body; bodies are
+// handled as SPEC §10.2 says; headers a caller forges for the check
+// change nothing.
+func TestCaddyForwardAuth(t *testing.T) {
+	w := newWorldWith(t, func(w *world, policy map[string]any) {
+		g := policy["route_groups"].([]any)[0].(map[string]any)
+		g["routes"] = append(g["routes"].([]any), w.route("orders.asserted", "GET", "/v1/asserted/{id}",
+			map[string]any{"backend_assertion": map[string]any{"audience": caddyAudience, "ttl_seconds": 30}}))
+	})
+	key := withAssertionKey(t, w)
+	up := newUpstream(t)
+	n := startVerifierd(t, w, true, "--assertion-key", key, "--assertion-issuer", caddyIssuer) // check mode: no --upstream
+	gw := startCaddy(t, strings.TrimPrefix(n.URL, "http://"), strings.TrimPrefix(up.URL, "http://"))
+	gwHost := strings.TrimPrefix(gw, "http://")
+	c := &http.Client{}
+
+	// Proof, identity and forwarding headers no app may read from a caller.
+	callerOnly := []string{"Authorization", "X-Trustplane-Nonce", "X-Trustplane-Proof", "X-Trustplane-Body-Sha256",
+		"X-Trustplane-Transcript-Sha256", "X-Trustplane-Assertion", "X_trustplane_subject", "X-Forwarded-Prefix",
+		"Forwarded", "True-Client-Ip", "X-Original-Method", "X-Original-Uri", "X-Original-Content-Length",
+		"X-Original-Transfer-Encoding"}
+	noneOf := func(t *testing.T, h http.Header, names []string) {
+		t.Helper()
+		for _, k := range names {
+			if v, ok := h[k]; ok {
+				t.Errorf("upstream got %s: %q", k, v)
+			}
+		}
+	}
+	one := func(t *testing.T, h http.Header, k, want string) {
+		t.Helper()
+		if got := h.Values(k); len(got) != 1 || got[0] != want {
+			t.Errorf("upstream %s = %q, want exactly [%q]", k, got, want)
+		}
+	}
+
+	t.Run("allowed GET", func(t *testing.T) {
+		get := w.signed(t, "GET", gw+"/v1/orders/ord_1?b=2&a=1", "orders.get", nil)
+		for k, v := range map[string]string{
+			"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "X-Forwarded-Prefix": "/admin",
+			"Forwarded": "for=6.6.6.6", "X-Real-Ip": "6.6.6.6", "True-Client-Ip": "6.6.6.6",
+		} {
+			get.Header.Set(k, v)
+		}
+		get.Header["X_TrustPlane_Subject"] = []string{"spiffe://e2e.local/workload/admin"}
+		a := send(t, c, get)
+		if a.status != 200 {
+			t.Fatalf("GET through caddy = %d %s", a.status, a.body)
+		}
+		got := up.last(t)
+		if got.RequestURI != "/v1/orders/ord_1?b=2&a=1" || got.Method != "GET" || got.Host != gwHost {
+			t.Errorf("app got %s %q Host %q", got.Method, got.RequestURI, got.Host)
+		}
+		checkContext(t, got.Header, "orders.get")
+		noneOf(t, got.Header, callerOnly)
+		one(t, got.Header, "X-Forwarded-For", "127.0.0.1")
+		one(t, got.Header, "X-Forwarded-Proto", "http")
+		one(t, got.Header, "X-Forwarded-Host", gwHost)
+		one(t, got.Header, "X-Real-Ip", "127.0.0.1")
+		id := a.header.Values("X-Request-Id")
+		if len(id) != 1 || id[0] == "" {
+			t.Fatalf("caller's X-Request-Id = %q, want the decision's", id)
+		}
+		one(t, got.Header, "X-Request-Id", id[0])
+	})
+
+	t.Run("allowed with assertion", func(t *testing.T) {
+		a := send(t, c, w.signed(t, "GET", gw+"/v1/asserted/a1?x=1", "orders.asserted", nil))
+		if a.status != 200 {
+			t.Fatalf("GET through caddy = %d %s", a.status, a.body)
+		}
+		got := up.last(t)
+		checkContext(t, got.Header, "orders.asserted")
+		tok := got.Header.Values("X-Trustplane-Assertion")
+		if len(tok) != 1 {
+			t.Fatalf("upstream X-TrustPlane-Assertion = %q, want one", tok)
+		}
+		v, err := backendjwt.New(backendjwt.Config{JWKSURL: n.URL + "/_tp/jwks.json", Issuer: caddyIssuer, Audience: caddyAudience})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := v.Verify(t.Context(), tok[0])
+		if err != nil {
+			t.Fatalf("the assertion the app got does not verify: %v", err)
+		}
+		if cl.RouteID != "orders.asserted" || cl.Method != "GET" || cl.Target != got.RequestURI ||
+			cl.Subject != wSubject || cl.RequestID != a.header.Get("X-Request-Id") || cl.PassportJTI != got.Header.Get("X-Trustplane-Jti") {
+			t.Errorf("assertion claims = %+v; app got %s %q, request id %q", cl, got.Method, got.RequestURI, a.header.Get("X-Request-Id"))
+		}
+	})
+
+	// The caller's own assertion is no credential, and a route that does
+	// not ask for one sends none upstream (got no empty header either).
+	t.Run("no assertion where the route asks none", func(t *testing.T) {
+		if a := send(t, c, w.signed(t, "GET", gw+"/v1/orders/ord_9", "orders.get", nil)); a.status != 200 {
+			t.Fatalf("GET = %d %s", a.status, a.body)
+		}
+		if v, ok := up.last(t).Header["X-Trustplane-Assertion"]; ok {
+			t.Errorf("upstream got X-TrustPlane-Assertion %q on a route without backend_assertion", v)
+		}
+	})
+
+	body := []byte(`{"order_id":"ord_7"}`)
+	t.Run("gateway body route", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			req  *http.Request
+		}{
+			{"Content-Length", w.signed(t, "POST", gw+"/v1/gw/orders", "orders.gateway-create", body, "Content-Type", "application/json")},
+			{"chunked", chunked(w.signed(t, "POST", gw+"/v1/gw/orders", "orders.gateway-create", body, "Content-Type", "application/json"), body)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if a := send(t, c, tc.req); a.status != 200 {
+					t.Fatalf("POST through caddy = %d %s", a.status, a.body)
+				}
+				got := up.last(t)
+				if !bytes.Equal(got.Body, body) {
+					t.Errorf("app body = %q, want %q", got.Body, body)
+				}
+				checkContext(t, got.Header, "orders.gateway-create")
+				noneOf(t, got.Header, callerOnly)
+			})
+		}
+	})
+
+	t.Run("bodiless", func(t *testing.T) {
+		// Go sends a DELETE without a body with no Content-Length: Caddy
+		// tells check mode "0", or it would take the DELETE as having one.
+		del := w.signed(t, "DELETE", gw+"/v1/orders/ord_4", "orders.delete", nil)
+		if a := send(t, c, del); a.status != 200 {
+			t.Fatalf("DELETE through caddy = %d %s", a.status, a.body)
+		}
+		empty := w.signed(t, "POST", gw+"/v1/orders", "orders.create", nil)
+		empty.Header.Set("Content-Length", "0")
+		if a := send(t, c, empty); a.status != 200 {
+			t.Fatalf("POST with an empty body through caddy = %d %s", a.status, a.body)
+		}
+	})
+
+	get := w.signed(t, "GET", gw+"/v1/orders/ord_1?b=2&a=1", "orders.get", nil)
+	if a := send(t, c, get); a.status != 200 {
+		t.Fatalf("GET through caddy = %d %s", a.status, a.body)
+	}
+	tests := []struct {
+		name   string
+		req    *http.Request
+		status int
+		reason string
+	}{
+		{"replay", clone(t, get, nil), 409, "jti_replay"},
+		{"path tamper", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_2", "orders.get", nil)
+			r.URL.Path = "/v1/orders/ord_3"
+			return r
+		}(), 401, "request_binding_mismatch"},
+		{"no passport", func() *http.Request { r, _ := http.NewRequest("GET", gw+"/v1/orders/ord_2", nil); return r }(), 401, "passport_missing"},
+		{"no route", w.signed(t, "GET", gw+"/v1/nothing/here", "orders.get", nil), 404, "bundle_route_missing"},
+		// Like nginx: the caller's X-TrustPlane-* names other than the
+		// proof's are denied by check mode.
+		{"spoofed X-TrustPlane-Subject", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_5", "orders.get", nil)
+			r.Header.Set("X-TrustPlane-Subject", "spiffe://e2e.local/workload/admin")
+			return r
+		}(), 401, "request_binding_mismatch"},
+		{"spoofed X-TrustPlane-Assertion", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_6", "orders.get", nil)
+			r.Header.Set("X-TrustPlane-Assertion", "eyJhbGciOiJFZERTQSJ9.e30.AA")
+			return r
+		}(), 401, "request_binding_mismatch"},
+		// A request signed for /ord_a, sent to /ord_b, with the check's
+		// headers forged to say /ord_a: Caddy sets them itself.
+		{"forged X-Original-URI", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_a", "orders.get", nil)
+			r.URL.Path = "/v1/orders/ord_b"
+			r.Header.Set("X-Original-URI", "/v1/orders/ord_a")
+			r.Header.Set("X-Original-Method", "GET")
+			r.Header.Set("X-Forwarded-Uri", "/v1/orders/ord_a")
+			return r
+		}(), 401, "request_binding_mismatch"},
+		{"forged X-Original-Method", func() *http.Request {
+			r := w.signed(t, "GET", gw+"/v1/orders/ord_c", "orders.get", nil)
+			r.Method = "DELETE"
+			r.Header.Set("X-Original-Method", "GET")
+			return r
+		}(), 401, "request_binding_mismatch"},
+		// Signed for another authority, with X-Forwarded-Host saying it:
+		// Caddy replaces the caller's X-Forwarded-Host with the Host.
+		{"forged X-Forwarded-Host", func() *http.Request {
+			r := w.signed(t, "GET", "http://victim.example/v1/orders/ord_d", "orders.get", nil)
+			r.URL.Host = gwHost
+			r.Host = gwHost
+			r.Header.Set("X-Forwarded-Host", "victim.example")
+			return r
+		}(), 401, "request_binding_mismatch"},
+		// Bodies on a route that binds them: forward_auth sends none to
+		// check mode, which is told there was one (SPEC §10.2).
+		{"POST body on a bound route", w.signed(t, "POST", gw+"/v1/orders", "orders.create", body, "Content-Type", "application/json"),
+			401, "request_binding_mismatch"},
+		{"chunked POST body on a bound route", chunked(w.signed(t, "POST", gw+"/v1/orders", "orders.create", body, "Content-Type", "application/json"), body),
+			401, "request_binding_mismatch"},
+		{"forged X-Original-Content-Length", func() *http.Request {
+			r := w.signed(t, "POST", gw+"/v1/orders", "orders.create", body, "Content-Type", "application/json")
+			r.Header.Set("X-Original-Content-Length", "0")
+			return r
+		}(), 401, "request_binding_mismatch"},
+		// A GET signed without a body, sent with one in chunks: Go drops
+		// Transfer-Encoding from the headers, so Caddy reads to tell.
+		{"chunked body on a GET", chunked(w.signed(t, "GET", gw+"/v1/orders/ord_e", "orders.get", nil), []byte("smuggled")),
+			401, "request_binding_mismatch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := up.count()
+			a := send(t, c, tt.req)
+			if a.status != tt.status || a.reason() != tt.reason {
+				t.Fatalf("%s = %d %s, want %d %s", tt.name, a.status, a.body, tt.status, tt.reason)
+			}
+			id := a.header.Get("X-Request-Id")
+			want := fmt.Sprintf(`{"allowed":false,"reason":%q,"request_id":%q}`, tt.reason, id)
+			if string(a.body) != want || id == "" {
+				t.Errorf("body = %s, want %s", a.body, want)
+			}
+			if got := a.header.Values("X-Trustplane-Reason"); len(got) != 1 || got[0] != tt.reason {
+				t.Errorf("X-TrustPlane-Reason = %q, want [%q]", got, tt.reason)
+			}
+			if up.count() != before {
+				t.Error("a denied request reached the app")
+			}
+		})
+	}
+}
