@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -240,6 +241,39 @@ func TestCaddyForwardAuth(t *testing.T) {
 		}
 	})
 
+	// The body limit (verifierd's --max-body-bytes, 1 MiB): a chunked
+	// body under it reaches the app whole; over it, with or without
+	// Content-Length, Caddy refuses it before the check (a chunked body is
+	// read to the limit and would otherwise reach the app cut).
+	t.Run("body limit", func(t *testing.T) {
+		under := bytes.Repeat([]byte("u"), 1<<20-1)
+		a := send(t, c, chunked(w.signed(t, "POST", gw+"/v1/gw/orders", "orders.gateway-create", under), under))
+		if a.status != 200 {
+			t.Fatalf("chunked POST of 1 MiB - 1 = %d %s", a.status, a.body)
+		}
+		if got := up.last(t).Body; !bytes.Equal(got, under) {
+			t.Errorf("app got %d bytes, want %d", len(got), len(under))
+		}
+		over := bytes.Repeat([]byte("o"), 1<<20+1)
+		for _, tc := range []struct {
+			name string
+			req  *http.Request
+		}{
+			{"Content-Length", w.signed(t, "POST", gw+"/v1/gw/orders", "orders.gateway-create", over)},
+			{"chunked", chunked(w.signed(t, "POST", gw+"/v1/gw/orders", "orders.gateway-create", over), over)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				before := up.count()
+				if a := send(t, c, tc.req); a.status != http.StatusRequestEntityTooLarge {
+					t.Errorf("POST of 1 MiB + 1 = %d %s, want 413", a.status, a.body)
+				}
+				if up.count() != before {
+					t.Error("a body over the limit reached the app")
+				}
+			})
+		}
+	})
+
 	t.Run("bodiless", func(t *testing.T) {
 		// Go sends a DELETE without a body with no Content-Length: Caddy
 		// tells check mode "0", or it would take the DELETE as having one.
@@ -345,4 +379,33 @@ func TestCaddyForwardAuth(t *testing.T) {
 			}
 		})
 	}
+
+	// Recorded for docs/OPERATIONS.md, never asserted (a shared machine).
+	t.Run("latency", func(t *testing.T) {
+		const n = 50
+		took := make([]time.Duration, 0, n)
+		for i := range n {
+			r := w.signed(t, "GET", gw+fmt.Sprintf("/v1/orders/lat_%d", i), "orders.get", nil)
+			start := time.Now()
+			if a := send(t, c, r); a.status != 200 {
+				t.Fatalf("GET %d = %d %s", i, a.status, a.body)
+			}
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		t.Logf("%d signed GETs through caddy + check mode + app: median %s, max %s", n, took[n/2], took[n-1])
+	})
+
+	// With verifierd gone, Caddy cannot ask: the request goes no further.
+	t.Run("verifierd down", func(t *testing.T) {
+		n.stop()
+		before := up.count()
+		a := send(t, c, w.signed(t, "GET", gw+"/v1/orders/ord_down", "orders.get", nil))
+		if a.status != http.StatusBadGateway {
+			t.Errorf("GET with verifierd down = %d %s, want 502 from caddy", a.status, a.body)
+		}
+		if up.count() != before {
+			t.Error("a request reached the app with verifierd down")
+		}
+	})
 }
