@@ -161,7 +161,11 @@ func TestCaddyForwardAuth(t *testing.T) {
 			get.Header.Set(k, v)
 		}
 		get.Header["X_TrustPlane_Subject"] = []string{"spiffe://e2e.local/workload/admin"}
-		a := send(t, c, get)
+		// No Accept-Encoding from this caller: the app must get none
+		// either (Caddy's transport would add gzip).
+		plain := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+		defer plain.CloseIdleConnections()
+		a := send(t, plain, get)
 		if a.status != 200 {
 			t.Fatalf("GET through caddy = %d %s", a.status, a.body)
 		}
@@ -175,6 +179,9 @@ func TestCaddyForwardAuth(t *testing.T) {
 		one(t, got.Header, "X-Forwarded-Proto", "http")
 		one(t, got.Header, "X-Forwarded-Host", gwHost)
 		one(t, got.Header, "X-Real-Ip", "127.0.0.1")
+		if v, ok := got.Header["Accept-Encoding"]; ok {
+			t.Errorf("upstream got Accept-Encoding %q the caller never sent", v)
+		}
 		id := a.header.Values("X-Request-Id")
 		if len(id) != 1 || id[0] == "" {
 			t.Fatalf("caller's X-Request-Id = %q, want the decision's", id)
@@ -271,6 +278,30 @@ func TestCaddyForwardAuth(t *testing.T) {
 					t.Error("a body over the limit reached the app")
 				}
 			})
+		}
+	})
+
+	// A caller that announces more body than it sends: Caddy reads the
+	// whole body before the check, so the app never gets a request cut
+	// short (Caddy's proxy would otherwise stream what came, then break).
+	t.Run("body shorter than Content-Length", func(t *testing.T) {
+		before := up.count()
+		r := w.signed(t, "POST", gw+"/v1/gw/orders", "orders.gateway-create", body, "Content-Type", "application/json")
+		var wire bytes.Buffer
+		if err := r.Write(&wire); err != nil {
+			t.Fatal(err)
+		}
+		cl := fmt.Sprintf("Content-Length: %d\r\n", len(body))
+		if !bytes.Contains(wire.Bytes(), []byte(cl)) {
+			t.Fatalf("no %q in %q", cl, wire.Bytes())
+		}
+		cut := bytes.Replace(wire.Bytes(), []byte(cl), fmt.Appendf(nil, "Content-Length: %d\r\n", len(body)+10), 1)
+		a := rawSend(gwHost, cut, true, "POST")
+		if a.status != http.StatusBadRequest {
+			t.Errorf("POST with %d of %d body bytes = %d %q %v, want 400", len(body), len(body)+10, a.status, a.body, a.err)
+		}
+		if up.count() != before {
+			t.Errorf("a request with a cut body reached the app: %q", up.last(t).Body)
 		}
 	})
 
