@@ -371,7 +371,7 @@ func endToEnd(fs []kv, nominate bool, skip func(lname string) bool) map[string][
 // compare checks what the upstream received against what was verified:
 // request line, every end-to-end field, the body, no trailers, exactly one
 // of each context header from the decision, no caller forwarding value.
-func compare(b built, r hreq, got rawSeen, nginx bool, requestID string) []string {
+func compare(b built, r hreq, got rawSeen, m *mode, requestID string) []string {
 	var p []string
 	if want := b.method + " " + b.target + " HTTP/1.1"; got.line != want {
 		p = append(p, fmt.Sprintf("upstream request line = %q, want %q", got.line, want))
@@ -383,13 +383,15 @@ func compare(b built, r hreq, got rawSeen, nginx bool, requestID string) []strin
 		p = append(p, fmt.Sprintf("upstream got trailers %q", got.trailers))
 	}
 	skip := func(n string) bool {
-		// nginx drops fields whose names hold '_' (ignore_invalid_headers)
-		// before the check and the app alike: the verifier never saw them.
-		return slices.Contains(r.dropped, n) || nginx && strings.Contains(n, "_")
+		// nginx drops fields whose names hold '_' (ignore_invalid_headers),
+		// and the Caddyfile removes them, before the check and the app
+		// alike: the verifier never saw them.
+		return slices.Contains(r.dropped, n) || (m.nginx || m.caddy) && strings.Contains(n, "_")
 	}
 	// Check mode never sees the caller's Connection field (nginx sends its
-	// own), so there the fields it nominates were verified like any other.
-	sent := endToEnd(b.fields, !nginx, skip)
+	// own), so behind nginx the fields it nominates were verified like any
+	// other; Caddy, like proxy mode, drops them as hop-by-hop.
+	sent := endToEnd(b.fields, !m.nginx, skip)
 	sent["host"] = []string{b.host}
 	for _, f := range r.saw {
 		sent[strings.ToLower(f.name)] = []string{f.value}

@@ -40,22 +40,24 @@ func deny(c reason.Code) want { return want{c.HTTPStatus(), string(c)} }
 func http1(status int) want   { return want{status, ""} }
 
 // pcase is a row that still fails on main in mode in ("proxy", "nginx" or
-// "both") until another branch's fix lands; in the other mode it must pass.
+// "both") until another branch's fix lands; in the other modes it must pass.
 type pcase struct {
 	hcase
 	in string
 }
 
 // hcase is one row: a request and what proxy mode and the shipped nginx in
-// front of check mode must answer.
+// front of check mode must answer. What the shipped Caddyfile must answer
+// is caddyWant (hostile_caddy_test.go).
 type hcase struct {
 	name         string
 	req          hreq
 	proxy, nginx want
 }
 
-// suite is the world the hostile cases run against: one proxy-mode node
-// and one nginx + check-mode node, each with a recording upstream.
+// suite is the world the hostile cases run against: one proxy-mode node,
+// one nginx + check-mode node and one caddy + check-mode node, each with a
+// recording upstream.
 type suite struct {
 	w      *world
 	evil   *signer.Key // a key no trust material lists
@@ -66,7 +68,8 @@ type suite struct {
 
 type mode struct {
 	name      string
-	nginx     bool
+	nginx     bool   // the shipped nginx in front of check mode
+	caddy     bool   // the shipped Caddyfile in front of check mode
 	addr      string // where callers connect
 	authority string // the Host a caller addresses
 	up        *rawUpstream
@@ -121,11 +124,18 @@ func newSuite(t *testing.T) *suite {
 	gwURL := startNginx(t, strings.TrimPrefix(cn.URL, "http://"), cu.Addr)
 	gaddr := strings.TrimPrefix(gwURL, "http://")
 	s.modes = append(s.modes, &mode{name: "nginx", nginx: true, addr: gaddr, authority: gaddr, up: cu, node: cn})
+
+	// Check mode behind the shipped Caddyfile.
+	yu := newRawUpstream(t)
+	yn := startVerifierd(t, w, true)
+	yURL := startCaddy(t, strings.TrimPrefix(yn.URL, "http://"), yu.Addr)
+	yaddr := strings.TrimPrefix(yURL, "http://")
+	s.modes = append(s.modes, &mode{name: "caddy", caddy: true, addr: yaddr, authority: yaddr, up: yu, node: yn})
 	return s
 }
 
 // TestHostile sends every row of hostileCases as raw bytes to verifierd in
-// proxy mode and to the shipped nginx in front of check mode, and checks
+// proxy mode and to the shipped nginx and Caddy in front of check mode, and checks
 // status, reason, and, for each allowed request, that the upstream read
 // exactly what was verified. pendingCases must still fail.
 func TestHostile(t *testing.T) {
@@ -171,8 +181,11 @@ func TestHostile(t *testing.T) {
 func (s *suite) run(t *testing.T, m *mode, c hcase) []string {
 	t.Helper()
 	wnt := c.proxy
-	if m.nginx {
+	switch {
+	case m.nginx:
 		wnt = c.nginx
+	case m.caddy:
+		wnt = caddyWant(c)
 	}
 	var p []string
 	before := m.up.count()
@@ -219,7 +232,7 @@ func (s *suite) run(t *testing.T, m *mode, c hcase) []string {
 	}
 	switch {
 	case wnt.reason == "allowed" && len(seen) == 1:
-		p = append(p, compare(b, c.req, seen[0], m.nginx, a.header.Get("X-Request-Id"))...)
+		p = append(p, compare(b, c.req, seen[0], m, a.header.Get("X-Request-Id"))...)
 	case wnt.reason == "allowed":
 		p = append(p, fmt.Sprintf("upstream received %d requests, want 1", len(seen)))
 	case len(seen) > 0:
@@ -238,13 +251,13 @@ func (s *suite) run(t *testing.T, m *mode, c hcase) []string {
 //
 // In check mode the heads go to verifierd's /_tp/check directly (a gateway
 // such as Traefik forwardAuth with forwardBody sends bodies there); the
-// honest request still goes through nginx, and so through the same node.
+// honest request still goes through the gateway, and so through the same node.
 func (s *suite) memoryAmplification(t *testing.T, m *mode) {
 	const conns = 400
 	pid := m.node.cmd.Process.Pid
 	base := rssKiB(t, pid)
 	target, floodAddr := "/v1/orders", m.addr
-	if m.nginx {
+	if m.nginx || m.caddy {
 		target, floodAddr = "/_tp/check", strings.TrimPrefix(m.node.URL, "http://")
 	}
 	head := "POST " + target + " HTTP/1.1\r\nHost: " + m.authority + "\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{"
