@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -30,6 +31,12 @@ type Options struct {
 	// ModTime is an unsigned document's issued_at when it has none (SPEC
 	// §5.1: the file's modification time).
 	ModTime time.Time
+	// EgressCheck, if set, is asked about every declared egress provider
+	// ([ours], docs/OAUTH-EGRESS.md); an error refuses the policy. verifierd
+	// refuses a provider it holds no credential for, so that a bundle it
+	// could not serve is rolled back before any request meets it. If nil,
+	// providers are not checked (bundlepub, offline tools).
+	EgressCheck func(p *EgressProvider) error
 }
 
 // Policy is a loaded policy bundle (SPEC §5.1, §5.3). It is immutable once
@@ -51,6 +58,9 @@ type Policy struct {
 	// AudienceRegions maps an audience to its home region and mode
 	// (audience_regions, [ours], docs/MULTI-REGION.md); nil if absent.
 	AudienceRegions map[string]AudienceRegion
+	// EgressProviders are the declared egress_providers by provider_id
+	// ([ours], docs/OAUTH-EGRESS.md); nil if absent.
+	EgressProviders map[string]*EgressProvider
 
 	index map[string]*methodIndex
 	byID  map[string]*Route
@@ -96,7 +106,7 @@ func parsePolicy(data []byte, o Options) (*Policy, error) {
 	if err := doc.only("version", "kind", "trust_domain", "apis", "route_groups", "scopes",
 		"default_required_key_binding", "default_freshness_class", "default_max_staleness_seconds",
 		"revocations", "revocation_feed", "provenance_policy", "signed_by", "signature",
-		"contract_metadata", "sequence", "issued_at", "audience_regions"); err != nil {
+		"contract_metadata", "sequence", "issued_at", "audience_regions", "egress_providers"); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
@@ -140,6 +150,17 @@ func parsePolicy(data []byte, o Options) (*Policy, error) {
 	}
 	if p.AudienceRegions, err = parseAudienceRegions(doc); err != nil {
 		return nil, err
+	}
+	if p.EgressProviders, err = parseEgressProviders(doc); err != nil {
+		return nil, err
+	}
+	d.providers = p.EgressProviders
+	if o.EgressCheck != nil {
+		for _, id := range slices.Sorted(maps.Keys(p.EgressProviders)) {
+			if err := o.EgressCheck(p.EgressProviders[id]); err != nil {
+				return nil, fmt.Errorf("egress_providers: provider %q: %w", id, err)
+			}
+		}
 	}
 	audiences, err := parseAPIs(doc)
 	if err != nil {

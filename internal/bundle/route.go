@@ -48,6 +48,10 @@ type Route struct {
 	// [ours], docs/BACKEND-JWT.md).
 	BackendAssertion *BackendAssertion
 
+	// Egress, if not nil, bridges every allowed request of this route to
+	// a provider's OAuth token (egress [ours], docs/OAUTH-EGRESS.md).
+	Egress *Egress
+
 	tmpl template
 }
 
@@ -119,13 +123,14 @@ type routeDefaults struct {
 	freshness    string
 	maxStaleness time.Duration
 	audience     string // of the route group's API
+	providers    map[string]*EgressProvider
 }
 
 func parseRoute(o object, d routeDefaults) (*Route, error) {
 	if err := o.only("route_id", "method", "path_template", "allowed_sources", "risk",
 		"required_key_binding", "freshness_class", "max_staleness_seconds", "audience",
 		"signed_headers", "body_hash_from_gateway", "query_strict", "keep_override_headers",
-		"backend_assertion"); err != nil {
+		"backend_assertion", "egress"); err != nil {
 		return nil, err
 	}
 	r := &Route{Audience: d.audience, RequiredKeyBinding: d.keyBinding, FreshnessName: d.freshness}
@@ -192,6 +197,21 @@ func parseRoute(o object, d routeDefaults) (*Route, error) {
 	} else if ok {
 		if r.BackendAssertion, err = parseBackendAssertion(ba); err != nil {
 			return nil, err
+		}
+	}
+	if eo, ok, err := o.obj("egress"); err != nil {
+		return nil, err
+	} else if ok {
+		if r.Egress, err = parseEgress(eo, d.providers); err != nil {
+			return nil, err
+		}
+		if r.Egress.SubjectToken == SubjectBackendAssertion && r.BackendAssertion == nil {
+			return nil, fmt.Errorf("%s: the subject token is the backend assertion and the route has no backend_assertion", eo.at("subject_token"))
+		}
+		// The egress minimum is a minimum of the route: the pipeline
+		// refuses a weaker signer before the consume, with its own code.
+		if r.Egress.MinSignerClass != 0 && !r.RequiredKeyBinding.Satisfies(r.Egress.MinSignerClass) {
+			r.RequiredKeyBinding = r.Egress.MinSignerClass
 		}
 	}
 	srcs, ok, err := o.objects("allowed_sources")
