@@ -24,6 +24,8 @@ const (
 	voi        = "github.com/oasisprotocol/curve25519-voi"
 	uuid       = "github.com/google/uuid"
 	gonumPlot  = "gonum.org/v1/plot"
+	goJose     = "github.com/go-jose/go-jose/v4"
+	zitadel    = "github.com/zitadel/"
 )
 
 // Reasons the rows below give more than once.
@@ -35,6 +37,7 @@ var (
 	noSDK      = deptest.Rule{Path: otelSDK, Why: "packages use the OTel API with a provider from config, never the SDK (STYLE §8)"}
 	noPlot     = deptest.Rule{Path: "gonum.org/", Why: "plotting is loadtest/chart's job; the shipped binaries stay small"}
 	noCore     = deptest.Rule{Path: in("core"), Why: "core depends on it, or it must not know the pipeline"}
+	noZitadel  = deptest.Rule{Path: zitadel, Why: "the OAuth server is the egress tests' counterpart (internal/egress/oauthtest); the shipped binaries never serve OAuth"}
 	stdlibOnly = []string{}
 	// bundleDeps is what internal/bundle reaches: a pure package that
 	// imports bundle must be allowed all of it.
@@ -51,13 +54,13 @@ var layers = map[string]deptest.Layer{
 	// Commands build components and run them: any internal package.
 	// The plotting library stays out of every binary we ship: Pure makes
 	// the rule hold for everything a command reaches; Allow nil allows the rest.
-	module + "/cmd/bundlepub": {Pure: true, Deny: []deptest.Rule{noPlot}},
-	module + "/cmd/demoapi":   {Pure: true, Deny: []deptest.Rule{noPlot}},
-	module + "/cmd/tpaudit":   {Pure: true, Deny: []deptest.Rule{noPlot}},
-	module + "/cmd/tpcurl":    {Pure: true, Deny: []deptest.Rule{noPlot}},
-	module + "/cmd/tpload":    {Pure: true, Deny: []deptest.Rule{noPlot}},
-	module + "/cmd/tpnats":    {Pure: true, Deny: []deptest.Rule{noPlot}},
-	module + "/cmd/verifierd": {Pure: true, Deny: []deptest.Rule{noPlot}},
+	module + "/cmd/bundlepub": {Pure: true, Deny: []deptest.Rule{noPlot, noZitadel}},
+	module + "/cmd/demoapi":   {Pure: true, Deny: []deptest.Rule{noPlot, noZitadel}},
+	module + "/cmd/tpaudit":   {Pure: true, Deny: []deptest.Rule{noPlot, noZitadel}},
+	module + "/cmd/tpcurl":    {Pure: true, Deny: []deptest.Rule{noPlot, noZitadel}},
+	module + "/cmd/tpload":    {Pure: true, Deny: []deptest.Rule{noPlot, noZitadel}},
+	module + "/cmd/tpnats":    {Pure: true, Deny: []deptest.Rule{noPlot, noZitadel}},
+	module + "/cmd/verifierd": {Pure: true, Deny: []deptest.Rule{noPlot, noZitadel}},
 	// The bench's chart renderer: reads tpload reports, writes SVG.
 	module + "/loadtest/chart": {Allow: []string{gonumPlot, in("loadgen")}},
 
@@ -146,7 +149,12 @@ var layers = map[string]deptest.Layer{
 		noServer, noSDK,
 	}},
 	in("bundlefile"): {Allow: []string{in("bundle")}, Deny: []deptest.Rule{noHTTP, noNATS, noCore}},
-	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit"), in("assertion")}, Deny: []deptest.Rule{
+	// egress obtains provider OAuth tokens (docs/OAUTH-EGRESS.md): x/oauth2
+	// for the standard grant, go-jose for client assertions.
+	in("egress"): {Allow: []string{"golang.org/x/oauth2", "golang.org/x/sync/singleflight", goJose, in("bundle"), in("signerclass")}, Deny: []deptest.Rule{
+		noNATS, noCore, noZitadel,
+	}},
+	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit"), in("assertion"), in("egress")}, Deny: []deptest.Rule{
 		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; proxy reaches them through core and the Record hook"},
 	}},
 	in("telemetry"): {Allow: []string{otelAPI, "github.com/prometheus/"}, Deny: []deptest.Rule{noNATS, noCore}},
@@ -156,13 +164,14 @@ var layers = map[string]deptest.Layer{
 	}},
 
 	// Test support, and packages made only of tests.
-	in("natsx/natstest"): {TestOnly: true, Allow: []string{"github.com/nats-io/", in("natsx"), in("testport")}},
-	in("testport"):       {TestOnly: true, Allow: stdlibOnly},
-	in("conformance"):    {TestOnly: true, Allow: stdlibOnly},
-	in("deptest"):        {TestOnly: true, Allow: stdlibOnly},
-	in("testwait"):       {TestOnly: true, Allow: stdlibOnly},
-	module + "/e2e":      {TestOnly: true, Allow: stdlibOnly},
-	module + "/deploy":   {TestOnly: true, Allow: stdlibOnly},
+	in("egress/oauthtest"): {TestOnly: true, Allow: []string{zitadel, goJose}},
+	in("natsx/natstest"):   {TestOnly: true, Allow: []string{"github.com/nats-io/", in("natsx"), in("testport")}},
+	in("testport"):         {TestOnly: true, Allow: stdlibOnly},
+	in("conformance"):      {TestOnly: true, Allow: stdlibOnly},
+	in("deptest"):          {TestOnly: true, Allow: stdlibOnly},
+	in("testwait"):         {TestOnly: true, Allow: stdlibOnly},
+	module + "/e2e":        {TestOnly: true, Allow: stdlibOnly},
+	module + "/deploy":     {TestOnly: true, Allow: stdlibOnly},
 }
 
 // TestLayers checks the whole module's imports against layers, with one
