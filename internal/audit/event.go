@@ -81,6 +81,18 @@ type Event struct {
 	AssertionJTI string `json:"assertion_jti,omitempty"`
 	AssertionKID string `json:"assertion_kid,omitempty"`
 
+	// A request of an egress route (docs/OAUTH-EGRESS.md): the provider
+	// and grant asked, and on an allow the scopes and audience requested,
+	// (space-separated, in the route's order), the token's lifetime in seconds, whether it came from the cache and
+	// the SHA-256 of the token, never the token.
+	EgressProvider       string `json:"egress_provider,omitempty"`
+	EgressGrant          string `json:"egress_grant,omitempty"`
+	EgressScopes         string `json:"egress_scopes,omitempty"` // space-separated, as OAuth writes a scope
+	EgressAudience       string `json:"egress_audience,omitempty"`
+	EgressTokenLifetimeS int64  `json:"egress_token_lifetime_seconds,omitempty"`
+	EgressFromCache      *bool  `json:"egress_from_cache,omitempty"`
+	EgressTokenSHA256    string `json:"egress_token_sha256,omitempty"`
+
 	NodeSeq         uint64 `json:"node_seq"`
 	PrevEventSHA256 string `json:"prev_event_sha256"`
 }

@@ -56,6 +56,9 @@ type Decision struct {
 	// BackendAssertion is the matched route's backend_assertion, nil when
 	// it asks for none; the proxy mints it on allow.
 	BackendAssertion *bundle.BackendAssertion
+	// Egress is the matched route's egress block, nil when it has none;
+	// the proxy obtains the provider token on allow (docs/OAUTH-EGRESS.md).
+	Egress *bundle.Egress
 
 	// LedgerRegion is the home region whose ledger consumed (or was to
 	// consume) the jti; empty for the node's own.

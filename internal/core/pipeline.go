@@ -156,6 +156,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	}
 	d.RouteID = route.ID
 	d.BackendAssertion = route.BackendAssertion
+	d.Egress = route.Egress
 	d.RequiredKeyBinding = route.RequiredKeyBinding.String()
 
 	// 4a. A query_strict route ([ours]) refuses queries that frameworks

@@ -237,9 +237,10 @@ func TestReasons(t *testing.T) {
 	}
 	for _, c := range reason.RequestCodes() {
 		// gateway_not_trusted and verifier_overloaded are the HTTP
-		// adapter's, before the pipeline; backend_assertion_unavailable is
-		// its too, after it. internal/proxy tests them.
-		if !seen[c] && c != reason.GatewayNotTrusted && c != reason.VerifierOverloaded && c != reason.BackendAssertionUnavailable {
+		// adapter's, before the pipeline; backend_assertion_unavailable and
+		// egress_token_unavailable are its too, after it. internal/proxy
+		// tests them.
+		if !seen[c] && c != reason.GatewayNotTrusted && c != reason.VerifierOverloaded && c != reason.BackendAssertionUnavailable && c != reason.EgressTokenUnavailable {
 			t.Errorf("no case produces %q", c)
 		}
 	}

@@ -1,6 +1,9 @@
 package nodeaudit
 
 import (
+	"strings"
+	"time"
+
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/proxy"
@@ -41,6 +44,15 @@ func DecisionEvent(rec *proxy.Record) *audit.Event {
 		EventID:            rec.EventID, // set when an assertion names it; else the spool sets one
 		AssertionJTI:       rec.AssertionJTI,
 		AssertionKID:       rec.AssertionKID,
+	}
+	if eg := rec.Egress; eg != nil {
+		e.EgressProvider, e.EgressGrant = eg.Provider, eg.Grant
+		if eg.TokenSHA256 != "" {
+			fromCache := eg.FromCache
+			e.EgressScopes, e.EgressAudience = strings.Join(eg.Scopes, " "), eg.Audience
+			e.EgressTokenLifetimeS = int64(eg.Lifetime / time.Second)
+			e.EgressFromCache, e.EgressTokenSHA256 = &fromCache, eg.TokenSHA256
+		}
 	}
 	if d.Err != nil {
 		e.DetailReason = d.Err.Error()

@@ -1,7 +1,9 @@
 package nodeaudit
 
 import (
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +79,41 @@ func TestBundleEvent(t *testing.T) {
 		if *tt.e != tt.want {
 			t.Errorf("BundleEvent(%s):\n got %+v\nwant %+v", tt.name, *tt.e, tt.want)
 		}
+	}
+}
+
+// TestDecisionEventEgress: an egress allow names the provider, grant,
+// scopes, audience, lifetime, cache use and the token's hash; a failed
+// token request names provider and grant only.
+func TestDecisionEventEgress(t *testing.T) {
+	d := core.Decision{Outcome: core.Allow, Reason: reason.Allowed, Status: 200, RouteID: "crm.cc"}
+	rec := &proxy.Record{Decision: &d, RequestID: "r1", Egress: &proxy.EgressRecord{
+		Provider: "acme", Grant: "client_credentials", Scopes: []string{"a.read", "a.list"}, Audience: "https://api.acme.example",
+		Lifetime: 599 * time.Second, FromCache: false, TokenSHA256: "ab12",
+	}}
+	e := DecisionEvent(rec)
+	if e.EgressProvider != "acme" || e.EgressGrant != "client_credentials" || e.EgressScopes != "a.read a.list" ||
+		e.EgressAudience != "https://api.acme.example" || e.EgressTokenLifetimeS != 599 || e.EgressFromCache == nil ||
+		*e.EgressFromCache || e.EgressTokenSHA256 != "ab12" {
+		t.Errorf("egress allow event = %+v", e)
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"egress_from_cache":false`) {
+		t.Errorf("a token not from the cache does not say so: %s", b)
+	}
+
+	deny := core.Decision{Outcome: core.Deny, Reason: reason.EgressTokenUnavailable, Status: 502, Detail: reason.DetailEgressToken, Err: errors.New("connection refused")}
+	e = DecisionEvent(&proxy.Record{Decision: &deny, Egress: &proxy.EgressRecord{Provider: "acme", Grant: "client_credentials"}})
+	if e.EgressProvider != "acme" || e.EgressGrant != "client_credentials" || e.EgressScopes != "" || e.EgressFromCache != nil ||
+		e.EgressTokenSHA256 != "" || e.DetailCode != reason.DetailEgressToken || e.DetailReason != "connection refused" {
+		t.Errorf("egress deny event = %+v", e)
+	}
+	// No egress: none of the members.
+	e = DecisionEvent(&proxy.Record{Decision: &d})
+	if b, _ := json.Marshal(e); strings.Contains(string(b), "egress") {
+		t.Errorf("an event without egress names it: %s", b)
 	}
 }

@@ -112,7 +112,8 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		BodyFromGateway: unseen,
 		MustBeCovered:   mustBeCovered,
 	}
-	d, token := h.decide(r.Context(), cr, reqID, upstreamTarget(r.Header.Get("X-Original-Uri")))
+	d, up := h.decide(r.Context(), cr, reqID, upstreamTarget(r.Header.Get("X-Original-Uri")), true)
+	token := up.assertion
 	if !d.Allowed() {
 		writeCheckDeny(w, &d, reqID)
 		h.tel.duration(r.Context(), &d, read)

@@ -17,6 +17,7 @@ type forward struct {
 	d           *core.Decision
 	reqID       string
 	assertion   string    // the backend assertion, "" when the route asks for none
+	egressToken string    // the provider token, "" when the route has no egress
 	scheme      string    // the scheme the request was verified with
 	authority   string    // the authority the request was verified with
 	trustedPeer bool      // the peer is in --trusted-proxies
@@ -63,7 +64,10 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Trailer = nil
 
 	keep := map[string][]string{}
-	if h.cfg.ForwardProofHeaders {
+	// An egress route's upstream is the provider's side: the caller's
+	// passport and proof never go there, whatever --forward-proof-headers
+	// says (docs/OAUTH-EGRESS.md).
+	if h.cfg.ForwardProofHeaders && fw.d.Egress == nil {
 		for _, k := range wireHeaders {
 			if v, ok := pr.In.Header[k]; ok {
 				keep[k] = v
@@ -80,7 +84,13 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	maps.Copy(pr.Out.Header, keep)
 	setForwarded(pr.Out.Header, pr.In, fw)
 	setContextHeaders(pr.Out.Header, fw.d)
-	if fw.assertion != "" {
+	switch {
+	case fw.d.Egress != nil:
+		// The provider token replaces the caller's Authorization (removed
+		// above); the backend assertion was the exchange's subject token
+		// and stays with the verifier.
+		pr.Out.Header.Set("Authorization", "Bearer "+fw.egressToken)
+	case fw.assertion != "":
 		pr.Out.Header.Set("X-TrustPlane-Assertion", fw.assertion)
 	}
 	pr.Out.Header.Set("X-Request-Id", fw.reqID)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/core"
+	"github.com/tpcluster/tpcluster/internal/egress"
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
@@ -49,6 +50,30 @@ type Record struct {
 	// for an allow; empty when none was (docs/AUDIT.md).
 	AssertionJTI string
 	AssertionKID string
+	// Egress describes the provider token of an egress route's request
+	// (docs/OAUTH-EGRESS.md): set on the allow that got one, and on the
+	// egress_token_unavailable denial that did not (provider and grant
+	// only). Nil for routes without egress.
+	Egress *EgressRecord
+}
+
+// EgressRecord is what the audit event says of a provider token; never
+// the token itself.
+type EgressRecord struct {
+	Provider string
+	Grant    string
+	Scopes   []string // as requested
+	Audience string
+	// Lifetime is the expires_in the provider gave; zero on failure.
+	Lifetime    time.Duration
+	FromCache   bool
+	TokenSHA256 string // lowercase hex; empty on failure
+}
+
+// EgressTokens obtains provider tokens for egress routes
+// (docs/OAUTH-EGRESS.md); *egress.Client is one.
+type EgressTokens interface {
+	Token(ctx context.Context, r *egress.Request) (egress.Token, error)
 }
 
 // AssertionMinter mints backend assertions (docs/BACKEND-JWT.md);
@@ -93,6 +118,10 @@ type Config struct {
 	// route asks for one. If nil, such requests are denied
 	// backend_assertion_unavailable and /_tp/jwks.json is 404.
 	Assertions AssertionMinter
+	// Egress obtains the provider token of an allowed request whose route
+	// has an egress block. If nil, such requests are denied
+	// egress_token_unavailable.
+	Egress EgressTokens
 	// Record records each decision; an error fails the request closed. If
 	// nil, nothing is recorded.
 	Record func(ctx context.Context, rec *Record) error
@@ -253,33 +282,80 @@ func (h *Handler) authority(r *http.Request, trustedPeer bool) string {
 	return r.Host
 }
 
+// upstreamAuth is what an allowed request carries upstream besides the
+// request itself: the backend assertion, the provider token.
+type upstreamAuth struct {
+	assertion   string // "" when the route asks for none
+	egressToken string // "" when the route has no egress
+}
+
 // decide runs the pipeline inside a span, mints the backend assertion the
-// route asks for, records the decision and the metrics. A failed record
+// route asks for, obtains the provider token of an egress route (check
+// mode: refuses it), records the decision and the metrics. A failed record
 // turns any decision into a closed failure. target is the request target
-// the upstream receives. The assertion is "" when none was minted.
-func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target string) (core.Decision, string) {
+// the upstream receives.
+func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target string, check bool) (core.Decision, upstreamAuth) {
 	start := time.Now()
 	ctx, span := h.tel.tracer.Start(ctx, "tpcluster.decide", trace.WithSpanKind(trace.SpanKindServer))
 	d := h.cfg.Decider.Decide(ctx, cr)
 	rec := &Record{Decision: &d, RequestID: reqID, Method: cr.Method, Path: cr.RawPath, TraceID: traceID(span)}
-	var token string
+	var up upstreamAuth
 	if d.Allowed() && d.BackendAssertion != nil {
 		// After the consume (Decide has done it): an assertion exists only
 		// for a request that was allowed exactly once.
-		token = h.mint(&d, rec, target)
+		up.assertion = h.mint(&d, rec, target)
+	}
+	if d.Allowed() && d.Egress != nil {
+		// After the consume and the assertion: a provider token is only
+		// ever asked for on behalf of a verified, consumed request.
+		up.egressToken = h.egressToken(ctx, &d, rec, up.assertion, check)
 	}
 	rec.Latency = time.Since(start)
 	if h.cfg.Record != nil {
 		if err := h.cfg.Record(ctx, rec); err != nil {
 			h.log.Error("audit record failed; failing closed", "request_id", reqID, "err", err)
 			d = auditFailed(d, err)
-			token = ""
+			up = upstreamAuth{}
 		}
 	}
 	h.tel.observe(ctx, span, &d)
 	span.End()
 	h.logDecision(ctx, &d, reqID, rec.Latency)
-	return d, token
+	return d, up
+}
+
+// egressToken obtains d's provider token and describes it in rec. On
+// failure d becomes an egress_token_unavailable denial: the upstream
+// accepts nothing else, so nothing goes without it.
+func (h *Handler) egressToken(ctx context.Context, d *core.Decision, rec *Record, assertion string, check bool) string {
+	spec := d.Egress
+	rec.Egress = &EgressRecord{Provider: spec.Provider.ID, Grant: string(spec.Grant)}
+	fail := func(detail reason.Detail, err error) string {
+		h.log.Warn("egress token not obtained; denying", "request_id", rec.RequestID, "route_id", d.RouteID, "provider", spec.Provider.ID, "err", err)
+		d.Outcome = core.Deny
+		d.Reason = reason.EgressTokenUnavailable
+		d.Status = reason.EgressTokenUnavailable.HTTPStatus()
+		d.Detail = detail
+		d.Err = err
+		return ""
+	}
+	if check {
+		return fail(reason.DetailEgressCheckMode, errors.New("the route bridges to a provider's OAuth, which check mode does not do; serve it in proxy mode"))
+	}
+	if h.cfg.Egress == nil {
+		return fail(reason.DetailEgressToken, errors.New("the route has an egress block and the node has no egress client"))
+	}
+	tok, err := h.cfg.Egress.Token(ctx, &egress.Request{
+		Spec: spec, RouteID: d.RouteID, Subject: d.Subject, KeyBinding: d.KeyBinding, SubjectToken: assertion,
+	})
+	if err != nil {
+		return fail(reason.DetailEgressToken, err)
+	}
+	*rec.Egress = EgressRecord{
+		Provider: spec.Provider.ID, Grant: string(spec.Grant), Scopes: spec.Scope, Audience: spec.Audience,
+		Lifetime: tok.Lifetime, FromCache: tok.FromCache, TokenSHA256: tok.SHA256,
+	}
+	return tok.AccessToken
 }
 
 // mint mints d's backend assertion, naming the audit event rec will be
@@ -403,13 +479,13 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		Body:         b.bytes,
 		BodyTooLarge: b.tooLarge,
 	}
-	d, token := h.decide(r.Context(), cr, reqID, upstreamTarget(r.RequestURI))
+	d, up := h.decide(r.Context(), cr, reqID, upstreamTarget(r.RequestURI), false)
 	if !d.Allowed() {
 		writeDeny(w, d.Status, &d, reqID)
 		h.tel.duration(r.Context(), &d, read)
 		return
 	}
-	fw := &forward{d: &d, reqID: reqID, assertion: token, scheme: cr.Scheme, authority: cr.Authority, trustedPeer: trustedPeer, read: read}
+	fw := &forward{d: &d, reqID: reqID, assertion: up.assertion, egressToken: up.egressToken, scheme: cr.Scheme, authority: cr.Authority, trustedPeer: trustedPeer, read: read}
 	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
 	out.Body = io.NopCloser(bytes.NewReader(b.bytes))
 	out.ContentLength = int64(len(b.bytes))

@@ -54,6 +54,13 @@ type rig struct {
 
 func newRig(t testing.TB, mutate func(*Config)) *rig {
 	t.Helper()
+	return buildRig(t, nil, mutate)
+}
+
+// buildRig is newRig with edit applied to the policy document (adding
+// routes, providers) before it is parsed.
+func buildRig(t testing.TB, edit func(policy map[string]any, src []any), mutate func(*Config)) *rig {
+	t.Helper()
 	key, err := signer.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +73,7 @@ func newRig(t testing.TB, mutate func(*Config)) *rig {
 		maps.Copy(rt, extra)
 		return rt
 	}
-	pol, _ := json.Marshal(map[string]any{
+	polDoc := map[string]any{
 		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle", "trust_domain": pDomain,
 		"apis": []any{map[string]any{"api_id": "orders", "audience": pAudience, "base_url": "http://x"}},
 		"route_groups": []any{map[string]any{"route_group_id": "g", "api_id": "orders", "routes": []any{
@@ -78,7 +85,11 @@ func newRig(t testing.TB, mutate func(*Config)) *rig {
 			route("orders.asserted", "GET", "/v1/asserted/{id}", map[string]any{
 				"backend_assertion": map[string]any{"audience": "orders-backend", "ttl_seconds": 30}}),
 		}}},
-	})
+	}
+	if edit != nil {
+		edit(polDoc, src)
+	}
+	pol, _ := json.Marshal(polDoc)
 	tm, _ := json.Marshal(map[string]any{
 		"version": "trustplane-trust-material-v1", "kind": "trust_material",
 		"issuers": []any{map[string]any{"issuer": pIssuer, "trust_domain": pDomain, "source_type": "software_jwks",

@@ -66,6 +66,12 @@ const (
 	// DetailAssertionKey: the route asks for a backend assertion and the
 	// node cannot mint one (after step 19, docs/BACKEND-JWT.md).
 	DetailAssertionKey Detail = "assertion_key"
+	// DetailEgressToken: the provider's token endpoint failed, was too
+	// slow, or answered a token outside the route's limits.
+	DetailEgressToken Detail = "egress_token"
+	// DetailEgressCheckMode: check mode does not bridge to OAuth
+	// (docs/OAUTH-EGRESS.md).
+	DetailEgressCheckMode Detail = "egress_check_mode"
 )
 
 // detailRow is what the table knows of a detail code.
@@ -119,6 +125,8 @@ var detailOf = map[Detail]detailRow{
 	DetailLedger:                {[]Code{ReplayLedgerUnavailable}, "the ledger did not answer or broke its contract"},
 	DetailUntrustedPeer:         {[]Code{GatewayNotTrusted}, "check mode: the peer is outside --trusted-proxies"},
 	DetailAssertionKey:          {[]Code{BackendAssertionUnavailable}, "the route asks for a backend assertion and the node has no usable assertion key"},
+	DetailEgressToken:           {[]Code{EgressTokenUnavailable}, "the route's provider token could not be had: its token endpoint failed, was too slow, or answered outside the route's limits"},
+	DetailEgressCheckMode:       {[]Code{EgressTokenUnavailable}, "check mode: the route bridges to a provider's OAuth, which only proxy mode does"},
 }
 
 // Refines reports whether d is a detail of code c. The empty detail refines

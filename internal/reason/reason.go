@@ -59,6 +59,13 @@ const (
 	// forwarded without it ([ours], docs/SPEC-EXTENSIONS.md,
 	// docs/BACKEND-JWT.md).
 	BackendAssertionUnavailable Code = "backend_assertion_unavailable"
+
+	// EgressTokenUnavailable: the route bridges to a provider's OAuth and
+	// no acceptable token could be had (provider down, slow, refusing, or
+	// answering outside the route's limits; or check mode, which does not
+	// bridge); the request is not forwarded ([ours],
+	// docs/SPEC-EXTENSIONS.md, docs/OAUTH-EGRESS.md).
+	EgressTokenUnavailable Code = "egress_token_unavailable"
 )
 
 // Bundle event codes (SPEC §8.2). They carry no HTTP status.
@@ -104,6 +111,7 @@ var statusOf = map[Code]int{
 	VerifierOverloaded:        503,
 
 	BackendAssertionUnavailable: 503,
+	EgressTokenUnavailable:      502,
 }
 
 // Status returns the HTTP status SPEC §6 gives c, and false for a code that has
