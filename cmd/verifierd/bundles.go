@@ -31,8 +31,10 @@ type bundleSource interface {
 func (c *Config) bundlesFromNATS() bool { return c.TrustMaterial == "" && c.PolicyBundle == "" }
 
 // newBundleSource builds the node's bundle source.
-func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, nodeID string, log *slog.Logger, tel *telemetry.Providers, aud *nodeaudit.Auditor) (bundleSource, error) {
-	opts := bundle.Options{AllowUnsigned: cfg.DevAllowUnsigned, Keys: keys}
+// egressCheck, if not nil, refuses a policy naming an egress provider the
+// node cannot authenticate to.
+func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, egressCheck func(*bundle.EgressProvider) error, nodeID string, log *slog.Logger, tel *telemetry.Providers, aud *nodeaudit.Auditor) (bundleSource, error) {
+	opts := bundle.Options{AllowUnsigned: cfg.DevAllowUnsigned, Keys: keys, EgressCheck: egressCheck}
 	if !cfg.bundlesFromNATS() {
 		return bundlefile.New(bundlefile.Config{
 			TrustMaterial: cfg.TrustMaterial,

@@ -17,6 +17,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/cliflag"
+	"github.com/tpcluster/tpcluster/internal/egress"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx"
@@ -98,6 +99,13 @@ type Config struct {
 	AssertionIssuer     string
 	AssertionPublicKeys cliflag.List
 
+	// EgressSecret and EgressKey name, per provider id (PROVIDER=FILE),
+	// the client secret and private_key_jwt key files of the OAuth egress
+	// tier; EgressTimeout bounds one token request (docs/OAUTH-EGRESS.md).
+	EgressSecret  cliflag.List
+	EgressKey     cliflag.List
+	EgressTimeout time.Duration
+
 	// Derived by Validate.
 	trustedProxies []netip.Prefix
 	upstreamURL    *url.URL
@@ -163,6 +171,9 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.Var(&c.AssertionKey, "assertion-key", "this node's backend assertion private key file (0600, bundlepub keygen): signs the X-TrustPlane-Assertion of routes with backend_assertion; repeatable during a rotation, the key the trust material lists active signs (docs/BACKEND-JWT.md)")
 	fs.StringVar(&c.AssertionIssuer, "assertion-issuer", "", "the fleet's backend assertion issuer (iss); required with --assertion-key")
 	fs.Var(&c.AssertionPublicKeys, "assertion-public-key", "another fleet assertion public key for /_tp/jwks.json: other nodes', next, retired (repeatable; give every node the same list)")
+	fs.Var(&c.EgressSecret, "egress-secret", "PROVIDER=FILE: the OAuth client secret (0600 file) for an egress provider with client_secret_basic or client_secret_post (repeatable; docs/OAUTH-EGRESS.md)")
+	fs.Var(&c.EgressKey, "egress-key", "PROVIDER=FILE: the PEM PKCS #8 private key (0600 file; RSA, P-256 or Ed25519) for an egress provider with private_key_jwt (repeatable)")
+	fs.DurationVar(&c.EgressTimeout, "egress-timeout", egress.DefaultTimeout, "bound of one OAuth token request to an egress provider")
 	fs.DurationVar(&c.AuditCheckpointInterval, "audit-checkpoint-interval", 30*time.Second, "how often the node publishes a signed checkpoint of its audit chain head")
 	// A slow or huge client must not pin a node: every phase of a
 	// request is bounded.
@@ -220,6 +231,9 @@ func (c *Config) checkFiles() error {
 			}
 		}
 	}
+	if _, err := c.readEgressCredentials(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.AuditKey != "" {
 		if _, err := keyfile.ReadPrivate(c.AuditKey); err != nil {
 			errs = append(errs, cliflag.Problem("audit-key", c.AuditKey, err.Error()))
@@ -236,6 +250,62 @@ func (c *Config) checkFiles() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// egressFile is one --egress-secret or --egress-key entry.
+type egressFile struct {
+	flag, provider, path string
+}
+
+// egressFiles splits the PROVIDER=FILE entries of --egress-secret and
+// --egress-key, refusing a malformed entry and a provider named twice.
+func (c *Config) egressFiles() ([]egressFile, error) {
+	var out []egressFile
+	var errs []error
+	seen := map[string]string{}
+	for _, f := range []struct {
+		name string
+		list cliflag.List
+	}{{"egress-secret", c.EgressSecret}, {"egress-key", c.EgressKey}} {
+		for _, v := range f.list {
+			provider, path, ok := strings.Cut(v, "=")
+			if !ok || provider == "" || path == "" {
+				errs = append(errs, cliflag.Problem(f.name, v, "want PROVIDER=FILE"))
+				continue
+			}
+			if other, dup := seen[provider]; dup {
+				errs = append(errs, cliflag.Problem(f.name, v, "provider "+provider+" already has a credential (--"+other+")"))
+				continue
+			}
+			seen[provider] = f.name
+			out = append(out, egressFile{flag: f.name, provider: provider, path: path})
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// readEgressCredentials reads every --egress-secret and --egress-key file;
+// each problem names its flag.
+func (c *Config) readEgressCredentials() (map[string]egress.Credential, error) {
+	files, err := c.egressFiles()
+	if err != nil {
+		return nil, nil // Validate reports it
+	}
+	creds := make(map[string]egress.Credential, len(files))
+	var errs []error
+	for _, f := range files {
+		read := egress.ReadSecret
+		if f.flag == "egress-key" {
+			read = egress.ReadKey
+		}
+		cred, err := read(f.path)
+		if err != nil {
+			errs = append(errs, cliflag.Problem(f.flag, f.provider+"="+f.path, err.Error()))
+			continue
+		}
+		creds[f.provider] = cred
+	}
+	return creds, errors.Join(errs...)
 }
 
 // Validate checks everything once and reports every problem.
@@ -280,6 +350,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.AssertionKey) == 0 && len(c.AssertionPublicKeys) > 0 {
 		bad("assertion-public-key", c.AssertionPublicKeys.String(), "needs --assertion-key")
+	}
+	if _, err := c.egressFiles(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.EgressTimeout <= 0 || c.EgressTimeout > time.Minute {
+		bad("egress-timeout", c.EgressTimeout, "must be positive and at most 1m")
 	}
 	if c.BundleReconcile <= 0 || c.BundleReconcile > 30*time.Second {
 		bad("bundle-reconcile-interval", c.BundleReconcile, "must be positive and at most 30s (SPEC §8.2)")
@@ -468,6 +544,7 @@ func (c *Config) logValues() []any {
 		"audit_stream", c.AuditStream, "audit_replicas", c.AuditReplicas, "audit_max_age", c.AuditMaxAge,
 		"audit_key", c.AuditKey, "audit_checkpoint_interval", c.AuditCheckpointInterval,
 		"assertion_key", c.AssertionKey.String(), "assertion_issuer", c.AssertionIssuer, "assertion_public_keys", c.AssertionPublicKeys.String(),
+		"egress_secret", c.EgressSecret.String(), "egress_key", c.EgressKey.String(), "egress_timeout", c.EgressTimeout,
 		"trusted_proxies", c.TrustedProxies.String(), "max_header_candidates", strconv.Itoa(c.MaxHeaderCandidates),
 	}
 }

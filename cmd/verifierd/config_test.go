@@ -1,6 +1,11 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"os"
 	"path/filepath"
@@ -8,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/natsauth"
 )
@@ -230,5 +236,82 @@ func TestConfigNATSAuth(t *testing.T) {
 				t.Fatalf("Validate = %v, want it to say %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestConfigEgressFlags: --egress-secret and --egress-key name a file per
+// provider; a malformed entry, a provider named twice, a missing, too
+// open or unreadable file is a configuration problem naming its flag (exit
+// 2 before anything listens); good files yield one credential each.
+func TestConfigEgressFlags(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secret := write("acme.secret", "s3cret\n", 0o600)
+	open := write("open.secret", "s3cret\n", 0o644)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(ec)
+	key := write("jwt.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), 0o600)
+	pub, _ := keyfile.Generate("not-pem")
+	if err := pub.Write(filepath.Join(dir, "tp")); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--trust-material", write("t.json", "{}", 0o644), "--policy-bundle", write("p.json", "{}", 0o644),
+		"--bundle-public-key", filepath.Join(dir, "tp.pub")}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" means valid
+	}{
+		{"secret and key", []string{"--egress-secret", "acme=" + secret, "--egress-key", "acme-jwt=" + key}, ""},
+		{"env list", []string{"--egress-secret", "a=" + secret + ",b=" + secret}, ""},
+		{"no provider", []string{"--egress-secret", "=" + secret}, "--egress-secret==" + secret + " (TPCLUSTER_EGRESS_SECRET): want PROVIDER=FILE"},
+		{"no file", []string{"--egress-key", "acme"}, "--egress-key=acme (TPCLUSTER_EGRESS_KEY): want PROVIDER=FILE"},
+		{"provider twice", []string{"--egress-secret", "acme=" + secret, "--egress-key", "acme=" + key}, "provider acme already has a credential (--egress-secret)"},
+		{"missing file", []string{"--egress-secret", "acme=" + filepath.Join(dir, "nope")}, "--egress-secret=acme=" + filepath.Join(dir, "nope") + " (TPCLUSTER_EGRESS_SECRET): egress: open"},
+		{"too open", []string{"--egress-secret", "acme=" + open}, "(TPCLUSTER_EGRESS_SECRET): egress: " + open + " has mode 0644"},
+		{"not a PEM key", []string{"--egress-key", "acme=" + filepath.Join(dir, "tp.key")}, "(TPCLUSTER_EGRESS_KEY): egress: " + filepath.Join(dir, "tp.key") + ": not a PEM PRIVATE KEY"},
+		{"timeout", []string{"--egress-timeout", "0s"}, "--egress-timeout=0s (TPCLUSTER_EGRESS_TIMEOUT): must be positive and at most 1m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := configure(append(slices.Clone(base), tc.args...), func(string) (string, bool) { return "", false }, io.Discard)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("configure = %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("configure = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	c, err := configure(append(slices.Clone(base), "--egress-secret", "acme="+secret, "--egress-key", "acme-jwt="+key, "--upstream", "http://127.0.0.1:1"),
+		func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := newEgressClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Check(&bundle.EgressProvider{ID: "acme", ClientAuth: bundle.ClientSecretBasic}); err != nil {
+		t.Errorf("acme: %v", err)
+	}
+	if err := client.Check(&bundle.EgressProvider{ID: "acme-jwt", ClientAuth: bundle.PrivateKeyJWT}); err != nil {
+		t.Errorf("acme-jwt: %v", err)
+	}
+	if err := client.Check(&bundle.EgressProvider{ID: "other", ClientAuth: bundle.ClientSecretBasic}); err == nil {
+		t.Error("a provider without a credential passed the check")
+	}
+	// Check mode does not bridge: no client, no bundle check.
+	c.upstreamURL = nil
+	if client, err := newEgressClient(c); client != nil || err != nil {
+		t.Errorf("check mode: client %v, %v", client, err)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
+	"github.com/tpcluster/tpcluster/internal/egress"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsauth"
@@ -53,6 +54,7 @@ type node struct {
 	tel      *telemetry.Providers
 	aud      *nodeaudit.Auditor
 	minter   *assertion.Minter // nil without --assertion-key
+	egress   *egress.Client    // nil in check mode (no --upstream)
 	deferred *ledger.Deferred  // set when bundles come from NATS
 	health   *ledger.Health
 	bundles  bundleSource
@@ -96,6 +98,9 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if n.minter, err = readAssertionKeys(cfg, n.listedAssertionKeys); err != nil {
 		return nil, err
 	}
+	if n.egress, err = newEgressClient(cfg); err != nil {
+		return nil, err
+	}
 
 	js, err := n.connect(ctx, nodeID)
 	if err != nil {
@@ -127,7 +132,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if err != nil {
 		return nil, err
 	}
-	if n.bundles, err = newBundleSource(cfg, js, keys, nodeID, log, n.tel, n.aud); err != nil {
+	if n.bundles, err = newBundleSource(cfg, js, keys, n.egressCheck(), nodeID, log, n.tel, n.aud); err != nil {
 		return nil, err
 	}
 	if n.ready, err = readiness.New(readiness.Config{Snapshot: n.bundles.Snapshot, RealtimeWindow: cfg.RealtimeWindow}); err != nil {
@@ -449,6 +454,39 @@ func (n *node) listedAssertionKeys() []*bundle.AssertionKey {
 	return s.Trust.AssertionKeys
 }
 
+// newEgressClient builds the OAuth egress client from --egress-secret and
+// --egress-key (docs/OAUTH-EGRESS.md); nil in check mode, which does not
+// bridge.
+func newEgressClient(cfg *Config) (*egress.Client, error) {
+	if cfg.upstreamURL == nil {
+		return nil, nil
+	}
+	creds, err := cfg.readEgressCredentials()
+	if err != nil {
+		return nil, err // each problem names its flag
+	}
+	return egress.New(egress.Config{Credentials: creds, Timeout: cfg.EgressTimeout})
+}
+
+// egressCheck is bundle.Options.EgressCheck: in proxy mode a policy naming
+// a provider this node holds no credential for is refused (rollback,
+// bundle_rejected) before a request meets it. Check mode refuses egress
+// routes per request instead, since a fleet shares one policy.
+func (n *node) egressCheck() func(*bundle.EgressProvider) error {
+	if n.egress == nil {
+		return nil
+	}
+	return n.egress.Check
+}
+
+// egressTokens is proxy.Config.Egress, nil when there is no client.
+func (n *node) egressTokens() proxy.EgressTokens {
+	if n.egress == nil {
+		return nil
+	}
+	return n.egress
+}
+
 // assertions is proxy.Config.Assertions: a nil *Minter must stay a nil
 // interface, or the proxy would call through it.
 func (n *node) assertions() proxy.AssertionMinter {
@@ -488,6 +526,7 @@ func (n *node) buildServer(led core.Ledger) error {
 		ForwardProofHeaders: cfg.ForwardProofHeaders,
 		Record:              n.aud.Record, // SPEC §9: before the response
 		Assertions:          n.assertions(),
+		Egress:              n.egressTokens(),
 		Ready:               n.ready.Check,
 		Metrics:             n.tel.Metrics,
 		TracerProvider:      n.tel.Tracer,
