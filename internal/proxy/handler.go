@@ -144,6 +144,8 @@ type Handler struct {
 	tel   *telemetry
 	log   *slog.Logger
 	mem   *bodyMemory
+	// egressLog limits the egress failure warnings.
+	egressLog logLimit
 }
 
 // DefaultTrustedProxies is the default of --trusted-proxies (SPEC §10.2).
@@ -183,7 +185,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	h := &Handler{cfg: cfg, tel: tel, log: cfg.Logger, mem: mem}
+	h := &Handler{cfg: cfg, tel: tel, log: cfg.Logger, mem: mem, egressLog: logLimit{interval: 5 * time.Second}}
 	if cfg.Upstream != nil {
 		if cfg.Transport == nil {
 			cfg.Transport = defaultTransport()
@@ -331,7 +333,10 @@ func (h *Handler) egressToken(ctx context.Context, d *core.Decision, rec *Record
 	spec := d.Egress
 	rec.Egress = &EgressRecord{Provider: spec.Provider.ID, Grant: string(spec.Grant)}
 	fail := func(detail reason.Detail, err error) string {
-		h.log.Warn("egress token not obtained; denying", "request_id", rec.RequestID, "route_id", d.RouteID, "provider", spec.Provider.ID, "err", err)
+		if ok, dropped := h.egressLog.allow(time.Now()); ok {
+			h.log.Warn("egress token not obtained; denying", "request_id", rec.RequestID, "route_id", d.RouteID,
+				"provider", spec.Provider.ID, "err", err, "suppressed", dropped)
+		}
 		d.Outcome = core.Deny
 		d.Reason = reason.EgressTokenUnavailable
 		d.Status = reason.EgressTokenUnavailable.HTTPStatus()
