@@ -56,6 +56,9 @@ type EgressProvider struct {
 	// Issuer is the authorization server's issuer identifier, the client
 	// assertion's aud when set (else TokenEndpoint). Empty if absent.
 	Issuer string
+	// IntrospectionEndpoint, if set, is the provider's RFC 7662 endpoint:
+	// every token obtained is introspected before use. Empty if absent.
+	IntrospectionEndpoint string
 }
 
 // Egress is a route's egress block.
@@ -87,7 +90,7 @@ func parseEgressProviders(doc object) (map[string]*EgressProvider, error) {
 	}
 	out := make(map[string]*EgressProvider, len(list))
 	for _, o := range list {
-		if err := o.only("provider_id", "token_endpoint", "client_id", "client_auth", "issuer"); err != nil {
+		if err := o.only("provider_id", "token_endpoint", "client_id", "client_auth", "issuer", "introspection_endpoint"); err != nil {
 			return nil, err
 		}
 		p := new(EgressProvider)
@@ -118,6 +121,14 @@ func parseEgressProviders(doc object) (map[string]*EgressProvider, error) {
 		}
 		if p.Issuer, _, err = o.text("issuer"); err != nil {
 			return nil, err
+		}
+		if p.IntrospectionEndpoint, _, err = o.text("introspection_endpoint"); err != nil {
+			return nil, err
+		}
+		if p.IntrospectionEndpoint != "" {
+			if err := checkTokenEndpoint(p.IntrospectionEndpoint); err != nil {
+				return nil, fmt.Errorf("%s: %w", o.at("introspection_endpoint"), err)
+			}
 		}
 		out[p.ID] = p
 	}

@@ -175,3 +175,19 @@ func TestEgressCheck(t *testing.T) {
 		t.Errorf("without a check: %v", err)
 	}
 }
+
+func TestEgressIntrospectionEndpoint(t *testing.T) {
+	opts := Options{AllowUnsigned: true, ModTime: time.Now()}
+	p, err := ParsePolicy(egressPolicy(t, acmeProvider(func(p map[string]any) {
+		p["introspection_endpoint"] = "https://auth.acme.example/oauth/introspect"
+	}), goodEgress(nil)), opts)
+	if err != nil || p.EgressProviders["acme"].IntrospectionEndpoint != "https://auth.acme.example/oauth/introspect" {
+		t.Fatalf("ParsePolicy = %v", err)
+	}
+	_, err = ParsePolicy(egressPolicy(t, acmeProvider(func(p map[string]any) {
+		p["introspection_endpoint"] = "http://auth.acme.example/oauth/introspect"
+	}), goodEgress(nil)), opts)
+	if err == nil || !strings.Contains(err.Error(), "introspection_endpoint") {
+		t.Errorf("http introspection outside loopback: %v", err)
+	}
+}

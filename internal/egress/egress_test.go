@@ -446,3 +446,38 @@ func TestReadCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestIntrospection: with an introspection endpoint every new token is
+// introspected (RFC 7662) with the provider's client authentication; a
+// token the provider calls inactive, or reports with a scope not asked
+// for, is refused; a cached token is not introspected again.
+func TestIntrospection(t *testing.T) {
+	w := newWorld(t)
+	c := w.client(t, nil)
+	for _, auth := range []string{"basic", "post", "jwt"} {
+		p := *w.prov[auth]
+		p.IntrospectionEndpoint = w.op.IntrospectionEndpoint
+		r := func(subject string) *egress.Request {
+			return &egress.Request{Spec: spec(&p, bundle.GrantClientCredentials, nil), RouteID: "r", Subject: subject}
+		}
+		before := w.op.Introspections()
+		if _, err := c.Token(t.Context(), r("alice")); err != nil {
+			t.Fatalf("%s: Token = %v", auth, err)
+		}
+		if tok, err := c.Token(t.Context(), r("alice")); err != nil || !tok.FromCache {
+			t.Fatalf("%s: second Token = %v, %v", auth, tok, err)
+		}
+		if got := w.op.Introspections() - before; got != 1 {
+			t.Errorf("%s: %d introspections, want 1 (the cached token is not introspected again)", auth, got)
+		}
+		w.op.SetIntrospection(true, "")
+		if _, err := c.Token(t.Context(), r("bob")); err == nil || !strings.Contains(err.Error(), "not active") {
+			t.Errorf("%s: inactive token: %v", auth, err)
+		}
+		w.op.SetIntrospection(false, "contacts.write")
+		if _, err := c.Token(t.Context(), r("carol")); err == nil || !strings.Contains(err.Error(), "introspection: the token's scope is wider") {
+			t.Errorf("%s: introspected scope wider: %v", auth, err)
+		}
+		w.op.SetIntrospection(false, "")
+	}
+}

@@ -89,7 +89,16 @@ func (c *Client) fetch(ctx context.Context, spec *bundle.Egress, cred Credential
 	if err != nil {
 		return Token{}, err
 	}
-	return check(spec, raw)
+	t, err := check(spec, raw)
+	if err != nil {
+		return Token{}, err
+	}
+	if p.IntrospectionEndpoint != "" {
+		if err := c.introspect(ctx, spec, cred, t); err != nil {
+			return Token{}, err
+		}
+	}
+	return t, nil
 }
 
 // resp is the part of a token response this package reads.
@@ -156,34 +165,9 @@ func (c *Client) clientCredentials(ctx context.Context, spec *bundle.Egress, cre
 // exchange posts an RFC 8693 token exchange: x/oauth2 has no such grant.
 // Client authentication is the provider's, as for client credentials.
 func (c *Client) exchange(ctx context.Context, p *bundle.EgressProvider, cred Credential, params url.Values) (resp, error) {
-	switch p.ClientAuth {
-	case bundle.ClientSecretPost:
-		params.Set("client_id", p.ClientID)
-		params.Set("client_secret", cred.secret)
-	case bundle.PrivateKeyJWT:
-		params.Set("client_id", p.ClientID)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.TokenEndpoint, strings.NewReader(params.Encode()))
+	status, body, err := c.postForm(ctx, p.TokenEndpoint, p, cred, params)
 	if err != nil {
-		return resp{}, fmt.Errorf("token request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if p.ClientAuth == bundle.ClientSecretBasic {
-		// RFC 6749 §2.3.1: both form-urlencoded before Basic encoding.
-		req.SetBasicAuth(url.QueryEscape(p.ClientID), url.QueryEscape(cred.secret))
-	}
-	hr, err := c.http.Do(req)
-	if err != nil {
-		return resp{}, fmt.Errorf("token request: %w", err)
-	}
-	defer hr.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(hr.Body, maxResponseBytes+1))
-	if err != nil {
-		return resp{}, fmt.Errorf("token response: %w", err)
-	}
-	if len(body) > maxResponseBytes {
-		return resp{}, fmt.Errorf("token response larger than %d bytes", maxResponseBytes)
+		return resp{}, fmt.Errorf("token %w", err)
 	}
 	var doc struct {
 		AccessToken     string          `json:"access_token"`
@@ -193,12 +177,9 @@ func (c *Client) exchange(ctx context.Context, p *bundle.EgressProvider, cred Cr
 		Scope           *string         `json:"scope"`
 		Error           string          `json:"error"`
 	}
-	if hr.StatusCode < 200 || hr.StatusCode > 299 {
+	if status < 200 || status > 299 {
 		_ = json.Unmarshal(body, &doc)
-		return resp{}, fmt.Errorf("token endpoint answered %d (%s)", hr.StatusCode, printable(doc.Error))
-	}
-	if mt, _, _ := mime.ParseMediaType(hr.Header.Get("Content-Type")); mt != "application/json" {
-		return resp{}, fmt.Errorf("token response has content type %q, not application/json", printable(mt))
+		return resp{}, fmt.Errorf("token endpoint answered %d (%s)", status, printable(doc.Error))
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return resp{}, fmt.Errorf("token response is not JSON: %w", err)
@@ -213,6 +194,103 @@ func (c *Client) exchange(ctx context.Context, p *bundle.EgressProvider, cred Cr
 		return resp{}, fmt.Errorf("issued_token_type is %q, not an access token", printable(r.IssuedTokenType))
 	}
 	return r, nil
+}
+
+// postForm posts params to endpoint with the provider's client
+// authentication and returns the status and a JSON body of at most
+// maxResponseBytes. A 2xx answer that is not JSON is an error.
+func (c *Client) postForm(ctx context.Context, endpoint string, p *bundle.EgressProvider, cred Credential, params url.Values) (int, []byte, error) {
+	switch p.ClientAuth {
+	case bundle.ClientSecretPost:
+		params.Set("client_id", p.ClientID)
+		params.Set("client_secret", cred.secret)
+	case bundle.PrivateKeyJWT:
+		params.Set("client_id", p.ClientID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(params.Encode()))
+	if err != nil {
+		return 0, nil, fmt.Errorf("request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if p.ClientAuth == bundle.ClientSecretBasic {
+		// RFC 6749 §2.3.1: both form-urlencoded before Basic encoding.
+		req.SetBasicAuth(url.QueryEscape(p.ClientID), url.QueryEscape(cred.secret))
+	}
+	hr, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("request: %w", err)
+	}
+	defer hr.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(hr.Body, maxResponseBytes+1))
+	if err != nil {
+		return 0, nil, fmt.Errorf("response: %w", err)
+	}
+	if len(body) > maxResponseBytes {
+		return 0, nil, fmt.Errorf("response larger than %d bytes", maxResponseBytes)
+	}
+	if hr.StatusCode >= 200 && hr.StatusCode <= 299 {
+		if mt, _, _ := mime.ParseMediaType(hr.Header.Get("Content-Type")); mt != "application/json" {
+			return 0, nil, fmt.Errorf("response has content type %q, not application/json", printable(mt))
+		}
+	}
+	return hr.StatusCode, body, nil
+}
+
+// introspectionSkew is how far an introspected exp may lie past the
+// maximum lifetime: the provider's clock and ours differ a little.
+const introspectionSkew = 30 * time.Second
+
+// introspect asks the provider's RFC 7662 introspection endpoint about a
+// token just obtained and refuses one that is not active, was granted a
+// scope not asked for, lives past the route's maximum, or belongs to
+// another client.
+func (c *Client) introspect(ctx context.Context, spec *bundle.Egress, cred Credential, t Token) error {
+	p := spec.Provider
+	params := url.Values{"token": {t.AccessToken}, "token_type_hint": {"access_token"}}
+	if p.ClientAuth == bundle.PrivateKeyJWT {
+		a, err := c.clientAssertion(p, cred)
+		if err != nil {
+			return err
+		}
+		params.Set("client_assertion_type", clientAssertionType)
+		params.Set("client_assertion", a)
+	}
+	status, body, err := c.postForm(ctx, p.IntrospectionEndpoint, p, cred, params)
+	if err != nil {
+		return fmt.Errorf("introspection %w", err)
+	}
+	var doc struct {
+		Active   bool    `json:"active"`
+		Scope    *string `json:"scope"`
+		Exp      *int64  `json:"exp"`
+		ClientID string  `json:"client_id"`
+		Error    string  `json:"error"`
+	}
+	if status < 200 || status > 299 {
+		_ = json.Unmarshal(body, &doc)
+		return fmt.Errorf("introspection endpoint answered %d (%s)", status, printable(doc.Error))
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return fmt.Errorf("introspection response is not JSON: %w", err)
+	}
+	if !doc.Active {
+		return errors.New("the provider says the token it issued is not active")
+	}
+	if doc.Scope != nil {
+		for _, s := range strings.Fields(*doc.Scope) {
+			if !slices.Contains(spec.Scope, s) {
+				return fmt.Errorf("introspection: the token's scope is wider than requested (%q was not asked for)", printable(s))
+			}
+		}
+	}
+	if doc.Exp != nil && time.Unix(*doc.Exp, 0).After(c.now().Add(spec.MaxTokenLifetime+introspectionSkew)) {
+		return fmt.Errorf("introspection: the token expires after the route's max_token_lifetime_seconds %d", int64(spec.MaxTokenLifetime/time.Second))
+	}
+	if doc.ClientID != "" && doc.ClientID != p.ClientID {
+		return errors.New("introspection: the token was issued to another client")
+	}
+	return nil
 }
 
 // check refuses an answer that is not a bearer token within the route's

@@ -82,6 +82,8 @@ type Server struct {
 	Issuer string
 	// TokenEndpoint is the token endpoint's URL.
 	TokenEndpoint string
+	// IntrospectionEndpoint is the RFC 7662 endpoint's URL.
+	IntrospectionEndpoint string
 
 	t       testing.TB
 	cfg     Config
@@ -95,6 +97,17 @@ type Server struct {
 	widen    string
 	delay    time.Duration
 	seq      int
+	issued   map[string]issued // by token id
+	inactive bool              // introspection says every token is inactive
+	introAdd string            // a scope introspection adds
+	intros   int               // introspection requests received
+}
+
+// issued is what the server remembers of a token, for introspection.
+type issued struct {
+	clientID string
+	scopes   []string
+	exp      time.Time
 }
 
 // Start starts a server on a free loopback port and stops it on cleanup.
@@ -110,6 +123,8 @@ func Start(t testing.TB, cfg Config) *Server {
 	s := &Server{t: t, cfg: cfg, addr: ln.Addr().String(), lifetime: cfg.Lifetime}
 	s.Issuer = "http://" + s.addr
 	s.TokenEndpoint = s.Issuer + "/oauth/token"
+	s.IntrospectionEndpoint = s.Issuer + "/oauth/introspect"
+	s.issued = make(map[string]issued)
 	st := &storage{s: s, clients: make(map[string]*client)}
 	for _, c := range cfg.Clients {
 		st.clients[c.ID] = &client{Client: c}
@@ -188,6 +203,21 @@ func (s *Server) SetWiden(scope string) { s.mu.Lock(); s.widen = scope; s.mu.Unl
 
 // SetDelay makes every token request wait d before it is answered.
 func (s *Server) SetDelay(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlock() }
+
+// SetIntrospection makes introspection say every token is inactive, or
+// add scope to what it reports ("" for none).
+func (s *Server) SetIntrospection(inactive bool, scope string) {
+	s.mu.Lock()
+	s.inactive, s.introAdd = inactive, scope
+	s.mu.Unlock()
+}
+
+// Introspections is the number of introspection requests received.
+func (s *Server) Introspections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.intros
+}
 
 // Requests returns the token requests received so far.
 func (s *Server) Requests() []Request {
@@ -322,11 +352,33 @@ func (st *storage) GetKeyByIDAndClientID(_ context.Context, kid, id string) (*jo
 	return &jose.JSONWebKey{Key: c.Key, KeyID: c.KID, Use: "sig"}, nil
 }
 
-func (st *storage) CreateAccessToken(context.Context, op.TokenRequest) (string, time.Time, error) {
+func (st *storage) CreateAccessToken(_ context.Context, r op.TokenRequest) (string, time.Time, error) {
 	st.s.mu.Lock()
 	defer st.s.mu.Unlock()
 	st.s.seq++
-	return fmt.Sprintf("tok-%d", st.s.seq), time.Now().Add(st.s.lifetime), nil
+	id, exp := fmt.Sprintf("tok-%d", st.s.seq), time.Now().Add(st.s.lifetime)
+	clientID := r.GetSubject() // a client_credentials token's subject is its client
+	if x, ok := r.(op.TokenExchangeRequest); ok {
+		clientID = x.GetClientID()
+	}
+	st.s.issued[id] = issued{clientID: clientID, scopes: slices.Clone(r.GetScopes()), exp: exp}
+	return id, exp, nil
+}
+
+func (st *storage) SetIntrospectionFromToken(_ context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, _ string) error {
+	st.s.mu.Lock()
+	defer st.s.mu.Unlock()
+	st.s.intros++
+	tok, ok := st.s.issued[tokenID]
+	if !ok || st.s.inactive {
+		return errNotFound // the OP answers active: false
+	}
+	resp.Scope = slices.Clone(tok.scopes)
+	if st.s.introAdd != "" {
+		resp.Scope = append(resp.Scope, st.s.introAdd)
+	}
+	resp.ClientID, resp.Subject, resp.Expiration = tok.clientID, subject, oidc.FromTime(tok.exp)
+	return nil
 }
 
 func (st *storage) SigningKey(context.Context) (op.SigningKey, error) {
