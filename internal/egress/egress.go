@@ -196,7 +196,8 @@ func (c *Client) Token(ctx context.Context, r *Request) (Token, error) {
 	}
 	// One token request per key; it runs under its own timeout, detached
 	// from the first caller, so that caller going away fails nobody else.
-	v, err, _ := c.group.Do(key, func() (any, error) {
+	// Each caller waits for it only as long as its own context lasts.
+	ch := c.group.DoChan(key, func() (any, error) {
 		if t, ok := c.lookup(key); ok {
 			return t, nil
 		}
@@ -209,11 +210,15 @@ func (c *Client) Token(ctx context.Context, r *Request) (Token, error) {
 		c.store(key, t)
 		return t, nil
 	})
-	if err != nil {
-		return fail(err)
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return fail(res.Err)
+		}
+		return res.Val.(Token), nil
+	case <-ctx.Done():
+		return fail(fmt.Errorf("waiting for the token: %w", context.Cause(ctx)))
 	}
-	t := v.(Token)
-	return t, nil
 }
 
 // margin is how long before its expiry a token stops being served from

@@ -481,3 +481,30 @@ func TestIntrospection(t *testing.T) {
 		w.op.SetIntrospection(false, "")
 	}
 }
+
+// TestCallerGoesAway: a caller whose context ends stops waiting at once;
+// the token request it started still completes for the others and fills
+// the cache.
+func TestCallerGoesAway(t *testing.T) {
+	w := newWorld(t)
+	c := w.client(t, nil)
+	w.op.SetDelay(500 * time.Millisecond)
+	r := &egress.Request{Spec: spec(w.prov["basic"], bundle.GrantClientCredentials, nil), RouteID: "r", Subject: "s"}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.Token(ctx, r); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Token with a short context = %v, want the deadline", err)
+	}
+	t.Logf("the caller stopped waiting after %s (its context: 50ms, the provider: 500ms)", time.Since(start))
+	// A second caller joins the request still in flight.
+	if _, err := c.Token(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	if w.op.Count() != 1 {
+		t.Errorf("%d token requests, want the first one shared", w.op.Count())
+	}
+	if tok, err := c.Token(t.Context(), r); err != nil || !tok.FromCache {
+		t.Errorf("third Token = %v, %v; want the cached token", tok, err)
+	}
+}
