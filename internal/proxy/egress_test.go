@@ -417,22 +417,28 @@ func TestEgressSingleFlight(t *testing.T) {
 // and no token is asked for.
 func TestEgressCheckMode(t *testing.T) {
 	r := newEgressRig(t, nil)
-	q := r.signAsSubject(t, crmPrefix+"alice", "GET", "/crm/contacts/1", "crm.cc")
-	c, _ := http.NewRequest("POST", r.srv.URL+"/_tp/check", bytes.NewReader(nil))
-	maps.Copy(c.Header, q.Header)
-	c.Header.Set("X-Original-Method", "GET")
-	c.Header.Set("X-Original-Uri", q.URL.RequestURI())
-	c.Header.Set("X-Forwarded-Host", q.URL.Host)
-	c.Header.Set("X-Forwarded-Proto", "http")
-	resp, text := do(t, c)
-	if resp.StatusCode != 403 || resp.Header.Get("X-Trustplane-Reason") != "egress_token_unavailable" || resp.Header.Get("X-Trustplane-Status") != "502" {
-		t.Errorf("check = %d %s %v, want 403 with egress_token_unavailable/502", resp.StatusCode, text, resp.Header)
+	check := func(target, routeID string) (*http.Response, string) {
+		q := r.signAsSubject(t, crmPrefix+"alice", "GET", target, routeID)
+		c, _ := http.NewRequest("POST", r.srv.URL+"/_tp/check", bytes.NewReader(nil))
+		maps.Copy(c.Header, q.Header)
+		c.Header.Set("X-Original-Method", "GET")
+		c.Header.Set("X-Original-Uri", q.URL.RequestURI())
+		c.Header.Set("X-Forwarded-Host", q.URL.Host)
+		c.Header.Set("X-Forwarded-Proto", "http")
+		return do(t, c)
 	}
-	if resp.Header.Get("Authorization") != "" || r.op.Count() != 0 {
-		t.Errorf("check mode asked for a token (%d) or returned one", r.op.Count())
-	}
-	_, recs := r.seenAndRecords()
-	if len(recs) != 1 || recs[0].Decision.Detail != "egress_check_mode" {
-		t.Errorf("records = %+v", recs)
+	for i, tc := range []struct{ target, route string }{{"/crm/contacts/1", "crm.cc"}, {"/crm/exchange/1", "crm.exchange"}} {
+		resp, text := check(tc.target, tc.route)
+		if resp.StatusCode != 403 || resp.Header.Get("X-Trustplane-Reason") != "egress_token_unavailable" || resp.Header.Get("X-Trustplane-Status") != "502" {
+			t.Errorf("%s: check = %d %s %v, want 403 with egress_token_unavailable/502", tc.route, resp.StatusCode, text, resp.Header)
+		}
+		if resp.Header.Get("Authorization") != "" || resp.Header.Get("X-Trustplane-Assertion") != "" || r.op.Count() != 0 {
+			t.Errorf("%s: check mode asked for a token (%d) or returned a credential", tc.route, r.op.Count())
+		}
+		_, recs := r.seenAndRecords()
+		if len(recs) != i+1 || recs[i].Decision.Detail != "egress_check_mode" || recs[i].AssertionJTI != "" ||
+			recs[i].Egress == nil || recs[i].Egress.Provider == "" {
+			t.Errorf("%s: record = %+v", tc.route, recs[i])
+		}
 	}
 }

@@ -302,6 +302,12 @@ func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target st
 	d := h.cfg.Decider.Decide(ctx, cr)
 	rec := &Record{Decision: &d, RequestID: reqID, Method: cr.Method, Path: cr.RawPath, TraceID: traceID(span)}
 	var up upstreamAuth
+	if d.Allowed() && d.Egress != nil && check {
+		// Before the assertion: nothing is minted for a request that is
+		// refused anyway.
+		h.denyEgress(&d, rec, reason.DetailEgressCheckMode,
+			errors.New("the route bridges to a provider's OAuth, which check mode does not do; serve it in proxy mode"))
+	}
 	if d.Allowed() && d.BackendAssertion != nil {
 		// After the consume (Decide has done it): an assertion exists only
 		// for a request that was allowed exactly once.
@@ -310,7 +316,7 @@ func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target st
 	if d.Allowed() && d.Egress != nil {
 		// After the consume and the assertion: a provider token is only
 		// ever asked for on behalf of a verified, consumed request.
-		up.egressToken = h.egressToken(ctx, &d, rec, up.assertion, check)
+		up.egressToken = h.egressToken(ctx, &d, rec, up.assertion)
 	}
 	rec.Latency = time.Since(start)
 	if h.cfg.Record != nil {
@@ -329,38 +335,40 @@ func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target st
 // egressToken obtains d's provider token and describes it in rec. On
 // failure d becomes an egress_token_unavailable denial: the upstream
 // accepts nothing else, so nothing goes without it.
-func (h *Handler) egressToken(ctx context.Context, d *core.Decision, rec *Record, assertion string, check bool) string {
+func (h *Handler) egressToken(ctx context.Context, d *core.Decision, rec *Record, assertion string) string {
 	spec := d.Egress
-	rec.Egress = &EgressRecord{Provider: spec.Provider.ID, Grant: string(spec.Grant)}
-	fail := func(detail reason.Detail, err error) string {
-		if ok, dropped := h.egressLog.allow(time.Now()); ok {
-			h.log.Warn("egress token not obtained; denying", "request_id", rec.RequestID, "route_id", d.RouteID,
-				"provider", spec.Provider.ID, "err", err, "suppressed", dropped)
-		}
-		d.Outcome = core.Deny
-		d.Reason = reason.EgressTokenUnavailable
-		d.Status = reason.EgressTokenUnavailable.HTTPStatus()
-		d.Detail = detail
-		d.Err = err
-		return ""
-	}
-	if check {
-		return fail(reason.DetailEgressCheckMode, errors.New("the route bridges to a provider's OAuth, which check mode does not do; serve it in proxy mode"))
-	}
 	if h.cfg.Egress == nil {
-		return fail(reason.DetailEgressToken, errors.New("the route has an egress block and the node has no egress client"))
+		h.denyEgress(d, rec, reason.DetailEgressToken, errors.New("the route has an egress block and the node has no egress client"))
+		return ""
 	}
 	tok, err := h.cfg.Egress.Token(ctx, &egress.Request{
 		Spec: spec, RouteID: d.RouteID, Subject: d.Subject, KeyBinding: d.KeyBinding, SubjectToken: assertion,
 	})
 	if err != nil {
-		return fail(reason.DetailEgressToken, err)
+		h.denyEgress(d, rec, reason.DetailEgressToken, err)
+		return ""
 	}
-	*rec.Egress = EgressRecord{
+	rec.Egress = &EgressRecord{
 		Provider: spec.Provider.ID, Grant: string(spec.Grant), Scopes: spec.Scope, Audience: spec.Audience,
 		Lifetime: tok.Lifetime, FromCache: tok.FromCache, TokenSHA256: tok.SHA256,
 	}
 	return tok.AccessToken
+}
+
+// denyEgress turns d into an egress_token_unavailable denial whose record
+// names the provider and grant.
+func (h *Handler) denyEgress(d *core.Decision, rec *Record, detail reason.Detail, err error) {
+	spec := d.Egress
+	rec.Egress = &EgressRecord{Provider: spec.Provider.ID, Grant: string(spec.Grant)}
+	if ok, dropped := h.egressLog.allow(time.Now()); ok {
+		h.log.Warn("egress token not obtained; denying", "request_id", rec.RequestID, "route_id", d.RouteID,
+			"provider", spec.Provider.ID, "err", err, "suppressed", dropped)
+	}
+	d.Outcome = core.Deny
+	d.Reason = reason.EgressTokenUnavailable
+	d.Status = reason.EgressTokenUnavailable.HTTPStatus()
+	d.Detail = detail
+	d.Err = err
 }
 
 // mint mints d's backend assertion, naming the audit event rec will be
