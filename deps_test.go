@@ -151,8 +151,8 @@ var layers = map[string]deptest.Layer{
 	in("bundlefile"): {Allow: []string{in("bundle")}, Deny: []deptest.Rule{noHTTP, noNATS, noCore}},
 	// egress obtains provider OAuth tokens (docs/OAUTH-EGRESS.md): x/oauth2
 	// for the standard grant, go-jose for client assertions.
-	in("egress"): {Allow: []string{"golang.org/x/oauth2", "golang.org/x/sync/singleflight", goJose, in("bundle"), in("signerclass")}, Deny: []deptest.Rule{
-		noNATS, noCore, noZitadel,
+	in("egress"): {Allow: []string{"golang.org/x/oauth2", "golang.org/x/sync/singleflight", goJose, otelAPI, in("bundle"), in("signerclass")}, Deny: []deptest.Rule{
+		noNATS, noCore, noZitadel, noSDK,
 	}},
 	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit"), in("assertion"), in("egress")}, Deny: []deptest.Rule{
 		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; proxy reaches them through core and the Record hook"},

@@ -135,6 +135,27 @@ func TestEgress(t *testing.T) {
 		t.Errorf("after the provider is back = %d %s", a.status, a.body)
 	}
 
+	// Metrics: token requests by outcome, cache hits, by provider.
+	metrics := scrape(t, n.URL)
+	for _, want := range [][]string{
+		{"tpcluster_egress_token_requests_total{", `outcome="ok"`, `provider="acme"`},
+		{"tpcluster_egress_token_requests_total{", `outcome="failed"`, `provider="acme"`},
+		{"tpcluster_egress_cache_hits_total{", `provider="acme"`},
+		{"tpcluster_egress_token_request_duration_seconds_count{", `provider="acme"`},
+	} {
+		found := false
+		for line := range strings.Lines(metrics) {
+			ok := strings.HasPrefix(line, want[0])
+			for _, part := range want[1:] {
+				ok = ok && strings.Contains(line, part)
+			}
+			found = found || ok
+		}
+		if !found {
+			t.Errorf("/_tp/metrics has no %q line", want)
+		}
+	}
+
 	// 5. A policy naming a provider this node has no credential for is
 	// refused: bundle_rejected, the node stays on sequence 1 and keeps
 	// bridging.
@@ -199,6 +220,18 @@ func auditEventOf(t *testing.T, url, id string) auditMsg {
 		return fmt.Errorf("no event for %s yet", id)
 	})
 	return out
+}
+
+// scrape returns a node's /_tp/metrics text.
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/_tp/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // policySequence is the policy sequence a node's readyz reports.

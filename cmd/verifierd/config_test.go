@@ -296,7 +296,7 @@ func TestConfigEgressFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := newEgressClient(c)
+	client, err := newEgressClient(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestConfigEgressFlags(t *testing.T) {
 	}
 	// Check mode does not bridge: no client, no bundle check.
 	c.upstreamURL = nil
-	if client, err := newEgressClient(c); client != nil || err != nil {
+	if client, err := newEgressClient(c, nil); client != nil || err != nil {
 		t.Errorf("check mode: client %v, %v", client, err)
 	}
 }

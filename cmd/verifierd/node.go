@@ -98,9 +98,6 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if n.minter, err = readAssertionKeys(cfg, n.listedAssertionKeys); err != nil {
 		return nil, err
 	}
-	if n.egress, err = newEgressClient(cfg); err != nil {
-		return nil, err
-	}
 
 	js, err := n.connect(ctx, nodeID)
 	if err != nil {
@@ -110,6 +107,10 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 		return nil, err
 	}
 	n.onAbort(func() { n.stopTelemetry(context.Background()) })
+	// Before the bundles: its check decides which policies this node takes.
+	if n.egress, err = newEgressClient(cfg, n.tel.Meter); err != nil {
+		return nil, err
+	}
 
 	// Audit before bundles: the first bundle_applied events go to the spool.
 	if n.aud, err = nodeaudit.Open(n.auditConfig(nodeID, auditKey)); err != nil {
@@ -457,7 +458,7 @@ func (n *node) listedAssertionKeys() []*bundle.AssertionKey {
 // newEgressClient builds the OAuth egress client from --egress-secret and
 // --egress-key (docs/OAUTH-EGRESS.md); nil in check mode, which does not
 // bridge.
-func newEgressClient(cfg *Config) (*egress.Client, error) {
+func newEgressClient(cfg *Config, mp metric.MeterProvider) (*egress.Client, error) {
 	if cfg.upstreamURL == nil {
 		return nil, nil
 	}
@@ -465,7 +466,7 @@ func newEgressClient(cfg *Config) (*egress.Client, error) {
 	if err != nil {
 		return nil, err // each problem names its flag
 	}
-	return egress.New(egress.Config{Credentials: creds, Timeout: cfg.EgressTimeout})
+	return egress.New(egress.Config{Credentials: creds, Timeout: cfg.EgressTimeout, MeterProvider: mp})
 }
 
 // egressCheck is bundle.Options.EgressCheck: in proxy mode a policy naming

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
@@ -54,6 +55,9 @@ type Config struct {
 	MaxEntries int
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
+	// MeterProvider receives the token request and cache metrics; nil
+	// means no-op.
+	MeterProvider metric.MeterProvider
 }
 
 // Client obtains provider tokens. It is safe for concurrent use.
@@ -64,6 +68,7 @@ type Client struct {
 	max     int
 	now     func() time.Time
 	group   singleflight.Group
+	metrics *metrics
 
 	mu    sync.Mutex
 	cache map[string]cached // guarded by mu
@@ -97,8 +102,12 @@ func New(cfg Config) (*Client, error) {
 			return nil, errors.New("egress: a credential for an empty provider id")
 		}
 	}
+	m, err := newMetrics(cfg.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("egress: metrics: %w", err)
+	}
 	return &Client{creds: cfg.Credentials, http: cfg.HTTPClient, timeout: cfg.Timeout, max: cfg.MaxEntries,
-		now: cfg.Now, cache: make(map[string]cached)}, nil
+		now: cfg.Now, cache: make(map[string]cached), metrics: m}, nil
 }
 
 func defaultHTTPClient() *http.Client {
@@ -192,6 +201,7 @@ func (c *Client) Token(ctx context.Context, r *Request) (Token, error) {
 	}
 	key := cacheKey(spec, r)
 	if t, ok := c.lookup(key); ok {
+		c.metrics.hit(ctx, spec.Provider.ID)
 		return t, nil
 	}
 	// One token request per key; it runs under its own timeout, detached
@@ -203,7 +213,9 @@ func (c *Client) Token(ctx context.Context, r *Request) (Token, error) {
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
+		start := time.Now()
 		t, err := c.fetch(fctx, spec, cred, r.SubjectToken)
+		c.metrics.request(fctx, spec.Provider.ID, time.Since(start), err)
 		if err != nil {
 			return nil, err
 		}

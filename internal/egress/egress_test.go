@@ -23,6 +23,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/egress"
@@ -506,5 +508,66 @@ func TestCallerGoesAway(t *testing.T) {
 	}
 	if tok, err := c.Token(t.Context(), r); err != nil || !tok.FromCache {
 		t.Errorf("third Token = %v, %v; want the cached token", tok, err)
+	}
+}
+
+// TestMetrics: token requests are counted by provider and outcome, timed,
+// and cache hits counted; nothing names a subject or route.
+func TestMetrics(t *testing.T) {
+	w := newWorld(t)
+	reader := sdkmetric.NewManualReader()
+	c, err := egress.New(egress.Config{Credentials: w.creds, Timeout: time.Second,
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &egress.Request{Spec: spec(w.prov["basic"], bundle.GrantClientCredentials, nil), RouteID: "r", Subject: "alice"}
+	for range 3 {
+		if _, err := c.Token(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.op.Stop()
+	r2 := *r
+	r2.Subject = "bob"
+	if _, err := c.Token(t.Context(), &r2); err == nil {
+		t.Fatal("a token from a stopped provider")
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	var timed uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch data := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range data.DataPoints {
+					key := m.Name
+					for _, kv := range p.Attributes.ToSlice() {
+						key += " " + string(kv.Key) + "=" + kv.Value.AsString()
+					}
+					got[key] = p.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range data.DataPoints {
+					timed += p.Count
+				}
+			}
+		}
+	}
+	want := map[string]int64{
+		"tpcluster.egress.token_requests outcome=ok provider=basic":     1,
+		"tpcluster.egress.token_requests outcome=failed provider=basic": 1,
+		"tpcluster.egress.cache_hits provider=basic":                    2,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	if timed != 2 {
+		t.Errorf("%d token requests timed, want 2", timed)
 	}
 }
