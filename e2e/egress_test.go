@@ -127,7 +127,7 @@ func TestEgress(t *testing.T) {
 	t.Logf("provider down: 502 after %s", time.Since(start))
 	de := auditEventOf(t, "nats://"+natsAddr, down.header.Get("X-Request-Id"))
 	if de.ev.Outcome != audit.OutcomeDeny || de.ev.DetailCode != "egress_token" || de.ev.EgressProvider != "acme" ||
-		de.ev.EgressTokenSHA256 != "" || !strings.Contains(de.ev.DetailReason, "connection refused") {
+		de.ev.EgressTokenSHA256 != "" || !strings.Contains(de.ev.DetailReason, "dial tcp") {
 		t.Errorf("outage event = %s", de.data)
 	}
 	op.Restart()

@@ -329,7 +329,7 @@ func TestEgressProviderOutage(t *testing.T) {
 	d := recs[0].Decision
 	if d.Allowed() || d.Reason != "egress_token_unavailable" || d.Detail != "egress_token" || d.JTI == "" ||
 		recs[0].Egress == nil || recs[0].Egress.Provider != "acme" || recs[0].Egress.TokenSHA256 != "" ||
-		!strings.Contains(d.Err.Error(), "connection refused") {
+		!strings.Contains(d.Err.Error(), "dial tcp") {
 		t.Errorf("record = %+v, egress %+v, err %v", d, recs[0].Egress, d.Err)
 	}
 	r.op.Restart()
