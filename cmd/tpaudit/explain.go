@@ -100,6 +100,20 @@ func explain(e *audit.Event) string {
 	if e.TranscriptSHA256 != "" {
 		line("transcript", "sha256 %s (matched)", e.TranscriptSHA256)
 	}
+	if e.AssertionJTI != "" {
+		line("assertion", "backend assertion jti %s, signed with key %s", e.AssertionJTI, orNone(e.AssertionKID))
+	}
+	if e.EgressProvider != "" {
+		line("egress", "provider %s, grant %s", e.EgressProvider, orNone(e.EgressGrant))
+		if e.EgressTokenSHA256 != "" {
+			source := "from the provider"
+			if e.EgressFromCache != nil && *e.EgressFromCache {
+				source = "from the cache"
+			}
+			line("token", "scope %q, audience %s, lifetime %d s, %s (sha256 %s)",
+				e.EgressScopes, orNone(e.EgressAudience), e.EgressTokenLifetimeS, source, e.EgressTokenSHA256)
+		}
+	}
 	if e.TraceID != "" {
 		line("trace", "%s", e.TraceID)
 	}

@@ -48,10 +48,14 @@ func publish(t *testing.T, nc *nats.Conn, node string, events ...*audit.Event) {
 
 // explainEvents: an allow, a body-hash denial and a bundle event.
 func explainEvents() []*audit.Event {
+	cached := true
 	return []*audit.Event{
 		{Component: "verifier", Outcome: audit.OutcomeAllow, Accepted: true, ReasonCode: reason.Allowed, Status: 200,
 			RequestID: "req-allow", RouteID: "orders.create", Issuer: "https://issuer.example", Subject: "spiffe://x/orders",
-			KeyBinding: "software", RequiredKeyBinding: "software", PolicyID: "cdcd", PolicyVersion: 7, Method: "POST", Path: "/v1/orders"},
+			KeyBinding: "software", RequiredKeyBinding: "software", PolicyID: "cdcd", PolicyVersion: 7, Method: "POST", Path: "/v1/orders",
+			AssertionJTI: "as-1", AssertionKID: "node-a-2026", EgressProvider: "saas", EgressGrant: "client_credentials",
+			EgressScopes: "orders.read orders.write", EgressAudience: "https://api.saas.example", EgressTokenLifetimeS: 300,
+			EgressFromCache: &cached, EgressTokenSHA256: "abab"},
 		{Component: "verifier", Outcome: audit.OutcomeDeny, ReasonCode: reason.RequestBindingMismatch, Status: 401,
 			DetailCode: reason.DetailBodyHash, DetailReason: "body hash differs from X-TrustPlane-Body-SHA256",
 			RequestID: "req-deny", RouteID: "orders.create", Issuer: "https://issuer.example", Subject: "spiffe://x/orders",
@@ -86,6 +90,20 @@ func TestExplain(t *testing.T) {
 	code, out = tpaudit(t, url, "explain", "req-allow")
 	if code != 0 || !strings.Contains(out, "was accepted: 200 allowed") || strings.Contains(out, "why:") {
 		t.Errorf("explain req-allow = %d\n%s", code, out)
+	}
+	// The tiers' fields: which assertion and which OAuth request the
+	// decision produced (docs/BACKEND-JWT.md, docs/OAUTH-EGRESS.md).
+	for _, want := range []string{
+		"backend assertion jti as-1, signed with key node-a-2026",
+		"provider saas, grant client_credentials",
+		`scope "orders.read orders.write", audience https://api.saas.example, lifetime 300 s, from the cache (sha256 abab)`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain req-allow: want %q in\n%s", want, out)
+		}
+	}
+	if _, out := tpaudit(t, url, "explain", "req-deny"); strings.Contains(out, "assertion:") || strings.Contains(out, "egress:") {
+		t.Errorf("explain req-deny names an assertion or egress it has not:\n%s", out)
 	}
 	code, out = tpaudit(t, url, "explain", "req-nobody")
 	if code != exitNotFound || !strings.Contains(out, `no event with request_id "req-nobody" among 3 events`) {

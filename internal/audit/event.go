@@ -82,9 +82,10 @@ type Event struct {
 	AssertionKID string `json:"assertion_kid,omitempty"`
 
 	// A request of an egress route (docs/OAUTH-EGRESS.md): the provider
-	// and grant asked, and on an allow the scopes and audience requested,
-	// (space-separated, in the route's order), the token's lifetime in seconds, whether it came from the cache and
-	// the SHA-256 of the token, never the token.
+	// and grant asked, and on an allow the scopes (space-separated, in the
+	// route's order) and audience requested, the token's lifetime in
+	// seconds, whether it came from the cache and the SHA-256 of the
+	// token, never the token.
 	EgressProvider       string `json:"egress_provider,omitempty"`
 	EgressGrant          string `json:"egress_grant,omitempty"`
 	EgressScopes         string `json:"egress_scopes,omitempty"` // space-separated, as OAuth writes a scope
