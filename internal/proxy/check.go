@@ -19,15 +19,8 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID(r)
 	if !trusted(h.cfg.TrustedProxies, r) {
 		// Before step 1: an untrusted peer could forge every X-Original-*.
-		d := core.Decision{Reason: reason.GatewayNotTrusted, Status: reason.GatewayNotTrusted.HTTPStatus(), Detail: reason.DetailUntrustedPeer,
-			Err: errors.New("check request from a peer outside --trusted-proxies")}
-		if h.cfg.Record != nil {
-			if err := h.cfg.Record(r.Context(), &Record{Decision: &d, RequestID: reqID, Method: r.Method}); err != nil {
-				h.log.Error("audit record failed", "request_id", reqID, "err", err)
-			}
-		}
-		h.tel.count(r.Context(), &d)
-		h.logDecision(r.Context(), &d, reqID, 0)
+		d := h.recordEarly(r.Context(), &Record{RequestID: reqID, Method: r.Method}, reason.GatewayNotTrusted, reason.DetailUntrustedPeer,
+			errors.New("check request from a peer outside --trusted-proxies"))
 		writeCheckDeny(w, &d, reqID)
 		return
 	}
@@ -112,7 +105,7 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 		BodyFromGateway: unseen,
 		MustBeCovered:   mustBeCovered,
 	}
-	d, up := h.decide(r.Context(), cr, reqID, upstreamTarget(r.Header.Get("X-Original-Uri")), true)
+	d, up := h.decide(r.Context(), cr, reqID, upstreamTarget(r.Header.Get("X-Original-Uri")), true, nil)
 	token := up.assertion
 	if !d.Allowed() {
 		writeCheckDeny(w, &d, reqID)

@@ -295,11 +295,17 @@ type upstreamAuth struct {
 // route asks for, obtains the provider token of an egress route (check
 // mode: refuses it), records the decision and the metrics. A failed record
 // turns any decision into a closed failure. target is the request target
-// the upstream receives.
-func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target string, check bool) (core.Decision, upstreamAuth) {
+// the upstream receives. check is true for check mode and the gateway
+// path, which serve no egress route. refine, if set, sees a denial before
+// it is recorded and may name its cause more precisely (the gRPC gateway
+// names the Envoy setting that caused it).
+func (h *Handler) decide(ctx context.Context, cr *core.Request, reqID, target string, check bool, refine func(*core.Decision)) (core.Decision, upstreamAuth) {
 	start := time.Now()
 	ctx, span := h.tel.tracer.Start(ctx, "tpcluster.decide", trace.WithSpanKind(trace.SpanKindServer))
 	d := h.cfg.Decider.Decide(ctx, cr)
+	if refine != nil && !d.Allowed() {
+		refine(&d)
+	}
 	rec := &Record{Decision: &d, RequestID: reqID, Method: cr.Method, Path: cr.RawPath, TraceID: traceID(span)}
 	var up upstreamAuth
 	if d.Allowed() && d.Egress != nil && check {
@@ -492,7 +498,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 		Body:         b.bytes,
 		BodyTooLarge: b.tooLarge,
 	}
-	d, up := h.decide(r.Context(), cr, reqID, upstreamTarget(r.RequestURI), false)
+	d, up := h.decide(r.Context(), cr, reqID, upstreamTarget(r.RequestURI), false, nil)
 	if !d.Allowed() {
 		writeDeny(w, d.Status, &d, reqID)
 		h.tel.duration(r.Context(), &d, read)
@@ -523,16 +529,7 @@ func (h *Handler) serveProxy(w http.ResponseWriter, r *http.Request) {
 // rules, and verifier_overloaded), recording and counting it like a
 // decision. rec carries the request id, method and path.
 func (h *Handler) denyEarly(w http.ResponseWriter, r *http.Request, rec *Record, code reason.Code, detail reason.Detail, err error, check bool) {
-	d := core.Decision{Reason: code, Status: code.HTTPStatus(), Detail: detail, Err: err}
-	rec.Decision = &d
-	if h.cfg.Record != nil {
-		if rerr := h.cfg.Record(r.Context(), rec); rerr != nil {
-			h.log.Error("audit record failed; failing closed", "request_id", rec.RequestID, "err", rerr)
-			d = auditFailed(d, rerr)
-		}
-	}
-	h.tel.count(r.Context(), &d)
-	h.logDecision(r.Context(), &d, rec.RequestID, 0)
+	d := h.recordEarly(r.Context(), rec, code, detail, err)
 	if !check || code == reason.VerifierOverloaded {
 		// The body was not read: close the connection rather than let the
 		// server wait to discard a body nobody will verify.
@@ -546,6 +543,28 @@ func (h *Handler) denyEarly(w http.ResponseWriter, r *http.Request, rec *Record,
 		return
 	}
 	writeDeny(w, d.Status, &d, rec.RequestID)
+}
+
+// recordEarly records, counts and logs a refusal made before the pipeline
+// runs (the adapters' own rules, verifier_overloaded, an untrusted
+// gateway), and returns it: audit_unavailable when it could not be
+// recorded. rec carries the request id, method and path.
+func (h *Handler) recordEarly(ctx context.Context, rec *Record, code reason.Code, detail reason.Detail, err error) core.Decision {
+	return h.recordRefusal(ctx, rec, core.Decision{Reason: code, Status: code.HTTPStatus(), Detail: detail, Err: err})
+}
+
+// recordRefusal is recordEarly for a refusal already built.
+func (h *Handler) recordRefusal(ctx context.Context, rec *Record, d core.Decision) core.Decision {
+	rec.Decision = &d
+	if h.cfg.Record != nil {
+		if rerr := h.cfg.Record(ctx, rec); rerr != nil {
+			h.log.Error("audit record failed; failing closed", "request_id", rec.RequestID, "err", rerr)
+			d = auditFailed(d, rerr)
+		}
+	}
+	h.tel.count(ctx, &d)
+	h.logDecision(ctx, &d, rec.RequestID, 0)
+	return d
 }
 
 // endToEnd returns h without the headers its Connection header nominates.

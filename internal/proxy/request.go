@@ -53,9 +53,13 @@ func peerAddr(r *http.Request) (netip.Addr, bool) {
 
 func trusted(prefixes []netip.Prefix, r *http.Request) bool {
 	a, ok := peerAddr(r)
-	if !ok {
-		return false
-	}
+	return ok && trustedAddr(prefixes, a)
+}
+
+// trustedAddr reports whether the peer address a (unmapped) is inside one
+// of prefixes: the one trust rule of check mode and the gRPC gateway.
+func trustedAddr(prefixes []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
 	for _, p := range prefixes {
 		if p.Contains(a) {
 			return true

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strconv"
 
@@ -12,11 +13,23 @@ import (
 // writeDeny writes the SPEC §6 deny body, exactly its three members, and
 // X-Request-Id. No detail, no key material, no echo of caller input.
 func writeDeny(w http.ResponseWriter, status int, d *core.Decision, reqID string) {
+	hdr, body := DenyResponse(d, reqID)
+	maps.Copy(w.Header(), hdr)
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// DenyResponse is the answer to a denied request: the SPEC §6 JSON body,
+// exactly its three members, and its headers (Content-Type, Cache-Control,
+// Content-Length, X-Request-Id, and WWW-Authenticate for the 401 class).
+// Every mode answers denials with it; the gRPC gateway sends it in its
+// DeniedHttpResponse.
+func DenyResponse(d *core.Decision, reqID string) (http.Header, []byte) {
 	// Both values are safe JSON strings: codes are [a-z_], request ids
 	// [A-Za-z0-9._-] or a UUID.
 	body := `{"allowed":false,"reason":` + strconv.Quote(string(d.Reason)) +
 		`,"request_id":` + strconv.Quote(reqID) + "}"
-	h := w.Header()
+	h := make(http.Header, 5)
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Request-Id", reqID)
@@ -24,8 +37,7 @@ func writeDeny(w http.ResponseWriter, status int, d *core.Decision, reqID string
 	if d.Reason == reason.PassportMissing || d.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="tpcluster"`)
 	}
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(body))
+	return h, []byte(body)
 }
 
 // auditFailed turns a decision that could not be recorded into a closed

@@ -63,6 +63,14 @@ const (
 
 	DetailUntrustedPeer Detail = "untrusted_peer" // check mode: the peer is outside --trusted-proxies
 
+	// The gRPC gateway (Envoy ext_authz, docs/ENVOY.md): the message, or an
+	// Envoy setting it shows missing, explains a request_binding_mismatch.
+	DetailGatewayMessage        Detail = "gateway_message"          // the gateway's message describes no HTTP request
+	DetailEnvoyWithRequestBody  Detail = "envoy_with_request_body"  // a body Envoy did not send (step 17)
+	DetailEnvoyPartialMessage   Detail = "envoy_partial_message"    // a body Envoy cut at max_request_bytes (step 17)
+	DetailEnvoyPackAsBytes      Detail = "envoy_pack_as_bytes"      // a body sent as a string whose hash differs (step 17)
+	DetailEnvoyEncodeRawHeaders Detail = "envoy_encode_raw_headers" // merged headers the transcript could not be rebuilt from (step 17)
+
 	// DetailAssertionKey: the route asks for a backend assertion and the
 	// node cannot mint one (after step 19, docs/BACKEND-JWT.md).
 	DetailAssertionKey Detail = "assertion_key"
@@ -124,6 +132,11 @@ var detailOf = map[Detail]detailRow{
 	DetailJTIConsumed:           {[]Code{JTIReplay}, "the ledger already holds the jti"},
 	DetailLedger:                {[]Code{ReplayLedgerUnavailable}, "the ledger did not answer or broke its contract"},
 	DetailUntrustedPeer:         {[]Code{GatewayNotTrusted}, "check mode: the peer is outside --trusted-proxies"},
+	DetailGatewayMessage:        {[]Code{RequestBindingMismatch}, "the gateway's message describes no HTTP request (an Envoy CheckRequest without attributes.request.http, its method or its path)"},
+	DetailEnvoyWithRequestBody:  {[]Code{RequestBindingMismatch}, "the original request had a body Envoy did not send: the ext_authz filter has no with_request_body"},
+	DetailEnvoyPartialMessage:   {[]Code{RequestBindingMismatch}, "Envoy sent only the start of the body (allow_partial_message, with_request_body.max_request_bytes below --max-body-bytes)"},
+	DetailEnvoyPackAsBytes:      {[]Code{RequestBindingMismatch}, "the body's SHA-256 differs and Envoy sent the body as a string: with_request_body.pack_as_bytes is not set"},
+	DetailEnvoyEncodeRawHeaders: {[]Code{RequestBindingMismatch}, "the transcript could not be rebuilt from the merged headers Envoy sent (a repeated header's values joined with ','): encode_raw_headers is not set"},
 	DetailAssertionKey:          {[]Code{BackendAssertionUnavailable}, "the route asks for a backend assertion and the node has no usable assertion key"},
 	DetailEgressToken:           {[]Code{EgressTokenUnavailable}, "the route's provider token could not be had: its token endpoint failed, was too slow, or answered outside the route's limits"},
 	DetailEgressCheckMode:       {[]Code{EgressTokenUnavailable}, "check mode: the route bridges to a provider's OAuth, which only proxy mode does"},
