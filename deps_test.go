@@ -111,6 +111,7 @@ var layers = map[string]deptest.Layer{
 		{Path: "log/slog", Why: "core reports through Decision.Err; adapters log"},
 		{Path: anyNATS, Why: "the ledger reaches core through the Ledger interface"},
 		{Path: otel, Why: "internal/proxy wraps Decide in a span"},
+		{Path: "google.golang.org/grpc", Why: "core decides; internal/extauthz speaks gRPC to Envoy"},
 	}},
 	in("readiness"): {Pure: true, Deny: []deptest.Rule{
 		{Path: "net/http", Why: "proxy serves readyz; readiness only answers it"},
@@ -154,8 +155,14 @@ var layers = map[string]deptest.Layer{
 	in("egress"): {Allow: []string{"golang.org/x/oauth2", "golang.org/x/sync/singleflight", goJose, otelAPI, in("bundle"), in("signerclass")}, Deny: []deptest.Rule{
 		noNATS, noCore, noZitadel, noSDK,
 	}},
+	// extauthz is Envoy's face: the ext_authz gRPC types, a gRPC server,
+	// and proxy's gateway path, which decides.
+	in("extauthz"): {Allow: []string{"github.com/envoyproxy/go-control-plane/", "google.golang.org/grpc", "google.golang.org/genproto/googleapis/rpc/", in("core"), in("proxy"), in("reason")}, Deny: []deptest.Rule{
+		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; extauthz reaches them through proxy"},
+	}},
 	in("proxy"): {Allow: []string{otelAPI, uuid, in("core"), in("reason"), in("audit"), in("assertion"), in("egress")}, Deny: []deptest.Rule{
 		{Path: anyNATS, Why: "NATS belongs to ledger, audit and bundlekv; proxy reaches them through core and the Record hook"},
+		{Path: "google.golang.org/grpc", Why: "proxy speaks HTTP; the gRPC gateway is internal/extauthz, which calls proxy"},
 	}},
 	in("telemetry"): {Allow: []string{otelAPI, "github.com/prometheus/"}, Deny: []deptest.Rule{noNATS, noCore}},
 	in("demo"): {Allow: []string{module + "/backendjwt", in("bundle"), in("keyfile"), in("atomicfile"), in("signer"), in("transcript")}, Deny: []deptest.Rule{

@@ -72,6 +72,7 @@ type Config struct {
 	Demo                bool
 	Region              string
 	PprofListen         string
+	GRPCListen          string
 
 	// Audit (SPEC §9).
 	AuditSpoolDir      string
@@ -184,6 +185,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest accepted request header block")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text (key=value) or json (one JSON object a line)")
+	fs.StringVar(&c.GRPCListen, "grpc-listen", "", "serve Envoy ext_authz v3 gRPC (envoy.service.auth.v3.Authorization) on this address; peers must be in --trusted-proxies; empty: off (docs/ENVOY.md)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	fs.StringVar(&c.Region, "region", "", "this node's region: applies the policy's audience_regions and names the ledger bucket (docs/MULTI-REGION.md)")
 	fs.BoolVar(&c.Demo, "demo", false, "first run: demo keys, bundle and upstream under --data-dir, then a signed request and its replay")
@@ -430,6 +432,11 @@ func (c *Config) Validate() error {
 			bad("pprof-listen", c.PprofListen, "want host:port")
 		}
 	}
+	if c.GRPCListen != "" {
+		if _, _, err := net.SplitHostPort(c.GRPCListen); err != nil {
+			bad("grpc-listen", c.GRPCListen, "want host:port")
+		}
+	}
 	if c.Region != "" && !bundle.ValidRegion(c.Region) {
 		bad("region", c.Region, "want 1 to 32 of [a-z0-9_-], starting with a letter or digit")
 	}
@@ -528,7 +535,7 @@ func parseLevel(s string) (slog.Level, error) {
 // Nothing here is secret: key files are paths, never contents.
 func (c *Config) logValues() []any {
 	return []any{
-		"listen", c.Listen, "upstream", c.Upstream, "node_id", c.nodeID(),
+		"listen", c.Listen, "grpc_listen", c.GRPCListen, "upstream", c.Upstream, "node_id", c.nodeID(),
 		"nats_url", redactURL(c.NATSURL), "nats_listen", c.NATSListen,
 		"nats_creds", c.NATSAuth.CredsFile, "nats_ca", c.NATSAuth.CAFile, "nats_cert", c.NATSAuth.CertFile, "data_dir", c.DataDir,
 		"trust_material", c.TrustMaterial, "policy_bundle", c.PolicyBundle,

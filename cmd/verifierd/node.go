@@ -20,6 +20,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/audit"
@@ -29,6 +31,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/egress"
+	"github.com/tpcluster/tpcluster/internal/extauthz"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsauth"
@@ -61,7 +64,10 @@ type node struct {
 	ready    *readiness.Readiness
 	srv      *http.Server
 	ln       net.Listener
-	pprof    net.Listener // nil without --pprof-listen
+	pprof    net.Listener     // nil without --pprof-listen
+	grpc     *grpc.Server     // nil without --grpc-listen
+	authz    *extauthz.Server // nil without --grpc-listen
+	grpcLn   net.Listener     // nil without --grpc-listen
 	// auditProvisionErr is why the embedded server's audit stream could
 	// not be created at start, or nil; set before Run, read only after.
 	auditProvisionErr error
@@ -537,6 +543,11 @@ func (n *node) buildServer(led core.Ledger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.GRPCListen != "" {
+		if err := n.buildGRPC(handler, log.With("component", "grpc")); err != nil {
+			return err
+		}
+	}
 	n.srv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -546,6 +557,30 @@ func (n *node) buildServer(led core.Ledger) error {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	return nil
+}
+
+// buildGRPC builds the Envoy ext_authz gRPC server (docs/ENVOY.md): the
+// same handler decides, so trust, pre-checks, audit and telemetry are check
+// mode's. No goroutine runs until Run serves it.
+func (n *node) buildGRPC(handler *proxy.Handler, log *slog.Logger) error {
+	cfg := n.cfg
+	authz, err := extauthz.New(extauthz.Config{Gateway: handler, Logger: log})
+	if err != nil {
+		return err
+	}
+	// A CheckRequest holds the body and the headers: room for a body of
+	// --max-body-bytes and the headers around it. A larger one is refused
+	// by gRPC (RESOURCE_EXHAUSTED), which Envoy answers with its
+	// status_on_error; Envoy's max_request_bytes keeps bodies below it.
+	maxMsg := cfg.MaxBodyBytes + int64(cfg.MaxHeaderBytes)*2 + 64<<10
+	n.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(min(maxMsg, 1<<30))),
+		grpc.ConnectionTimeout(cfg.ReadHeaderTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
+	)
+	authz.Register(n.grpc)
+	n.authz = authz
 	return nil
 }
 
@@ -565,6 +600,14 @@ func (n *node) listen(ctx context.Context) error {
 		if err := n.upstream.VerifyAssertions(jwks, demo.AssertionIssuer, demo.BackendAudience); err != nil {
 			return err
 		}
+	}
+	if n.grpc != nil {
+		gln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", n.cfg.GRPCListen)
+		if err != nil {
+			return fmt.Errorf("listen --grpc-listen %s: %w", n.cfg.GRPCListen, err)
+		}
+		n.grpcLn = gln
+		n.onAbort(func() { gln.Close() })
 	}
 	if n.cfg.PprofListen != "" {
 		// Profiles on their own listener (loopback by default), never on
@@ -600,6 +643,16 @@ func (n *node) Run(ctx context.Context) error {
 	bundles.Go(func() { _ = n.health.Run(bctx) })
 
 	g.Go(func() error { return serve("http server", n.srv, n.ln) })
+	if n.grpc != nil {
+		n.log.Info("envoy ext_authz gRPC listening", "addr", n.grpcLn.Addr().String())
+		g.Go(func() error {
+			// nil after Stop or GracefulStop (shutdown).
+			if err := n.grpc.Serve(n.grpcLn); err != nil {
+				return fmt.Errorf("grpc server: %w", err)
+			}
+			return nil
+		})
+	}
 	if n.pprof != nil {
 		psrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
 		n.log.Info("pprof listening", "addr", n.pprof.Addr().String())
@@ -649,8 +702,15 @@ func (n *node) shutdown(ctx context.Context, stopBundles func()) {
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 	defer cancel()
 	drained := true
+	if n.authz != nil {
+		n.authz.Shutdown() // gRPC health: NOT_SERVING
+	}
 	if err := n.srv.Shutdown(sctx); err != nil {
 		n.log.Warn("http drain deadline passed", "err", err)
+		drained = false
+	}
+	if n.grpc != nil && !n.stopGRPC(sctx) {
+		n.log.Warn("grpc drain deadline passed")
 		drained = false
 	}
 	n.step("http_drained", "complete", drained)
@@ -671,6 +731,25 @@ func (n *node) shutdown(ctx context.Context, stopBundles func()) {
 	}
 	n.stopTelemetry(sctx)
 	n.log.Info("verifierd stopped", "shutdown_step", "stopped")
+}
+
+// stopGRPC drains the gRPC server: in-flight checks finish, until ctx
+// ends; then the rest are cut. It reports whether the drain completed, and
+// returns after the drain goroutine it starts has exited.
+func (n *node) stopGRPC(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() {
+		n.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		n.grpc.Stop() // makes GracefulStop return
+		<-done
+		return false
+	}
 }
 
 // step logs the end of one shutdown step.

@@ -154,6 +154,15 @@ func TestNewNodeFailsCleanly(t *testing.T) {
 			wantErr: "listen " + "127.0.0.1",
 		},
 		{
+			name: "grpc address taken",
+			args: func(t *testing.T, s *setup) []string {
+				p := testport.Addrs(t, 1)[0]
+				s.hold(t, p)
+				return append(nodeArgs(t, s.http, s.nats), "--grpc-listen", p)
+			},
+			wantErr: "--grpc-listen",
+		},
+		{
 			name: "pprof address taken",
 			args: func(t *testing.T, s *setup) []string {
 				p := testport.Addrs(t, 1)[0]
