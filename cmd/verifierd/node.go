@@ -576,6 +576,9 @@ func (n *node) buildGRPC(handler *proxy.Handler, log *slog.Logger) error {
 	maxMsg := cfg.MaxBodyBytes + int64(cfg.MaxHeaderBytes)*2 + 64<<10
 	n.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(min(maxMsg, 1<<30))),
+		// Bounded like everything else: Envoy multiplexes its checks on
+		// few connections, and each stream may hold a body.
+		grpc.MaxConcurrentStreams(1024),
 		grpc.ConnectionTimeout(cfg.ReadHeaderTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
 	)

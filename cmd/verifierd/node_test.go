@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tpcluster/tpcluster/internal/demo"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
@@ -200,12 +203,14 @@ func TestNewNodeFailsCleanly(t *testing.T) {
 	}
 }
 
-// TestNodeRunStops: a node that started serves readyz, and after its
-// context ends Run returns with nothing left behind.
+// TestNodeRunStops: a node that started serves readyz and, on
+// --grpc-listen, the gRPC health service (SERVING), and after its context
+// ends Run returns with nothing left behind, the gRPC listener and its
+// goroutines included.
 func TestNodeRunStops(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	addrs := testport.Addrs(t, 2)
-	cfg := testConfig(t, nodeArgs(t, addrs[0], addrs[1]))
+	addrs := testport.Addrs(t, 3)
+	cfg := testConfig(t, append(nodeArgs(t, addrs[0], addrs[1]), "--grpc-listen", addrs[2]))
 	n, err := newNode(t.Context(), cfg, slog.New(slog.DiscardHandler), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -231,6 +236,17 @@ func TestNodeRunStops(t *testing.T) {
 	}
 	t.Logf("ready after %v", time.Since(start))
 	client.CloseIdleConnections()
+	conn, err := grpc.NewClient(addrs[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, hcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	hresp, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{})
+	hcancel()
+	if err != nil || hresp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("grpc health = %v, %v; want SERVING", hresp, err)
+	}
+	conn.Close()
 
 	cancel()
 	if err := <-done; err != nil {
