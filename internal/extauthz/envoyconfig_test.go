@@ -156,6 +156,9 @@ func TestShippedEnvoyConfig(t *testing.T) {
 	if az.GetFailureModeAllow() {
 		t.Error("failure_mode_allow: Envoy would allow requests verifierd never saw")
 	}
+	if !az.GetValidateMutations() {
+		t.Error("validate_mutations off: a context header value that is not a valid field would be set as it is")
+	}
 	if az.GetClearRouteCache() {
 		t.Error("clear_route_cache: the context headers verifierd sets could re-route the request")
 	}

@@ -104,6 +104,10 @@ func (s *Server) rebuild(req *authv3.CheckRequest) *proxy.GatewayRequest {
 			}
 			add(h.GetKey(), v)
 		}
+		if v, ok := httpReq.GetHeaders()[partialBodyHeader]; ok && partial == "" {
+			// Envoy versions differ in where they put their own flag.
+			partial = v
+		}
 	} else {
 		merged = true
 		for k, v := range httpReq.GetHeaders() {

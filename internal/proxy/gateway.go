@@ -142,9 +142,14 @@ func (h *Handler) CheckGateway(ctx context.Context, gr *GatewayRequest, ownForwa
 		return refuse(reason.RequestBindingMismatch, reason.DetailBodyLength,
 			fmt.Errorf("the gateway passed %d body bytes of a request whose Content-Length is %d", len(gr.Body), gr.OriginalLength))
 	}
+	scheme := gr.Scheme
+	if h.cfg.ExternalScheme != "" {
+		// A gateway behind a TLS terminator sees plain HTTP (SPEC §4).
+		scheme = h.cfg.ExternalScheme
+	}
 	cr := &core.Request{
 		Method:          gr.Method,
-		Scheme:          gr.Scheme,
+		Scheme:          scheme,
 		Authority:       gr.Authority,
 		RawPath:         path,
 		RawQuery:        query,

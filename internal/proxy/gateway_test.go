@@ -147,3 +147,20 @@ func TestCheckGatewayRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckGatewayExternalScheme: --external-scheme is the scheme of every
+// request on the gateway path too (a gateway behind a TLS terminator).
+func TestCheckGatewayExternalScheme(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.ExternalScheme = "https" })
+	gr := gatewayReq(r.sign(t, "GET", "https://api.gw.example", "/v1/orders/1", "orders.get", nil), nil)
+	gr.Scheme = "http"
+	if ans := r.h.CheckGateway(t.Context(), gr, envoyOwns); !ans.Decision.Allowed() {
+		t.Errorf("signed for https, gateway saw http, --external-scheme https: %s/%s, want allowed", ans.Decision.Reason, ans.Decision.Detail)
+	}
+	r2 := newRig(t, nil)
+	gr = gatewayReq(r2.sign(t, "GET", "https://api.gw.example", "/v1/orders/2", "orders.get", nil), nil)
+	gr.Scheme = "http"
+	if ans := r2.h.CheckGateway(t.Context(), gr, envoyOwns); ans.Decision.Detail != reason.DetailTranscript {
+		t.Errorf("signed for https, gateway saw http: %s/%s, want request_binding_mismatch/transcript", ans.Decision.Reason, ans.Decision.Detail)
+	}
+}
