@@ -697,6 +697,11 @@ func serve(name string, srv *http.Server, ln net.Listener) error {
 // operator (and the e2e test) can follow the order from the log.
 func (n *node) shutdown(ctx context.Context, stopBundles func()) {
 	n.ready.Stop()
+	if n.authz != nil {
+		// gRPC health NOT_SERVING with readyz 503, so Envoy's health
+		// checks take the node out during --shutdown-delay too.
+		n.authz.Shutdown()
+	}
 	n.step("readiness_off", "shutdown_delay", n.cfg.ShutdownDelay)
 	if d := n.cfg.ShutdownDelay; d > 0 {
 		// ctx is never cancelled here (WithoutCancel): the delay always runs.
@@ -705,9 +710,6 @@ func (n *node) shutdown(ctx context.Context, stopBundles func()) {
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 	defer cancel()
 	drained := true
-	if n.authz != nil {
-		n.authz.Shutdown() // gRPC health: NOT_SERVING
-	}
 	if err := n.srv.Shutdown(sctx); err != nil {
 		n.log.Warn("http drain deadline passed", "err", err)
 		drained = false

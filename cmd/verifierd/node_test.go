@@ -255,6 +255,55 @@ func TestNodeRunStops(t *testing.T) {
 	checkNothingLeft(t, ignore, addrs...)
 }
 
+// TestGRPCHealthAtShutdown: once a node begins to shut down, its gRPC
+// health service answers NOT_SERVING during --shutdown-delay, while the
+// listener still serves (Envoy's health checks take it out first), and
+// Run then returns with nothing left behind.
+func TestGRPCHealthAtShutdown(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	addrs := testport.Addrs(t, 3)
+	cfg := testConfig(t, append(nodeArgs(t, addrs[0], addrs[1]), "--grpc-listen", addrs[2], "--shutdown-delay", "3s"))
+	n, err := newNode(t.Context(), cfg, slog.New(slog.DiscardHandler), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	conn, err := grpc.NewClient(addrs[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := healthpb.NewHealthClient(conn)
+	status := func() (healthpb.HealthCheckResponse_ServingStatus, error) {
+		hctx, hcancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer hcancel()
+		r, err := hc.Check(hctx, &healthpb.HealthCheckRequest{})
+		return r.GetStatus(), err
+	}
+	waitFor := func(want healthpb.HealthCheckResponse_ServingStatus) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for deadline := start.Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got, err := status()
+			if err == nil && got == want {
+				return time.Since(start)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("grpc health never %v: last %v, %v", want, got, err)
+			}
+		}
+	}
+	t.Logf("SERVING after %v", waitFor(healthpb.HealthCheckResponse_SERVING))
+	cancel()
+	t.Logf("NOT_SERVING %v after the shutdown began", waitFor(healthpb.HealthCheckResponse_NOT_SERVING))
+	conn.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil after its context ended", err)
+	}
+	checkNothingLeft(t, ignore, addrs...)
+}
+
 // setup is one stage's addresses and the listeners it holds so that the
 // node finds them taken.
 type setup struct {
