@@ -10,6 +10,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -376,5 +377,43 @@ func TestHealth(t *testing.T) {
 	resp, err := healthpb.NewHealthClient(r.conn).Check(t.Context(), &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health = %v, %v; want SERVING", resp, err)
+	}
+}
+
+// TestCheckMetrics: gRPC decisions are counted in tpcluster.decisions by
+// reason code and timed in tpcluster.decision.duration, like check mode's,
+// the refusals before the pipeline included.
+func TestCheckMetrics(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	cr := envoyRequest(r.sign(t, "GET", "/v1/orders/1", "orders.get", nil), nil, shippedSettings(t))
+	okHeaders(t, r.check(t, cr))
+	denied(t, r.check(t, cr))
+	denied(t, r.check(t, &authv3.CheckRequest{}))
+	var rm metricdata.ResourceMetrics
+	if err := r.metrics.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int64{}
+	var timed uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch m.Name {
+			case "tpcluster.decisions":
+				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+					v, _ := dp.Attributes.Value("reason_code")
+					counts[v.AsString()] += dp.Value
+				}
+			case "tpcluster.decision.duration":
+				for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+					timed += dp.Count
+				}
+			}
+		}
+	}
+	if counts["allowed"] != 1 || counts["jti_replay"] != 1 || counts["request_binding_mismatch"] != 1 {
+		t.Errorf("tpcluster.decisions by reason = %v, want one allowed, jti_replay, request_binding_mismatch", counts)
+	}
+	if timed != 2 {
+		t.Errorf("tpcluster.decision.duration has %d observations, want 2 (the pipeline's decisions)", timed)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -46,11 +47,12 @@ const (
 // real replay ledger on an embedded NATS server, reached by a real gRPC
 // client over loopback.
 type rig struct {
-	key    *signer.Key
-	srv    *Server
-	client authv3.AuthorizationClient
-	conn   *grpc.ClientConn
-	logs   *logBuffer
+	key     *signer.Key
+	srv     *Server
+	metrics *sdkmetric.ManualReader
+	client  authv3.AuthorizationClient
+	conn    *grpc.ClientConn
+	logs    *logBuffer
 
 	mu   sync.Mutex
 	recs []proxy.Record
@@ -68,7 +70,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{key: key, logs: &logBuffer{}}
+	r := &rig{key: key, logs: &logBuffer{}, metrics: sdkmetric.NewManualReader()}
 	src := []any{map[string]any{"source_type": "software_jwks", "issuer": tIssuer, "trust_domain": tDomain,
 		"subject_exact": tSubject, "required_key_binding": "software"}}
 	route := func(id, m, p string, extra map[string]any) map[string]any {
@@ -116,6 +118,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		Decider:        pipe,
 		MaxBodyBytes:   o.maxBodyBytes,
 		TrustedProxies: o.trusted,
+		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.metrics)),
 		Record: func(_ context.Context, rec *proxy.Record) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
