@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -162,5 +164,28 @@ func TestCheckGatewayExternalScheme(t *testing.T) {
 	gr.Scheme = "http"
 	if ans := r2.h.CheckGateway(t.Context(), gr, envoyOwns); ans.Decision.Detail != reason.DetailTranscript {
 		t.Errorf("signed for https, gateway saw http: %s/%s, want request_binding_mismatch/transcript", ans.Decision.Reason, ans.Decision.Detail)
+	}
+}
+
+// TestCheckGatewayAuditFailure: a refusal that cannot be recorded fails
+// closed as audit_unavailable, except gateway_not_trusted, which an
+// untrusted peer gets whatever the audit state (as in check mode).
+func TestCheckGatewayAuditFailure(t *testing.T) {
+	r := newRig(t, func(c *Config) {
+		c.Record = func(context.Context, *Record) error { return errors.New("spool full") }
+	})
+	gr := gatewayReq(r.sign(t, "GET", "http://api.gw.example", "/v1/orders/1", "orders.get", nil), nil)
+	gr.Peer = netip.MustParseAddr("203.0.113.7")
+	if ans := r.h.CheckGateway(t.Context(), gr, envoyOwns); ans.Decision.Reason != reason.GatewayNotTrusted {
+		t.Errorf("untrusted peer, audit failing: %s, want gateway_not_trusted", ans.Decision.Reason)
+	}
+	gr = gatewayReq(r.sign(t, "GET", "http://api.gw.example", "/v1/orders/2", "orders.get", nil), nil)
+	gr.Method = "get"
+	if ans := r.h.CheckGateway(t.Context(), gr, envoyOwns); ans.Decision.Reason != reason.AuditUnavailable || ans.Decision.Status != 503 {
+		t.Errorf("refusal, audit failing: %s %d, want audit_unavailable 503", ans.Decision.Reason, ans.Decision.Status)
+	}
+	gr = gatewayReq(r.sign(t, "GET", "http://api.gw.example", "/v1/orders/3", "orders.get", nil), nil)
+	if ans := r.h.CheckGateway(t.Context(), gr, envoyOwns); ans.Decision.Reason != reason.AuditUnavailable || ans.Set != nil {
+		t.Errorf("allow, audit failing: %s, headers %v; want audit_unavailable and nothing to set", ans.Decision.Reason, ans.Set)
 	}
 }

@@ -558,8 +558,14 @@ func (h *Handler) recordRefusal(ctx context.Context, rec *Record, d core.Decisio
 	rec.Decision = &d
 	if h.cfg.Record != nil {
 		if rerr := h.cfg.Record(ctx, rec); rerr != nil {
-			h.log.Error("audit record failed; failing closed", "request_id", rec.RequestID, "err", rerr)
-			d = auditFailed(d, rerr)
+			if d.Reason == reason.GatewayNotTrusted {
+				// Already a denial; a peer outside --trusted-proxies
+				// learns nothing of the node's audit state.
+				h.log.Error("audit record failed", "request_id", rec.RequestID, "err", rerr)
+			} else {
+				h.log.Error("audit record failed; failing closed", "request_id", rec.RequestID, "err", rerr)
+				d = auditFailed(d, rerr)
+			}
 		}
 	}
 	h.tel.count(ctx, &d)
