@@ -189,3 +189,18 @@ func TestCheckGatewayAuditFailure(t *testing.T) {
 		t.Errorf("allow, audit failing: %s, headers %v; want audit_unavailable and nothing to set", ans.Decision.Reason, ans.Set)
 	}
 }
+
+// TestCheckGatewayEgress: the gateway path serves no egress route, as
+// check mode does not (the gateway forwards the request itself): it is
+// refused egress_token_unavailable (502), no token asked for, nothing to set.
+func TestCheckGatewayEgress(t *testing.T) {
+	r := newEgressRig(t, nil)
+	q := r.signAsSubject(t, crmPrefix+"alice", "GET", "/crm/contacts/1", "crm.cc")
+	ans := r.h.CheckGateway(t.Context(), gatewayReq(q, nil), envoyOwns)
+	if ans.Decision.Reason != reason.EgressTokenUnavailable || ans.Decision.Status != 502 || ans.Decision.Detail != reason.DetailEgressCheckMode {
+		t.Errorf("egress route on the gateway path = %s/%s %d, want egress_token_unavailable/egress_check_mode 502", ans.Decision.Reason, ans.Decision.Detail, ans.Decision.Status)
+	}
+	if r.op.Count() != 0 || ans.Set != nil {
+		t.Errorf("a token was asked for (%d) or headers set (%v)", r.op.Count(), ans.Set)
+	}
+}

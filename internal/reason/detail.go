@@ -77,7 +77,7 @@ const (
 	// DetailEgressToken: the provider's token endpoint failed, was too
 	// slow, or answered a token outside the route's limits.
 	DetailEgressToken Detail = "egress_token"
-	// DetailEgressCheckMode: check mode does not bridge to OAuth
+	// DetailEgressCheckMode: check mode (and the gRPC gateway) does not bridge to OAuth
 	// (docs/OAUTH-EGRESS.md).
 	DetailEgressCheckMode Detail = "egress_check_mode"
 )
@@ -139,7 +139,7 @@ var detailOf = map[Detail]detailRow{
 	DetailEnvoyEncodeRawHeaders: {[]Code{RequestBindingMismatch}, "the transcript could not be rebuilt from the merged headers Envoy sent (a repeated header's values joined with ','): encode_raw_headers is not set"},
 	DetailAssertionKey:          {[]Code{BackendAssertionUnavailable}, "the route asks for a backend assertion and the node has no usable assertion key"},
 	DetailEgressToken:           {[]Code{EgressTokenUnavailable}, "the route's provider token could not be had: its token endpoint failed, was too slow, or answered outside the route's limits"},
-	DetailEgressCheckMode:       {[]Code{EgressTokenUnavailable}, "check mode: the route bridges to a provider's OAuth, which only proxy mode does"},
+	DetailEgressCheckMode:       {[]Code{EgressTokenUnavailable}, "check mode or the gRPC gateway: the route bridges to a provider's OAuth, which only proxy mode does"},
 }
 
 // Refines reports whether d is a detail of code c. The empty detail refines
