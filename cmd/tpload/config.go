@@ -36,6 +36,7 @@ type config struct {
 	badPass    float64
 	seed       uint64
 	pids       map[string]*cliflag.List // role → pid list
+	monitor    cliflag.List
 	jsonOut    string
 	progress   bool
 	noProgress bool
@@ -71,6 +72,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 		c.pids[role] = l
 		fs.Var(l, "pid-"+role, "PIDs of the "+role+" processes whose CPU time is reported per 1,000 decisions (comma list)")
 	}
+	fs.Var(&c.monitor, "nats-monitor", "monitoring base URLs of nats-servers, http://127.0.0.1:PORT (comma list): their messages, JetStream API requests and streams per decision")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the report as JSON to this file")
 	fs.BoolVar(&c.progress, "progress", false, "show the progress line even when stderr is not a terminal")
 	fs.BoolVar(&c.noProgress, "no-progress", false, "never show the progress line")
@@ -142,6 +144,11 @@ func (c *config) validate() error {
 	}
 	if _, err := c.cpuGroups(); err != nil {
 		errs = append(errs, err)
+	}
+	for _, m := range c.monitor {
+		if _, err := loadgen.CheckTarget(m); err != nil {
+			bad("nats-monitor", m, err.Error())
+		}
 	}
 	if err := c.mix().Validate(); err != nil {
 		errs = append(errs, err)

@@ -11,6 +11,7 @@
 //	tpload upstream --listen ADDR             the demo upstream, in its own process
 //	tpload proxy --listen ADDR --upstream URL a plain httputil.ReverseProxy
 //	tpload summarize [flags]                  a bench run's "Load test" section (for docs/PERFORMANCE.md)
+//	tpload nats-floor --nats-url URLS [flags] the JetStream work of one decision, raw, for comparison
 //
 // Every flag is also read from TPCLUSTER_<FLAG>. Exit status: 0 every send answered as its kind calls for; 1 any send
 // failed (no answer, an unexpected answer, a jti allowed twice or never) or
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return serveProxy(ctx, args[1:], stderr)
 		case "summarize":
 			return summarize(args[1:], stdout, stderr)
+		case "nats-floor":
+			return runFloor(ctx, args[1:], stdout, stderr)
 		}
 	}
 	var c config
@@ -132,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		rep, err = loadgen.Run(ctx, loadgen.Config{
 			Plan: plan, Targets: c.targets, Expect: c.expectKind(), Rate: rate, Workers: c.workers,
-			Duration: c.duration, Timeout: c.timeout, CPU: groups, Progress: progress,
+			Duration: c.duration, Timeout: c.timeout, CPU: groups, NATSMonitor: c.monitor, Progress: progress,
 		})
 	}
 	if rep != nil {

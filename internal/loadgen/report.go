@@ -45,6 +45,8 @@ type Report struct {
 	CPU      []CPUUsage       `json:"cpu,omitempty"`
 	Mix      map[string]int   `json:"mix,omitempty"` // planned sends by kind
 	Distinct int              `json:"distinct_signed_requests"`
+	// NATS is what the nats-servers did during the run (Config.NATSMonitor).
+	NATS *NATSUsage `json:"nats,omitempty"`
 
 	hist   *hdrhistogram.Histogram
 	byKind [numKinds]int64
@@ -207,6 +209,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, c := range cpu {
 		fmt.Fprintf(&b, "  %-11s %-9s %.2f s, %.3f s per 1000%s\n", "cpu", c.Role, c.Seconds, c.PerThousand, pidList(c.PIDs))
 	}
+	writeNATS(&b, r.NATS, r.Answered)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

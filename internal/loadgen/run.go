@@ -60,6 +60,10 @@ type Config struct {
 	// CPU lists the processes whose CPU time is reported per 1,000
 	// decisions.
 	CPU []CPUGroup
+	// NATSMonitor lists the monitoring base URLs of nats-servers
+	// (http://127.0.0.1:8222) whose counters and streams are read before
+	// and after the run (Report.NATS). If empty, none.
+	NATSMonitor []string
 	// Progress, if not nil, receives a one-line progress display, redrawn
 	// every second.
 	Progress io.Writer
@@ -161,6 +165,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
+	natsBefore, err := sampleNATSIf(ctx, cfg.NATSMonitor)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
 	before, err := sampleCPU(cfg.CPU)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: %w", err)
@@ -176,8 +184,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("loadgen: a measured process: %w", err)
 	}
 	selfAfter, _ := processCPU(os.Getpid())
+	natsUse, err := natsDelta(ctx, cfg.NATSMonitor, natsBefore)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
 
 	rep := newReport(cfg, started, elapsed)
+	rep.NATS = natsUse
 	for _, w := range workers {
 		rep.merge(w)
 	}

@@ -1,0 +1,424 @@
+package loadgen
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The floor is the JetStream work one decision of a verifier node needs,
+// done with nothing else: one create-only put with a TTL into a bucket
+// configured like the replay ledger, and one publish into a stream
+// configured like the audit stream, with the same subjects' shape, sizes
+// and headers. The nats-servers' CPU per raw pair is what tpcluster's
+// NATS cost per decision is compared with (docs/PERFORMANCE.md, "The NATS
+// floor").
+
+// Default names of the streams a floor run copies (the replay ledger's
+// KV stream and the audit stream, SPEC §7 and §9).
+const (
+	FloorLedgerStream = "KV_TRUSTPLANE_REPLAY"
+	FloorAuditStream  = "TRUSTPLANE_AUDIT"
+)
+
+// floorAuditMaxBytes caps the copy of the audit stream: JetStream reserves
+// a stream's max bytes on each replica's server, and a second 512 MiB
+// reservation next to the real stream's would not fit the shipped
+// servers' max_file_store. A 10 s run stores far less than this, so the
+// limit never discards anything and costs nothing.
+const floorAuditMaxBytes = 256 << 20
+
+// FloorConfig is one floor run.
+type FloorConfig struct {
+	// Conns are the connections the pairs go out on, one per verifier
+	// node the run stands in for; worker i uses Conns[i % len(Conns)].
+	// Required.
+	Conns []*nats.Conn
+	// Admin may read the ledger's and the audit stream's messages and
+	// create and delete streams (the admin role). Required.
+	Admin jetstream.JetStream
+	// LedgerStream and AuditStream are the streams copied. If empty,
+	// FloorLedgerStream and FloorAuditStream.
+	LedgerStream, AuditStream string
+	// Rate, Workers, Duration and Timeout as in Config; Pairs bounds the
+	// run by count (if zero, 1,000,000).
+	Rate     float64
+	Workers  int
+	Pairs    int
+	Duration time.Duration
+	Timeout  time.Duration
+	// AuditWindow bounds each connection's audit publishes awaiting an
+	// acknowledgement, as the audit publisher's window does. If zero, 256
+	// (the publisher's default).
+	AuditWindow int
+	// Warmup pairs are sent before anything is measured. If zero, 200.
+	Warmup int
+	// Keep leaves the floor's streams in place after the run.
+	Keep bool
+	// CPU and NATSMonitor as in Config.
+	CPU         []CPUGroup
+	NATSMonitor []string
+}
+
+// FloorStreams returns the configurations of the floor's two streams:
+// ledger and audit, the streams that ran, with only what must differ
+// changed: the name and subjects (TRUSTPLANE becomes FLOORBENCH, the same
+// length, so subjects keep their size), and the audit copy's max bytes
+// (floorAuditMaxBytes at most, see there).
+func FloorStreams(ledger, audit jetstream.StreamConfig) (jetstream.StreamConfig, jetstream.StreamConfig, error) {
+	l, err := floorCopy(ledger)
+	if err != nil {
+		return l, l, err
+	}
+	a, err := floorCopy(audit)
+	if err != nil {
+		return l, a, err
+	}
+	if a.MaxBytes < 0 || a.MaxBytes > floorAuditMaxBytes {
+		a.MaxBytes = floorAuditMaxBytes
+	}
+	return l, a, nil
+}
+
+// floorName renames a stream name or subject of the real streams.
+var floorName = strings.NewReplacer("TRUSTPLANE", "FLOORBENCH", "trustplane", "floorbench")
+
+func floorCopy(c jetstream.StreamConfig) (jetstream.StreamConfig, error) {
+	name := floorName.Replace(c.Name)
+	if name == c.Name {
+		return c, fmt.Errorf("floor: stream %s: no TRUSTPLANE in its name to rename", c.Name)
+	}
+	c.Name = name
+	c.Subjects = append([]string(nil), c.Subjects...)
+	for i, s := range c.Subjects {
+		c.Subjects[i] = floorName.Replace(s)
+	}
+	c.Description = "tpload nats-floor copy: " + c.Description
+	// Copies carry no sources, mirrors or placement tags of the original.
+	c.Mirror, c.Sources = nil, nil
+	return c, nil
+}
+
+// floorTemplate is a message to repeat: the subject prefix (all but the
+// last token for ledger keys), the headers and the data.
+type floorTemplate struct {
+	subject string
+	header  nats.Header
+	data    []byte
+}
+
+// floorTemplates reads one real jti entry of the ledger and one real allow
+// event of the audit stream, so the floor's messages have the sizes and
+// headers the run just sent.
+func floorTemplates(ctx context.Context, ledger, audit jetstream.Stream) (l, a floorTemplate, err error) {
+	lc, ac := ledger.CachedInfo().Config, audit.CachedInfo().Config
+	if len(lc.Subjects) != 1 || !strings.HasSuffix(lc.Subjects[0], ".>") {
+		return l, a, fmt.Errorf("floor: stream %s: subjects %q, want one ending in .>", lc.Name, lc.Subjects)
+	}
+	if len(ac.Subjects) != 1 || !strings.HasSuffix(ac.Subjects[0], ".>") {
+		return l, a, fmt.Errorf("floor: stream %s: subjects %q, want one ending in .>", ac.Name, ac.Subjects)
+	}
+	// A jti key is one token (probe keys have three): "*" finds the
+	// last consumed jti.
+	lp := strings.TrimSuffix(lc.Subjects[0], ">")
+	lm, err := ledger.GetLastMsgForSubject(ctx, lp+"*")
+	if err != nil {
+		return l, a, fmt.Errorf("floor: a consumed jti in %s (run some decisions first): %w", lc.Name, err)
+	}
+	ap := strings.TrimSuffix(ac.Subjects[0], ">")
+	am, err := audit.GetLastMsgForSubject(ctx, ap+"allow.>")
+	if err != nil {
+		return l, a, fmt.Errorf("floor: an allow event in %s (run some decisions first): %w", ac.Name, err)
+	}
+	if am.Header.Get(jetstream.MsgIDHeader) == "" {
+		return l, a, fmt.Errorf("floor: the allow event in %s has no %s header", ac.Name, jetstream.MsgIDHeader)
+	}
+	l = floorTemplate{subject: floorName.Replace(lp), header: sentHeader(lm.Header), data: lm.Data}
+	a = floorTemplate{subject: floorName.Replace(am.Subject), header: sentHeader(am.Header), data: am.Data}
+	return l, a, nil
+}
+
+// directGetHeaders are what a direct get adds to a stored message's
+// headers; the publisher never sent them.
+var directGetHeaders = []string{
+	jetstream.StreamHeader, jetstream.SequenceHeader, jetstream.TimeStampHeaer, jetstream.SubjectHeader,
+	"Nats-Last-Sequence", "Nats-Num-Pending",
+}
+
+// sentHeader returns h without the headers a direct get added.
+func sentHeader(h nats.Header) nats.Header {
+	out := make(nats.Header, len(h))
+	for k, v := range h {
+		out[k] = v
+	}
+	for _, k := range directGetHeaders {
+		out.Del(k)
+	}
+	return out
+}
+
+// ledgerMsg is the ledger template for a new key: a create-only put
+// (Nats-Expected-Last-Subject-Sequence: 0) with the template's Nats-TTL.
+func (t *floorTemplate) ledgerMsg(r *rand.ChaCha8) *nats.Msg {
+	var k [32]byte
+	_, _ = r.Read(k[:])
+	h := nats.Header{jetstream.ExpectedLastSubjSeqHeader: {"0"}}
+	if ttl := t.header.Get(jetstream.MsgTTLHeader); ttl != "" {
+		h.Set(jetstream.MsgTTLHeader, ttl)
+	}
+	return &nats.Msg{Subject: t.subject + hex.EncodeToString(k[:]), Header: h, Data: t.data}
+}
+
+// auditMsg is the audit template with a new message id (a UUIDv7, as
+// event ids are) and every other header as the template had it.
+func (t *floorTemplate) auditMsg() *nats.Msg {
+	h := make(nats.Header, len(t.header))
+	for k, v := range t.header {
+		h[k] = v
+	}
+	h.Set(jetstream.MsgIDHeader, uuid.Must(uuid.NewV7()).String())
+	return &nats.Msg{Subject: t.subject, Header: h, Data: t.data}
+}
+
+// Floor creates the floor's streams (FloorStreams, after deleting any left
+// from an earlier run), sends Warmup pairs, then the measured pairs, waits
+// for every audit acknowledgement, and reports pairs per second, the
+// latency of each pair's create (from its due time in open loop), the CPU
+// of cfg.CPU per 1,000 pairs and the servers' counters. A create not
+// acknowledged by the floor's ledger stream counts as a transport error; a
+// failed audit publish as an unexpected answer. Unless cfg.Keep, the
+// streams are deleted at the end.
+func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
+	if len(cfg.Conns) == 0 || cfg.Admin == nil {
+		return nil, errors.New("loadgen: floor: no connections or no admin JetStream")
+	}
+	cfg.LedgerStream = cmp.Or(cfg.LedgerStream, FloorLedgerStream)
+	cfg.AuditStream = cmp.Or(cfg.AuditStream, FloorAuditStream)
+	cfg.Workers = cmp.Or(cfg.Workers, 64)
+	cfg.Pairs = cmp.Or(cfg.Pairs, 1_000_000)
+	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Second)
+	cfg.AuditWindow = cmp.Or(cfg.AuditWindow, 256)
+	cfg.Warmup = cmp.Or(cfg.Warmup, 200)
+
+	realLedger, err := cfg.Admin.Stream(ctx, cfg.LedgerStream)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: floor: stream %s: %w", cfg.LedgerStream, err)
+	}
+	realAudit, err := cfg.Admin.Stream(ctx, cfg.AuditStream)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: floor: stream %s: %w", cfg.AuditStream, err)
+	}
+	lcfg, acfg, err := FloorStreams(realLedger.CachedInfo().Config, realAudit.CachedInfo().Config)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	ltpl, atpl, err := floorTemplates(ctx, realLedger, realAudit)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	for _, sc := range []jetstream.StreamConfig{lcfg, acfg} {
+		if err := cfg.Admin.DeleteStream(ctx, sc.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("loadgen: floor: delete an earlier %s: %w", sc.Name, err)
+		}
+		if _, err := cfg.Admin.CreateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("loadgen: floor: create %s: %w", sc.Name, err)
+		}
+		if !cfg.Keep {
+			defer func() {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				_ = cfg.Admin.DeleteStream(dctx, sc.Name)
+			}()
+		}
+	}
+
+	// The copies' leaders on the servers that lead the originals, so
+	// that the same servers do the leaders' work.
+	if err := followLeader(ctx, cfg.Admin, realLedger, lcfg.Name); err != nil {
+		return nil, fmt.Errorf("loadgen: floor: %w", err)
+	}
+	if err := followLeader(ctx, cfg.Admin, realAudit, acfg.Name); err != nil {
+		return nil, fmt.Errorf("loadgen: floor: %w", err)
+	}
+
+	var auditFailed atomic.Int64
+	var lastAuditErr atomic.Pointer[error]
+	jss := make([]jetstream.JetStream, len(cfg.Conns))
+	for i, nc := range cfg.Conns {
+		jss[i], err = jetstream.New(nc,
+			jetstream.WithPublishAsyncMaxPending(cfg.AuditWindow),
+			jetstream.WithPublishAsyncTimeout(5*time.Second),
+			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+				auditFailed.Add(1)
+				lastAuditErr.Store(&err)
+			}))
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: floor: jetstream: %w", err)
+		}
+	}
+
+	workers := make([]*worker, cfg.Workers)
+	rands := make([]*rand.ChaCha8, cfg.Workers)
+	var seed [32]byte
+	for i := range workers {
+		workers[i] = &worker{hist: newHist(), outcomes: map[string]int64{}}
+		seed[0], seed[1] = byte(i), byte(i>>8)
+		seed[2] = byte(time.Now().UnixNano())
+		rands[i] = rand.NewChaCha8(seed)
+	}
+	var created atomic.Int64
+	pair := func(ctx context.Context, wi int) error {
+		js := jss[wi%len(jss)]
+		pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		ack, err := js.PublishMsg(pctx, ltpl.ledgerMsg(rands[wi]))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		if ack.Stream != lcfg.Name {
+			return fmt.Errorf("create acknowledged by stream %q, want %q", ack.Stream, lcfg.Name)
+		}
+		created.Add(1)
+		if _, err := js.PublishMsgAsync(atpl.auditMsg()); err != nil {
+			auditFailed.Add(1)
+			lastAuditErr.Store(&err)
+		}
+		return nil
+	}
+	waitAudit := func() error {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for _, js := range jss {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-wctx.Done():
+				return fmt.Errorf("loadgen: floor: audit acknowledgements still pending after 30 s: %d", js.PublishAsyncPending())
+			}
+		}
+		return nil
+	}
+
+	for i := range cfg.Warmup {
+		if err := pair(ctx, i%cfg.Workers); err != nil {
+			return nil, fmt.Errorf("loadgen: floor: warm-up pair %d: %w", i, err)
+		}
+	}
+	if err := waitAudit(); err != nil {
+		return nil, err
+	}
+	if n := auditFailed.Load(); n > 0 {
+		return nil, fmt.Errorf("loadgen: floor: %d warm-up audit publishes failed, the last: %w", n, *lastAuditErr.Load())
+	}
+	created.Store(0)
+
+	natsBefore, err := sampleNATSIf(ctx, cfg.NATSMonitor)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	before, err := sampleCPU(cfg.CPU)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	selfBefore, _ := processCPU(os.Getpid())
+	do := func(ctx context.Context, wi, slot int) {
+		w := workers[wi]
+		if err := pair(ctx, wi); err != nil {
+			w.errs.add(&w.errs.Transport, fmt.Sprintf("pair %d: %v", slot, err))
+			return
+		}
+		w.outcomes["created"]++
+	}
+	record := func(wi, _ int, latency, late time.Duration) {
+		w := workers[wi]
+		recordLatency(w.hist, latency)
+		if late > time.Millisecond {
+			w.late++
+		}
+	}
+	s := schedule{n: cfg.Pairs, workers: cfg.Workers, rate: cfg.Rate, stopAfter: cfg.Duration}
+	start, started := s.run(ctx, do, record)
+	elapsed := time.Since(start)
+	waitErr := waitAudit()
+	after, err := sampleCPU(cfg.CPU)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: a measured process: %w", err)
+	}
+	selfAfter, _ := processCPU(os.Getpid())
+	natsUse, err := natsDelta(ctx, cfg.NATSMonitor, natsBefore)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+
+	mode := "closed"
+	if cfg.Rate > 0 {
+		mode = "open"
+	}
+	rep := &Report{
+		Mode: mode, Expect: "nats-floor", Targets: []string{lcfg.Name, acfg.Name}, Workers: cfg.Workers,
+		RatePerSec: cfg.Rate, Planned: cfg.Pairs, Started: started, ElapsedSeconds: elapsed.Seconds(),
+		Outcomes: map[string]int64{}, hist: newHist(), NATS: natsUse,
+	}
+	for _, w := range workers {
+		rep.merge(w)
+	}
+	if n := auditFailed.Load(); n > 0 {
+		rep.Errors.Unexpected += n
+		rep.Errors.Samples = append(rep.Errors.Samples, fmt.Sprintf("%d audit publishes failed, the last: %v", n, *lastAuditErr.Load()))
+	}
+	if waitErr != nil {
+		rep.Errors.Samples = append(rep.Errors.Samples, waitErr.Error())
+	}
+	rep.finish(cfg.CPU, before, after, selfAfter-selfBefore)
+	return rep, ctx.Err()
+}
+
+// stepDownSubject asks a stream's leader to step down, here with a
+// preferred successor (nats-server 2.11 and later; a create refuses
+// Placement.Preferred).
+const stepDownSubject = "$JS.API.STREAM.LEADER.STEPDOWN."
+
+// followLeader moves the leader of stream name to the server that leads
+// orig, asking again until it is there (at most 20 s).
+func followLeader(ctx context.Context, js jetstream.JetStream, orig jetstream.Stream, name string) error {
+	info, err := orig.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("leader of %s: %w", orig.CachedInfo().Config.Name, err)
+	}
+	if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) == 0 {
+		return nil // R1, or no leader to follow
+	}
+	want := info.Cluster.Leader
+	deadline := time.Now().Add(20 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		st, err := js.Stream(ctx, name)
+		if err == nil && st.CachedInfo().Cluster != nil {
+			last = st.CachedInfo().Cluster.Leader
+			if last == want {
+				return nil
+			}
+			if last != "" {
+				req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": want}})
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, _ = js.Conn().RequestWithContext(rctx, stepDownSubject+name, req)
+				cancel()
+			}
+		}
+		if !sleepUntil(ctx, time.Now().Add(250*time.Millisecond)) {
+			return context.Cause(ctx)
+		}
+	}
+	return fmt.Errorf("stream %s: leader %q, not %s (the leader of %s) after 20 s", name, last, want, orig.CachedInfo().Config.Name)
+}
