@@ -11,7 +11,18 @@
 #   r3:      three verifierd nodes on a three-node NATS cluster, R3 ledger
 #            (deploy/local/up.sh, bundles from files);
 #   nginx:   nginx auth_request (deploy/local, the shipped config) in front
-#            of those nodes' check mode.
+#            of those nodes' check mode;
+#   floor:   the NATS floor on the same three servers (tpload nats-floor):
+#            the JetStream work of one decision, raw (one create-only put
+#            into a copy of the ledger bucket, one event into a copy of the
+#            audit stream, same sizes and headers, connections placed like
+#            the verifiers'), at r3's two rates, closed loop, and with the
+#            audit events sent in bursts; needs r3 in the same run.
+#
+# r3, nginx and floor read the nats-servers' counters (/varz, /jsz, /connz)
+# around each run: the table says what ran (ledger and audit replicas,
+# shards, audit events per decision, sync_interval) as the servers report
+# it, and the messages and API requests per decision.
 #
 # Each load scenario: closed loop (64 workers) for the maximum, then open
 # loop at half of it for latency, with the CPU time of the processes under
@@ -29,7 +40,7 @@
 #                     deploy/local from N+100. Default: a random block in
 #                     10000-29999, so two checkouts' benches rarely collide.
 #   --scenarios LIST  comma-separated subset of
-#                     ledger,ceiling,direct,proxy,r1,r3,nginx (env
+#                     ledger,ceiling,direct,proxy,r1,r3,nginx,floor (env
 #                     BENCH_SCENARIOS; default all). The summary needs
 #                     ceiling; the charts need one of the load scenarios.
 #
@@ -46,7 +57,7 @@ DUR=${BENCH_DURATION:-10s}
 dur_s=${DUR%s}
 RESULTS=${BENCH_OUT:-}
 BASE_PORT=${BENCH_BASE_PORT:-}
-SCENARIOS=${BENCH_SCENARIOS:-ledger,ceiling,direct,proxy,r1,r3,nginx}
+SCENARIOS=${BENCH_SCENARIOS:-ledger,ceiling,direct,proxy,r1,r3,nginx,floor}
 
 usage() { sed -n '/^# Usage:/,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
 die_usage() { echo "bench: $*" >&2; usage; exit 2; }
@@ -68,10 +79,14 @@ fi
 IFS=, read -r -a wanted <<<"$SCENARIOS"
 for sc in "${wanted[@]}"; do
 	case $sc in
-	ledger | ceiling | direct | proxy | r1 | r3 | nginx) ;;
-	*) die_usage "--scenarios=$SCENARIOS (BENCH_SCENARIOS): unknown scenario \"$sc\"; known: ledger,ceiling,direct,proxy,r1,r3,nginx" ;;
+	ledger | ceiling | direct | proxy | r1 | r3 | nginx | floor) ;;
+	*) die_usage "--scenarios=$SCENARIOS (BENCH_SCENARIOS): unknown scenario \"$sc\"; known: ledger,ceiling,direct,proxy,r1,r3,nginx,floor" ;;
 	esac
 done
+if [[ ,$SCENARIOS, == *,floor,* && ,$SCENARIOS, != *,r3,* ]]; then
+	# The floor runs at r3's rates and copies the messages r3 wrote.
+	die_usage "--scenarios=$SCENARIOS (BENCH_SCENARIOS): floor needs r3 in the same run"
+fi
 # want NAME: NAME was asked for.
 want() {
 	local sc
@@ -166,7 +181,9 @@ wait_http() {
 # --- build and world ------------------------------------------------------------------
 log "scratch directory $WORK, results in $RESULTS, ports from $base"
 (cd "$root" && "$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpload ./cmd/demoapi ./loadtest/chart)
-"$BIN/demoapi" --prepare "$KEYS" >/dev/null
+# The same world deploy/local/up.sh would make (it keeps one it finds):
+# with an audit key for each of its nodes, listed in the trust material.
+"$BIN/demoapi" --prepare "$KEYS" --audit-nodes local-1,local-2,local-3 >/dev/null
 
 # tpload RUN-NAME FLAGS...: one tpload run; JSON and text into results.
 tpload() {
@@ -181,6 +198,24 @@ tpload() {
 	case $st in
 	0) ;;
 	1) log "$name: tpload reports failed sends (errors in $RESULTS/$name.txt)" ;;
+	*) exit "$st" ;;
+	esac
+}
+
+# floor RUN-NAME FLAGS...: one tpload nats-floor run on deploy/local's
+# servers; JSON and text into results. Exit status as in tpload.
+floor() {
+	local name=$1
+	shift
+	log "$name"
+	local st=0
+	"$BIN/tpload" nats-floor --nats-url "$TPLOCAL_NATS_URLS" --nats-creds "$TPLOCAL_NATS_DIR/admin.creds" \
+		--nats-ca "$TPLOCAL_NATS_DIR/ca.pem" --like-connections verifierd --pid-nats "$N_PIDS" \
+		--nats-monitor "$MONITORS" --duration "$DUR" --json "$RESULTS/$name.json" "$@" |
+		tee "$RESULTS/$name.txt" >&2 || st=${PIPESTATUS[0]}
+	case $st in
+	0) ;;
+	1) log "$name: tpload nats-floor reports failed pairs (errors in $RESULTS/$name.txt)" ;;
 	*) exit "$st" ;;
 	esac
 }
@@ -265,7 +300,7 @@ fi
 [[ -z $up_pid ]] || stop "$up_pid"
 
 # --- d, e. deploy/local: 3 nats-server, 3 verifierd (R3), nginx -----------------------------------
-if want r3 || want nginx; then
+if want r3 || want nginx || want floor; then
 	log "deploy/local/up.sh"
 	local_up=1
 	"$root/deploy/local/up.sh" --dir "$LOCAL" >"$WORK/local-up.log"
@@ -277,12 +312,26 @@ if want r3 || want nginx; then
 	NGINX_MASTER=$(pidof_local nginx)
 	NGINX_PIDS=$NGINX_MASTER$(pgrep -P "$NGINX_MASTER" | sed 's/^/,/' | tr -d '\n')
 	APP_PID=$(pidof_local demoapi)
+	# The servers' monitoring listeners, as deploy/local/lib.sh numbers them.
+	MONITORS=""
+	for i in 1 2 3; do
+		m=TPLOCAL_MONITOR${i}_PORT
+		MONITORS+="${MONITORS:+,}http://127.0.0.1:${!m:-$((TPLOCAL_BASE_PORT + 40 + i))}"
+	done
 	IFS=, read -r -a V_URLS <<<"$TPLOCAL_VERIFIER_URLS"
 	targets=()
 	for u in "${V_URLS[@]}"; do targets+=(--target "$u"); done
 
 	if want r3; then
-		pair r3 "$VERIFIER_REQUESTS" "${targets[@]}" --pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" "${MIX[@]}"
+		pair r3 "$VERIFIER_REQUESTS" "${targets[@]}" --pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" \
+			--nats-monitor "$MONITORS" "${MIX[@]}"
+		R3_HALF=$HALF
+		R3_MAX=$(awk -v t="$(throughput r3-closed)" 'BEGIN { printf "%d", t }')
+		if want floor; then
+			# Right after r3, at its two rates: the same machine state.
+			floor floor-at-max --mode open --rate "$R3_MAX" --workers 256
+			floor floor-open --mode open --rate "$R3_HALF" --workers 256
+		fi
 		direct_at r3 "$HALF" "$TPLOCAL_APP_URL" "${MIX[@]}"
 	fi
 
@@ -290,8 +339,15 @@ if want r3 || want nginx; then
 	# route does not take the body hash from the gateway: GETs only here.
 	if want nginx; then
 		pair nginx "$VERIFIER_REQUESTS" --target "$TPLOCAL_GATEWAY_URL" --pid-nginx "$NGINX_PIDS" \
-			--pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" --get-share 1
+			--pid-verifier "$V_PIDS" --pid-nats "$N_PIDS" --pid-upstream "$APP_PID" --nats-monitor "$MONITORS" --get-share 1
 		direct_at nginx "$HALF" "$TPLOCAL_APP_URL" --get-share 1
+	fi
+
+	if want floor; then
+		# NATS's own maximum here (the same 64 in flight as the closed
+		# loops), and the lever: audit events sent in 5 ms bursts.
+		floor floor-closed --mode closed --workers 64
+		floor floor-linger --mode open --rate "$R3_HALF" --workers 256 --audit-linger 5ms
 	fi
 
 	nats_version=$("$LOCAL/bin/nats-server" --version | sed 's/.*v//')
@@ -309,7 +365,7 @@ audit="off: not wired into verifierd at this commit (no --audit-* flags)"
 # fails at random when grep exits before verifierd has written (SIGPIPE).
 verifierd_help=$("$BIN/verifierd" -h 2>&1 || true)
 if [[ $verifierd_help == *-audit-replicas* ]]; then
-	audit="on: every decision is published to the audit stream, verifierd's defaults (--audit-replicas 1 unless deploy/local sets it)"
+	audit="on: every decision is published to the audit stream; for d and e the table's second column says what the nats-servers reported (deploy/local: tpnats setup and verifierd --audit-replicas 3, deploy/nats/local.conf sync_interval always), c runs verifierd's defaults (embedded server, R1)"
 fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)

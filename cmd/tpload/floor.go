@@ -31,6 +31,7 @@ type floorConfig struct {
 	duration     time.Duration
 	timeout      time.Duration
 	window       int
+	linger       time.Duration
 	ledgerStream string
 	auditStream  string
 	pidNATS      cliflag.List
@@ -52,6 +53,7 @@ func newFloorFlagSet(c *floorConfig) *flag.FlagSet {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "bound by time: no pair is started after it")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on one create")
 	fs.IntVar(&c.window, "audit-window", 256, "audit publishes awaiting acknowledgement per connection (verifierd --audit-publish-window)")
+	fs.DurationVar(&c.linger, "audit-linger", 0, "gather each connection's audit events and send them every this long in one burst (0: each at once); a lever to measure")
 	fs.StringVar(&c.ledgerStream, "ledger-stream", loadgen.FloorLedgerStream, "the replay ledger's stream to copy")
 	fs.StringVar(&c.auditStream, "audit-stream", loadgen.FloorAuditStream, "the audit stream to copy")
 	fs.Var(&c.pidNATS, "pid-nats", "PIDs of the nats-server processes whose CPU time is reported per 1,000 pairs (comma list)")
@@ -97,6 +99,9 @@ func (c *floorConfig) validate() error {
 	}
 	if c.like != "" && len(c.monitor) == 0 {
 		bad("like-connections", c.like, "needs --nats-monitor to find the connections")
+	}
+	if c.linger < 0 {
+		bad("audit-linger", c.linger, "must not be negative")
 	}
 	if c.window < 1 {
 		bad("audit-window", c.window, "must be positive")
@@ -189,7 +194,7 @@ func runFloor(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{
 		Conns: conns, Admin: admin, LedgerStream: c.ledgerStream, AuditStream: c.auditStream,
 		Rate: rate, Workers: c.workers, Pairs: c.pairs, Duration: c.duration, Timeout: c.timeout,
-		AuditWindow: c.window, Keep: c.keep, CPU: groups, NATSMonitor: c.monitor,
+		AuditWindow: c.window, AuditLinger: c.linger, Keep: c.keep, CPU: groups, NATSMonitor: c.monitor,
 	})
 	if rep != nil {
 		if werr := rep.WriteText(stdout); werr != nil && err == nil {

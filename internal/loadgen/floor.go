@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,11 @@ type FloorConfig struct {
 	// acknowledgement, as the audit publisher's window does. If zero, 256
 	// (the publisher's default).
 	AuditWindow int
+	// AuditLinger, if positive, holds each connection's audit publishes
+	// and sends what gathered every AuditLinger, in one burst: the lever
+	// "fewer, larger writes" (a Raft round then carries several events).
+	// If zero, each pair publishes its event at once.
+	AuditLinger time.Duration
 	// Warmup pairs are sent before anything is measured. If zero, 200.
 	Warmup int
 	// Keep leaves the floor's streams in place after the run.
@@ -278,6 +284,18 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 		seed[2] = byte(time.Now().UnixNano())
 		rands[i] = rand.NewChaCha8(seed)
 	}
+	// With a linger, one goroutine per connection sends the gathered
+	// events in bursts.
+	lingerQ := make([]chan *nats.Msg, len(jss))
+	if cfg.AuditLinger > 0 {
+		lctx, stopLinger := context.WithCancel(context.WithoutCancel(ctx))
+		var lwg sync.WaitGroup
+		defer func() { stopLinger(); lwg.Wait() }()
+		for i := range jss {
+			lingerQ[i] = make(chan *nats.Msg, 4096)
+			lwg.Go(func() { lingerLoop(lctx, jss[i], lingerQ[i], cfg.AuditLinger, &auditFailed, &lastAuditErr) })
+		}
+	}
 	var created atomic.Int64
 	pair := func(ctx context.Context, wi int) error {
 		js := jss[wi%len(jss)]
@@ -291,6 +309,10 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 			return fmt.Errorf("create acknowledged by stream %q, want %q", ack.Stream, lcfg.Name)
 		}
 		created.Add(1)
+		if q := lingerQ[wi%len(jss)]; q != nil {
+			q <- atpl.auditMsg()
+			return nil
+		}
 		if _, err := js.PublishMsgAsync(atpl.auditMsg()); err != nil {
 			auditFailed.Add(1)
 			lastAuditErr.Store(&err)
@@ -300,6 +322,13 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 	waitAudit := func() error {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		for _, q := range lingerQ {
+			for q != nil && len(q) > 0 {
+				if !sleepUntil(wctx, time.Now().Add(cfg.AuditLinger)) {
+					return errors.New("loadgen: floor: lingering audit events not sent after 30 s")
+				}
+			}
+		}
 		for _, js := range jss {
 			select {
 			case <-js.PublishAsyncComplete():
@@ -421,4 +450,24 @@ func followLeader(ctx context.Context, js jetstream.JetStream, orig jetstream.St
 		}
 	}
 	return fmt.Errorf("stream %s: leader %q, not %s (the leader of %s) after 20 s", name, last, want, orig.CachedInfo().Config.Name)
+}
+
+// lingerLoop sends the events queued on q every linger, all at once,
+// until ctx ends.
+func lingerLoop(ctx context.Context, js jetstream.JetStream, q <-chan *nats.Msg, linger time.Duration, failed *atomic.Int64, last *atomic.Pointer[error]) {
+	t := time.NewTicker(linger)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for n := len(q); n > 0; n-- {
+			if _, err := js.PublishMsgAsync(<-q); err != nil {
+				failed.Add(1)
+				last.Store(&err)
+			}
+		}
+	}
 }

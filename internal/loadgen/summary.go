@@ -55,6 +55,9 @@ type Summary struct {
 	ProxyCPUMicros      float64            `json:"plain_proxy_cpu_us_per_request"`
 	LedgerSerialMicros  map[string]float64 `json:"ledger_serial_us"`
 	Errors              int64              `json:"errors"`
+	// Floor compares the nats-servers' CPU per decision with the NATS
+	// floor's per raw pair (tpload nats-floor).
+	Floor []FloorRow `json:"nats_floor,omitempty"`
 }
 
 // Row is one scenario's figures.
@@ -69,6 +72,9 @@ type Row struct {
 	P999      float64 `json:"p99_9_ms"`
 	DirectP99 float64 `json:"direct_p99_at_same_rate"`
 	Errors    int64   `json:"errors"`
+	// Setup is what ran on the nats-servers, as they reported it (the
+	// closed-loop run's NATSUsage); "—" where they were not read.
+	Setup string `json:"setup"`
 
 	name, ledger string
 }
@@ -118,7 +124,7 @@ func Summarize(dir string) (*Summary, error) {
 			errs = append(errs, err)
 			continue
 		}
-		row := Row{Scenario: sc.Title, MaxPerSec: closed.ThroughputPerSec, Errors: closed.Errors.Total(), name: sc.Name, ledger: sc.Ledger}
+		row := Row{Scenario: sc.Title, MaxPerSec: closed.ThroughputPerSec, Errors: closed.Errors.Total(), Setup: setupOf(closed), name: sc.Name, ledger: sc.Ledger}
 		var parts []string
 		for _, role := range sc.CPURoles {
 			c := roleCPU(closed, role)
@@ -146,6 +152,7 @@ func Summarize(dir string) (*Summary, error) {
 		s.Errors += m.Errors.Total()
 	}
 	s.targets()
+	s.floorRows(read)
 	if len(s.Rows) == 0 {
 		return nil, fmt.Errorf("loadgen: summarize: no scenario reports: %w", errors.Join(errs...))
 	}
@@ -246,16 +253,17 @@ func (s *Summary) Markdown(header []string) string {
 		s.CeilingPerSec, s.CeilingCPUMicros, s.CeilingSerialMicros)
 	fmt.Fprintf(&b, "Ledger `Consume` serial (`go test -bench BenchmarkConsume/R[13]/serial`, same run): R1 %.0f µs, R3 %.0f µs.\n\n",
 		s.LedgerSerialMicros["R1"], s.LedgerSerialMicros["R3"])
-	b.WriteString("| scenario | max/s (closed loop) | CPU µs per request (closed loop) | open loop at half max | p50 / p99 / p99.9 ms | direct p99 at that rate | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | what ran on NATS (as the servers reported it) | max/s (closed loop) | CPU µs per request (closed loop) | open loop at half max | p50 / p99 / p99.9 ms | direct p99 at that rate | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, r := range s.Rows {
 		direct := "—"
 		if r.DirectP99 > 0 {
 			direct = fmt.Sprintf("%.2f ms", r.DirectP99)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f (%s) | %.0f/s | %.2f / %.2f / %.2f | %s | %d |\n",
-			r.Scenario, r.MaxPerSec, r.CPUMicros, r.CPUByRole, r.HalfRate, r.P50, r.P99, r.P999, direct, r.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f (%s) | %.0f/s | %.2f / %.2f / %.2f | %s | %d |\n",
+			r.Scenario, r.Setup, r.MaxPerSec, r.CPUMicros, r.CPUByRole, r.HalfRate, r.P50, r.P99, r.P999, direct, r.Errors)
 	}
+	s.floorMarkdown(&b)
 	b.WriteString("\nTargets, from this run:\n\n| target | value | bound | met | how |\n|---|---|---|---|---|\n")
 	for _, t := range s.Targets {
 		met := "**no**"

@@ -50,6 +50,11 @@ func readRuns(dir string) ([]run, error) {
 		if err := json.Unmarshal(b, &r.Report); err != nil {
 			return nil, fmt.Errorf("report %s: %w", name, err)
 		}
+		if r.Report.Expect == "nats-floor" {
+			// Raw JetStream pairs (tpload nats-floor), not requests: the
+			// summary's NATS table compares them, the charts do not.
+			continue
+		}
 		if r.Report.Answered == 0 || r.Report.ThroughputPerSec <= 0 {
 			return nil, fmt.Errorf("report %s: no answered requests, nothing to chart", name)
 		}
