@@ -62,20 +62,22 @@ type CPUGroup struct {
 	PIDs []int
 }
 
-// cpuSample is the CPU time of each group at one instant.
-type cpuSample []time.Duration
+// cpuSample is the CPU time of each process of each group at one instant:
+// cpuSample[group][i] is groups[group].PIDs[i]'s.
+type cpuSample [][]time.Duration
 
 func sampleCPU(groups []CPUGroup) (cpuSample, error) {
 	s := make(cpuSample, len(groups))
 	var errs []error
 	for i, g := range groups {
-		for _, pid := range g.PIDs {
+		s[i] = make([]time.Duration, len(g.PIDs))
+		for j, pid := range g.PIDs {
 			d, err := processCPU(pid)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", g.Role, err))
 				continue
 			}
-			s[i] += d
+			s[i][j] = d
 		}
 	}
 	return s, errors.Join(errs...)

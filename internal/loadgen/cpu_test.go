@@ -59,3 +59,21 @@ func TestProcessCPU(t *testing.T) {
 		t.Error("processCPU of a pid that cannot exist: want an error")
 	}
 }
+
+// TestFinishPerProcess: a group's CPU is the sum of its processes', and
+// each process's share is kept in PID order (which nats-server led).
+func TestFinishPerProcess(t *testing.T) {
+	r := &Report{Answered: 1000, ElapsedSeconds: 1, hist: newHist()}
+	groups := []CPUGroup{{Role: "nats", PIDs: []int{11, 12, 13}}, {Role: "verifier", PIDs: []int{21}}}
+	before := cpuSample{{time.Second, 2 * time.Second, 0}, {time.Second}}
+	after := cpuSample{{3 * time.Second, 2500 * time.Millisecond, 250 * time.Millisecond}, {1500 * time.Millisecond}}
+	r.finish(groups, before, after, 0)
+	n := r.CPU[0]
+	if n.Role != "nats" || n.Seconds != 2.75 || n.PerThousand != 2.75 || len(n.PIDSeconds) != 3 ||
+		n.PIDSeconds[0] != 2 || n.PIDSeconds[1] != 0.5 || n.PIDSeconds[2] != 0.25 {
+		t.Errorf("nats usage = %+v, want 2.75 s in all, 2 / 0.5 / 0.25 s by process", n)
+	}
+	if v := r.CPU[1]; v.Seconds != 0.5 || v.PIDSeconds != nil {
+		t.Errorf("verifier usage = %+v, want 0.5 s and no per-process list for one process", v)
+	}
+}

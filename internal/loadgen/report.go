@@ -69,6 +69,10 @@ type CPUUsage struct {
 	Seconds float64 `json:"seconds"`
 	// PerThousand is CPU-seconds per 1,000 answered requests (decisions).
 	PerThousand float64 `json:"seconds_per_1000"`
+	// PIDSeconds is each process's share of Seconds, in PIDs order (for
+	// the nats-servers: which server did the leaders' work); omitted for
+	// a single process.
+	PIDSeconds []float64 `json:"pid_seconds,omitempty"`
 }
 
 func newReport(cfg Config, started int, elapsed time.Duration) *Report {
@@ -145,7 +149,18 @@ func (r *Report) finish(groups []CPUGroup, before, after cpuSample, self time.Du
 	}
 	r.LatencyMs = latencyOf(r.hist)
 	for i, g := range groups {
-		r.CPU = append(r.CPU, cpuUsage(g.Role, g.PIDs, after[i]-before[i], r.Answered))
+		var sum time.Duration
+		per := make([]float64, len(g.PIDs))
+		for j := range g.PIDs {
+			d := after[i][j] - before[i][j]
+			sum += d
+			per[j] = d.Seconds()
+		}
+		u := cpuUsage(g.Role, g.PIDs, sum, r.Answered)
+		if len(per) > 1 {
+			u.PIDSeconds = per
+		}
+		r.CPU = append(r.CPU, u)
 	}
 	r.CPU = append(r.CPU, cpuUsage("tpload", nil, self, r.Answered))
 }
@@ -207,11 +222,22 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	cpu := slices.SortedStableFunc(slices.Values(r.CPU), func(a, b CPUUsage) int { return cmp.Compare(a.Role, b.Role) })
 	for _, c := range cpu {
-		fmt.Fprintf(&b, "  %-11s %-9s %.2f s, %.3f s per 1000%s\n", "cpu", c.Role, c.Seconds, c.PerThousand, pidList(c.PIDs))
+		fmt.Fprintf(&b, "  %-11s %-9s %.2f s, %.3f s per 1000%s%s\n", "cpu", c.Role, c.Seconds, c.PerThousand, pidList(c.PIDs), pidSeconds(c.PIDSeconds))
 	}
 	writeNATS(&b, r.NATS, r.Answered)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func pidSeconds(s []float64) string {
+	if len(s) == 0 {
+		return ""
+	}
+	parts := make([]string, len(s))
+	for i, x := range s {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return ", each " + strings.Join(parts, " / ") + " s"
 }
 
 func pidList(pids []int) string {
