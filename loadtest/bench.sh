@@ -2,8 +2,9 @@
 # loadtest/bench.sh: the verifier's load test, every scenario in one run on
 # this machine, with one request recipe (tpload, the demo world, seed 1):
 #
-#   ledger:  `go test -bench BenchmarkConsume/R[13]/serial` in internal/ledger
-#            (the serial cost of one consume);
+#   ledger:  `go test -bench BenchmarkConsume/R[13]/sync-always/serial` in
+#            internal/ledger (the serial cost of one consume, with the
+#            shipped sync_interval: always);
 #   ceiling: two ed25519.Verify per decision, all cores and one;
 #   direct, proxy: the demo upstream directly, and through a plain
 #            httputil.ReverseProxy;
@@ -181,9 +182,15 @@ wait_http() {
 # --- build and world ------------------------------------------------------------------
 log "scratch directory $WORK, results in $RESULTS, ports from $base"
 (cd "$root" && "$GO" build -o "$BIN/" ./cmd/verifierd ./cmd/tpload ./cmd/demoapi ./loadtest/chart)
-# The same world deploy/local/up.sh would make (it keeps one it finds):
-# with an audit key for each of its nodes, listed in the trust material.
+# Two demo worlds. deploy/local's (d, e, floor) is the one up.sh would
+# make (it keeps one it finds): an audit key and a backend assertion key
+# for each of its nodes, listed in the trust material, and orders.get asks
+# for a backend assertion. The R1 node's (a to c) is the plain world: no
+# node keys, as the R1 node is started without them.
 "$BIN/demoapi" --prepare "$KEYS" --audit-nodes local-1,local-2,local-3 >/dev/null
+R1_KEYS=$WORK/r1-world
+"$BIN/demoapi" --prepare "$R1_KEYS" >/dev/null
+WORLD=$R1_KEYS # the world tpload signs with
 
 # tpload RUN-NAME FLAGS...: one tpload run; JSON and text into results.
 tpload() {
@@ -194,7 +201,7 @@ tpload() {
 	# other (its report counts the errors) and goes on; any other failure
 	# (2: a bad flag) stops it.
 	local st=0
-	"$BIN/tpload" --world "$KEYS" --no-progress --seed 1 --json "$RESULTS/$name.json" "$@" | tee "$RESULTS/$name.txt" >&2 || st=${PIPESTATUS[0]}
+	"$BIN/tpload" --world "$WORLD" --no-progress --seed 1 --json "$RESULTS/$name.json" "$@" | tee "$RESULTS/$name.txt" >&2 || st=${PIPESTATUS[0]}
 	case $st in
 	0) ;;
 	1) log "$name: tpload reports failed sends (errors in $RESULTS/$name.txt)" ;;
@@ -251,7 +258,7 @@ VERIFIER_REQUESTS=${BENCH_VERIFIER_REQUESTS:-80000}
 # --- serial ledger cost (before anything else runs) ---------------------------------------
 if want ledger; then
 	log "ledger serial benchmarks"
-	(cd "$root" && "$GO" test -run '^$' -bench 'BenchmarkConsume/R[13]/serial$' -benchtime 2000x -count 1 ./internal/ledger) \
+	(cd "$root" && "$GO" test -run '^$' -bench 'BenchmarkConsume/R[13]/sync-always/serial$' -benchtime 2000x -count 1 ./internal/ledger) \
 		>"$RESULTS/ledger-bench.txt" 2>&1 || { cat "$RESULTS/ledger-bench.txt" >&2; exit 1; }
 fi
 
@@ -285,8 +292,8 @@ if want r1; then
 	R1=http://127.0.0.1:$R1_PORT
 	start verifierd-r1 "$BIN/verifierd" --listen "127.0.0.1:$R1_PORT" --upstream "$UP" \
 		--data-dir "$WORK/r1-data" --nats-listen "127.0.0.1:$R1_NATS_PORT" --node-id bench-r1 \
-		--trust-material "$KEYS/trust-material.json" --policy-bundle "$KEYS/policy-bundle.json" \
-		--bundle-public-key "$KEYS/bundle.pub" --log-level warn
+		--trust-material "$R1_KEYS/trust-material.json" --policy-bundle "$R1_KEYS/policy-bundle.json" \
+		--bundle-public-key "$R1_KEYS/bundle.pub" --log-level warn
 	r1_pid=$STARTED
 	wait_http "$R1/_tp/readyz" "$r1_pid"
 	pair r1 "$VERIFIER_REQUESTS" --target "$R1" --pid-verifier "$r1_pid" --pid-upstream "$up_pid" "${MIX[@]}"
@@ -302,6 +309,7 @@ fi
 # --- d, e. deploy/local: 3 nats-server, 3 verifierd (R3), nginx -----------------------------------
 if want r3 || want nginx || want floor; then
 	log "deploy/local/up.sh"
+	WORLD=$KEYS
 	local_up=1
 	"$root/deploy/local/up.sh" --dir "$LOCAL" >"$WORK/local-up.log"
 	# shellcheck disable=SC1091 # written by up.sh
@@ -378,7 +386,7 @@ if want ceiling; then
 		--header "Machine: $(nproc) vCPU \"$cpu\", $mem, Linux $(uname -r) $(uname -m); $("$GO" version | cut -d' ' -f3); $(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'); nats-server ${nats_version:-not run}; shared with other work, so rates are pessimistic and CPU per request is the figure to trust." \
 		--header "Load average (1, 5, 15 min) before the run: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg). Above 2 means other work competed for the 2 cores: latency figures are then the machine's, not the verifier's." \
 		--header "Load: tpload, one signed request per send (passport + proof signed before the clock starts), 50% GET / 50% POST with a 1 KiB body (nginx: GETs only, see below), closed loop with 64 workers, open loop with up to 256 in flight and latency from each due time. CPU: utime+stime from /proc of the processes under test, per answered request. tpload itself runs on the same 2 cores." \
-		--header "Audit: $audit. d and e use deploy/local with bundles from files (TPLOCAL_BUNDLES=file). Raw reports: \`${RESULTS#"$root"/}/\`." \
+		--header "Audit: $audit. d and e use deploy/local with bundles from files (TPLOCAL_BUNDLES=file), as up.sh runs it: each node signs its audit events and mints a backend assertion (Ed25519) for each GET (orders.get); the R1 node of c does neither. Raw reports: \`${RESULTS#"$root"/}/\`." \
 		>"$RESULTS/summary.md"
 fi
 if want direct || want proxy || want r1 || want r3 || want nginx; then

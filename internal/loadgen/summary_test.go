@@ -36,7 +36,8 @@ func TestReplaceSection(t *testing.T) {
 func TestReadLedgerBench(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger-bench.txt")
 	out := "goos: linux\nBenchmarkConsume/R1/serial-2         	    2000	     31879 ns/op	    4719 B/op\n" +
-		"BenchmarkConsume/R3/serial-2   2000   109524 ns/op\nBenchmarkConsume/R1/inflight64-2 100 5000 ns/op\n"
+		"BenchmarkConsume/R3/sync-always/serial-2   2000   109524 ns/op\nBenchmarkConsume/R1/inflight64-2 100 5000 ns/op\n" +
+		"BenchmarkConsume/R3/sync-default/serial-2   2000   5 ns/op\n"
 	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
 	}
