@@ -33,6 +33,8 @@ func TestBenchArguments(t *testing.T) {
 		{"privileged port", []string{"--base-port", "80"}, nil, 2, "--base-port=80 (BENCH_BASE_PORT)"},
 		{"port from env", nil, []string{"BENCH_BASE_PORT=abc"}, 2, "--base-port=abc (BENCH_BASE_PORT)"},
 		{"unknown scenario", []string{"--scenarios", "r1,r2"}, nil, 2, `unknown scenario "r2"`},
+		{"floor without r3", []string{"--scenarios", "ceiling,floor"}, nil, 2, "floor needs r3 in the same run"},
+		{"floor without r3, from env", nil, []string{"BENCH_SCENARIOS=floor"}, 2, "floor needs r3 in the same run"},
 		{"unknown argument", []string{"--bogus"}, nil, 2, `unknown argument "--bogus"`},
 		{"missing value", []string{"--out"}, nil, 2, "--out needs a directory"},
 		{"results not empty", []string{"--out", full}, nil, 2, "exists and is not empty"},
