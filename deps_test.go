@@ -125,6 +125,13 @@ var layers = map[string]deptest.Layer{
 
 	// Adapters: the rule holds for their own imports (nats.go itself
 	// imports net/http for websockets).
+	// The NATS floor: raw JetStream pairs for tpload nats-floor, on
+	// loadgen's schedule and figures.
+	in("natsfloor"): {Allow: []string{natsGo, uuid, in("loadgen")}, Deny: []deptest.Rule{
+		{Path: in("ledger"), Why: "the floor is measured against the ledger; sharing its code would hide the difference"},
+		{Path: in("audit"), Why: "the floor is measured against the audit publisher; sharing its code would hide the difference"},
+		noServer, noCore,
+	}},
 	// natsx also owns the credential flags every command shares (ClientAuth).
 	in("natsx"): {Allow: []string{"github.com/nats-io/", in("cliflag")}, Deny: []deptest.Rule{noCore}},
 	// natsauth writes NATS security sets (jwt, nkeys) and provisions the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/cliflag"
 	"github.com/tpcluster/tpcluster/internal/loadgen"
+	"github.com/tpcluster/tpcluster/internal/natsfloor"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 )
 
@@ -54,8 +55,8 @@ func newFloorFlagSet(c *floorConfig) *flag.FlagSet {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on one create")
 	fs.IntVar(&c.window, "audit-window", 256, "audit publishes awaiting acknowledgement per connection (verifierd --audit-publish-window)")
 	fs.DurationVar(&c.linger, "audit-linger", 0, "gather each connection's audit events and send them every this long in one burst (0: each at once); a lever to measure")
-	fs.StringVar(&c.ledgerStream, "ledger-stream", loadgen.FloorLedgerStream, "the replay ledger's stream to copy")
-	fs.StringVar(&c.auditStream, "audit-stream", loadgen.FloorAuditStream, "the audit stream to copy")
+	fs.StringVar(&c.ledgerStream, "ledger-stream", natsfloor.LedgerStream, "the replay ledger's stream to copy")
+	fs.StringVar(&c.auditStream, "audit-stream", natsfloor.AuditStream, "the audit stream to copy")
 	fs.Var(&c.pidNATS, "pid-nats", "PIDs of the nats-server processes whose CPU time is reported per 1,000 pairs (comma list)")
 	fs.Var(&c.monitor, "nats-monitor", "monitoring base URLs of the nats-servers, http://127.0.0.1:PORT (comma list): their counters per pair")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the report as JSON to this file")
@@ -133,7 +134,7 @@ func pidList(role string, l cliflag.List) ([]int, error) {
 }
 
 // runFloor is tpload nats-floor: the JetStream work of one decision, raw
-// (loadgen.Floor).
+// (internal/natsfloor).
 func runFloor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c floorConfig
 	fs := newFloorFlagSet(&c)
@@ -191,7 +192,7 @@ func runFloor(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c.mode == "open" {
 		rate = c.rate
 	}
-	rep, err := loadgen.Floor(ctx, loadgen.FloorConfig{
+	rep, err := natsfloor.Run(ctx, natsfloor.Config{
 		Conns: conns, Admin: admin, LedgerStream: c.ledgerStream, AuditStream: c.auditStream,
 		Rate: rate, Workers: c.workers, Pairs: c.pairs, Duration: c.duration, Timeout: c.timeout,
 		AuditWindow: c.window, AuditLinger: c.linger, Keep: c.keep, CPU: groups, NATSMonitor: c.monitor,

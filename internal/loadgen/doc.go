@@ -9,9 +9,9 @@
 // ed25519.Verify per decision) and runs the plain reverse proxy and demo
 // upstream the bench compares verifierd with. With nats-servers' monitoring
 // URLs it reads their counters before and after a run (messages, JetStream
-// API requests, the streams that ran, each client's messages), and Floor
-// runs the NATS floor: the JetStream work of one decision with nothing
-// else, on copies of the ledger's and audit stream's configurations.
+// API requests, the streams that ran, each client's messages), and RunOps
+// runs the same schedule around an operation of the caller's (the NATS
+// floor, internal/natsfloor, which keeps NATS out of this package).
 //
 // It only ever talks to loopback addresses, it never imports the verifier
 // pipeline (internal/core), and it holds no state between runs.

@@ -72,7 +72,9 @@ func (s *Summary) floorRows(read func(string) (*Report, error)) {
 
 // setupOf says what ran on the servers of a report: the ledger's and the
 // audit stream's replicas, shards and events per decision, and the
-// durability setting, as the servers reported them.
+// durability setting, as the servers reported them. The names are SPEC
+// §7's and §9's defaults (KV_TRUSTPLANE_REPLAY and its shards
+// KV_TRUSTPLANE_REPLAY_s<i>, TRUSTPLANE_AUDIT), which deploy/local uses.
 func setupOf(r *Report) string {
 	u := r.NATS
 	if u == nil {
@@ -80,7 +82,7 @@ func setupOf(r *Report) string {
 	}
 	var ledger []StreamUsage
 	for _, st := range u.Streams {
-		if strings.HasPrefix(st.Name, "KV_"+"TRUSTPLANE_REPLAY") && st.Added > 0 {
+		if strings.HasPrefix(st.Name, "KV_TRUSTPLANE_REPLAY") && st.Added > 0 {
 			ledger = append(ledger, st)
 		}
 	}
@@ -90,7 +92,7 @@ func setupOf(r *Report) string {
 	} else {
 		parts = append(parts, "ledger: no writes seen")
 	}
-	if a := u.Stream(FloorAuditStream); a != nil && a.Added > 0 {
+	if a := u.Stream("TRUSTPLANE_AUDIT"); a != nil && a.Added > 0 {
 		parts = append(parts, fmt.Sprintf("audit R%d, %.2f events per decision", a.Replicas, float64(a.Added)/float64(max(r.Answered, 1))))
 	} else {
 		parts = append(parts, "audit off")

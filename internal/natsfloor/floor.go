@@ -1,4 +1,4 @@
-package loadgen
+package natsfloor
 
 import (
 	"cmp"
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,22 +16,19 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// The floor is the JetStream work one decision of a verifier node needs,
-// done with nothing else: one create-only put with a TTL into a bucket
-// configured like the replay ledger, and one publish into a stream
-// configured like the audit stream, with the same subjects' shape, sizes
-// and headers. The nats-servers' CPU per raw pair is what tpcluster's
-// NATS cost per decision is compared with (docs/PERFORMANCE.md, "The NATS
-// floor").
+	"github.com/tpcluster/tpcluster/internal/loadgen"
+)
 
 // Default names of the streams a floor run copies (the replay ledger's
 // KV stream and the audit stream, SPEC §7 and §9).
 const (
-	FloorLedgerStream = "KV_TRUSTPLANE_REPLAY"
-	FloorAuditStream  = "TRUSTPLANE_AUDIT"
+	LedgerStream = "KV_TRUSTPLANE_REPLAY"
+	AuditStream  = "TRUSTPLANE_AUDIT"
 )
+
+// Kind is what a floor report's operations are (loadgen.Report.Expect).
+const Kind = "nats-floor"
 
 // floorAuditMaxBytes caps the copy of the audit stream: JetStream reserves
 // a stream's max bytes on each replica's server, and a second 512 MiB
@@ -41,8 +37,8 @@ const (
 // limit never discards anything and costs nothing.
 const floorAuditMaxBytes = 256 << 20
 
-// FloorConfig is one floor run.
-type FloorConfig struct {
+// Config is one floor run.
+type Config struct {
 	// Conns are the connections the pairs go out on, one per verifier
 	// node the run stands in for; worker i uses Conns[i % len(Conns)].
 	// Required.
@@ -51,9 +47,9 @@ type FloorConfig struct {
 	// create and delete streams (the admin role). Required.
 	Admin jetstream.JetStream
 	// LedgerStream and AuditStream are the streams copied. If empty,
-	// FloorLedgerStream and FloorAuditStream.
+	// the package's LedgerStream and AuditStream.
 	LedgerStream, AuditStream string
-	// Rate, Workers, Duration and Timeout as in Config; Pairs bounds the
+	// Rate, Workers, Duration and Timeout as in loadgen.Config; Pairs bounds the
 	// run by count (if zero, 1,000,000).
 	Rate     float64
 	Workers  int
@@ -73,17 +69,17 @@ type FloorConfig struct {
 	Warmup int
 	// Keep leaves the floor's streams in place after the run.
 	Keep bool
-	// CPU and NATSMonitor as in Config.
-	CPU         []CPUGroup
+	// CPU and NATSMonitor as in loadgen.Config.
+	CPU         []loadgen.CPUGroup
 	NATSMonitor []string
 }
 
-// FloorStreams returns the configurations of the floor's two streams:
+// Streams returns the configurations of the floor's two streams:
 // ledger and audit, the streams that ran, with only what must differ
 // changed: the name and subjects (TRUSTPLANE becomes FLOORBENCH, the same
 // length, so subjects keep their size), and the audit copy's max bytes
 // (floorAuditMaxBytes at most, see there).
-func FloorStreams(ledger, audit jetstream.StreamConfig) (jetstream.StreamConfig, jetstream.StreamConfig, error) {
+func Streams(ledger, audit jetstream.StreamConfig) (jetstream.StreamConfig, jetstream.StreamConfig, error) {
 	l, err := floorCopy(ledger)
 	if err != nil {
 		return l, l, err
@@ -104,7 +100,7 @@ var floorName = strings.NewReplacer("TRUSTPLANE", "FLOORBENCH", "trustplane", "f
 func floorCopy(c jetstream.StreamConfig) (jetstream.StreamConfig, error) {
 	name := floorName.Replace(c.Name)
 	if name == c.Name {
-		return c, fmt.Errorf("floor: stream %s: no TRUSTPLANE in its name to rename", c.Name)
+		return c, fmt.Errorf("stream %s: no TRUSTPLANE in its name to rename", c.Name)
 	}
 	c.Name = name
 	c.Subjects = append([]string(nil), c.Subjects...)
@@ -131,25 +127,25 @@ type floorTemplate struct {
 func floorTemplates(ctx context.Context, ledger, audit jetstream.Stream) (l, a floorTemplate, err error) {
 	lc, ac := ledger.CachedInfo().Config, audit.CachedInfo().Config
 	if len(lc.Subjects) != 1 || !strings.HasSuffix(lc.Subjects[0], ".>") {
-		return l, a, fmt.Errorf("floor: stream %s: subjects %q, want one ending in .>", lc.Name, lc.Subjects)
+		return l, a, fmt.Errorf("stream %s: subjects %q, want one ending in .>", lc.Name, lc.Subjects)
 	}
 	if len(ac.Subjects) != 1 || !strings.HasSuffix(ac.Subjects[0], ".>") {
-		return l, a, fmt.Errorf("floor: stream %s: subjects %q, want one ending in .>", ac.Name, ac.Subjects)
+		return l, a, fmt.Errorf("stream %s: subjects %q, want one ending in .>", ac.Name, ac.Subjects)
 	}
 	// A jti key is one token (probe keys have three): "*" finds the
 	// last consumed jti.
 	lp := strings.TrimSuffix(lc.Subjects[0], ">")
 	lm, err := ledger.GetLastMsgForSubject(ctx, lp+"*")
 	if err != nil {
-		return l, a, fmt.Errorf("floor: a consumed jti in %s (run some decisions first): %w", lc.Name, err)
+		return l, a, fmt.Errorf("a consumed jti in %s (run some decisions first): %w", lc.Name, err)
 	}
 	ap := strings.TrimSuffix(ac.Subjects[0], ">")
 	am, err := audit.GetLastMsgForSubject(ctx, ap+"allow.>")
 	if err != nil {
-		return l, a, fmt.Errorf("floor: an allow event in %s (run some decisions first): %w", ac.Name, err)
+		return l, a, fmt.Errorf("an allow event in %s (run some decisions first): %w", ac.Name, err)
 	}
 	if am.Header.Get(jetstream.MsgIDHeader) == "" {
-		return l, a, fmt.Errorf("floor: the allow event in %s has no %s header", ac.Name, jetstream.MsgIDHeader)
+		return l, a, fmt.Errorf("the allow event in %s has no %s header", ac.Name, jetstream.MsgIDHeader)
 	}
 	l = floorTemplate{subject: floorName.Replace(lp), header: sentHeader(lm.Header), data: lm.Data}
 	a = floorTemplate{subject: floorName.Replace(am.Subject), header: sentHeader(am.Header), data: am.Data}
@@ -198,7 +194,7 @@ func (t *floorTemplate) auditMsg() *nats.Msg {
 	return &nats.Msg{Subject: t.subject, Header: h, Data: t.data}
 }
 
-// Floor creates the floor's streams (FloorStreams, after deleting any left
+// Run creates the floor's streams (Streams, after deleting any left
 // from an earlier run), sends Warmup pairs, then the measured pairs, waits
 // for every audit acknowledgement, and reports pairs per second, the
 // latency of each pair's create (from its due time in open loop), the CPU
@@ -206,12 +202,12 @@ func (t *floorTemplate) auditMsg() *nats.Msg {
 // acknowledged by the floor's ledger stream counts as a transport error; a
 // failed audit publish as an unexpected answer. Unless cfg.Keep, the
 // streams are deleted at the end.
-func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
+func Run(ctx context.Context, cfg Config) (*loadgen.Report, error) {
 	if len(cfg.Conns) == 0 || cfg.Admin == nil {
-		return nil, errors.New("loadgen: floor: no connections or no admin JetStream")
+		return nil, errors.New("natsfloor: no connections or no admin JetStream")
 	}
-	cfg.LedgerStream = cmp.Or(cfg.LedgerStream, FloorLedgerStream)
-	cfg.AuditStream = cmp.Or(cfg.AuditStream, FloorAuditStream)
+	cfg.LedgerStream = cmp.Or(cfg.LedgerStream, LedgerStream)
+	cfg.AuditStream = cmp.Or(cfg.AuditStream, AuditStream)
 	cfg.Workers = cmp.Or(cfg.Workers, 64)
 	cfg.Pairs = cmp.Or(cfg.Pairs, 1_000_000)
 	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Second)
@@ -220,26 +216,26 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 
 	realLedger, err := cfg.Admin.Stream(ctx, cfg.LedgerStream)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: floor: stream %s: %w", cfg.LedgerStream, err)
+		return nil, fmt.Errorf("natsfloor: stream %s: %w", cfg.LedgerStream, err)
 	}
 	realAudit, err := cfg.Admin.Stream(ctx, cfg.AuditStream)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: floor: stream %s: %w", cfg.AuditStream, err)
+		return nil, fmt.Errorf("natsfloor: stream %s: %w", cfg.AuditStream, err)
 	}
-	lcfg, acfg, err := FloorStreams(realLedger.CachedInfo().Config, realAudit.CachedInfo().Config)
+	lcfg, acfg, err := Streams(realLedger.CachedInfo().Config, realAudit.CachedInfo().Config)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, fmt.Errorf("natsfloor: %w", err)
 	}
 	ltpl, atpl, err := floorTemplates(ctx, realLedger, realAudit)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, fmt.Errorf("natsfloor: %w", err)
 	}
 	for _, sc := range []jetstream.StreamConfig{lcfg, acfg} {
 		if err := cfg.Admin.DeleteStream(ctx, sc.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, fmt.Errorf("loadgen: floor: delete an earlier %s: %w", sc.Name, err)
+			return nil, fmt.Errorf("natsfloor: delete an earlier %s: %w", sc.Name, err)
 		}
 		if _, err := cfg.Admin.CreateStream(ctx, sc); err != nil {
-			return nil, fmt.Errorf("loadgen: floor: create %s: %w", sc.Name, err)
+			return nil, fmt.Errorf("natsfloor: create %s: %w", sc.Name, err)
 		}
 		if !cfg.Keep {
 			defer func() {
@@ -253,10 +249,10 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 	// The copies' leaders on the servers that lead the originals, so
 	// that the same servers do the leaders' work.
 	if err := followLeader(ctx, cfg.Admin, realLedger, lcfg.Name); err != nil {
-		return nil, fmt.Errorf("loadgen: floor: %w", err)
+		return nil, fmt.Errorf("natsfloor: %w", err)
 	}
 	if err := followLeader(ctx, cfg.Admin, realAudit, acfg.Name); err != nil {
-		return nil, fmt.Errorf("loadgen: floor: %w", err)
+		return nil, fmt.Errorf("natsfloor: %w", err)
 	}
 
 	var auditFailed atomic.Int64
@@ -271,15 +267,13 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 				lastAuditErr.Store(&err)
 			}))
 		if err != nil {
-			return nil, fmt.Errorf("loadgen: floor: jetstream: %w", err)
+			return nil, fmt.Errorf("natsfloor: jetstream: %w", err)
 		}
 	}
 
-	workers := make([]*worker, cfg.Workers)
 	rands := make([]*rand.ChaCha8, cfg.Workers)
 	var seed [32]byte
-	for i := range workers {
-		workers[i] = &worker{hist: newHist(), outcomes: map[string]int64{}}
+	for i := range rands {
 		seed[0], seed[1] = byte(i), byte(i>>8)
 		seed[2] = byte(time.Now().UnixNano())
 		rands[i] = rand.NewChaCha8(seed)
@@ -296,7 +290,6 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 			lwg.Go(func() { lingerLoop(lctx, jss[i], lingerQ[i], cfg.AuditLinger, &auditFailed, &lastAuditErr) })
 		}
 	}
-	var created atomic.Int64
 	pair := func(ctx context.Context, wi int) error {
 		js := jss[wi%len(jss)]
 		pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -308,7 +301,6 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 		if ack.Stream != lcfg.Name {
 			return fmt.Errorf("create acknowledged by stream %q, want %q", ack.Stream, lcfg.Name)
 		}
-		created.Add(1)
 		if q := lingerQ[wi%len(jss)]; q != nil {
 			q <- atpl.auditMsg()
 			return nil
@@ -324,8 +316,8 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 		defer cancel()
 		for _, q := range lingerQ {
 			for q != nil && len(q) > 0 {
-				if !sleepUntil(wctx, time.Now().Add(cfg.AuditLinger)) {
-					return errors.New("loadgen: floor: lingering audit events not sent after 30 s")
+				if !sleep(wctx, cfg.AuditLinger) {
+					return errors.New("natsfloor: lingering audit events not sent after 30 s")
 				}
 			}
 		}
@@ -333,7 +325,7 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 			select {
 			case <-js.PublishAsyncComplete():
 			case <-wctx.Done():
-				return fmt.Errorf("loadgen: floor: audit acknowledgements still pending after 30 s: %d", js.PublishAsyncPending())
+				return fmt.Errorf("natsfloor: audit acknowledgements still pending after 30 s: %d", js.PublishAsyncPending())
 			}
 		}
 		return nil
@@ -341,76 +333,29 @@ func Floor(ctx context.Context, cfg FloorConfig) (*Report, error) {
 
 	for i := range cfg.Warmup {
 		if err := pair(ctx, i%cfg.Workers); err != nil {
-			return nil, fmt.Errorf("loadgen: floor: warm-up pair %d: %w", i, err)
+			return nil, fmt.Errorf("natsfloor: warm-up pair %d: %w", i, err)
 		}
 	}
 	if err := waitAudit(); err != nil {
 		return nil, err
 	}
 	if n := auditFailed.Load(); n > 0 {
-		return nil, fmt.Errorf("loadgen: floor: %d warm-up audit publishes failed, the last: %w", n, *lastAuditErr.Load())
+		return nil, fmt.Errorf("natsfloor: %d warm-up audit publishes failed, the last: %w", n, *lastAuditErr.Load())
 	}
-	created.Store(0)
+	auditFailed.Store(0)
 
-	natsBefore, err := sampleNATSIf(ctx, cfg.NATSMonitor)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-	before, err := sampleCPU(cfg.CPU)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-	selfBefore, _ := processCPU(os.Getpid())
-	do := func(ctx context.Context, wi, slot int) {
-		w := workers[wi]
-		if err := pair(ctx, wi); err != nil {
-			w.errs.add(&w.errs.Transport, fmt.Sprintf("pair %d: %v", slot, err))
-			return
-		}
-		w.outcomes["created"]++
-	}
-	record := func(wi, _ int, latency, late time.Duration) {
-		w := workers[wi]
-		recordLatency(w.hist, latency)
-		if late > time.Millisecond {
-			w.late++
-		}
-	}
-	s := schedule{n: cfg.Pairs, workers: cfg.Workers, rate: cfg.Rate, stopAfter: cfg.Duration}
-	start, started := s.run(ctx, do, record)
-	elapsed := time.Since(start)
-	waitErr := waitAudit()
-	after, err := sampleCPU(cfg.CPU)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: a measured process: %w", err)
-	}
-	selfAfter, _ := processCPU(os.Getpid())
-	natsUse, err := natsDelta(ctx, cfg.NATSMonitor, natsBefore)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-
-	mode := "closed"
-	if cfg.Rate > 0 {
-		mode = "open"
-	}
-	rep := &Report{
-		Mode: mode, Expect: "nats-floor", Targets: []string{lcfg.Name, acfg.Name}, Workers: cfg.Workers,
-		RatePerSec: cfg.Rate, Planned: cfg.Pairs, Started: started, ElapsedSeconds: elapsed.Seconds(),
-		Outcomes: map[string]int64{}, hist: newHist(), NATS: natsUse,
-	}
-	for _, w := range workers {
-		rep.merge(w)
-	}
-	if n := auditFailed.Load(); n > 0 {
-		rep.Errors.Unexpected += n
-		rep.Errors.Samples = append(rep.Errors.Samples, fmt.Sprintf("%d audit publishes failed, the last: %v", n, *lastAuditErr.Load()))
-	}
-	if waitErr != nil {
-		rep.Errors.Samples = append(rep.Errors.Samples, waitErr.Error())
-	}
-	rep.finish(cfg.CPU, before, after, selfAfter-selfBefore)
-	return rep, ctx.Err()
+	return loadgen.RunOps(ctx, loadgen.OpsConfig{
+		Kind: Kind, Targets: []string{lcfg.Name, acfg.Name}, Op: pair, Outcome: "created", Ops: cfg.Pairs,
+		Rate: cfg.Rate, Workers: cfg.Workers, Duration: cfg.Duration, CPU: cfg.CPU, NATSMonitor: cfg.NATSMonitor,
+		Settle: func(context.Context) (int64, error) {
+			err := waitAudit()
+			n := auditFailed.Load()
+			if n > 0 && err == nil {
+				err = fmt.Errorf("%d audit publishes failed, the last: %w", n, *lastAuditErr.Load())
+			}
+			return n, err
+		},
+	})
 }
 
 // stepDownSubject asks a stream's leader to step down, here with a
@@ -445,7 +390,7 @@ func followLeader(ctx context.Context, js jetstream.JetStream, orig jetstream.St
 				cancel()
 			}
 		}
-		if !sleepUntil(ctx, time.Now().Add(250*time.Millisecond)) {
+		if !sleep(ctx, 250*time.Millisecond) {
 			return context.Cause(ctx)
 		}
 	}
@@ -469,5 +414,17 @@ func lingerLoop(ctx context.Context, js jetstream.JetStream, q <-chan *nats.Msg,
 				last.Store(&err)
 			}
 		}
+	}
+}
+
+// sleep waits d and reports whether ctx was still live then.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

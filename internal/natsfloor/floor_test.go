@@ -1,4 +1,4 @@
-package loadgen
+package natsfloor
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/ledger"
+	"github.com/tpcluster/tpcluster/internal/loadgen"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
@@ -45,7 +46,7 @@ func TestFloorStreamsOnlyRename(t *testing.T) {
 	ac := st.CachedInfo().Config
 	lc := ledger.StreamConfig(ledger.DefaultBucket, 3, 20*time.Minute, nil)
 
-	fl, fa, err := FloorStreams(lc, ac)
+	fl, fa, err := Streams(lc, ac)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestFloorStreamsOnlyRename(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := FloorStreams(jetstream.StreamConfig{Name: "OTHER"}, ac); err == nil {
+	if _, _, err := Streams(jetstream.StreamConfig{Name: "OTHER"}, ac); err == nil {
 		t.Error("FloorStreams of a stream without TRUSTPLANE in its name: want an error")
 	}
 }
@@ -156,7 +157,7 @@ func TestFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Close()
-	urls, err := ConnectionServers(ctx, monitors, "verifierd")
+	urls, err := loadgen.ConnectionServers(ctx, monitors, "verifierd")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,9 +175,9 @@ func TestFloor(t *testing.T) {
 	}
 
 	const pairs = 300
-	rep, err := Floor(ctx, FloorConfig{
+	rep, err := Run(ctx, Config{
 		Conns: conns, Admin: admin, Workers: 8, Pairs: pairs, Duration: time.Minute, Warmup: 10, Keep: true,
-		CPU: []CPUGroup{{Role: "nats", PIDs: []int{os.Getpid()}}}, NATSMonitor: monitors,
+		CPU: []loadgen.CPUGroup{{Role: "nats", PIDs: []int{os.Getpid()}}}, NATSMonitor: monitors,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +229,7 @@ func TestFloor(t *testing.T) {
 	}
 
 	// Without Keep, the copies go.
-	rep, err = Floor(ctx, FloorConfig{Conns: conns, Admin: admin, Workers: 2, Pairs: 20, Warmup: 1})
+	rep, err = Run(ctx, Config{Conns: conns, Admin: admin, Workers: 2, Pairs: 20, Warmup: 1})
 	if err != nil || rep.Answered != 20 {
 		t.Fatalf("second floor run: %v, %d answered; want 20 (an earlier copy is replaced)", err, rep.Answered)
 	}
