@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,14 +31,18 @@ type Scenario struct {
 	// Ledger is the serial ledger benchmark the p99 target compares with
 	// ("R1", "R3"), empty for rows without a verifier.
 	Ledger string
+	// Setup says what ran on NATS where no server's counters were read
+	// (no NATS, or verifierd's embedded server, which has no monitor).
+	Setup string
 }
 
 // scenarios returns the bench's rows, in order.
 func scenarios() []Scenario {
 	return []Scenario{
-		{Name: "direct", Title: "b. direct to the demo upstream", CPURoles: []string{"upstream"}},
-		{Name: "proxy", Title: "b. plain `httputil.ReverseProxy` → upstream", CPURoles: []string{"proxy"}},
-		{Name: "r1", Title: "c. verifierd proxy mode, embedded NATS, R1", CPURoles: []string{"verifier"}, Ledger: "R1"},
+		{Name: "direct", Title: "b. direct to the demo upstream", CPURoles: []string{"upstream"}, Setup: "no NATS"},
+		{Name: "proxy", Title: "b. plain `httputil.ReverseProxy` → upstream", CPURoles: []string{"proxy"}, Setup: "no NATS"},
+		{Name: "r1", Title: "c. verifierd proxy mode, embedded NATS, R1", CPURoles: []string{"verifier"}, Ledger: "R1",
+			Setup: "embedded server (no monitor; verifierd's defaults, not read back): ledger R1, 1 shard; audit R1; --ledger-sync always"},
 		{Name: "r3", Title: "d. 3 verifierd, 3-node NATS cluster, R3", CPURoles: []string{"verifier", "nats"}, Ledger: "R3"},
 		{Name: "nginx", Title: "e. nginx auth_request → 3 verifierd check mode, R3", CPURoles: []string{"nginx", "verifier", "nats"}, Ledger: "R3"},
 	}
@@ -124,7 +129,7 @@ func Summarize(dir string) (*Summary, error) {
 			errs = append(errs, err)
 			continue
 		}
-		row := Row{Scenario: sc.Title, MaxPerSec: closed.ThroughputPerSec, Errors: closed.Errors.Total(), Setup: setupOf(closed), name: sc.Name, ledger: sc.Ledger}
+		row := Row{Scenario: sc.Title, MaxPerSec: closed.ThroughputPerSec, Errors: closed.Errors.Total(), Setup: cmp.Or(setupOf(closed), sc.Setup, "—"), name: sc.Name, ledger: sc.Ledger}
 		var parts []string
 		for _, role := range sc.CPURoles {
 			c := roleCPU(closed, role)

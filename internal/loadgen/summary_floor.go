@@ -72,13 +72,14 @@ func (s *Summary) floorRows(read func(string) (*Report, error)) {
 
 // setupOf says what ran on the servers of a report: the ledger's and the
 // audit stream's replicas, shards and events per decision, and the
-// durability setting, as the servers reported them. The names are SPEC
+// durability setting, as the servers reported them; "" if none were read.
+// The names are SPEC
 // §7's and §9's defaults (KV_TRUSTPLANE_REPLAY and its shards
 // KV_TRUSTPLANE_REPLAY_s<i>, TRUSTPLANE_AUDIT), which deploy/local uses.
 func setupOf(r *Report) string {
 	u := r.NATS
 	if u == nil {
-		return "—"
+		return ""
 	}
 	var ledger []StreamUsage
 	for _, st := range u.Streams {

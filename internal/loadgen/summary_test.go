@@ -79,6 +79,8 @@ func TestSummarizeFloor(t *testing.T) {
 	write("r3-open", Report{Answered: 1000, ThroughputPerSec: 1000, RatePerSec: 1000, CPU: cpu(600), NATS: usage("verifierd", 1000, 9000, true)})
 	write("floor-at-max", Report{Answered: 1000, ThroughputPerSec: 2000, CPU: cpu(250), NATS: usage("tpload-floor", 1000, 7000, false)})
 	write("floor-open", Report{Answered: 1000, ThroughputPerSec: 1000, CPU: cpu(800), NATS: usage("tpload-floor", 1000, 15000, false)})
+	// An R1 run: no server was read, the row says what verifierd's defaults are.
+	write("r1-closed", Report{Answered: 1000, ThroughputPerSec: 3000, CPU: []CPUUsage{{Role: "verifier", PerThousand: 0.3}}})
 	s, err := Summarize(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -107,8 +109,11 @@ func TestSummarizeFloor(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("targets missing: %v", want)
 	}
-	if len(s.Rows) != 1 || s.Rows[0].Setup != "ledger R3, 1 shard(s); audit R3, 1.00 events per decision; sync_interval always" {
+	if len(s.Rows) != 2 || s.Rows[1].Setup != "ledger R3, 1 shard(s); audit R3, 1.00 events per decision; sync_interval always" {
 		t.Errorf("r3 setup = %+v, want what the servers reported", s.Rows)
+	}
+	if len(s.Rows) == 2 && !strings.HasPrefix(s.Rows[0].Setup, "embedded server (no monitor; verifierd's defaults, not read back)") {
+		t.Errorf("r1 setup = %q, want verifierd's defaults, said to be unread", s.Rows[0].Setup)
 	}
 	md := s.Markdown(nil)
 	for _, w := range []string{"The NATS floor", "| floor-open | raw pairs at the same rate | 1000 | 800 | 15.00 | 2.000 | 0.000 | 0 |"} {
