@@ -222,7 +222,12 @@ floor() {
 		tee "$RESULTS/$name.txt" >&2 || st=${PIPESTATUS[0]}
 	case $st in
 	0) ;;
-	1) log "$name: tpload nats-floor reports failed pairs (errors in $RESULTS/$name.txt)" ;;
+	1)
+		# A run that never started (its streams could not be made) wrote
+		# no report: the comparison would silently lose its row.
+		[[ -s $RESULTS/$name.json ]] || { log "$name: tpload nats-floor did not run; see $RESULTS/$name.txt and the error above"; exit 1; }
+		log "$name: tpload nats-floor reports failed pairs (errors in $RESULTS/$name.txt)"
+		;;
 	*) exit "$st" ;;
 	esac
 }

@@ -33,9 +33,10 @@ const Kind = "nats-floor"
 // floorAuditMaxBytes caps the copy of the audit stream: JetStream reserves
 // a stream's max bytes on each replica's server, and a second 512 MiB
 // reservation next to the real stream's would not fit the shipped
-// servers' max_file_store. A 10 s run stores far less than this, so the
-// limit never discards anything and costs nothing.
-const floorAuditMaxBytes = 256 << 20
+// servers' max_file_store (1G), nor would two copies while the previous
+// run's is still being deleted. A 10 s run stores less than this (about
+// 50 MB at 4,500 pairs/s), so the limit discards nothing and costs nothing.
+const floorAuditMaxBytes = 128 << 20
 
 // Config is one floor run.
 type Config struct {
@@ -234,7 +235,7 @@ func Run(ctx context.Context, cfg Config) (*loadgen.Report, error) {
 		if err := cfg.Admin.DeleteStream(ctx, sc.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, fmt.Errorf("natsfloor: delete an earlier %s: %w", sc.Name, err)
 		}
-		if _, err := cfg.Admin.CreateStream(ctx, sc); err != nil {
+		if err := createStream(ctx, cfg.Admin, sc); err != nil {
 			return nil, fmt.Errorf("natsfloor: create %s: %w", sc.Name, err)
 		}
 		if !cfg.Keep {
@@ -426,5 +427,27 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// errNoPeers is JetStream's "no suitable peers for placement" (10005):
+// among its causes, storage still reserved by a stream whose deletion the
+// servers have not finished accounting for.
+const errNoPeers = 10005
+
+// createStream creates sc, asking again for up to 30 s while the servers
+// answer errNoPeers: right after the previous run deleted its copies,
+// their reservations may not be released yet.
+func createStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := js.CreateStream(ctx, sc)
+		apiErr, ok := errors.AsType[*jetstream.APIError](err)
+		if err == nil || !ok || apiErr.ErrorCode != errNoPeers || time.Now().After(deadline) {
+			return err
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			return err
+		}
 	}
 }
