@@ -137,18 +137,9 @@ func pidList(role string, l cliflag.List) ([]int, error) {
 // (internal/natsfloor).
 func runFloor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c floorConfig
-	fs := newFloorFlagSet(&c)
-	fs.SetOutput(stderr)
-	err := cliflag.Parse(fs, args, nil)
-	if errors.Is(err, flag.ErrHelp) {
+	err := parseFlags("tpload nats-floor", newFloorFlagSet(&c), args, c.validate, stderr)
+	if err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		err = errors.Join(err, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
-	}
-	if err := errors.Join(err, c.validate()); err != nil {
-		fmt.Fprintf(stderr, "tpload nats-floor: invalid configuration:\n%v\n", err)
-		return errUsage
 	}
 	var auth *natsx.ClientAuth
 	if c.auth.Enabled() {

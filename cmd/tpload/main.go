@@ -55,6 +55,25 @@ func main() {
 // errUsage is a configuration problem, already reported.
 var errUsage = errors.New("usage")
 
+// parseFlags parses args into fs, refuses positional arguments and runs
+// validate, so that every problem is reported at once, under name, to
+// stderr; the error is then errUsage (or flag.ErrHelp for -h).
+func parseFlags(name string, fs *flag.FlagSet, args []string, validate func() error, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	err := cliflag.Parse(fs, args, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	if fs.NArg() > 0 {
+		err = errors.Join(err, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if err := errors.Join(err, validate()); err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", name, err)
+		return errUsage
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cliflag.IsVersion(args) {
 		fmt.Fprintln(stdout, cliflag.Version("tpload"))
@@ -73,18 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	var c config
-	fs := newFlagSet(&c)
-	fs.SetOutput(stderr)
-	err := cliflag.Parse(fs, args, nil)
-	if errors.Is(err, flag.ErrHelp) {
+	if err := parseFlags("tpload", newFlagSet(&c), args, c.validate, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		err = errors.Join(err, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
-	}
-	if err := errors.Join(err, c.validate()); err != nil {
-		fmt.Fprintf(stderr, "tpload: invalid configuration:\n%v\n", err)
-		return errUsage
 	}
 	dir := c.world
 	if c.prepare != "" {

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -81,4 +82,59 @@ func sampleCPU(groups []CPUGroup) (cpuSample, error) {
 		}
 	}
 	return s, errors.Join(errs...)
+}
+
+// meter reads what a run costs the machine: the CPU of the measured
+// processes and of this one, and the NATS servers' counters, once before
+// and once after the run.
+type meter struct {
+	cpu        []CPUGroup
+	monitor    []string
+	before     cpuSample
+	selfBefore time.Duration
+	natsBefore *natsSample
+}
+
+// startMeter takes the before samples.
+func startMeter(ctx context.Context, cpu []CPUGroup, monitor []string) (*meter, error) {
+	m := &meter{cpu: cpu, monitor: monitor}
+	var err error
+	if m.natsBefore, err = sampleNATSIf(ctx, monitor); err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	if m.before, err = sampleCPU(cpu); err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	// This process's own CPU is a courtesy figure: unreadable, it is 0.
+	m.selfBefore, _ = processCPU(os.Getpid())
+	return m, nil
+}
+
+// meterReading is what stop read after the run.
+type meterReading struct {
+	after cpuSample
+	self  time.Duration
+	nats  *NATSUsage
+}
+
+// stop takes the after samples, as soon as the run ends: the report is
+// built from them afterwards (finish).
+func (m *meter) stop(ctx context.Context) (*meterReading, error) {
+	after, err := sampleCPU(m.cpu)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: a measured process: %w", err)
+	}
+	self, _ := processCPU(os.Getpid())
+	use, err := natsDelta(ctx, m.monitor, m.natsBefore)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	return &meterReading{after: after, self: self - m.selfBefore, nats: use}, nil
+}
+
+// finish writes the run's CPU and NATS figures into rep, once rep holds
+// every worker's results.
+func (m *meter) finish(rep *Report, r *meterReading) {
+	rep.NATS = r.nats
+	rep.finish(m.cpu, m.before, r.after, r.self)
 }

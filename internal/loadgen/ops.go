@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -59,15 +58,10 @@ func RunOps(ctx context.Context, cfg OpsConfig) (*Report, error) {
 	for i := range workers {
 		workers[i] = &worker{hist: newHist(), outcomes: map[string]int64{}}
 	}
-	natsBefore, err := sampleNATSIf(ctx, cfg.NATSMonitor)
+	m, err := startMeter(ctx, cfg.CPU, cfg.NATSMonitor)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, err
 	}
-	before, err := sampleCPU(cfg.CPU)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-	selfBefore, _ := processCPU(os.Getpid())
 	do := func(ctx context.Context, wi, slot int) {
 		w := workers[wi]
 		if err := cfg.Op(ctx, wi); err != nil {
@@ -91,14 +85,9 @@ func RunOps(ctx context.Context, cfg OpsConfig) (*Report, error) {
 	if cfg.Settle != nil {
 		settleFailed, settleErr = cfg.Settle(ctx)
 	}
-	after, err := sampleCPU(cfg.CPU)
+	reading, err := m.stop(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: a measured process: %w", err)
-	}
-	selfAfter, _ := processCPU(os.Getpid())
-	natsUse, err := natsDelta(ctx, cfg.NATSMonitor, natsBefore)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, err
 	}
 
 	mode := "closed"
@@ -108,7 +97,7 @@ func RunOps(ctx context.Context, cfg OpsConfig) (*Report, error) {
 	rep := &Report{
 		Mode: mode, Expect: cfg.Kind, Targets: cfg.Targets, Workers: cfg.Workers, RatePerSec: cfg.Rate,
 		Planned: cfg.Ops, Started: started, ElapsedSeconds: elapsed.Seconds(),
-		Outcomes: map[string]int64{}, hist: newHist(), NATS: natsUse,
+		Outcomes: map[string]int64{}, hist: newHist(),
 	}
 	for _, w := range workers {
 		rep.merge(w)
@@ -117,6 +106,6 @@ func RunOps(ctx context.Context, cfg OpsConfig) (*Report, error) {
 	if settleErr != nil {
 		rep.Errors.Samples = append(rep.Errors.Samples, settleErr.Error())
 	}
-	rep.finish(cfg.CPU, before, after, selfAfter-selfBefore)
+	m.finish(rep, reading)
 	return rep, ctx.Err()
 }

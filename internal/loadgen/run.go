@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -165,39 +164,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
-	natsBefore, err := sampleNATSIf(ctx, cfg.NATSMonitor)
+	m, err := startMeter(ctx, cfg.CPU, cfg.NATSMonitor)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, err
 	}
-	before, err := sampleCPU(cfg.CPU)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-	selfBefore, _ := processCPU(os.Getpid())
 	s := schedule{n: p.Sends(), workers: cfg.Workers, rate: cfg.Rate, stopAfter: cfg.Duration}
 	stopProgress := startProgress(cfg.Progress, p.Sends(), &answered, &failed)
 	start, started := s.run(ctx, do, record)
 	elapsed := time.Since(start)
 	stopProgress()
-	after, err := sampleCPU(cfg.CPU)
+	reading, err := m.stop(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: a measured process: %w", err)
-	}
-	selfAfter, _ := processCPU(os.Getpid())
-	natsUse, err := natsDelta(ctx, cfg.NATSMonitor, natsBefore)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, err
 	}
 
 	rep := newReport(cfg, started, elapsed)
-	rep.NATS = natsUse
 	for _, w := range workers {
 		rep.merge(w)
 	}
 	if cfg.Expect == ExpectVerifier {
 		rep.checkGroups(allowed, groupAnswered, groupFailed)
 	}
-	rep.finish(cfg.CPU, before, after, selfAfter-selfBefore)
+	m.finish(rep, reading)
 	return rep, ctx.Err()
 }
 
