@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/tpcluster/tpcluster/internal/bundle"
@@ -70,13 +71,21 @@ type Config struct {
 }
 
 // Minter mints assertions with the node's key listed active. It is safe
-// for concurrent use.
+// for concurrent use; SetKeys replaces the node's keys while it mints.
 type Minter struct {
 	issuer string
-	keys   []signingKey // Config.Key first, then Config.MoreKeys
-	jwks   []byte       // without Listed keys
+	fleet  []*keyfile.PublicKey // Config.FleetKeys
+	keys   atomic.Pointer[keySet]
 	listed func() []*bundle.AssertionKey
 	now    func() time.Time
+}
+
+// keySet is the node's private keys and the JWKS they make without Listed
+// keys: one immutable value, swapped whole by SetKeys, so that a mint
+// loads it once and signs with one consistent key and header.
+type keySet struct {
+	keys []signingKey // Config.Key first, then Config.MoreKeys
+	jwks []byte
 }
 
 // New checks cfg and returns a Minter.
@@ -90,24 +99,51 @@ func New(cfg Config) (*Minter, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var keys []signingKey
+	m := &Minter{issuer: cfg.Issuer, fleet: slices.Clone(cfg.FleetKeys), now: cfg.Now, listed: cfg.Listed}
+	if err := m.SetKeys(append([]*keyfile.PrivateKey{cfg.Key}, cfg.MoreKeys...)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// SetKeys replaces the node's private keys (Config.Key and MoreKeys: the
+// first signs when no trust material lists keys) in one atomic step, for a
+// node that re-reads its key directory (docs/BACKEND-JWT.md): a mint in
+// flight finishes with the set it loaded. On error the keys in use stay.
+func (m *Minter) SetKeys(keys []*keyfile.PrivateKey) error {
+	if len(keys) == 0 {
+		return errors.New("assertion: no key")
+	}
+	set := &keySet{}
 	var public []*keyfile.PublicKey
-	for _, k := range append([]*keyfile.PrivateKey{cfg.Key}, cfg.MoreKeys...) {
+	for _, k := range keys {
 		if k == nil {
-			return nil, errors.New("assertion: a nil key in MoreKeys")
+			return errors.New("assertion: a nil key")
 		}
 		h, err := json.Marshal(map[string]string{"alg": "EdDSA", "kid": k.KID(), "typ": typ})
 		if err != nil {
-			return nil, fmt.Errorf("assertion: header: %w", err)
+			return fmt.Errorf("assertion: header: %w", err)
 		}
-		keys = append(keys, signingKey{key: k, header: base64.RawURLEncoding.EncodeToString(h)})
+		set.keys = append(set.keys, signingKey{key: k, header: base64.RawURLEncoding.EncodeToString(h)})
 		public = append(public, k.Public())
 	}
-	jwks, err := JWKS(append(public, cfg.FleetKeys...)) // refuses one kid with two keys
+	jwks, err := JWKS(append(public, m.fleet...)) // refuses one kid with two keys
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &Minter{issuer: cfg.Issuer, keys: keys, now: cfg.Now, jwks: jwks, listed: cfg.Listed}, nil
+	set.jwks = jwks
+	m.keys.Store(set)
+	return nil
+}
+
+// Keys returns the public halves of the node's private keys, in order.
+func (m *Minter) Keys() []*keyfile.PublicKey {
+	set := m.keys.Load()
+	out := make([]*keyfile.PublicKey, len(set.keys))
+	for i, sk := range set.keys {
+		out[i] = sk.key.Public()
+	}
+	return out
 }
 
 // signingKey is one private key and its JWS protected header.
@@ -116,9 +152,10 @@ type signingKey struct {
 	header string // base64url of the JWS protected header
 }
 
-// KID is the key id of Config.Key, the key the node signs with when no
+// KID is the key id of the node's first key (Config.Key, or the first
+// given to SetKeys), the key the node signs with when no
 // trust material lists keys.
-func (m *Minter) KID() string { return m.keys[0].key.KID() }
+func (m *Minter) KID() string { return m.keys.Load().keys[0].key.KID() }
 
 // JWKSDocument is the fleet's RFC 7517 key set, as served at
 // /_tp/jwks.json: the trust material's assertion_keys when it lists any,
@@ -134,7 +171,7 @@ func (m *Minter) JWKSDocument() []byte {
 		}
 		// Unreachable: the trust material refuses a kid listed twice.
 	}
-	return slices.Clone(m.jwks)
+	return slices.Clone(m.keys.Load().jwks)
 }
 
 func (m *Minter) listedKeys() []*bundle.AssertionKey {
@@ -148,12 +185,13 @@ func (m *Minter) listedKeys() []*bundle.AssertionKey {
 // listed key set, the first of the node's keys listed active with the same
 // public key; without one, Config.Key.
 func (m *Minter) signer() (signingKey, error) {
+	set := m.keys.Load() // once: one consistent set for this mint
 	listed := m.listedKeys()
 	if listed == nil {
-		return m.keys[0], nil
+		return set.keys[0], nil
 	}
 	var why error
-	for _, sk := range m.keys {
+	for _, sk := range set.keys {
 		err := mayMint(sk.key.Public(), listed)
 		if err == nil {
 			return sk, nil

@@ -1,9 +1,12 @@
 package assertion
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,5 +174,71 @@ func TestRotateWithoutRestart(t *testing.T) {
 	}
 	if _, err := New(Config{Issuer: "i", Key: old, MoreKeys: []*keyfile.PrivateKey{nil}}); err == nil {
 		t.Error("New with a nil MoreKeys entry succeeded")
+	}
+}
+
+// TestSetKeys: a node that re-reads its key directory swaps its keys while
+// requests mint. Each assertion is signed by the key its header names (one
+// consistent set per mint, checked under -race), the JWKS follows the set,
+// and a refused set leaves the keys in use.
+func TestSetKeys(t *testing.T) {
+	old, _ := keyfile.Generate("node-1-a")
+	next, _ := keyfile.Generate("node-1-b")
+	m, err := New(Config{Issuer: "i", Key: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := map[string]ed25519.PublicKey{old.KID(): old.Public().Key, next.KID(): next.Public().Key}
+	req := &Request{Spec: &bundle.BackendAssertion{Audience: "b", TTL: time.Second}}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			for range 300 {
+				got, err := m.Mint(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				parts := strings.Split(got.Token, ".")
+				hb, _ := base64.RawURLEncoding.DecodeString(parts[0])
+				sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+				var h struct{ Kid string }
+				_ = json.Unmarshal(hb, &h)
+				if h.Kid != got.KID || !ed25519.Verify(pub[h.Kid], []byte(parts[0]+"."+parts[1]), sig) {
+					errs <- fmt.Errorf("assertion with header kid %q, Minted.KID %q: not signed by that key", h.Kid, got.KID)
+					return
+				}
+			}
+		})
+	}
+	for i := range 200 {
+		keys := []*keyfile.PrivateKey{old, next}
+		if i%2 == 1 {
+			keys = []*keyfile.PrivateKey{next}
+		}
+		if err := m.SetKeys(keys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if m.KID() != "node-1-b" || len(m.Keys()) != 1 {
+		t.Errorf("after SetKeys([new]): KID %q, %d keys, want node-1-b alone", m.KID(), len(m.Keys()))
+	}
+	if doc := string(m.JWKSDocument()); strings.Contains(doc, `"kid":"node-1-a"`) || !strings.Contains(doc, `"kid":"node-1-b"`) {
+		t.Errorf("JWKS after SetKeys([new]) = %s, want node-1-b only", doc)
+	}
+	forged, _ := keyfile.Generate("node-1-b")
+	for _, bad := range [][]*keyfile.PrivateKey{nil, {nil}, {next, forged}} {
+		if err := m.SetKeys(bad); err == nil {
+			t.Errorf("SetKeys(%d keys, refusable) succeeded", len(bad))
+		}
+	}
+	if m.KID() != "node-1-b" || len(m.Keys()) != 1 {
+		t.Errorf("after refused SetKeys: KID %q, %d keys, want node-1-b alone kept", m.KID(), len(m.Keys()))
 	}
 }
