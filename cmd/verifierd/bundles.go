@@ -32,8 +32,9 @@ func (c *Config) bundlesFromNATS() bool { return c.TrustMaterial == "" && c.Poli
 
 // newBundleSource builds the node's bundle source.
 // egressCheck, if not nil, refuses a policy naming an egress provider the
-// node cannot authenticate to.
-func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, egressCheck func(*bundle.EgressProvider) error, nodeID string, log *slog.Logger, tel *telemetry.Providers, aud *nodeaudit.Auditor) (bundleSource, error) {
+// node cannot authenticate to. onTrust is called (from the source's
+// goroutine; it must not block) after a trust material was applied.
+func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKey, egressCheck func(*bundle.EgressProvider) error, onTrust func(), nodeID string, log *slog.Logger, tel *telemetry.Providers, aud *nodeaudit.Auditor) (bundleSource, error) {
 	opts := bundle.Options{AllowUnsigned: cfg.DevAllowUnsigned, Keys: keys, EgressCheck: egressCheck}
 	if !cfg.bundlesFromNATS() {
 		return bundlefile.New(bundlefile.Config{
@@ -42,8 +43,11 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 			Options:       opts,
 			Interval:      cfg.ReloadInterval,
 			Logger:        log.With("component", "bundles"),
-			OnApply:       aud.OnFileApply,
-			OnReject:      aud.OnFileReject,
+			OnApply: func(s *bundle.Snapshot) {
+				aud.OnFileApply(s)
+				onTrust() // a pair: the trust material may have changed
+			},
+			OnReject: aud.OnFileReject,
 		})
 	}
 	beaconKeys, err := readBeaconKeys(cfg.BeaconPublicKeys)
@@ -63,7 +67,12 @@ func newBundleSource(cfg *Config, js jetstream.JetStream, keys []bundle.VerifyKe
 		Logger:            log.With("component", "bundles"),
 		MeterProvider:     tel.Meter,
 		// The bundle_applied and bundle_rejected audit events (SPEC §8.2).
-		OnApply:  aud.OnKVApply,
+		OnApply: func(ap bundlekv.Applied) {
+			aud.OnKVApply(ap)
+			if ap.Kind == bundlekv.KindTrustMaterial {
+				onTrust()
+			}
+		},
 		OnReject: aud.OnKVReject,
 	})
 	if err != nil {

@@ -95,8 +95,11 @@ type Config struct {
 	// signs unless the trust material lists another of them active: a
 	// rotation needs no restart), AssertionIssuer the fleet's issuer name,
 	// AssertionPublicKeys the fleet's other assertion keys for the JWKS
-	// (docs/BACKEND-JWT.md).
+	// (docs/BACKEND-JWT.md). AssertionKeyDir, instead of AssertionKey, is
+	// a directory whose NAME.key files are the node's keys, re-read when a
+	// trust material is applied and on SIGHUP: a rotation with no restart.
 	AssertionKey        cliflag.List
+	AssertionKeyDir     string
 	AssertionIssuer     string
 	AssertionPublicKeys cliflag.List
 
@@ -170,7 +173,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), out io.Write
 	fs.DurationVar(&c.AuditFlushTimeout, "audit-flush-timeout", 5*time.Second, "on shutdown, how long to wait for the spool to reach NATS before leaving it on disk")
 	fs.StringVar(&c.AuditKey, "audit-key", "", "this node's audit private key file (0600, bundlepub keygen): signs every audit event and checkpoint; its public key is listed in the trust material's audit_nodes")
 	fs.Var(&c.AssertionKey, "assertion-key", "this node's backend assertion private key file (0600, bundlepub keygen): signs the X-TrustPlane-Assertion of routes with backend_assertion; repeatable during a rotation, the key the trust material lists active signs (docs/BACKEND-JWT.md)")
-	fs.StringVar(&c.AssertionIssuer, "assertion-issuer", "", "the fleet's backend assertion issuer (iss); required with --assertion-key")
+	fs.StringVar(&c.AssertionKeyDir, "assertion-key-dir", "", "directory whose NAME.key files (0600, bundlepub keygen) are this node's backend assertion keys, re-read when a trust material is applied and on SIGHUP, so a key rotation needs no restart; instead of --assertion-key (docs/BACKEND-JWT.md)")
+	fs.StringVar(&c.AssertionIssuer, "assertion-issuer", "", "the fleet's backend assertion issuer (iss); required with --assertion-key or --assertion-key-dir")
 	fs.Var(&c.AssertionPublicKeys, "assertion-public-key", "another fleet assertion public key for /_tp/jwks.json: other nodes', next, retired (repeatable; give every node the same list)")
 	fs.Var(&c.EgressSecret, "egress-secret", "PROVIDER=FILE: the OAuth client secret (0600 file) for an egress provider with client_secret_basic or client_secret_post (repeatable; docs/OAUTH-EGRESS.md)")
 	fs.Var(&c.EgressKey, "egress-key", "PROVIDER=FILE: the PEM PKCS #8 private key (0600 file; RSA, P-256 or Ed25519) for an egress provider with private_key_jwt (repeatable)")
@@ -235,6 +239,11 @@ func (c *Config) checkFiles() error {
 	}
 	if _, err := c.readEgressCredentials(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.AssertionKeyDir != "" {
+		if _, _, err := readAssertionKeyDir(c.AssertionKeyDir); err != nil {
+			errs = append(errs, cliflag.Problem("assertion-key-dir", c.AssertionKeyDir, err.Error()))
+		}
 	}
 	if c.AuditKey != "" {
 		if _, err := keyfile.ReadPrivate(c.AuditKey); err != nil {
@@ -347,11 +356,16 @@ func (c *Config) Validate() error {
 	if !c.Demo && len(c.BundlePublicKeys) == 0 && !c.DevAllowUnsigned {
 		bad("bundle-public-key", "", "signed bundles need at least one key (or --dev-allow-unsigned-bundles)")
 	}
-	if (len(c.AssertionKey) == 0) != (c.AssertionIssuer == "") {
-		bad("assertion-issuer", c.AssertionIssuer, "--assertion-key and --assertion-issuer go together")
+	if len(c.AssertionKey) > 0 && c.AssertionKeyDir != "" {
+		// One source of the node's keys: a key named by a flag could not
+		// leave without a restart, which the directory exists to avoid.
+		bad("assertion-key-dir", c.AssertionKeyDir, "give --assertion-key or --assertion-key-dir, not both")
 	}
-	if len(c.AssertionKey) == 0 && len(c.AssertionPublicKeys) > 0 {
-		bad("assertion-public-key", c.AssertionPublicKeys.String(), "needs --assertion-key")
+	if !c.hasAssertionKeys() != (c.AssertionIssuer == "") {
+		bad("assertion-issuer", c.AssertionIssuer, "--assertion-issuer goes with --assertion-key or --assertion-key-dir")
+	}
+	if !c.hasAssertionKeys() && len(c.AssertionPublicKeys) > 0 {
+		bad("assertion-public-key", c.AssertionPublicKeys.String(), "needs --assertion-key or --assertion-key-dir")
 	}
 	if _, err := c.egressFiles(); err != nil {
 		errs = append(errs, err)
@@ -488,6 +502,10 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// hasAssertionKeys reports whether the node has backend assertion keys,
+// by --assertion-key or --assertion-key-dir.
+func (c *Config) hasAssertionKeys() bool { return len(c.AssertionKey) > 0 || c.AssertionKeyDir != "" }
+
 // loopbackHost reports whether host is a loopback address or localhost.
 func loopbackHost(host string) bool {
 	if host == "localhost" {
@@ -550,7 +568,7 @@ func (c *Config) logValues() []any {
 		"audit_spool_dir", c.AuditSpoolDir, "audit_spool_max_bytes", c.AuditSpoolMaxBytes, "ready_max_audit_pending", c.ReadyMaxAuditPending,
 		"audit_stream", c.AuditStream, "audit_replicas", c.AuditReplicas, "audit_max_age", c.AuditMaxAge,
 		"audit_key", c.AuditKey, "audit_checkpoint_interval", c.AuditCheckpointInterval,
-		"assertion_key", c.AssertionKey.String(), "assertion_issuer", c.AssertionIssuer, "assertion_public_keys", c.AssertionPublicKeys.String(),
+		"assertion_key", c.AssertionKey.String(), "assertion_key_dir", c.AssertionKeyDir, "assertion_issuer", c.AssertionIssuer, "assertion_public_keys", c.AssertionPublicKeys.String(),
 		"egress_secret", c.EgressSecret.String(), "egress_key", c.EgressKey.String(), "egress_timeout", c.EgressTimeout,
 		"trusted_proxies", c.TrustedProxies.String(), "max_header_candidates", strconv.Itoa(c.MaxHeaderCandidates),
 	}

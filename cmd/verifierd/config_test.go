@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -125,10 +126,13 @@ func TestConfigAssertionFlags(t *testing.T) {
 		args []string
 		want string // "" means valid
 	}{
-		{[]string{"--assertion-key", "a.key"}, "--assertion-issuer= (TPCLUSTER_ASSERTION_ISSUER): --assertion-key and --assertion-issuer go together"},
-		{[]string{"--assertion-issuer", "https://fleet"}, "--assertion-key and --assertion-issuer go together"},
-		{[]string{"--assertion-public-key", "b.pub"}, "--assertion-public-key=b.pub (TPCLUSTER_ASSERTION_PUBLIC_KEY): needs --assertion-key"},
+		{[]string{"--assertion-key", "a.key"}, "--assertion-issuer= (TPCLUSTER_ASSERTION_ISSUER): --assertion-issuer goes with --assertion-key or --assertion-key-dir"},
+		{[]string{"--assertion-key-dir", "keys"}, "--assertion-issuer= (TPCLUSTER_ASSERTION_ISSUER): --assertion-issuer goes with"},
+		{[]string{"--assertion-issuer", "https://fleet"}, "--assertion-issuer goes with --assertion-key or --assertion-key-dir"},
+		{[]string{"--assertion-public-key", "b.pub"}, "--assertion-public-key=b.pub (TPCLUSTER_ASSERTION_PUBLIC_KEY): needs --assertion-key or --assertion-key-dir"},
+		{[]string{"--assertion-key", "a.key", "--assertion-key-dir", "keys", "--assertion-issuer", "https://fleet"}, "--assertion-key-dir=keys (TPCLUSTER_ASSERTION_KEY_DIR): give --assertion-key or --assertion-key-dir, not both"},
 		{[]string{"--assertion-key", "a.key", "--assertion-issuer", "https://fleet", "--assertion-public-key", "b.pub,c.pub"}, ""},
+		{[]string{"--assertion-key-dir", "keys", "--assertion-issuer", "https://fleet", "--assertion-public-key", "b.pub"}, ""},
 	} {
 		c, err := parseConfig(append(slices.Clone(base), tc.args...), func(string) (string, bool) { return "", false }, io.Discard)
 		if err != nil {
@@ -164,7 +168,7 @@ func TestReadAssertionKeys(t *testing.T) {
 	}
 	cfg := &Config{AssertionKey: []string{filepath.Join(dir, "own.key")}, AssertionIssuer: "https://fleet",
 		AssertionPublicKeys: []string{filepath.Join(dir, "other.pub")}}
-	m, err := readAssertionKeys(cfg, nil)
+	m, _, err := readAssertionKeys(cfg, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +179,7 @@ func TestReadAssertionKeys(t *testing.T) {
 	// Two keys during a rotation: both in the JWKS, the first signs while
 	// no trust material says otherwise.
 	two := &Config{AssertionKey: []string{filepath.Join(dir, "own.key"), filepath.Join(dir, "other.key")}, AssertionIssuer: "https://fleet"}
-	m2, err := readAssertionKeys(two, nil)
+	m2, _, err := readAssertionKeys(two, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,10 +189,10 @@ func TestReadAssertionKeys(t *testing.T) {
 	if err := os.Chmod(cfg.AssertionKey[0], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readAssertionKeys(cfg, nil); err == nil || !strings.Contains(err.Error(), "--assertion-key") {
+	if _, _, err := readAssertionKeys(cfg, nil, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--assertion-key") {
 		t.Errorf("0644 key: err = %v, want a refusal naming --assertion-key", err)
 	}
-	if m, err := readAssertionKeys(&Config{}, nil); m != nil || err != nil {
+	if m, _, err := readAssertionKeys(&Config{}, nil, slog.New(slog.DiscardHandler)); m != nil || err != nil {
 		t.Errorf("no flag: %v %v", m, err)
 	}
 }

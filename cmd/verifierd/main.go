@@ -35,7 +35,12 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log, os.Stdout); err != nil {
+	// SIGHUP re-reads the assertion key directory (docs/BACKEND-JWT.md).
+	// Caught from the start: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := run(ctx, cfg, log, os.Stdout, hup); err != nil {
 		log.Error("verifierd stopped", "err", err)
 		if ce, ok := errors.AsType[*natsx.ConnectError](err); ok && ce.Permanent() {
 			// Refused TLS or credentials: configuration, like a bad flag.
@@ -45,11 +50,13 @@ func main() {
 	}
 }
 
-// run builds a node and runs it until ctx is done.
-func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) error {
+// run builds a node and runs it until ctx is done; each value on reload
+// (SIGHUP) re-reads the assertion key directory.
+func run(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer, reload <-chan os.Signal) error {
 	n, err := newNode(ctx, cfg, log, out)
 	if err != nil {
 		return err
 	}
+	n.reload = reload
 	return n.Run(ctx)
 }

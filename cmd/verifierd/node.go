@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -56,9 +57,13 @@ type node struct {
 	nc       *nats.Conn
 	tel      *telemetry.Providers
 	aud      *nodeaudit.Auditor
-	minter   *assertion.Minter // nil without --assertion-key
-	egress   *egress.Client    // nil in check mode (no --upstream)
-	deferred *ledger.Deferred  // set when bundles come from NATS
+	minter   *assertion.Minter // nil without --assertion-key or --assertion-key-dir
+	keys     *assertionKeys    // nil without --assertion-key-dir
+	// reload delivers SIGHUP (main's signal.Notify): re-read
+	// --assertion-key-dir. Nil in tests that send none.
+	reload   <-chan os.Signal
+	egress   *egress.Client   // nil in check mode (no --upstream)
+	deferred *ledger.Deferred // set when bundles come from NATS
 	health   *ledger.Health
 	bundles  bundleSource
 	ready    *readiness.Readiness
@@ -101,7 +106,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if err != nil {
 		return nil, err
 	}
-	if n.minter, err = readAssertionKeys(cfg, n.listedAssertionKeys); err != nil {
+	if n.minter, n.keys, err = readAssertionKeys(cfg, n.listedAssertionKeys, log); err != nil {
 		return nil, err
 	}
 
@@ -113,6 +118,11 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 		return nil, err
 	}
 	n.onAbort(func() { n.stopTelemetry(context.Background()) })
+	if n.keys != nil {
+		if err := n.keys.registerMetric(n.tel.Meter); err != nil {
+			return nil, err
+		}
+	}
 	// Before the bundles: its check decides which policies this node takes.
 	if n.egress, err = newEgressClient(cfg, n.tel.Meter); err != nil {
 		return nil, err
@@ -139,7 +149,7 @@ func newNode(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) 
 	if err != nil {
 		return nil, err
 	}
-	if n.bundles, err = newBundleSource(cfg, js, keys, n.egressCheck(), nodeID, log, n.tel, n.aud); err != nil {
+	if n.bundles, err = newBundleSource(cfg, js, keys, n.egressCheck(), n.onTrustApplied, nodeID, log, n.tel, n.aud); err != nil {
 		return nil, err
 	}
 	if n.ready, err = readiness.New(readiness.Config{Snapshot: n.bundles.Snapshot, RealtimeWindow: cfg.RealtimeWindow}); err != nil {
@@ -231,7 +241,7 @@ func (n *node) prepareDemo(ctx context.Context) error {
 	}
 	// The demo policy asks for a backend assertion on orders.get
 	// (docs/BACKEND-JWT.md); the demo upstream verifies it.
-	if len(cfg.AssertionKey) == 0 {
+	if !cfg.hasAssertionKeys() {
 		cfg.AssertionKey, cfg.AssertionIssuer = cliflag.List{d.AssertionKeys[cfg.nodeID()]}, demo.AssertionIssuer
 		cfg.AssertionPublicKeys = append(cfg.AssertionPublicKeys[:0], d.AssertionPublicKeys...)
 	}
@@ -422,32 +432,6 @@ func readAuditKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(k.Seed()), nil
 }
 
-// readAssertionKeys builds the backend assertion minter (docs/BACKEND-JWT.md);
-// none without --assertion-key, and then routes that ask for an assertion
-// are denied backend_assertion_unavailable.
-func readAssertionKeys(cfg *Config, listed func() []*bundle.AssertionKey) (*assertion.Minter, error) {
-	if len(cfg.AssertionKey) == 0 {
-		return nil, nil
-	}
-	var keys []*keyfile.PrivateKey
-	for _, p := range cfg.AssertionKey {
-		k, err := keyfile.ReadPrivate(p) // refuses a key others may read
-		if err != nil {
-			return nil, fmt.Errorf("--assertion-key: %w", err) // the error names the file
-		}
-		keys = append(keys, k)
-	}
-	var fleet []*keyfile.PublicKey
-	for _, p := range cfg.AssertionPublicKeys {
-		pk, err := keyfile.ReadPublic(p)
-		if err != nil {
-			return nil, fmt.Errorf("--assertion-public-key %s: %w", p, err)
-		}
-		fleet = append(fleet, pk)
-	}
-	return assertion.New(assertion.Config{Issuer: cfg.AssertionIssuer, Key: keys[0], MoreKeys: keys[1:], FleetKeys: fleet, Listed: listed})
-}
-
 // listedAssertionKeys is the assertion_keys of the trust material in force,
 // nil when it lists none (or before a pair is loaded).
 func (n *node) listedAssertionKeys() []*bundle.AssertionKey {
@@ -459,6 +443,36 @@ func (n *node) listedAssertionKeys() []*bundle.AssertionKey {
 		return nil
 	}
 	return s.Trust.AssertionKeys
+}
+
+// onTrustApplied is told that a trust material was applied: with
+// --assertion-key-dir the node re-reads its keys, so that a key the
+// operator dropped into the directory is held once the trust material
+// lists it next, before it signs (docs/BACKEND-JWT.md). It never blocks
+// the bundle watcher.
+func (n *node) onTrustApplied() {
+	if n.keys != nil {
+		n.keys.Request("trust_material_applied")
+	}
+}
+
+// watchReload re-reads what SIGHUP re-reads until ctx is done: the
+// --assertion-key-dir keys. Every other file the node reads is re-read on
+// its own (bundles, NATS credentials) or is fixed for its life.
+func (n *node) watchReload(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.reload:
+			if n.keys == nil {
+				n.log.Info("SIGHUP: nothing to re-read (no --assertion-key-dir)")
+				continue
+			}
+			n.log.Info("SIGHUP: re-reading the assertion key directory")
+			n.keys.Request("sighup")
+		}
+	}
 }
 
 // newEgressClient builds the OAuth egress client from --egress-secret and
@@ -644,6 +658,13 @@ func (n *node) Run(ctx context.Context) error {
 	}
 	bundles.Go(func() { _ = n.bundles.Run(bctx) })
 	bundles.Go(func() { _ = n.health.Run(bctx) })
+	if n.keys != nil {
+		// Stops with the bundle watcher, which asks it for re-reads.
+		bundles.Go(func() { _ = n.keys.Run(bctx) })
+	}
+	if n.reload != nil {
+		g.Go(func() error { return n.watchReload(gctx) })
+	}
 
 	g.Go(func() error { return serve("http server", n.srv, n.ln) })
 	if n.grpc != nil {
