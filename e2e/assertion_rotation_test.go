@@ -129,42 +129,12 @@ func TestAssertionKeyRotationUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	type listed struct {
-		k      *keyfile.PrivateKey
-		status string
-	}
+	type listed = rotListed
 	seq := 1
 	publish := func(keys []listed) {
 		t.Helper()
 		seq++
-		var doc map[string]any
-		b, err := os.ReadFile(c.trust)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &doc); err != nil {
-			t.Fatal(err)
-		}
-		delete(doc, "signed_by")
-		delete(doc, "signature")
-		var ak []any
-		for _, l := range keys {
-			ak = append(ak, map[string]any{"kid": l.k.KID(), "status": l.status,
-				"public_key_b64url": base64.RawURLEncoding.EncodeToString(l.k.Public().Key)})
-		}
-		doc["assertion_keys"] = ak
-		dir := t.TempDir()
-		edited, trust, policy := filepath.Join(dir, "trust.edited.json"), filepath.Join(dir, "trust.json"), filepath.Join(dir, "policy.json")
-		if b, err = json.Marshal(doc); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(edited, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c.resign(t, edited, trust, seq)
-		c.resign(t, c.policy, policy, seq)
-		mustBundlepub(t, "publish", "--nats-url", c.url, "--trust-material", trust, "--policy-bundle", policy,
-			"--bundle-public-key", c.bundlePub)
+		rotPublish(t, c, seq, keys)
 	}
 	var start []listed
 	for _, id := range ids {
@@ -351,6 +321,46 @@ func TestAssertionKeyRotationUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("old keys dropped from the trust material %s after the switch (grace %s); a retired-key assertion refused", (time.Since(began) - switchOn).Round(time.Millisecond), grace)
+}
+
+// rotListed is one entry of the trust material's assertion_keys.
+type rotListed struct {
+	k      *keyfile.PrivateKey
+	status string
+}
+
+// rotPublish re-signs c's trust material with assertion_keys set to keys,
+// and c's policy, both at sequence seq, and publishes them with bundlepub.
+func rotPublish(t testing.TB, c *channel, seq int, keys []rotListed) {
+	t.Helper()
+	var doc map[string]any
+	b, err := os.ReadFile(c.trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc, "signed_by")
+	delete(doc, "signature")
+	var ak []any
+	for _, l := range keys {
+		ak = append(ak, map[string]any{"kid": l.k.KID(), "status": l.status,
+			"public_key_b64url": base64.RawURLEncoding.EncodeToString(l.k.Public().Key)})
+	}
+	doc["assertion_keys"] = ak
+	dir := t.TempDir()
+	edited, trust, policy := filepath.Join(dir, "trust.edited.json"), filepath.Join(dir, "trust.json"), filepath.Join(dir, "policy.json")
+	if b, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(edited, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.resign(t, edited, trust, seq)
+	c.resign(t, c.policy, policy, seq)
+	mustBundlepub(t, "publish", "--nats-url", c.url, "--trust-material", trust, "--policy-bundle", policy,
+		"--bundle-public-key", c.bundlePub)
 }
 
 // rotRequest signs and sends one GET for orders.asserted as the world's
