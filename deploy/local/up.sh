@@ -290,14 +290,26 @@ for i in "${TPLOCAL_NODES[@]}"; do
 		args+=(--audit-key "$KEYS/audit-local-$i.key")
 	fi
 	# Each node signs backend assertions with its own key; every node lists
-	# all the fleet's public keys, so each serves the same JWKS.
+	# all the fleet's public keys, so each serves the same JWKS. The key
+	# sits in a directory of its own (--assertion-key-dir), which the node
+	# re-reads on each trust material and on SIGHUP: rotating it is a move
+	# into the directory and two trust materials, never a restart
+	# (docs/BACKEND-JWT.md).
 	if [[ -e $KEYS/assertion-local-$i.key ]]; then
 		fleet_pubs=""
 		for j in "${TPLOCAL_NODES[@]}"; do
 			fleet_pubs+="${fleet_pubs:+,}$KEYS/assertion-local-$j.pub"
 		done
-		args+=(--assertion-key "$KEYS/assertion-local-$i.key"
-			--assertion-issuer "https://verifiers.demo.tpcluster"
+		if [[ $verifierd_help == *-assertion-key-dir* ]]; then
+			keydir="$DIR/data/verifierd-$i/assertion-keys"
+			mkdir -p "$keydir"
+			chmod 700 "$keydir"
+			install -m 600 "$KEYS/assertion-local-$i.key" "$keydir/assertion-local-$i.key"
+			args+=(--assertion-key-dir "$keydir")
+		else
+			args+=(--assertion-key "$KEYS/assertion-local-$i.key")
+		fi
+		args+=(--assertion-issuer "https://verifiers.demo.tpcluster"
 			--assertion-public-key "$fleet_pubs")
 	fi
 	# The audit stream as durable as the ledger, where this verifierd has one.
