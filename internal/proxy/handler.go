@@ -391,7 +391,7 @@ func (h *Handler) mint(d *core.Decision, rec *Record, target string) string {
 		return ""
 	}
 	if h.cfg.Assertions == nil {
-		return fail(errors.New("the route asks for a backend assertion and the node has no --assertion-key"))
+		return fail(errors.New("the route asks for a backend assertion and the node has no --assertion-key or --assertion-key-dir"))
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
