@@ -101,6 +101,26 @@ func TestLocalUpDown(t *testing.T) {
 		}
 	}
 
+	// Each node's assertion key is in a directory of its own
+	// (--assertion-key-dir, docs/BACKEND-JWT.md), 0600, so the local fleet
+	// rotates its keys without a restart; the assertions checked below are
+	// signed with it.
+	for _, i := range []string{"1", "2", "3"} {
+		keyDir := filepath.Join(dir, "data", "verifierd-"+i, "assertion-keys")
+		if fi, err := os.Stat(filepath.Join(keyDir, "assertion-local-"+i+".key")); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("verifierd-%s assertion key mode = %v, want 0600", i, fi.Mode().Perm())
+		}
+		logged, err := os.ReadFile(filepath.Join(dir, "logs", "verifierd-"+i+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(logged), "assertion_key_dir="+keyDir) {
+			t.Errorf("verifierd-%s did not start with --assertion-key-dir %s", i, keyDir)
+		}
+	}
+
 	keyPath := st["TPLOCAL_CALLER_KEY"]
 	if fi, err := os.Stat(keyPath); err != nil {
 		t.Fatal(err)
