@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
@@ -106,8 +109,58 @@ func TestAssertionKeyDirAtStart(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, "assertion key file ignored") || !strings.Contains(l, "node-open.key: private key file has mode 0640") || strings.Contains(l, "notes.txt") {
 		t.Errorf("log = %s, want the too-open file named and notes.txt not", l)
 	}
-	if ak.heldFiles.Load() != 1 || ak.refusedFiles.Load() != 1 {
-		t.Errorf("key_files gauge: held %d, refused %d; want 1, 1", ak.heldFiles.Load(), ak.refusedFiles.Load())
+	// Flag mode (no trust material lists keys): the JWKS is what the
+	// directory holds.
+	if doc := string(m.JWKSDocument()); !strings.Contains(doc, `"kid":"node-good"`) || strings.Contains(doc, "node-open") {
+		t.Errorf("JWKS = %s, want node-good and not the refused node-open", doc)
+	}
+	// The gauge, as /_tp/metrics exports it.
+	reader := sdkmetric.NewManualReader()
+	if err := ak.registerMetric(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, mm := range sm.Metrics {
+			if g, ok := mm.Data.(metricdata.Gauge[int64]); ok && mm.Name == "tpcluster.assertion.key_files" {
+				for _, dp := range g.DataPoints {
+					state, _ := dp.Attributes.Value("state")
+					got[state.AsString()] = dp.Value
+				}
+			}
+		}
+	}
+	if got["held"] != 1 || got["refused"] != 1 || len(got) != 2 {
+		t.Errorf("tpcluster.assertion.key_files = %v, want held 1, refused 1", got)
+	}
+}
+
+// TestAssertionKeyDirFlagMode: without assertion_keys in the trust
+// material, the JWKS follows the directory across re-reads, and a removed
+// key is dropped (nothing lists it active), the first file by name signing.
+func TestAssertionKeyDirFlagMode(t *testing.T) {
+	dir := t.TempDir()
+	writeKey(t, dir, "node-1-b", 0o600)
+	m, ak, err := readAssertionKeys(&Config{AssertionKeyDir: dir, AssertionIssuer: "https://fleet"},
+		func() []*bundle.AssertionKey { return nil }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKey(t, dir, "node-1-a", 0o600)
+	ak.reload("test")
+	if doc := string(m.JWKSDocument()); !strings.Contains(doc, `"kid":"node-1-a"`) || !strings.Contains(doc, `"kid":"node-1-b"`) || m.KID() != "node-1-a" {
+		t.Errorf("after adding node-1-a: KID %s, JWKS %s; want node-1-a signing, both listed", m.KID(), doc)
+	}
+	if err := os.Remove(filepath.Join(dir, "node-1-a.key")); err != nil {
+		t.Fatal(err)
+	}
+	ak.reload("test")
+	if doc := string(m.JWKSDocument()); strings.Contains(doc, `"kid":"node-1-a"`) || m.KID() != "node-1-b" {
+		t.Errorf("after removing node-1-a: KID %s, JWKS %s; want node-1-b alone", m.KID(), doc)
 	}
 }
 
