@@ -136,7 +136,6 @@ func (a *assertionKeys) Run(ctx context.Context) error {
 func (a *assertionKeys) reload(cause string) {
 	keys, refused, err := keyfile.ReadPrivateDir(a.dir)
 	if err != nil {
-		a.refusedFiles.Store(0)
 		a.log.Error("assertion key directory unreadable; keeping the keys held", "cause", cause, "held", kidList(a.held), "err", err)
 		return
 	}
