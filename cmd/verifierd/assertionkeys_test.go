@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +21,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // lockedBuffer is a log destination the reloader's goroutine and the test
@@ -275,4 +280,55 @@ func TestAssertionKeyDirReload(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	signs("emptied dir", "node-1-b")
+}
+
+// TestWatchReload: a SIGHUP delivered to the node asks for a re-read of the
+// key directory; without one, it is logged and ignored; watchReload returns
+// when its context ends.
+func TestWatchReload(t *testing.T) {
+	dir := t.TempDir()
+	writeKey(t, dir, "node-1-a", 0o600)
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	m, ak, err := readAssertionKeys(&Config{AssertionKeyDir: dir, AssertionIssuer: "https://fleet"},
+		func() []*bundle.AssertionKey { return nil }, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hup := make(chan os.Signal, 1)
+	for _, n := range []*node{{log: log, reload: hup}, {log: log, keys: ak, reload: hup}} {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- n.watchReload(ctx) }()
+		hup <- syscall.SIGHUP
+		if n.keys != nil {
+			writeKey(t, dir, "node-1-b", 0o600)
+			testwait.Until(t, 10*time.Second, "the SIGHUP's re-read request", func() error {
+				select {
+				case cause := <-ak.kick:
+					if cause != "sighup" {
+						return fmt.Errorf("cause %q", cause)
+					}
+					ak.reload(cause)
+					return nil
+				default:
+					return errors.New("none yet")
+				}
+			})
+			if len(m.Keys()) != 2 {
+				t.Errorf("after SIGHUP: %d keys held, want 2", len(m.Keys()))
+			}
+		} else {
+			testwait.Until(t, 10*time.Second, "the SIGHUP logged", func() error {
+				if !strings.Contains(logs.String(), "nothing to re-read") {
+					return errors.New("not logged yet")
+				}
+				return nil
+			})
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watchReload = %v, want nil at the end of its context", err)
+		}
+	}
 }
