@@ -102,7 +102,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, errors.New("egress: a credential for an empty provider id")
 		}
 	}
-	m, err := newMetrics(cfg.MeterProvider)
+	m, err := newMetrics(cfg.MeterProvider, cfg.Credentials)
 	if err != nil {
 		return nil, fmt.Errorf("egress: metrics: %w", err)
 	}
@@ -201,7 +201,7 @@ func (c *Client) Token(ctx context.Context, r *Request) (Token, error) {
 	}
 	key := cacheKey(spec, r)
 	if t, ok := c.lookup(key); ok {
-		c.metrics.hit(ctx, spec.Provider.ID)
+		c.metrics.hit(spec.Provider.ID)
 		return t, nil
 	}
 	// One token request per key; it runs under its own timeout, detached

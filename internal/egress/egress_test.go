@@ -512,7 +512,9 @@ func TestCallerGoesAway(t *testing.T) {
 }
 
 // TestMetrics: token requests are counted by provider and outcome, timed,
-// and cache hits counted; nothing names a subject or route.
+// and cache hits counted; nothing names a subject or route. Every
+// provider with a credential has its counts at 0 before any request, so
+// an increase() alert sees the first failure.
 func TestMetrics(t *testing.T) {
 	w := newWorld(t)
 	reader := sdkmetric.NewManualReader()
@@ -521,6 +523,22 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got, timed := collect(t, reader)
+	for id := range w.creds {
+		for _, k := range []string{
+			"tpcluster.egress.token_requests outcome=ok provider=" + id,
+			"tpcluster.egress.token_requests outcome=failed provider=" + id,
+			"tpcluster.egress.cache_hits provider=" + id,
+		} {
+			if v, ok := got[k]; !ok || v != 0 {
+				t.Errorf("before any request: %s = %d (exported: %t), want an exported 0", k, v, ok)
+			}
+		}
+	}
+	if len(got) != 3*len(w.creds) || timed != 0 {
+		t.Errorf("before any request: %v, %d timed; want 3 zero counts per provider, none timed", got, timed)
+	}
+
 	r := &egress.Request{Spec: spec(w.prov["basic"], bundle.GrantClientCredentials, nil), RouteID: "r", Subject: "alice"}
 	for range 3 {
 		if _, err := c.Token(t.Context(), r); err != nil {
@@ -533,6 +551,26 @@ func TestMetrics(t *testing.T) {
 	if _, err := c.Token(t.Context(), &r2); err == nil {
 		t.Fatal("a token from a stopped provider")
 	}
+	got, timed = collect(t, reader)
+	want := map[string]int64{
+		"tpcluster.egress.token_requests outcome=ok provider=basic":     1,
+		"tpcluster.egress.token_requests outcome=failed provider=basic": 1,
+		"tpcluster.egress.cache_hits provider=basic":                    2,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	if timed != 2 {
+		t.Errorf("%d token requests timed, want 2", timed)
+	}
+}
+
+// collect reads the counters by "name attr=value ..." and the number of
+// timed token requests.
+func collect(t *testing.T, reader *sdkmetric.ManualReader) (map[string]int64, uint64) {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(t.Context(), &rm); err != nil {
 		t.Fatal(err)
@@ -557,17 +595,5 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]int64{
-		"tpcluster.egress.token_requests outcome=ok provider=basic":     1,
-		"tpcluster.egress.token_requests outcome=failed provider=basic": 1,
-		"tpcluster.egress.cache_hits provider=basic":                    2,
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %d, want %d (all: %v)", k, got[k], v, got)
-		}
-	}
-	if timed != 2 {
-		t.Errorf("%d token requests timed, want 2", timed)
-	}
+	return got, timed
 }
