@@ -15,7 +15,6 @@ import (
 
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/bundle"
-	"github.com/tpcluster/tpcluster/internal/egress/oauthtest"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/testport"
 	"github.com/tpcluster/tpcluster/internal/testwait"
@@ -31,24 +30,9 @@ import (
 // naming a provider the node has no credential for is refused with a
 // rollback and bundle_rejected, and a missing secret file exits 2.
 func TestEgress(t *testing.T) {
-	op := oauthtest.Start(t, oauthtest.Config{Clients: []oauthtest.Client{
-		{ID: "tp-basic", Secret: "e2e-basic-secret", Scopes: []string{"crm.read", "crm.list"}},
-	}})
-	egressRoutes := func(w *world, policy map[string]any, providers ...any) {
-		policy["egress_providers"] = providers
-		eg := map[string]any{"provider": "acme", "grant": "client_credentials", "scope": []any{"crm.read", "crm.list"},
-			"audience": "https://crm.example", "tenant": "t-7", "max_token_lifetime_seconds": 900}
-		g := policy["route_groups"].([]any)[0].(map[string]any)
-		g["routes"] = append(g["routes"].([]any),
-			w.route("crm.get", "GET", "/crm/contacts/{id}", map[string]any{"egress": eg}),
-			w.route("crm.list", "GET", "/crm/contacts", map[string]any{"egress": eg}))
-	}
-	acme := map[string]any{"provider_id": "acme", "token_endpoint": op.TokenEndpoint, "client_id": "tp-basic", "client_auth": "client_secret_basic"}
-	w := newWorldWith(t, func(w *world, policy map[string]any) { egressRoutes(w, policy, acme) })
-	secret := filepath.Join(t.TempDir(), "acme.secret")
-	if err := os.WriteFile(secret, []byte("e2e-basic-secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	eg := newEgressSetup(t)
+	op, acme := eg.op, eg.provider
+	w := newWorldWith(t, eg.edit)
 
 	t.Run("missing secret file exits 2", func(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "nope.secret")
@@ -62,8 +46,9 @@ func TestEgress(t *testing.T) {
 	up := newUpstream(t)
 	natsAddr := testport.Addrs(t, 1)[0]
 	dataDir := t.TempDir()
-	n := startVerifierd(t, w, true, "--upstream", up.URL, "--nats-listen", natsAddr, "--data-dir", dataDir,
-		"--node-id", "egress-a", "--egress-secret", "acme="+secret, "--forward-proof-headers")
+	args := []string{"--upstream", up.URL, "--nats-listen", natsAddr, "--data-dir", dataDir,
+		"--node-id", "egress-a", "--forward-proof-headers"}
+	n := startVerifierd(t, w, true, append(args, eg.flags()...)...)
 	useEmbeddedCreds(t, "nats://"+natsAddr, dataDir)
 	c := &http.Client{Timeout: 30 * time.Second}
 

@@ -98,14 +98,23 @@ func monitoringRefs(t testing.TB) map[string][]string {
 }
 
 // TestMonitoringMetricsExist runs a NATS-mode verifierd with bundlepub,
-// makes it allow, replay-deny and audit a request, scrapes /_tp/metrics
-// and checks that every metric the alerting rules and the dashboard name
-// is one it exports.
+// makes it allow, replay-deny and audit a request, bridge one to a real
+// OAuth provider (newEgressSetup) and get a 502 when the provider is down,
+// scrapes /_tp/metrics and checks that every metric the alerting rules
+// and the dashboard name is one it exports. The egress series only exist
+// once a token was requested, hence the egress route.
 func TestMonitoringMetricsExist(t *testing.T) {
 	refs := monitoringRefs(t)
-	c := newFleet(t, fleetOpts{servers: 1})
+	eg := newEgressSetup(t)
+	c := newFleet(t, fleetOpts{servers: 1, edit: eg.edit})
 	c.startPublisher(t, time.Second)
-	n := c.start(t, nodeOpts{id: "node-metrics"})
+	n := c.start(t, nodeOpts{id: "node-metrics", flags: eg.flags()})
+
+	// Before any token request, acme's failure count is exported at 0,
+	// so TPClusterEgressTokenFailing's increase() sees the first failure.
+	if !hasSample(scrape(t, n.URL), "tpcluster_egress_token_requests_total", "0", `outcome="failed"`, `provider="acme"`) {
+		t.Errorf("before any token request, /_tp/metrics has no failed count of 0 for acme")
+	}
 
 	hc := &http.Client{Timeout: 30 * time.Second}
 	req := c.signed(t, "GET", n.URL+"/v1/orders/ord_1", "orders.get", nil)
@@ -114,6 +123,17 @@ func TestMonitoringMetricsExist(t *testing.T) {
 	}
 	if a := send(t, hc, req); a.reason() != "jti_replay" {
 		t.Fatalf("replay = %d %s, want jti_replay", a.status, a.body)
+	}
+	if a := send(t, hc, c.signed(t, "GET", n.URL+"/crm/contacts/1", "crm.get", nil)); a.status != 200 || eg.op.Count() != 1 {
+		t.Fatalf("egress GET = %d %s after %d token requests, want 200 after 1", a.status, a.body, eg.op.Count())
+	}
+	// Another route is another cache key: a token request, which fails.
+	eg.op.Stop()
+	if a := send(t, hc, c.signed(t, "GET", n.URL+"/crm/contacts", "crm.list", nil)); a.status != 502 || a.reason() != "egress_token_unavailable" {
+		t.Fatalf("egress GET, provider down = %d %s, want 502 egress_token_unavailable", a.status, a.body)
+	}
+	if !hasSample(scrape(t, n.URL), "tpcluster_egress_token_requests_total", "1", `outcome="failed"`, `provider="acme"`) {
+		t.Errorf("after the 502, /_tp/metrics has no failed count of 1 for acme")
 	}
 
 	// The histograms and the audit counters appear once something was
@@ -142,4 +162,19 @@ func TestMonitoringMetricsExist(t *testing.T) {
 		slices.Sort(have)
 		t.Logf("verifierd exports:\n%s", strings.Join(have, "\n"))
 	}
+}
+
+// hasSample says whether metrics (Prometheus text) has a sample of name
+// with every one of labels and the value want.
+func hasSample(metrics, name, want string, labels ...string) bool {
+	for line := range strings.Lines(metrics) {
+		series, value, ok := strings.Cut(strings.TrimSpace(line), "} ")
+		if !ok || !strings.HasPrefix(series, name+"{") || value != want {
+			continue
+		}
+		if !slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(series, l) }) {
+			return true
+		}
+	}
+	return false
 }
