@@ -101,8 +101,9 @@ func monitoringRefs(t testing.TB) map[string][]string {
 // makes it allow, replay-deny and audit a request, bridge one to a real
 // OAuth provider (newEgressSetup) and get a 502 when the provider is down,
 // scrapes /_tp/metrics and checks that every metric the alerting rules
-// and the dashboard name is one it exports. The egress series only exist
-// once a token was requested, hence the egress route.
+// and the dashboard name is one it exports. The egress counts exist from
+// the start on a node with a provider credential, the token request
+// histogram only once a token was requested: hence the egress route.
 func TestMonitoringMetricsExist(t *testing.T) {
 	refs := monitoringRefs(t)
 	eg := newEgressSetup(t)
