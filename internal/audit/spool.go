@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/tpcluster/tpcluster/internal/retry"
 )
 
 // Sentinels of Append. Match with errors.Is.
@@ -64,6 +66,10 @@ type SpoolConfig struct {
 	// openFile opens segment files and the directory; tests inject files
 	// whose fsync fails. If nil, os.OpenFile.
 	openFile func(name string, flag int, perm os.FileMode) (spoolFile, error)
+	// repairMin and repairMax bound the back-off between attempts to
+	// repair a broken spool. If zero, 100ms and 5s; tests that look at
+	// the broken state set a long repairMin.
+	repairMin, repairMax time.Duration
 }
 
 // spoolFile is what the spool needs of a segment file (and of its
@@ -107,18 +113,25 @@ type Spool struct {
 	writeFailed atomic.Bool
 	appended    chan struct{} // cap 1: an event was appended
 	dirty       chan struct{} // cap 1: the active segment has unsynced data
+	broke       chan struct{} // cap 1: the spool broke; the syncer repairs it
 
 	mu     sync.Mutex
 	closed bool // guarded by mu
 	// broken is set by a failed write whose tail could not be cut off, or
 	// by any failed fsync: after one, Linux may have dropped the dirty
 	// pages, so a later fsync that succeeds proves nothing about the
-	// earlier data (the "fsyncgate" behaviour). Nothing clears it; a
-	// restart recovers from what is really on disk, and since no event
-	// past the failure was marked synced, none of them was published.
-	broken error      // guarded by mu
-	segs   []*segment // guarded by mu; by first pos, the last one active
-	active spoolFile  // guarded by mu
+	// earlier data (the "fsyncgate" behaviour). Only repair clears it,
+	// by writing the events since the last good fsync (unsynced) again
+	// into a new segment; no event past the failure was marked synced, so
+	// none of them was published from the old copy.
+	broken error // guarded by mu
+	// unsynced are the records appended since the last good fsync, in
+	// pos order: what repair writes again. Bounded by the fsync cadence
+	// (a pass every SyncInterval drops what it synced) and, while a
+	// fsync hangs, by MaxBytes, since each also counts in used.
+	unsynced []unsyncedRecord // guarded by mu
+	segs     []*segment       // guarded by mu; by first pos, the last one active
+	active   spoolFile        // guarded by mu
 	// retired are segments rotation closed for writing and the syncer
 	// has not fsynced yet (with the directory) and closed: rotation runs
 	// under mu, on a request's path, and must not wait for a disk.
@@ -135,6 +148,15 @@ type Spool struct {
 	ageMu  sync.Mutex // guards the OldestPendingAge cache
 	agePos uint64     // guarded by ageMu; pos whose appended_at is ageAt
 	ageAt  int64      // guarded by ageMu; Unix ns
+}
+
+// unsyncedRecord is an event record written since the last good fsync,
+// with the chain state before it.
+type unsyncedRecord struct {
+	pos     uint64
+	nodeSeq uint64
+	prev    [sha256.Size]byte // SHA-256 of the event before it
+	rec     []byte            // the record, byte for byte as in the segment
 }
 
 // retiredSegment is a full segment waiting for its fsync and close.
@@ -189,6 +211,12 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	if cfg.openFile == nil {
 		cfg.openFile = openOSFile
 	}
+	if cfg.repairMin == 0 {
+		cfg.repairMin = 100 * time.Millisecond
+	}
+	if cfg.repairMax == 0 {
+		cfg.repairMax = 5 * time.Second
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: spool directory: %w", err)
 	}
@@ -197,6 +225,7 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 		log:      cfg.Logger,
 		appended: make(chan struct{}, 1),
 		dirty:    make(chan struct{}, 1),
+		broke:    make(chan struct{}, 1),
 	}
 	if err := s.recover(); err != nil {
 		s.closeFiles()
@@ -221,6 +250,17 @@ func (s *Spool) recover() error {
 		return err
 	}
 	slices.Sort(names) // zero-padded: name order is pos order
+	// A segment repair was writing when the process died: not a segment
+	// until renamed, and its events are still in the old files.
+	leftovers, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*"+segmentSuffix+repairSuffix))
+	if err != nil {
+		return err
+	}
+	for _, name := range leftovers {
+		if err := os.Remove(name); err != nil {
+			return err
+		}
+	}
 	acked, err := s.openCursor()
 	if err != nil {
 		return err
@@ -236,6 +276,9 @@ func (s *Spool) recover() error {
 		}
 		st, scanErr := scanSegment(b)
 		isLast := i == len(names)-1
+		if !isLast {
+			st, scanErr = cutAtNext(st, scanErr, names[i+1])
+		}
 		if scanErr != nil && !isLast {
 			return fmt.Errorf("segment %s damaged at %w; to continue, move it and every older segment aside (their unpublished events are then lost)", filepath.Base(name), scanErr)
 		}
@@ -305,6 +348,24 @@ func (s *Spool) recover() error {
 	}
 	s.active = f
 	return nil
+}
+
+// cutAtNext applies the repair rule to a segment that is not the last: a
+// segment that starts at or before the end of the one before it was written
+// by repair (the events after a failed fsync, again), so the earlier one
+// counts only up to the next one's first pos, and damage past that point
+// (its unsynced tail) does not matter.
+func cutAtNext(st segmentState, scanErr error, next string) (segmentState, error) {
+	nextFirst, ok := segmentFirst(next)
+	if !ok || st.valid == 0 || nextFirst < st.first {
+		return st, scanErr
+	}
+	end := st.first - 1 + uint64(st.events) // last whole event
+	if end < nextFirst-1 {
+		return st, scanErr // damage before the next segment's events: lost events
+	}
+	st.events = int(nextFirst - st.first)
+	return st, nil
 }
 
 func (s *Spool) segs0First() uint64 {
@@ -391,15 +452,14 @@ func (s *Spool) append(e *Event) error {
 		// Cut the partial record off so the next append lands on a
 		// record boundary; if that fails too, refuse every append.
 		if terr := s.active.Truncate(seg.size); terr != nil {
-			s.broken = fmt.Errorf("spool segment %s unusable after a failed write: %w", seg.path, errors.Join(err, terr))
-			s.refusing.Store(true)
-			s.log.Error("audit spool broken; every request is denied audit_unavailable", "err", s.broken)
+			s.breakLocked(fmt.Errorf("spool segment %s unusable after a failed write: %w", seg.path, errors.Join(err, terr)))
 		}
 		_ = n
 		s.writeFailed.Store(true)
 		return fmt.Errorf("write spool segment: %w", err)
 	}
 	s.writeFailed.Store(false)
+	s.unsynced = append(s.unsynced, unsyncedRecord{pos: pos, nodeSeq: e.NodeSeq, prev: s.prev, rec: slices.Clone(s.buf)})
 	seg.size += int64(len(s.buf))
 	seg.last = pos
 	s.used.Add(int64(len(s.buf)))
@@ -474,20 +534,45 @@ func (s *Spool) syncDir() error {
 }
 
 // syncLoop fsyncs the active segment at most once per SyncInterval while
-// there is data to sync.
+// there is data to sync, and repairs the spool when it breaks, with a
+// back-off while the disk keeps failing.
 func (s *Spool) syncLoop() {
 	t := time.NewTimer(s.cfg.SyncInterval)
 	defer t.Stop()
-	for {
+	bo := retry.Backoff{Min: s.cfg.repairMin, Max: s.cfg.repairMax}
+	for attempt := 0; ; {
+		if s.Broken() != nil {
+			attempt++
+			t.Reset(bo.Next())
+			select {
+			case <-s.quit:
+				return
+			case <-t.C:
+			}
+			if err := s.repair(); err != nil {
+				s.met.repairFailures.Add(1)
+				if attempt == 1 || attempt%20 == 0 { // at most about one line a minute
+					s.log.Error("audit spool repair failed; every request is still denied audit_unavailable", "err", err, "attempt", attempt)
+				}
+				continue
+			}
+			attempt = 0
+			bo.Reset()
+			continue
+		}
 		select {
 		case <-s.quit:
 			return
+		case <-s.broke:
+			continue
 		case <-s.dirty:
 		}
 		t.Reset(s.cfg.SyncInterval)
 		select {
 		case <-s.quit:
 			return
+		case <-s.broke:
+			continue
 		case <-t.C:
 		}
 		_ = s.Sync() // a failure breaks the spool and is logged there, once
@@ -535,8 +620,25 @@ func (s *Spool) Sync() error {
 			return s.breakSync(fmt.Errorf("fsync spool segment: %w", err), nil)
 		}
 	}
+	s.mu.Lock()
+	s.dropUnsyncedLocked(pos)
+	s.mu.Unlock()
 	s.markSynced(pos)
 	return nil
+}
+
+// dropUnsyncedLocked forgets the records up to pos, now on disk.
+func (s *Spool) dropUnsyncedLocked(pos uint64) {
+	i := 0
+	for i < len(s.unsynced) && s.unsynced[i].pos <= pos {
+		s.unsynced[i] = unsyncedRecord{} // let the record's bytes go
+		i++
+	}
+	if i == len(s.unsynced) {
+		s.unsynced = s.unsynced[:0]
+		return
+	}
+	s.unsynced = s.unsynced[i:]
 }
 
 // breakSync marks the spool broken by a failed fsync and closes what was
@@ -547,14 +649,35 @@ func (s *Spool) breakSync(err error, retired []retiredSegment) error {
 	}
 	err = fmt.Errorf("audit: %w", err)
 	s.mu.Lock()
-	if s.broken == nil {
-		s.broken = err
-		s.refusing.Store(true)
-		s.log.Error("audit spool broken by a failed fsync; every request is denied audit_unavailable until the node is restarted on a working disk",
-			"err", err, "pending", s.Pending())
-	}
+	s.breakLocked(err)
 	s.mu.Unlock()
 	return err
+}
+
+// breakLocked marks the spool broken, unless it already is, and wakes the
+// syncer to repair it.
+func (s *Spool) breakLocked(err error) {
+	if s.broken != nil {
+		return
+	}
+	s.broken = err
+	s.refusing.Store(true)
+	s.log.Error("audit spool broken; every request is denied audit_unavailable until it is repaired (the events since the last good fsync written again to a new segment)",
+		"err", err, "pending", s.Pending())
+	select {
+	case s.broke <- struct{}{}:
+	default:
+	}
+}
+
+// Broken returns why the spool refuses every event (a failed fsync, or a
+// failed write whose tail could not be cut off), or nil. The spool repairs
+// itself in the background; Broken turns nil once it has. It is what the
+// node's audit readiness check reports. Safe for concurrent use.
+func (s *Spool) Broken() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broken
 }
 
 // markSynced records that every event up to pos is on disk, and wakes the
