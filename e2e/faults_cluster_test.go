@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,6 +37,8 @@ type faultCluster struct {
 	urls    []string // the nodes' base URLs, which a restart keeps
 
 	inflight [3]atomic.Int32 // requests sent to each node and not yet answered
+	lab      *netLab         // the servers' namespaces, or nil (loopback)
+	stalled  int             // the server a fault stalled or cut off, or -1
 
 	mu      sync.Mutex
 	answers []faultAnswer // guarded by mu
@@ -54,34 +57,58 @@ type faultAnswer struct {
 
 func startFaultCluster(t *testing.T) *faultCluster {
 	t.Helper()
-	ports := testport.Free(t, 6) // three route ports, three monitoring ports
+	return startFaultClusterOn(t, nil, nil)
+}
+
+// startFaultClusterOn starts the suite's cluster; with a lab, each server
+// in its own network namespace (netns_test.go), reached through the lab's
+// forwarders, so that a fault can cut a server's link. extra flags go to
+// every verifierd.
+func startFaultClusterOn(t *testing.T, lab *netLab, extra []string) *faultCluster {
+	t.Helper()
+	ports := testport.Free(t, 9) // three route ports, three monitoring ports, three client ports
 	// Each node signs its audit trail with a key the trust material lists.
-	fc := &faultCluster{w: newWorld(t, "fault-0", "fault-1", "fault-2"), up: newUpstream(t)}
+	fc := &faultCluster{w: newWorld(t, "fault-0", "fault-1", "fault-2"), up: newUpstream(t), lab: lab, stalled: -1}
+	host := func(i int) string {
+		if lab != nil {
+			return lab.addrs[i]
+		}
+		return "127.0.0.1"
+	}
 	for i := range 3 {
 		var routes []string
 		for j := range 3 {
 			if j != i {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[j]))
+				routes = append(routes, fmt.Sprintf("nats://%s:%d", host(j), ports[j]))
 			}
 		}
 		name := fmt.Sprintf("S-%d", i+1)
 		fc.names = append(fc.names, name)
 		fc.monURLs = append(fc.monURLs, fmt.Sprintf("http://127.0.0.1:%d", ports[3+i]))
-		fc.servers = append(fc.servers, natstest.StartExternal(t,
-			"-n", name, "--cluster_name", "FAULTS",
-			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", ports[i]),
+		args := []string{"-n", name, "--cluster_name", "FAULTS",
+			"--cluster", fmt.Sprintf("nats://%s:%d", host(i), ports[i]),
 			"--routes", strings.Join(routes, ","),
-			"-m", strconv.Itoa(ports[3+i])))
+			"-m", strconv.Itoa(ports[3+i])}
+		var place natstest.ExternalNet
+		if lab != nil {
+			// Clients know the servers by their forwarded loopback ports
+			// only: the bridge addresses are unreachable from the host.
+			args = append(args, "--no_advertise")
+			place = natstest.ExternalNet{Wrap: lab.exec(i), Host: host(i), Port: ports[6+i], Dial: lab.dial}
+			lab.forward(t, ports[6+i], net.JoinHostPort(host(i), strconv.Itoa(ports[6+i])))
+			lab.forward(t, ports[3+i], net.JoinHostPort(host(i), strconv.Itoa(ports[3+i])))
+		}
+		fc.servers = append(fc.servers, natstest.StartExternalNet(t, place, args...))
 	}
 	var urls []string
 	for _, s := range fc.servers {
 		urls = append(urls, s.ClientURL())
 	}
 	for i := range 3 {
-		fc.nodes = append(fc.nodes, startVerifierd(t, fc.w, true,
-			"--upstream", fc.up.URL, "--nats-url", strings.Join(urls, ","),
+		args := append([]string{"--upstream", fc.up.URL, "--nats-url", strings.Join(urls, ","),
 			"--ledger-replicas", "3", "--audit-replicas", "3", "--bundle-replicas", "3",
-			"--node-id", fmt.Sprintf("fault-%d", i)))
+			"--node-id", fmt.Sprintf("fault-%d", i)}, extra...)
+		fc.nodes = append(fc.nodes, startVerifierd(t, fc.w, true, args...))
 		fc.urls = append(fc.urls, fc.nodes[i].URL)
 	}
 	return fc
