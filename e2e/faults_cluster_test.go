@@ -38,7 +38,10 @@ type faultCluster struct {
 
 	inflight [3]atomic.Int32 // requests sent to each node and not yet answered
 	lab      *netLab         // the servers' namespaces, or nil (loopback)
-	stalled  int             // the server a fault stalled or cut off, or -1
+	stalled  int             // the ledger leader a fault stalled or cut off, or -1
+	// ledgerStream is the stream whose leader the suite moves, watches
+	// and stalls: the ledger's, or with --ledger-shards its shard 0.
+	ledgerStream string
 
 	mu      sync.Mutex
 	answers []faultAnswer // guarded by mu
@@ -68,7 +71,13 @@ func startFaultClusterOn(t *testing.T, lab *netLab, extra []string) *faultCluste
 	t.Helper()
 	ports := testport.Free(t, 9) // three route ports, three monitoring ports, three client ports
 	// Each node signs its audit trail with a key the trust material lists.
-	fc := &faultCluster{w: newWorld(t, "fault-0", "fault-1", "fault-2"), up: newUpstream(t), lab: lab, stalled: -1}
+	fc := &faultCluster{w: newWorld(t, "fault-0", "fault-1", "fault-2"), up: newUpstream(t), lab: lab, stalled: -1,
+		ledgerStream: "KV_TRUSTPLANE_REPLAY"}
+	for i, f := range extra {
+		if f == "--ledger-shards" && i+1 < len(extra) && extra[i+1] != "1" {
+			fc.ledgerStream = "KV_TRUSTPLANE_REPLAY_s0"
+		}
+	}
 	host := func(i int) string {
 		if lab != nil {
 			return lab.addrs[i]
@@ -249,7 +258,7 @@ func (fc *faultCluster) ledgerLeader(t *testing.T) int {
 		js, _ := jetstream.New(nc)
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 		defer cancel()
-		st, err := js.Stream(ctx, "KV_TRUSTPLANE_REPLAY")
+		st, err := js.Stream(ctx, fc.ledgerStream)
 		if err != nil {
 			return err
 		}
@@ -280,7 +289,7 @@ func (fc *faultCluster) moveLedgerLeader(t *testing.T, to int) {
 		}
 		defer nc.Close()
 		req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, fc.names[to])
-		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.KV_TRUSTPLANE_REPLAY", []byte(req), 3*time.Second); err != nil {
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+fc.ledgerStream, []byte(req), 3*time.Second); err != nil {
 			return err
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -337,4 +346,57 @@ func (fc *faultCluster) kill9(t *testing.T, i int) {
 		}
 	}
 	fc.servers[i].Stop() // reaps it; returns at once
+}
+
+// watchElection polls the ledger stream's info on every server but the
+// stalled one until one names a leader other than it, and returns a
+// function giving the time of that answer (zero if none came before stop
+// was closed). Stream info is answered by the stream's leader, so the
+// first answer naming another server is the election as the cluster sees
+// it.
+func (fc *faultCluster) watchElection(ctx context.Context, stop <-chan struct{}, stalled int) func() time.Time {
+	var (
+		at time.Time
+		wg sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			for i, s := range fc.servers {
+				if i == stalled {
+					continue
+				}
+				if l := fc.leaderSeenBy(ctx, s.ClientURL()); l != "" && l != fc.names[stalled] {
+					at = time.Now()
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	return func() time.Time { wg.Wait(); return at }
+}
+
+// leaderSeenBy asks the server at url for the ledger stream's leader; ""
+// when it cannot tell within a second.
+func (fc *faultCluster) leaderSeenBy(ctx context.Context, url string) string {
+	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
+	if err != nil {
+		return ""
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, fc.ledgerStream)
+	if err != nil || st.CachedInfo().Cluster == nil {
+		return ""
+	}
+	return st.CachedInfo().Cluster.Leader
 }

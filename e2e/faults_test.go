@@ -95,8 +95,12 @@ var faults = []fault{
 			}
 		}
 	}},
-	{"SIGSTOP the nodes' server", false, 4 * time.Second, func(t *testing.T, fc *faultCluster) func() {
+	{"SIGSTOP the nodes' server", false, 12 * time.Second, func(t *testing.T, fc *faultCluster) func() {
+		// It leads the ledger stream too: the case whose failover waits
+		// for an election, measured apart (runFault).
 		i := fc.busiest(t)
+		fc.moveLedgerLeader(t, i)
+		fc.stalled = i
 		pid := fc.servers[i].PID()
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatalf("SIGSTOP %s: %v", fc.names[i], err)
@@ -139,6 +143,11 @@ type faultResult struct {
 	readyz                    []transition
 	readyIn, allowIn          time.Duration // from restore
 	answers                   map[string]int
+	// For a fault that stalls or cuts off the ledger stream's leader:
+	// electedIn is from the fault to another server naming a new leader
+	// (nats-server's election), allowAfterElection from then to an allow
+	// from every node (the verifier's share). Zero when not measured.
+	electedIn, allowAfterElection time.Duration
 }
 
 // TestFaults: each fault under load; see the comment at the top of the file.
@@ -182,10 +191,18 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 	startMu.Lock()
 	injectedAt = time.Now()
 	startMu.Unlock()
+	fc.stalled = -1
 	restore := f.inject(t, fc)
 	doubtFrom := time.Now()
+	stopElection := make(chan struct{})
+	electedAt := func() time.Time { return time.Time{} }
+	if fc.stalled >= 0 {
+		electedAt = fc.watchElection(t.Context(), stopElection, fc.stalled)
+	}
 	time.Sleep(f.hold)
 	doubtTo := time.Now()
+	close(stopElection)
+	elected := electedAt()
 	restore()
 	restoredAt := time.Now()
 	fc.allReady(t, "every node ready after "+f.name)
@@ -216,6 +233,27 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 	loadWG.Wait()
 	close(stopWatch)
 	r := faultResult{name: f.name, readyz: watched(), readyIn: readyIn, allowIn: allowIn, answers: map[string]int{}}
+	if !elected.IsZero() {
+		r.electedIn = elected.Sub(startOf())
+		// The first allow each node answered after the election.
+		first := map[int]time.Time{}
+		fc.mu.Lock()
+		for _, a := range fc.answers {
+			if a.fault == f.name && a.status == 200 && a.done.After(elected) {
+				if at, ok := first[a.node]; !ok || a.done.Before(at) {
+					first[a.node] = a.done
+				}
+			}
+		}
+		fc.mu.Unlock()
+		for _, at := range first {
+			r.allowAfterElection = max(r.allowAfterElection, at.Sub(elected))
+		}
+		t.Logf("%s: (a) a new ledger leader elected %.1f s after the fault (nats-server's election timeout); (b) an allow from every node %.1f s after the election (the verifier's share)",
+			f.name, r.electedIn.Seconds(), r.allowAfterElection.Seconds())
+	} else if fc.stalled >= 0 {
+		t.Logf("%s: no other server named a new ledger leader during the hold", f.name)
+	}
 
 	// Ground truth: what reached the upstream, per request tag.
 	prefix := "/v1/orders/" + strings.ReplaceAll(f.name, " ", "_") + "-"
@@ -433,9 +471,17 @@ var partitionFault = fault{"partition: the ledger leader's link down", false, 12
 // event in the stream exactly once, chains whole, readyz transitions and
 // seconds to recover. Every node is unready for a while: until the two
 // others elect a leader, no write is possible anywhere.
+//
+// TPCLUSTER_FAULT_LEDGER_SHARDS=N runs the nodes with --ledger-shards N:
+// the link cut is then that of shard 0's leader, which leads only the
+// shards it leads (docs/RELIABILITY.md).
 func TestFaultPartition(t *testing.T) {
 	lab := newNetLab(t, 3)
-	fc := startFaultClusterOn(t, lab, nil)
+	var extra []string
+	if n := os.Getenv("TPCLUSTER_FAULT_LEDGER_SHARDS"); n != "" {
+		extra = []string{"--ledger-shards", n}
+	}
+	fc := startFaultClusterOn(t, lab, extra)
 	fc.allReady(t, "every node ready before the partition")
 	r := runFault(t, fc, partitionFault)
 	if !sawUnready(r.readyz) {

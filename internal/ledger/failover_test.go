@@ -77,8 +77,34 @@ func TestFailoverStalledServer(t *testing.T) {
 			}
 			moveLeader(t, nc, js, "KV_"+ledger.DefaultBucket, want)
 
+			// (a) the election, as another server sees it: a stream
+			// info from one of the others names a new leader.
+			var other string
+			for _, u := range urls {
+				if u != stalled.ClientURL() {
+					other = u
+					break
+				}
+			}
+			watcher := natstest.JetStream(t, natstest.Connect(t, other))
 			stalled.Pause()
 			start := time.Now()
+			elected := make(chan time.Time, 1)
+			if tc.leader {
+				go func() {
+					for ctx := t.Context(); ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
+						c, cancel := context.WithTimeout(ctx, time.Second)
+						st, err := watcher.Stream(c, "KV_"+ledger.DefaultBucket)
+						cancel()
+						if err == nil && st.CachedInfo().Cluster != nil {
+							if l := st.CachedInfo().Cluster.Leader; l != "" && l != on {
+								elected <- time.Now()
+								return
+							}
+						}
+					}
+				}()
+			}
 			var attempts int
 			deadline := start.Add(90 * time.Second)
 			for {
@@ -96,9 +122,22 @@ func TestFailoverStalledServer(t *testing.T) {
 					t.Fatalf("no ledger write succeeded %v after %s stalled: %v", time.Since(start), on, err)
 				}
 			}
-			took := time.Since(start)
+			wrote := time.Now()
+			took := wrote.Sub(start)
 			t.Logf("stalled %s (stream leader: %v): a ledger write succeeded again after %.1fs (%d attempts), now on %s",
 				on, tc.leader, took.Seconds(), attempts, nc.ConnectedServerName())
+			if tc.leader {
+				var at time.Time
+				select {
+				case at = <-elected:
+				case <-time.After(30 * time.Second):
+					t.Fatal("no other server named a new stream leader")
+				}
+				// (b) is the verifier's share; (a) is nats-server's
+				// election timeout (4-9 s, fixed in v2.15.2).
+				t.Logf("(a) new stream leader elected %.1fs after the stall; (b) first write %.1fs after the election",
+					at.Sub(start).Seconds(), wrote.Sub(at).Seconds())
+			}
 			if nc.ConnectedServerName() == on {
 				t.Errorf("still connected to the stalled server %s", on)
 			}
