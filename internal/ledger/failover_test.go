@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -134,9 +135,10 @@ func TestFailoverStalledServer(t *testing.T) {
 					t.Fatal("no other server named a new stream leader")
 				}
 				// (b) is the verifier's share; (a) is nats-server's
-				// election timeout (4-9 s, fixed in v2.15.2).
+				// election timeout (4-9 s, fixed in v2.15.2). The
+				// watcher polls every 50 ms: a (b) below that reads 0.
 				t.Logf("(a) new stream leader elected %.1fs after the stall; (b) first write %.1fs after the election",
-					at.Sub(start).Seconds(), wrote.Sub(at).Seconds())
+					at.Sub(start).Seconds(), max(wrote.Sub(at), 0).Seconds())
 			}
 			if nc.ConnectedServerName() == on {
 				t.Errorf("still connected to the stalled server %s", on)
@@ -169,4 +171,46 @@ func moveLeader(t *testing.T, nc *nats.Conn, js jetstream.JetStream, stream, ser
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestElectionEndsWritesInFlight: a write sent to a stream leader that then
+// stalls waits for no timeout once the others have elected a new leader:
+// the leader-elected advisory ends it as unavailable, saying why, so the
+// node's next request goes to the new leader at once. The ledger's timeout
+// is set far beyond any election (30 s), so only the advisory can end the
+// write early; how long it took is logged, not asserted.
+func TestElectionEndsWritesInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nats-server processes")
+	}
+	servers := natstest.ExternalCluster(t, 3)
+	nc := natstest.Connect(t, servers[0].ClientURL())
+	js := natstest.JetStream(t, nc)
+	l := newLedger(t, ledger.Config{JetStream: js, Replicas: 3, Timeout: 30 * time.Second})
+	entry := core.LedgerEntry{RouteID: "orders.create"}
+	var warm int
+	testwait.Until(t, 60*time.Second, "a first ledger write", func() error {
+		warm++
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		return l.Consume(ctx, key(fmt.Sprintf("warm-up-%d", warm)), time.Minute, entry)
+	})
+	moveLeader(t, nc, js, "KV_"+ledger.DefaultBucket, "S-2")
+	servers[1].Pause()
+	start := time.Now()
+	err := l.Consume(t.Context(), key("in-flight"), time.Minute, entry)
+	took := time.Since(start)
+	if !errors.Is(err, ledger.ErrLeaderElected) || !errors.Is(err, core.ErrLedgerUnavailable) {
+		t.Fatalf("write in flight to a stalled leader = %v, want ErrLeaderElected and ErrLedgerUnavailable", err)
+	}
+	if l.Elections() == 0 {
+		t.Error("Elections = 0 after the write was ended by one")
+	}
+	// The next write goes to the new leader.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := l.Consume(ctx, key("after"), time.Minute, entry); err != nil {
+		t.Fatalf("write after the election: %v", err)
+	}
+	t.Logf("the write in flight was ended by the election %.1fs after the stall; the next one took %.2fs", took.Seconds(), time.Since(start.Add(took)).Seconds())
 }
