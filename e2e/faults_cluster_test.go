@@ -349,23 +349,38 @@ func (fc *faultCluster) kill9(t *testing.T, i int) {
 }
 
 // watchElection polls the ledger stream's info on every server but the
-// stalled one until one names a leader other than it, and returns a
-// function giving the time of that answer (zero if none came before stop
-// was closed). Stream info is answered by the stream's leader, so the
-// first answer naming another server is the election as the cluster sees
-// it.
+// stalled one, each on a connection of its own opened at the start, until
+// one names a leader other than it, and returns a function giving the time
+// of that answer (zero if none came before stop was closed). Stream info
+// is answered by the stream's leader, so the first answer naming another
+// server is the election as the cluster sees it, within the 100 ms poll.
 func (fc *faultCluster) watchElection(ctx context.Context, stop <-chan struct{}, stalled int) func() time.Time {
 	var (
-		at time.Time
-		wg sync.WaitGroup
+		at  time.Time
+		wg  sync.WaitGroup
+		jss []jetstream.JetStream
 	)
+	for i, s := range fc.servers {
+		if i == stalled {
+			continue
+		}
+		nc, err := nats.Connect(s.ClientURL(), nats.Timeout(time.Second), nats.NoReconnect())
+		if err != nil {
+			continue
+		}
+		if js, err := jetstream.New(nc); err == nil {
+			jss = append(jss, js)
+		}
+	}
 	wg.Go(func() {
+		defer func() {
+			for _, js := range jss {
+				js.Conn().Close()
+			}
+		}()
 		for {
-			for i, s := range fc.servers {
-				if i == stalled {
-					continue
-				}
-				if l := fc.leaderSeenBy(ctx, s.ClientURL()); l != "" && l != fc.names[stalled] {
+			for _, js := range jss {
+				if l := leaderSeenBy(ctx, js, fc.ledgerStream); l != "" && l != fc.names[stalled] {
 					at = time.Now()
 					return
 				}
@@ -380,21 +395,12 @@ func (fc *faultCluster) watchElection(ctx context.Context, stop <-chan struct{},
 	return func() time.Time { wg.Wait(); return at }
 }
 
-// leaderSeenBy asks the server at url for the ledger stream's leader; ""
-// when it cannot tell within a second.
-func (fc *faultCluster) leaderSeenBy(ctx context.Context, url string) string {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
-	if err != nil {
-		return ""
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return ""
-	}
+// leaderSeenBy asks for stream's leader; "" when it cannot tell within a
+// second.
+func leaderSeenBy(ctx context.Context, js jetstream.JetStream, stream string) string {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, fc.ledgerStream)
+	st, err := js.Stream(ctx, stream)
 	if err != nil || st.CachedInfo().Cluster == nil {
 		return ""
 	}
