@@ -396,3 +396,36 @@ func (s *Spool) segmentsSnapshot() []segment {
 	}
 	return out
 }
+
+// TestCloseRepairs: a spool still broken when it is closed tries the repair
+// once more, so the events kept in memory reach the disk: a restart finds
+// them all, although the old segment's unsynced tail is gone.
+func TestCloseRepairs(t *testing.T) {
+	dir := t.TempDir()
+	disk := newFaultyDisk()
+	s := openSpool(t, SpoolConfig{Dir: dir, SyncInterval: time.Hour, openFile: disk.open, repairMin: time.Hour})
+	appendN(t, s, 0, 2)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	old := s.segmentsSnapshot()[0]
+	appendN(t, s, 2, 3)
+	disk.failNext(1)
+	if err := s.Sync(); err == nil {
+		t.Fatal("Sync = nil with a failing fsync")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close of a spool its repair fixed: %v", err)
+	}
+	// What the kernel may have kept of the old file: only the synced part.
+	if err := os.Truncate(old.path, old.size); err != nil {
+		t.Fatal(err)
+	}
+	r := openSpool(t, SpoolConfig{Dir: dir, SyncInterval: time.Hour})
+	if n := syncedCount(t, r); n != 5 {
+		t.Errorf("after restart: %d events, want 5", n)
+	}
+	if e := appendN(t, r, 5, 1)[0]; e.NodeSeq != 6 {
+		t.Errorf("after restart: node_seq %d, want 6", e.NodeSeq)
+	}
+}

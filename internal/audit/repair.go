@@ -30,13 +30,13 @@ const repairSuffix = ".repair"
 // On disk, the new segment overlaps the old one's unsynced tail; recovery
 // counts an older segment only up to the next one's first pos (see
 // recover). Segments that started after the last synced event are deleted.
-// Only the syncer calls repair.
+// Only the syncer calls repair, and Close once the syncer has stopped.
 func (s *Spool) repair() error {
 	s.syncMu.Lock() // no Sync pass while the files change
 	defer s.syncMu.Unlock()
 
 	s.mu.Lock()
-	if s.broken == nil || s.closed {
+	if s.broken == nil {
 		s.mu.Unlock()
 		return nil
 	}

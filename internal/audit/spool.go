@@ -709,6 +709,14 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	close(s.quit)
 	s.wg.Wait()
+	if s.Broken() != nil {
+		// One last try, so that the events kept in memory reach the disk
+		// before the process goes (they would otherwise depend on the old
+		// file's unsynced pages).
+		if err := s.repair(); err != nil {
+			s.log.Error("audit spool repair at close failed; the events since the last good fsync may be lost", "err", err)
+		}
+	}
 	s.mu.Lock()
 	s.unsync = true
 	s.mu.Unlock()
