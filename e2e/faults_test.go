@@ -130,6 +130,10 @@ var faults = []fault{
 	}, false},
 }
 
+// electionSlack is how much earlier than the election watcher saw it a new
+// leader may already have been elected.
+const electionSlack = 500 * time.Millisecond
+
 // shortFaults are run by the normal test command.
 var shortFaults = map[string]bool{
 	"kill -9 ledger leader":                   true,
@@ -264,9 +268,27 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 			}
 		}
 		fc.mu.Unlock()
-		for _, at := range first {
+		var per []string
+		for ni := range fc.urls {
+			at, ok := first[ni]
+			if !ok {
+				per = append(per, fmt.Sprintf("n%d none", ni))
+				continue
+			}
 			r.allowAfterElection = max(r.allowAfterElection, at.Sub(elected))
+			// What the node answered between the election and its
+			// first allow after it: why the verifier's share took long.
+			var between []string
+			fc.mu.Lock()
+			for _, a := range fc.answers {
+				if a.fault == f.name && a.node == ni && a.done.After(elected) && a.done.Before(at) {
+					between = append(between, fmt.Sprintf("%s %.1fs", a.reason, a.done.Sub(a.sent).Seconds()))
+				}
+			}
+			fc.mu.Unlock()
+			per = append(per, fmt.Sprintf("n%d %.1fs %v", ni, at.Sub(elected).Seconds(), between))
 		}
+		t.Logf("%s: per node, the first allow after the election and the answers before it: %s", f.name, strings.Join(per, "; "))
 		t.Logf("%s: (a) a new ledger leader elected %.1f s after the fault (nats-server's election timeout); (b) an allow from every node %.1f s after the election (the verifier's share)",
 			f.name, r.electedIn.Seconds(), r.allowAfterElection.Seconds())
 	} else if fc.stalled >= 0 {
@@ -305,6 +327,16 @@ func runFault(t *testing.T, fc *faultCluster, f fault) faultResult {
 			if f.doubt && a.sent.After(doubtFrom) && a.done.Before(doubtTo) {
 				r.doubtAllows++
 				t.Errorf("%s: request %s allowed by node %d while no quorum could confirm it", f.name, a.tag, a.node)
+			}
+			// The ledger leader stalled or cut off: until the others
+			// elect a new one, no write can commit anywhere, so an allow
+			// then is an allow on doubt. The election is seen by polling
+			// (up to about 0.1 s late plus a stream info's round trip):
+			// the window ends half a second before it was seen.
+			if !elected.IsZero() && a.sent.After(doubtFrom) && a.done.Before(elected.Add(-electionSlack)) {
+				r.doubtAllows++
+				t.Errorf("%s: request %s allowed by node %d %.1f s after the fault, before a new ledger leader was elected (%.1f s)",
+					f.name, a.tag, a.node, a.done.Sub(doubtFrom).Seconds(), elected.Sub(doubtFrom).Seconds())
 			}
 		}
 	}
