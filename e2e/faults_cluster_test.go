@@ -348,61 +348,53 @@ func (fc *faultCluster) kill9(t *testing.T, i int) {
 	fc.servers[i].Stop() // reaps it; returns at once
 }
 
-// watchElection polls the ledger stream's info on every server but the
-// stalled one, each on a connection of its own opened at the start, until
-// one names a leader other than it, and returns a function giving the time
-// of that answer (zero if none came before stop was closed). Stream info
-// is answered by the stream's leader, so the first answer naming another
-// server is the election as the cluster sees it, within the 100 ms poll.
-func (fc *faultCluster) watchElection(ctx context.Context, stop <-chan struct{}, stalled int) func() time.Time {
+// watchElection subscribes, on a connection to each server but the
+// stalled one, to the ledger stream's leader-elected advisory, and returns
+// a function that waits for stop and gives the time of the first election
+// of a server other than the stalled one (zero if none). The time is the
+// advisory's own, stamped by the new leader before it takes its first
+// write (nats-server: processStreamLeaderChange sends the advisory, then
+// setLeader), on the same host clock as the test's: no allow can come
+// before it.
+func (fc *faultCluster) watchElection(stop <-chan struct{}, stalled int) func() time.Time {
 	var (
-		at  time.Time
-		wg  sync.WaitGroup
-		jss []jetstream.JetStream
+		mu    sync.Mutex
+		first time.Time // guarded by mu
+		conns []*nats.Conn
 	)
+	subject := "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED." + fc.ledgerStream
 	for i, s := range fc.servers {
 		if i == stalled {
 			continue
 		}
-		nc, err := nats.Connect(s.ClientURL(), nats.Timeout(time.Second), nats.NoReconnect())
+		nc, err := nats.Connect(s.ClientURL(), nats.Timeout(time.Second))
 		if err != nil {
 			continue
 		}
-		if js, err := jetstream.New(nc); err == nil {
-			jss = append(jss, js)
-		}
-	}
-	wg.Go(func() {
-		defer func() {
-			for _, js := range jss {
-				js.Conn().Close()
+		conns = append(conns, nc)
+		_, _ = nc.Subscribe(subject, func(m *nats.Msg) {
+			var adv struct {
+				Leader string    `json:"leader"`
+				Time   time.Time `json:"timestamp"`
 			}
-		}()
-		for {
-			for _, js := range jss {
-				if l := leaderSeenBy(ctx, js, fc.ledgerStream); l != "" && l != fc.names[stalled] {
-					at = time.Now()
-					return
-				}
-			}
-			select {
-			case <-stop:
+			if json.Unmarshal(m.Data, &adv) != nil || adv.Leader == "" || adv.Leader == fc.names[stalled] {
 				return
-			case <-time.After(100 * time.Millisecond):
 			}
-		}
-	})
-	return func() time.Time { wg.Wait(); return at }
-}
-
-// leaderSeenBy asks for stream's leader; "" when it cannot tell within a
-// second.
-func leaderSeenBy(ctx context.Context, js jetstream.JetStream, stream string) string {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil || st.CachedInfo().Cluster == nil {
-		return ""
+			mu.Lock()
+			if first.IsZero() || adv.Time.Before(first) {
+				first = adv.Time
+			}
+			mu.Unlock()
+		})
+		_ = nc.Flush()
 	}
-	return st.CachedInfo().Cluster.Leader
+	return func() time.Time {
+		<-stop
+		for _, nc := range conns {
+			nc.Close()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return first
+	}
 }
