@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -19,24 +20,32 @@ var ErrLeaderElected = errors.New("the ledger stream elected a new leader while 
 // stream's new leader (nats-server: JSAdvisoryStreamLeaderElectedPre).
 const advisoryLeaderElected = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
 
-// electionCut ends the writes in flight when the stream elects a new
-// leader. They were sent to the old leader, which stalled or was cut off
-// (an election means the others stopped hearing from it) and will not
-// answer: each would wait out the whole ledger timeout, so that the first
+// electionCut ends the writes still unanswered a grace period after the
+// stream elects a new leader. When the old leader stalled or was cut off
+// (the others stopped hearing from it), the writes sent to it will never be
+// answered: each would wait out the whole ledger timeout, so that the first
 // allow after a failover came up to one timeout (2 s) after the election.
-// Ended at once, they are denied replay_ledger_unavailable (503, which a
-// caller answers by signing again: a write may still land, SPEC §7), and
-// the next request goes to the new leader. A write that the new leader
-// would have answered (one sent in the instant of the election) is denied
-// too: a 503, never an allow.
+// Ended, they are denied replay_ledger_unavailable (503, which a caller
+// answers by signing again: a write may still land, SPEC §7), and the next
+// request goes to the new leader. The grace period is for a healthy change
+// of leader (the first election of a new stream, a step-down): the writes
+// in flight then are answered, within milliseconds, and must not be ended
+// (TestClusterR3ExactlyOnce saw them ended when the cut was immediate). A
+// write still unanswered after it is ended: a 503, never an allow.
 type electionCut struct {
 	mu       sync.Mutex
 	watching bool                               // guarded by mu
 	next     uint64                             // guarded by mu
 	inflight map[uint64]context.CancelCauseFunc // guarded by mu; the writes in flight
+	timers   map[*time.Timer]struct{}           // guarded by mu; grace periods running
 	sub      *nats.Subscription                 // guarded by mu
 	count    atomic.Int64                       // elections seen
 }
+
+// electionGrace is how long after an election a write in flight may still
+// be answered before it is ended: a quarter of the ledger's timeout
+// (500 ms at the default 2 s).
+func (l *Ledger) electionGrace() time.Duration { return l.timeout / 4 }
 
 // watchElections subscribes to the stream's leader-elected advisory. The
 // subscription lives on the ledger's connection (nats.go renews it after a
@@ -48,27 +57,47 @@ func (l *Ledger) watchElections(nc *nats.Conn) error {
 	}
 	e := &l.elections
 	e.mu.Lock()
-	e.sub, e.watching, e.inflight = sub, true, map[uint64]context.CancelCauseFunc{}
+	e.sub, e.watching = sub, true
+	e.inflight, e.timers = map[uint64]context.CancelCauseFunc{}, map[*time.Timer]struct{}{}
 	e.mu.Unlock()
 	return nil
 }
 
-// elected ends every write in flight.
+// elected ends, after the grace period, the writes in flight now that are
+// still unanswered then.
 func (l *Ledger) elected() {
+	l.elections.count.Add(1)
 	e := &l.elections
 	e.mu.Lock()
-	ended := make([]context.CancelCauseFunc, 0, len(e.inflight))
-	for id, cancel := range e.inflight {
-		ended = append(ended, cancel)
-		delete(e.inflight, id)
+	defer e.mu.Unlock()
+	if !e.watching {
+		return
 	}
-	e.mu.Unlock()
-	for _, cancel := range ended {
-		cancel(ErrLeaderElected)
+	ids := make([]uint64, 0, len(e.inflight))
+	for id := range e.inflight {
+		ids = append(ids, id)
 	}
-	l.elections.count.Add(1)
-	l.log.Info("ledger stream elected a new leader; writes in flight to the old one are ended",
-		"stream", l.acks.stream, "ended", len(ended))
+	var t *time.Timer
+	t = time.AfterFunc(l.electionGrace(), func() {
+		e.mu.Lock()
+		delete(e.timers, t)
+		ended := make([]context.CancelCauseFunc, 0, len(ids))
+		for _, id := range ids {
+			if cancel, ok := e.inflight[id]; ok {
+				ended = append(ended, cancel)
+				delete(e.inflight, id)
+			}
+		}
+		e.mu.Unlock()
+		for _, cancel := range ended {
+			cancel(ErrLeaderElected)
+		}
+		if len(ended) > 0 {
+			l.log.Info("ledger stream elected a new leader; writes the old one never answered are ended",
+				"stream", l.acks.stream, "ended", len(ended), "grace", l.electionGrace())
+		}
+	})
+	e.timers[t] = struct{}{}
 }
 
 // inFlight returns ctx ended, with cause ErrLeaderElected, by the next
@@ -94,12 +123,16 @@ func (l *Ledger) inFlight(ctx context.Context) (context.Context, func()) {
 	}
 }
 
-// unwatchElections ends the subscription.
+// unwatchElections ends the subscription and the grace periods running.
 func (l *Ledger) unwatchElections() error {
 	e := &l.elections
 	e.mu.Lock()
 	sub := e.sub
 	e.sub, e.watching = nil, false
+	for t := range e.timers {
+		t.Stop()
+	}
+	clear(e.timers)
 	e.mu.Unlock()
 	if sub == nil {
 		return nil

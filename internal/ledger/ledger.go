@@ -68,8 +68,9 @@ type Config struct {
 
 // Ledger is the replay ledger of SPEC §7 on a JetStream KV bucket. It
 // implements core.Ledger. Its methods are safe for concurrent use; it starts
-// no goroutines (its subscription to the stream's leader elections is
-// handled on the connection's).
+// no goroutines of its own (its subscription to the stream's leader
+// elections is handled on the connection's, and each election's grace
+// timer, stopped by Close, on the runtime's).
 type Ledger struct {
 	js            jetstream.JetStream
 	stream        jetstream.Stream
