@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,6 +37,11 @@ type faultCluster struct {
 	urls    []string // the nodes' base URLs, which a restart keeps
 
 	inflight [3]atomic.Int32 // requests sent to each node and not yet answered
+	lab      *netLab         // the servers' namespaces, or nil (loopback)
+	stalled  int             // the ledger leader a fault stalled or cut off, or -1
+	// ledgerStream is the stream whose leader the suite moves, watches
+	// and stalls: the ledger's, or with --ledger-shards its shard 0.
+	ledgerStream string
 
 	mu      sync.Mutex
 	answers []faultAnswer // guarded by mu
@@ -54,34 +60,64 @@ type faultAnswer struct {
 
 func startFaultCluster(t *testing.T) *faultCluster {
 	t.Helper()
-	ports := testport.Free(t, 6) // three route ports, three monitoring ports
+	return startFaultClusterOn(t, nil, nil)
+}
+
+// startFaultClusterOn starts the suite's cluster; with a lab, each server
+// in its own network namespace (netns_test.go), reached through the lab's
+// forwarders, so that a fault can cut a server's link. extra flags go to
+// every verifierd.
+func startFaultClusterOn(t *testing.T, lab *netLab, extra []string) *faultCluster {
+	t.Helper()
+	ports := testport.Free(t, 9) // three route ports, three monitoring ports, three client ports
 	// Each node signs its audit trail with a key the trust material lists.
-	fc := &faultCluster{w: newWorld(t, "fault-0", "fault-1", "fault-2"), up: newUpstream(t)}
+	fc := &faultCluster{w: newWorld(t, "fault-0", "fault-1", "fault-2"), up: newUpstream(t), lab: lab, stalled: -1,
+		ledgerStream: "KV_TRUSTPLANE_REPLAY"}
+	for i, f := range extra {
+		if f == "--ledger-shards" && i+1 < len(extra) && extra[i+1] != "1" {
+			fc.ledgerStream = "KV_TRUSTPLANE_REPLAY_s0"
+		}
+	}
+	host := func(i int) string {
+		if lab != nil {
+			return lab.addrs[i]
+		}
+		return "127.0.0.1"
+	}
 	for i := range 3 {
 		var routes []string
 		for j := range 3 {
 			if j != i {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[j]))
+				routes = append(routes, fmt.Sprintf("nats://%s:%d", host(j), ports[j]))
 			}
 		}
 		name := fmt.Sprintf("S-%d", i+1)
 		fc.names = append(fc.names, name)
 		fc.monURLs = append(fc.monURLs, fmt.Sprintf("http://127.0.0.1:%d", ports[3+i]))
-		fc.servers = append(fc.servers, natstest.StartExternal(t,
-			"-n", name, "--cluster_name", "FAULTS",
-			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", ports[i]),
+		args := []string{"-n", name, "--cluster_name", "FAULTS",
+			"--cluster", fmt.Sprintf("nats://%s:%d", host(i), ports[i]),
 			"--routes", strings.Join(routes, ","),
-			"-m", strconv.Itoa(ports[3+i])))
+			"-m", strconv.Itoa(ports[3+i])}
+		var place natstest.ExternalNet
+		if lab != nil {
+			// Clients know the servers by their forwarded loopback ports
+			// only: the bridge addresses are unreachable from the host.
+			args = append(args, "--no_advertise")
+			place = natstest.ExternalNet{Wrap: lab.exec(i), Host: host(i), Port: ports[6+i], Dial: lab.dial}
+			lab.forward(t, ports[6+i], net.JoinHostPort(host(i), strconv.Itoa(ports[6+i])))
+			lab.forward(t, ports[3+i], net.JoinHostPort(host(i), strconv.Itoa(ports[3+i])))
+		}
+		fc.servers = append(fc.servers, natstest.StartExternalNet(t, place, args...))
 	}
 	var urls []string
 	for _, s := range fc.servers {
 		urls = append(urls, s.ClientURL())
 	}
 	for i := range 3 {
-		fc.nodes = append(fc.nodes, startVerifierd(t, fc.w, true,
-			"--upstream", fc.up.URL, "--nats-url", strings.Join(urls, ","),
+		args := append([]string{"--upstream", fc.up.URL, "--nats-url", strings.Join(urls, ","),
 			"--ledger-replicas", "3", "--audit-replicas", "3", "--bundle-replicas", "3",
-			"--node-id", fmt.Sprintf("fault-%d", i)))
+			"--node-id", fmt.Sprintf("fault-%d", i)}, extra...)
+		fc.nodes = append(fc.nodes, startVerifierd(t, fc.w, true, args...))
 		fc.urls = append(fc.urls, fc.nodes[i].URL)
 	}
 	return fc
@@ -222,7 +258,7 @@ func (fc *faultCluster) ledgerLeader(t *testing.T) int {
 		js, _ := jetstream.New(nc)
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 		defer cancel()
-		st, err := js.Stream(ctx, "KV_TRUSTPLANE_REPLAY")
+		st, err := js.Stream(ctx, fc.ledgerStream)
 		if err != nil {
 			return err
 		}
@@ -253,7 +289,7 @@ func (fc *faultCluster) moveLedgerLeader(t *testing.T, to int) {
 		}
 		defer nc.Close()
 		req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, fc.names[to])
-		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.KV_TRUSTPLANE_REPLAY", []byte(req), 3*time.Second); err != nil {
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+fc.ledgerStream, []byte(req), 3*time.Second); err != nil {
 			return err
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -310,4 +346,55 @@ func (fc *faultCluster) kill9(t *testing.T, i int) {
 		}
 	}
 	fc.servers[i].Stop() // reaps it; returns at once
+}
+
+// watchElection subscribes, on a connection to each server but the
+// stalled one, to the ledger stream's leader-elected advisory, and returns
+// a function that waits for stop and gives the time of the first election
+// of a server other than the stalled one (zero if none). The time is the
+// advisory's own, stamped by the new leader before it takes its first
+// write (nats-server: processStreamLeaderChange sends the advisory, then
+// setLeader), on the same host clock as the test's: no allow can come
+// before it.
+func (fc *faultCluster) watchElection(stop <-chan struct{}, stalled int) func() time.Time {
+	var (
+		mu    sync.Mutex
+		first time.Time // guarded by mu
+		conns []*nats.Conn
+	)
+	subject := "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED." + fc.ledgerStream
+	for i, s := range fc.servers {
+		if i == stalled {
+			continue
+		}
+		nc, err := nats.Connect(s.ClientURL(), nats.Timeout(time.Second))
+		if err != nil {
+			continue
+		}
+		conns = append(conns, nc)
+		_, _ = nc.Subscribe(subject, func(m *nats.Msg) {
+			var adv struct {
+				Leader string    `json:"leader"`
+				Time   time.Time `json:"timestamp"`
+			}
+			if json.Unmarshal(m.Data, &adv) != nil || adv.Leader == "" || adv.Leader == fc.names[stalled] {
+				return
+			}
+			mu.Lock()
+			if first.IsZero() || adv.Time.Before(first) {
+				first = adv.Time
+			}
+			mu.Unlock()
+		})
+		_ = nc.Flush()
+	}
+	return func() time.Time {
+		<-stop
+		for _, nc := range conns {
+			nc.Close()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return first
+	}
 }

@@ -24,6 +24,8 @@ const (
 	metricFailures     = "tpcluster.audit.publish.failures"
 	metricOldestAge    = "tpcluster.audit.spool.oldest_age"
 	metricStreamFails  = "tpcluster.audit.stream.failures"
+	metricSpoolBroken  = "tpcluster.audit.spool.broken"
+	metricRepairFails  = "tpcluster.audit.spool.repair.failures"
 )
 
 // spoolMetrics are the spool's instruments; with a nil provider, no-ops.
@@ -33,6 +35,8 @@ type spoolMetrics struct {
 	// exported at 0 from the start: an alert on increase() sees the first
 	// unrecordable event, which a series born at 1 would hide.
 	unrecordable atomic.Int64
+	// repairFailures counts failed attempts to repair a broken spool.
+	repairFailures atomic.Int64
 }
 
 func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
@@ -83,7 +87,27 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An alert on it pages at once: while it is 1 every request is
+	// denied, whatever the spool's size says.
+	// No unit: "1" would make the Prometheus name end in _ratio.
+	broken, err := m.Int64ObservableGauge(metricSpoolBroken,
+		metric.WithDescription("1 while the audit spool is broken by a failed fsync or write and every request is denied audit_unavailable; 0 once it has repaired itself."))
+	if err != nil {
+		return nil, err
+	}
+	repairs, err := m.Int64ObservableCounter(metricRepairFails,
+		metric.WithUnit("{failure}"),
+		metric.WithDescription("Failed attempts to repair a broken audit spool (retried with back-off)."))
+	if err != nil {
+		return nil, err
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		var b int64
+		if s.Broken() != nil {
+			b = 1
+		}
+		o.ObserveInt64(broken, b)
+		o.ObserveInt64(repairs, sm.repairFailures.Load())
 		o.ObserveInt64(size, s.Bytes())
 		o.ObserveInt64(limit, s.cfg.MaxBytes)
 		o.ObserveInt64(pend, int64(s.Pending()))
@@ -94,7 +118,7 @@ func newSpoolMetrics(mp metric.MeterProvider, s *Spool) (*spoolMetrics, error) {
 		}
 		o.ObserveFloat64(age, a.Seconds())
 		return nil
-	}, size, limit, pend, age, unrec)
+	}, size, limit, pend, age, unrec, broken, repairs)
 	if err != nil {
 		return nil, err
 	}

@@ -64,6 +64,10 @@ type SpoolConfig struct {
 	// openFile opens segment files and the directory; tests inject files
 	// whose fsync fails. If nil, os.OpenFile.
 	openFile func(name string, flag int, perm os.FileMode) (spoolFile, error)
+	// repairMin and repairMax bound the back-off between attempts to
+	// repair a broken spool. If zero, 100ms and 5s; tests that look at
+	// the broken state set a long repairMin.
+	repairMin, repairMax time.Duration
 }
 
 // spoolFile is what the spool needs of a segment file (and of its
@@ -107,18 +111,25 @@ type Spool struct {
 	writeFailed atomic.Bool
 	appended    chan struct{} // cap 1: an event was appended
 	dirty       chan struct{} // cap 1: the active segment has unsynced data
+	broke       chan struct{} // cap 1: the spool broke; the syncer repairs it
 
 	mu     sync.Mutex
 	closed bool // guarded by mu
 	// broken is set by a failed write whose tail could not be cut off, or
 	// by any failed fsync: after one, Linux may have dropped the dirty
 	// pages, so a later fsync that succeeds proves nothing about the
-	// earlier data (the "fsyncgate" behaviour). Nothing clears it; a
-	// restart recovers from what is really on disk, and since no event
-	// past the failure was marked synced, none of them was published.
-	broken error      // guarded by mu
-	segs   []*segment // guarded by mu; by first pos, the last one active
-	active spoolFile  // guarded by mu
+	// earlier data (the "fsyncgate" behaviour). Only repair clears it,
+	// by writing the events since the last good fsync (unsynced) again
+	// into a new segment; no event past the failure was marked synced, so
+	// none of them was published from the old copy.
+	broken error // guarded by mu
+	// unsynced are the records appended since the last good fsync, in
+	// pos order: what repair writes again. Bounded by the fsync cadence
+	// (a pass every SyncInterval drops what it synced) and, while a
+	// fsync hangs, by MaxBytes, since each also counts in used.
+	unsynced []unsyncedRecord // guarded by mu
+	segs     []*segment       // guarded by mu; by first pos, the last one active
+	active   spoolFile        // guarded by mu
 	// retired are segments rotation closed for writing and the syncer
 	// has not fsynced yet (with the directory) and closed: rotation runs
 	// under mu, on a request's path, and must not wait for a disk.
@@ -135,6 +146,15 @@ type Spool struct {
 	ageMu  sync.Mutex // guards the OldestPendingAge cache
 	agePos uint64     // guarded by ageMu; pos whose appended_at is ageAt
 	ageAt  int64      // guarded by ageMu; Unix ns
+}
+
+// unsyncedRecord is an event record written since the last good fsync,
+// with the chain state before it.
+type unsyncedRecord struct {
+	pos     uint64
+	nodeSeq uint64
+	prev    [sha256.Size]byte // SHA-256 of the event before it
+	rec     []byte            // the record, byte for byte as in the segment
 }
 
 // retiredSegment is a full segment waiting for its fsync and close.
@@ -189,6 +209,12 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	if cfg.openFile == nil {
 		cfg.openFile = openOSFile
 	}
+	if cfg.repairMin == 0 {
+		cfg.repairMin = 100 * time.Millisecond
+	}
+	if cfg.repairMax == 0 {
+		cfg.repairMax = 5 * time.Second
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: spool directory: %w", err)
 	}
@@ -197,6 +223,7 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 		log:      cfg.Logger,
 		appended: make(chan struct{}, 1),
 		dirty:    make(chan struct{}, 1),
+		broke:    make(chan struct{}, 1),
 	}
 	if err := s.recover(); err != nil {
 		s.closeFiles()
@@ -221,6 +248,17 @@ func (s *Spool) recover() error {
 		return err
 	}
 	slices.Sort(names) // zero-padded: name order is pos order
+	// A segment repair was writing when the process died: not a segment
+	// until renamed, and its events are still in the old files.
+	leftovers, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*"+segmentSuffix+repairSuffix))
+	if err != nil {
+		return err
+	}
+	for _, name := range leftovers {
+		if err := os.Remove(name); err != nil {
+			return err
+		}
+	}
 	acked, err := s.openCursor()
 	if err != nil {
 		return err
@@ -236,6 +274,9 @@ func (s *Spool) recover() error {
 		}
 		st, scanErr := scanSegment(b)
 		isLast := i == len(names)-1
+		if !isLast {
+			st, scanErr = cutAtNext(st, scanErr, names[i+1])
+		}
 		if scanErr != nil && !isLast {
 			return fmt.Errorf("segment %s damaged at %w; to continue, move it and every older segment aside (their unpublished events are then lost)", filepath.Base(name), scanErr)
 		}
@@ -305,6 +346,24 @@ func (s *Spool) recover() error {
 	}
 	s.active = f
 	return nil
+}
+
+// cutAtNext applies the repair rule to a segment that is not the last: a
+// segment that starts at or before the end of the one before it was written
+// by repair (the events after a failed fsync, again), so the earlier one
+// counts only up to the next one's first pos, and damage past that point
+// (its unsynced tail) does not matter.
+func cutAtNext(st segmentState, scanErr error, next string) (segmentState, error) {
+	nextFirst, ok := segmentFirst(next)
+	if !ok || st.valid == 0 || nextFirst < st.first {
+		return st, scanErr
+	}
+	end := st.first - 1 + uint64(st.events) // last whole event
+	if end < nextFirst-1 {
+		return st, scanErr // damage before the next segment's events: lost events
+	}
+	st.events = int(nextFirst - st.first)
+	return st, nil
 }
 
 func (s *Spool) segs0First() uint64 {
@@ -391,15 +450,14 @@ func (s *Spool) append(e *Event) error {
 		// Cut the partial record off so the next append lands on a
 		// record boundary; if that fails too, refuse every append.
 		if terr := s.active.Truncate(seg.size); terr != nil {
-			s.broken = fmt.Errorf("spool segment %s unusable after a failed write: %w", seg.path, errors.Join(err, terr))
-			s.refusing.Store(true)
-			s.log.Error("audit spool broken; every request is denied audit_unavailable", "err", s.broken)
+			s.breakLocked(fmt.Errorf("spool segment %s unusable after a failed write: %w", seg.path, errors.Join(err, terr)))
 		}
 		_ = n
 		s.writeFailed.Store(true)
 		return fmt.Errorf("write spool segment: %w", err)
 	}
 	s.writeFailed.Store(false)
+	s.unsynced = append(s.unsynced, unsyncedRecord{pos: pos, nodeSeq: e.NodeSeq, prev: s.prev, rec: slices.Clone(s.buf)})
 	seg.size += int64(len(s.buf))
 	seg.last = pos
 	s.used.Add(int64(len(s.buf)))
@@ -453,125 +511,6 @@ func (s *Spool) rotateLocked(first uint64) error {
 	return nil
 }
 
-func (s *Spool) fsync(f spoolFile) error {
-	if s.cfg.noSync {
-		return nil
-	}
-	return f.Sync()
-}
-
-// syncDir makes a new segment's name durable.
-func (s *Spool) syncDir() error {
-	if s.cfg.noSync {
-		return nil
-	}
-	d, err := s.cfg.openFile(s.cfg.Dir, os.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// syncLoop fsyncs the active segment at most once per SyncInterval while
-// there is data to sync.
-func (s *Spool) syncLoop() {
-	t := time.NewTimer(s.cfg.SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.quit:
-			return
-		case <-s.dirty:
-		}
-		t.Reset(s.cfg.SyncInterval)
-		select {
-		case <-s.quit:
-			return
-		case <-t.C:
-		}
-		_ = s.Sync() // a failure breaks the spool and is logged there, once
-	}
-}
-
-// Sync fsyncs what was appended so far: the segments rotation retired (and
-// the directory that names their successors), then the active one. Only
-// then are those events marked synced, handed to the publisher. A failed
-// fsync breaks the spool (see Spool.broken): every later Append and Sync
-// fails, and Room reports none, so the node denies audit_unavailable.
-func (s *Spool) Sync() error {
-	s.syncMu.Lock() // one pass at a time, in pos order
-	defer s.syncMu.Unlock()
-	s.mu.Lock()
-	if s.broken != nil {
-		err := s.broken
-		s.mu.Unlock()
-		return err
-	}
-	retired := s.retired
-	s.retired = nil
-	f, need := s.active, s.unsync
-	pos := s.lastPos.Load() // every event up to here is in f or in retired
-	s.unsync = false
-	s.mu.Unlock()
-	// The active file stays open under us: only this pass and Close
-	// (after the syncer stopped, holding syncMu) close files.
-	for i, r := range retired {
-		err := s.fsync(r.f)
-		if cerr := r.f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return s.breakSync(fmt.Errorf("fsync full spool segment %s: %w", filepath.Base(r.path), err), retired[i+1:])
-		}
-	}
-	if len(retired) > 0 {
-		if err := s.syncDir(); err != nil {
-			return s.breakSync(fmt.Errorf("fsync spool directory %s: %w", s.cfg.Dir, err), nil)
-		}
-	}
-	if need && f != nil {
-		if err := s.fsync(f); err != nil {
-			return s.breakSync(fmt.Errorf("fsync spool segment: %w", err), nil)
-		}
-	}
-	s.markSynced(pos)
-	return nil
-}
-
-// breakSync marks the spool broken by a failed fsync and closes what was
-// retired and not closed yet.
-func (s *Spool) breakSync(err error, retired []retiredSegment) error {
-	for _, r := range retired {
-		r.f.Close()
-	}
-	err = fmt.Errorf("audit: %w", err)
-	s.mu.Lock()
-	if s.broken == nil {
-		s.broken = err
-		s.refusing.Store(true)
-		s.log.Error("audit spool broken by a failed fsync; every request is denied audit_unavailable until the node is restarted on a working disk",
-			"err", err, "pending", s.Pending())
-	}
-	s.mu.Unlock()
-	return err
-}
-
-// markSynced records that every event up to pos is on disk, and wakes the
-// publisher, which sends only such events.
-func (s *Spool) markSynced(pos uint64) {
-	for {
-		cur := s.syncedPos.Load()
-		if pos <= cur || s.syncedPos.CompareAndSwap(cur, pos) {
-			break
-		}
-	}
-	select {
-	case s.appended <- struct{}{}:
-	default:
-	}
-}
-
 // Close stops the fsync goroutine, fsyncs and closes the files. Events
 // not yet published stay in the spool for the next start. Append fails with
 // ErrClosed afterwards.
@@ -586,6 +525,14 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	close(s.quit)
 	s.wg.Wait()
+	if s.Broken() != nil {
+		// One last try, so that the events kept in memory reach the disk
+		// before the process goes (they would otherwise depend on the old
+		// file's unsynced pages).
+		if err := s.repair(); err != nil {
+			s.log.Error("audit spool repair at close failed; the events since the last good fsync may be lost", "err", err)
+		}
+	}
 	s.mu.Lock()
 	s.unsync = true
 	s.mu.Unlock()

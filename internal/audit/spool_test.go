@@ -157,7 +157,8 @@ func TestSpoolFull(t *testing.T) {
 // consuming the caller's jti first and then failing to record the decision
 // (SPEC §6, §9).
 func TestRoomWhenUnusable(t *testing.T) {
-	s := openSpool(t, SpoolConfig{Dir: t.TempDir()})
+	// No repair during the test: it swaps the files under the spool.
+	s := openSpool(t, SpoolConfig{Dir: t.TempDir(), repairMin: time.Hour})
 	appendN(t, s, 0, 1)
 	// Swap the active segment for a read-only handle on the same file:
 	// the write fails, and so does the truncate that would repair it.

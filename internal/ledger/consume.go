@@ -80,7 +80,10 @@ func (l *Ledger) consume(ctx context.Context, key core.LedgerKey, ttl time.Durat
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	floor := l.acks.floor()
-	ack, err := l.js.PublishMsg(ctx, msg)
+	pctx, done := l.inFlight(ctx)
+	ack, err := l.js.PublishMsg(pctx, msg)
+	err = electedCause(pctx, err)
+	done()
 	if err == nil {
 		// Issue 12: an ack is trusted only if the ledger's stream sent it.
 		if err := l.verifyAck(ctx, ack, floor); err != nil {

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -77,6 +78,33 @@ func TestFailoverStalledServer(t *testing.T) {
 			}
 			moveLeader(t, nc, js, "KV_"+ledger.DefaultBucket, want)
 
+			// (a) the election: the new leader's leader-elected
+			// advisory, stamped before its first write, received on a
+			// connection to one of the others.
+			var other string
+			for _, u := range urls {
+				if u != stalled.ClientURL() {
+					other = u
+					break
+				}
+			}
+			elected := make(chan time.Time, 1)
+			sub, err := natstest.Connect(t, other).Subscribe("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.KV_"+ledger.DefaultBucket, func(m *nats.Msg) {
+				var adv struct {
+					Leader string    `json:"leader"`
+					Time   time.Time `json:"timestamp"`
+				}
+				if json.Unmarshal(m.Data, &adv) == nil && adv.Leader != "" && adv.Leader != on {
+					select {
+					case elected <- adv.Time:
+					default:
+					}
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
 			stalled.Pause()
 			start := time.Now()
 			var attempts int
@@ -96,9 +124,22 @@ func TestFailoverStalledServer(t *testing.T) {
 					t.Fatalf("no ledger write succeeded %v after %s stalled: %v", time.Since(start), on, err)
 				}
 			}
-			took := time.Since(start)
+			wrote := time.Now()
+			took := wrote.Sub(start)
 			t.Logf("stalled %s (stream leader: %v): a ledger write succeeded again after %.1fs (%d attempts), now on %s",
 				on, tc.leader, took.Seconds(), attempts, nc.ConnectedServerName())
+			if tc.leader {
+				var at time.Time
+				select {
+				case at = <-elected:
+				case <-time.After(30 * time.Second):
+					t.Fatal("no other server named a new stream leader")
+				}
+				// (b) is the verifier's share; (a) is nats-server's
+				// election timeout (4-9 s, fixed in v2.15.2).
+				t.Logf("(a) new stream leader elected %.1fs after the stall; (b) first write %.2fs after the election",
+					at.Sub(start).Seconds(), wrote.Sub(at).Seconds())
+			}
 			if nc.ConnectedServerName() == on {
 				t.Errorf("still connected to the stalled server %s", on)
 			}
@@ -130,4 +171,47 @@ func moveLeader(t *testing.T, nc *nats.Conn, js jetstream.JetStream, stream, ser
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestElectionEndsWritesInFlight: a write sent to a stream leader that then
+// stalls does not wait out its timeout once the others have elected a new
+// leader: a grace period (a quarter of the timeout) after the
+// leader-elected advisory, it is ended as unavailable, saying why, and the
+// node's next request goes to the new leader. The ledger's timeout is set
+// far beyond any election (30 s), so only the advisory can end the write
+// early; how long it took is logged, not asserted.
+func TestElectionEndsWritesInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nats-server processes")
+	}
+	servers := natstest.ExternalCluster(t, 3)
+	nc := natstest.Connect(t, servers[0].ClientURL())
+	js := natstest.JetStream(t, nc)
+	l := newLedger(t, ledger.Config{JetStream: js, Replicas: 3, Timeout: 30 * time.Second})
+	entry := core.LedgerEntry{RouteID: "orders.create"}
+	var warm int
+	testwait.Until(t, 60*time.Second, "a first ledger write", func() error {
+		warm++
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		return l.Consume(ctx, key(fmt.Sprintf("warm-up-%d", warm)), time.Minute, entry)
+	})
+	moveLeader(t, nc, js, "KV_"+ledger.DefaultBucket, "S-2")
+	servers[1].Pause()
+	start := time.Now()
+	err := l.Consume(t.Context(), key("in-flight"), time.Minute, entry)
+	took := time.Since(start)
+	if !errors.Is(err, ledger.ErrLeaderElected) || !errors.Is(err, core.ErrLedgerUnavailable) {
+		t.Fatalf("write in flight to a stalled leader = %v, want ErrLeaderElected and ErrLedgerUnavailable", err)
+	}
+	if l.Elections() == 0 {
+		t.Error("Elections = 0 after the write was ended by one")
+	}
+	// The next write goes to the new leader.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := l.Consume(ctx, key("after"), time.Minute, entry); err != nil {
+		t.Fatalf("write after the election: %v", err)
+	}
+	t.Logf("the write in flight was ended %.1fs after the stall (the election, then the 7.5 s grace); the next one took %.2fs", took.Seconds(), time.Since(start.Add(took)).Seconds())
 }

@@ -48,7 +48,12 @@ func (l *Ledger) Probe(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
+	// Ended by an election like a consume, so that readyz turns 200 with
+	// the first probe after it rather than a timeout later.
+	ctx, done := l.inFlight(ctx)
+	defer done()
 	if _, err := l.js.PublishMsg(ctx, msg); err != nil {
+		err = electedCause(ctx, err)
 		return fmt.Errorf("ledger: probe write to bucket %s: %w: %w", l.bucket, core.ErrLedgerUnavailable, err)
 	}
 	return nil

@@ -68,7 +68,9 @@ type Config struct {
 
 // Ledger is the replay ledger of SPEC §7 on a JetStream KV bucket. It
 // implements core.Ledger. Its methods are safe for concurrent use; it starts
-// no goroutines.
+// no goroutines of its own (its subscription to the stream's leader
+// elections is handled on the connection's, and each election's grace
+// timer, stopped by Close, on the runtime's).
 type Ledger struct {
 	js            jetstream.JetStream
 	stream        jetstream.Stream
@@ -88,6 +90,9 @@ type Ledger struct {
 	acks     ackCheck
 	created  time.Time     // the stream's creation time, as found by New
 	probes   atomic.Uint64 // probe keys written, for their unique token
+	// elections ends the writes in flight when the stream elects a new
+	// leader (election.go).
+	elections electionCut
 }
 
 // New returns a Ledger on cfg.Bucket, creating the bucket's stream (see
@@ -106,6 +111,10 @@ func New(ctx context.Context, cfg Config) (*Ledger, error) {
 	}
 	if l.metrics, err = newMetrics(cfg.MeterProvider, l); err != nil {
 		return nil, fmt.Errorf("ledger: metrics: %w", err)
+	}
+	if err := l.watchElections(cfg.JetStream.Conn()); err != nil {
+		l.metrics.close()
+		return nil, fmt.Errorf("ledger: bucket %s: %w", l.bucket, err)
 	}
 	l.log.Info("replay ledger ready", "bucket", l.bucket, "replicas", cfg.Replicas, "max_age", l.maxAge)
 	return l, nil
@@ -287,11 +296,12 @@ func (l *Ledger) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close unregisters the ledger's metric callbacks. The ledger owns no
-// connection and no goroutine; Close is only needed when a ledger is
-// replaced during the life of a MeterProvider.
+// Close unregisters the ledger's metric callbacks and its subscription to
+// the stream's leader elections. The ledger owns no connection and no
+// goroutine; Close is only needed when a ledger is replaced during the life
+// of a connection or a MeterProvider.
 func (l *Ledger) Close() error {
-	return l.metrics.close()
+	return errors.Join(l.unwatchElections(), l.metrics.close())
 }
 
 // StreamConfig is the stream behind a ledger bucket: KV_<bucket> on

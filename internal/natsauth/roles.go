@@ -115,6 +115,9 @@ func Permissions(role Role, n Names) (jwt.Permissions, error) {
 			// The leader's read of a key whose write is in flight
 			// (ledger.confirmReplay, issue 13).
 			p.Pub.Allow.Add("$JS.API.STREAM.MSG.GET.KV_" + b)
+			// The stream's leader elections: writes in flight to the
+			// old leader are ended at once (ledger.electionCut).
+			p.Sub.Allow.Add("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.KV_" + b)
 		}
 		p.Pub.Allow.Add(kvRead(n.BundleBucket)...)
 		for _, a := range n.auditStreams() {

@@ -20,6 +20,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsauth"
 	"github.com/tpcluster/tpcluster/internal/natsx"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 const testMaxAge = 960 * time.Second
@@ -497,4 +498,48 @@ func TestShardedLedgerRole(t *testing.T) {
 			t.Fatalf("replay %d as verifier on 3 shards = %v, want ErrReplay", i, err)
 		}
 	}
+}
+
+// TestVerifierWatchesLeaderElections: the verifier may subscribe to its
+// ledger stream's leader-elected advisory (the ledger ends the writes in
+// flight to an old leader when one arrives), and to no other stream's.
+func TestVerifierWatchesLeaderElections(t *testing.T) {
+	s := newSecured(t)
+	s.provision(t)
+	anc, _ := s.connect(t, natsauth.Admin)
+	vnc, js := s.connect(t, natsauth.Verifier)
+	led, err := ledger.New(t.Context(), ledger.Config{JetStream: js, MaxAge: testMaxAge, NoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	if err := vnc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The advisory as the server sends it; only it (and admin) may.
+	subject := "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.KV_" + ledger.DefaultBucket
+	testwait.Until(t, 10*time.Second, "the verifier's ledger seeing an election", func() error {
+		if err := anc.Publish(subject, []byte(`{}`)); err != nil {
+			return err
+		}
+		if n := led.Elections(); n == 0 {
+			return fmt.Errorf("%d elections seen (last error %v)", n, vnc.LastError())
+		}
+		return nil
+	})
+	if err := vnc.LastError(); err != nil {
+		t.Errorf("verifier connection error after watching elections: %v", err)
+	}
+	if _, err := vnc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.KV_other"); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 5*time.Second, "a permissions violation for another stream's advisory", func() error {
+		if err := vnc.Flush(); err != nil {
+			return err
+		}
+		if !errors.Is(vnc.LastError(), nats.ErrPermissionViolation) {
+			return fmt.Errorf("last error %v", vnc.LastError())
+		}
+		return nil
+	})
 }

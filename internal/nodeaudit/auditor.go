@@ -139,12 +139,19 @@ func (a *Auditor) Room() bool { return a.spool.Room() }
 func (a *Auditor) Pending() uint64 { return a.spool.Pending() }
 
 // CheckBacklog returns the node's "audit_spool" readiness check: an error
-// while the spool has no room for a decision's event (every request would
-// be denied audit_unavailable) or while more than maxPending events await
-// the stream's acknowledgement (the audit path is down or far
-// behind). It reads two counters and never blocks.
+// while the spool is broken (a failed fsync; it says why, and turns nil once
+// the spool has repaired itself) or has no room for a decision's event
+// (every request would be denied audit_unavailable), or while more than
+// maxPending events await the stream's acknowledgement (the audit path is
+// down or far behind). It reads the spool's state and never waits on a
+// disk.
 func (a *Auditor) CheckBacklog(maxPending int64) func(context.Context) error {
 	return func(context.Context) error {
+		if err := a.spool.Broken(); err != nil {
+			// The spool repairs itself in the background (a new segment
+			// once the disk takes an fsync again).
+			return fmt.Errorf("audit spool broken, repairing: decisions are denied audit_unavailable: %w", err)
+		}
 		if !a.spool.Room() {
 			return errors.New("audit spool full or failing: decisions are denied audit_unavailable")
 		}

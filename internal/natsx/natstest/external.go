@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,7 @@ type External struct {
 	bin  string
 	args []string
 	port int
+	net  ExternalNet
 
 	cmd  *exec.Cmd     // guarded by mu; nil when stopped
 	done chan struct{} // guarded by mu; closed when cmd has exited
@@ -122,10 +124,43 @@ type External struct {
 // ends, and its output is logged if the test failed.
 func StartExternal(t testing.TB, args ...string) *External {
 	t.Helper()
+	return StartExternalNet(t, ExternalNet{}, args...)
+}
+
+// ExternalNet places an External somewhere other than the host's loopback,
+// such as a network namespace of its own (a partition test cuts its link).
+// The zero value is the host's loopback.
+type ExternalNet struct {
+	// Wrap is prepended to the server's command line, such as
+	// "ip netns exec NAME".
+	Wrap []string
+	// Host is the address the server listens on. If empty, 127.0.0.1.
+	Host string
+	// Port is the client port, used both where the server listens and in
+	// ClientURL (127.0.0.1:Port), where the test forwards it to Host. If
+	// zero, a free port.
+	Port int
+	// Dial reaches Host:Port to see the server listening; if nil,
+	// net.DialTimeout on the host.
+	Dial func(addr string) (net.Conn, error)
+}
+
+// StartExternalNet is StartExternal placed by n.
+func StartExternalNet(t testing.TB, n ExternalNet, args ...string) *External {
+	t.Helper()
 	bin := BuildServerBinary(t)
-	port := testport.Free(t, 1)[0]
-	base := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir()}
-	e := &External{t: t, bin: bin, args: append(base, args...), port: port}
+	if n.Port == 0 {
+		n.Port = testport.Free(t, 1)[0]
+	}
+	if n.Host == "" {
+		n.Host = "127.0.0.1"
+	}
+	if n.Dial == nil {
+		n.Dial = func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }
+	}
+	port := n.Port
+	base := []string{"-a", n.Host, "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir()}
+	e := &External{t: t, bin: bin, args: append(base, args...), port: port, net: n}
 	t.Cleanup(func() {
 		e.Stop()
 		if t.Failed() {
@@ -152,7 +187,8 @@ func (e *External) Start() {
 		e.mu.Unlock()
 		e.t.Fatalf("natstest: external nats-server already running")
 	}
-	cmd := exec.Command(e.bin, e.args...)
+	argv := append(append(slices.Clone(e.net.Wrap), e.bin), e.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = lockedWriter{&e.mu, &e.log}, lockedWriter{&e.mu, &e.log}
 	if err := cmd.Start(); err != nil {
 		e.mu.Unlock()
@@ -168,7 +204,7 @@ func (e *External) Start() {
 
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", e.port), time.Second)
+		c, err := e.net.Dial(net.JoinHostPort(e.net.Host, strconv.Itoa(e.port)))
 		if err == nil {
 			c.Close()
 			return
@@ -316,14 +352,25 @@ func (e *External) Pause() {
 
 // processStopped reports whether /proc says pid is stopped (state T).
 func processStopped(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	// Every thread: the group stop reaches each one on its own, and a
+	// thread still running can still answer a request.
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
 		return false
 	}
-	// The state follows the command name, which is in parentheses and
-	// may itself hold spaces or parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'T'
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses
+		// and may itself hold spaces or parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 // Resume continues a paused server with SIGCONT.
