@@ -184,6 +184,7 @@ var layers = map[string]deptest.Layer{
 	in("conformance"):      {TestOnly: true, Allow: stdlibOnly},
 	in("deptest"):          {TestOnly: true, Allow: stdlibOnly},
 	in("testwait"):         {TestOnly: true, Allow: stdlibOnly},
+	in("testlog"):          {TestOnly: true, Allow: stdlibOnly},
 	module + "/e2e":        {TestOnly: true, Allow: stdlibOnly},
 	module + "/deploy":     {TestOnly: true, Allow: stdlibOnly},
 }

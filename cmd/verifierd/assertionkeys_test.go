@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,27 +20,9 @@ import (
 	"github.com/tpcluster/tpcluster/internal/assertion"
 	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
+	"github.com/tpcluster/tpcluster/internal/testlog"
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
-
-// lockedBuffer is a log destination the reloader's goroutine and the test
-// share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // writeKey writes a new key NAME.key (and NAME.pub) into dir with mode.
 func writeKey(t testing.TB, dir, name string, mode os.FileMode) *keyfile.PrivateKey {
@@ -103,7 +84,7 @@ func TestAssertionKeyDirAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("configure with one good key: %v", err)
 	}
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	m, ak, err := readAssertionKeys(cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +171,7 @@ func TestAssertionKeyDirReload(t *testing.T) {
 		return &bundle.AssertionKey{KID: k.KID(), PublicKey: k.Public().Key, Status: s}
 	}
 	cfg := &Config{AssertionKeyDir: dir, AssertionIssuer: "https://fleet"}
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	m, ak, err := readAssertionKeys(cfg, func() []*bundle.AssertionKey {
 		mu.Lock()
 		defer mu.Unlock()
@@ -288,7 +269,7 @@ func TestAssertionKeyDirReload(t *testing.T) {
 func TestWatchReload(t *testing.T) {
 	dir := t.TempDir()
 	writeKey(t, dir, "node-1-a", 0o600)
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	m, ak, err := readAssertionKeys(&Config{AssertionKeyDir: dir, AssertionIssuer: "https://fleet"},
 		func() []*bundle.AssertionKey { return nil }, log)

@@ -3,7 +3,6 @@
 package audit
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testlog"
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
@@ -70,7 +70,7 @@ func TestStreamRefused(t *testing.T) {
 	nc := natstest.Connect(t, srv.ClientURL())
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s := openSpool(t, SpoolConfig{Dir: t.TempDir(), MeterProvider: mp})
 	p := newPublisher(t, s, PublisherConfig{Conn: nc, MeterProvider: mp, Logger: log,
@@ -158,21 +158,4 @@ func floatGaugeOf(rm metricdata.ResourceMetrics, name string) float64 {
 		}
 	}
 	return -1
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/proxy"
 	"github.com/tpcluster/tpcluster/internal/signer"
+	"github.com/tpcluster/tpcluster/internal/testlog"
 	"github.com/tpcluster/tpcluster/internal/transcript"
 )
 
@@ -52,7 +53,7 @@ type rig struct {
 	metrics *sdkmetric.ManualReader
 	client  authv3.AuthorizationClient
 	conn    *grpc.ClientConn
-	logs    *logBuffer
+	logs    *testlog.Buffer
 
 	mu   sync.Mutex
 	recs []proxy.Record
@@ -70,7 +71,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{key: key, logs: &logBuffer{}, metrics: sdkmetric.NewManualReader()}
+	r := &rig{key: key, logs: &testlog.Buffer{}, metrics: sdkmetric.NewManualReader()}
 	src := []any{map[string]any{"source_type": "software_jwks", "issuer": tIssuer, "trust_domain": tDomain,
 		"subject_exact": tSubject, "required_key_binding": "software"}}
 	route := func(id, m, p string, extra map[string]any) map[string]any {
@@ -305,22 +306,4 @@ func denied(t testing.TB, resp *authv3.CheckResponse) (int, map[string]string, m
 		t.Fatalf("deny body %q: %v", d.GetBody(), err)
 	}
 	return int(d.GetStatus().GetCode()), hdr, body
-}
-
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

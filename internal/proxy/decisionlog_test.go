@@ -1,34 +1,15 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tpcluster/tpcluster/internal/reason"
+	"github.com/tpcluster/tpcluster/internal/testlog"
 )
-
-// lockedBuffer is a log sink the handler's goroutines and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestDecisionDebugLog: at debug level every decision writes one "decision"
 // line with the audit event's codes, the denial's detail code and its
@@ -36,7 +17,7 @@ func (l *lockedBuffer) String() string {
 func TestDecisionDebugLog(t *testing.T) {
 	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
 		t.Run(level.String(), func(t *testing.T) {
-			var buf lockedBuffer
+			var buf testlog.Buffer
 			r := newRig(t, func(c *Config) {
 				c.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: level}))
 			})
