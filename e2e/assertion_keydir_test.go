@@ -1,22 +1,15 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tpcluster/tpcluster/backendjwt"
-	"github.com/tpcluster/tpcluster/internal/assertion"
-	"github.com/tpcluster/tpcluster/internal/bundle"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/testwait"
 )
@@ -33,16 +26,8 @@ import (
 // a retired-key assertion is refused after its grace. Before all that, a
 // node given a directory without a usable key exits 2 naming the flag.
 func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
-	const (
-		loadFor = 30 * time.Second
-		workers = 3
-		pace    = 100 * time.Millisecond // per worker: a few hundred requests in all
-	)
-	c := newFleet(t, fleetOpts{servers: 1, edit: func(w *world, policy map[string]any) {
-		g := policy["route_groups"].([]any)[0].(map[string]any)
-		g["routes"] = append(g["routes"].([]any), w.route("orders.asserted", "GET", "/v1/asserted/{id}",
-			map[string]any{"backend_assertion": map[string]any{"audience": rotAudience, "ttl_seconds": int(rotTTL / time.Second)}}))
-	}})
+	r := newRotationRig(t)
+	c, ids := r.c, r.ids
 
 	// At start, a directory with no usable key (a too-open one only)
 	// stops the node with status 2, naming the flag and the file.
@@ -68,9 +53,8 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 
 	// Each node's key directory, with its old key only; the new keys are
 	// generated now and dropped in later. Private keys are written 0600.
-	ids := []string{"rot-0", "rot-1"}
 	dirs := map[string]string{}
-	oldKeys, newKeys := map[string]*keyfile.PrivateKey{}, map[string]*keyfile.PrivateKey{}
+	oldKeys, newKeys := r.oldKeys, r.newKeys
 	staged := t.TempDir() // the new keys wait here, on the same file system
 	for _, id := range ids {
 		dirs[id] = filepath.Join(c.dir, "keys-"+id)
@@ -96,33 +80,17 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	seq := 1
-	publish := func(keys []rotListed) {
-		t.Helper()
-		seq++
-		rotPublish(t, c, seq, keys)
-	}
-	var start []rotListed
-	for _, id := range ids {
-		start = append(start, rotListed{oldKeys[id], "active"})
-	}
-	publish(start) // (2, 2): the old keys active
-
-	up := newRotUpstream(t)
-	var nodes []*node
+	r.publish(t, func(id string) []rotListed { // (2, 2): the old keys active
+		return []rotListed{{oldKeys[id], "active"}}
+	})
+	r.startNodes(t, func(id string) []string {
+		return []string{"--assertion-key-dir", dirs[id], "--log-level", "debug"}
+	})
+	nodes := r.nodes
 	pids := map[string]int{}
-	for _, id := range ids {
-		n := c.start(t, nodeOpts{id: id, flags: []string{"--upstream", up.URL, "--assertion-issuer", rotIssuer,
-			"--assertion-key-dir", dirs[id], "--log-level", "debug"}})
-		nodes = append(nodes, n)
-		pids[id] = n.cmd.Process.Pid
+	for i, id := range ids {
+		pids[id] = nodes[i].cmd.Process.Pid
 	}
-	c.allOn(t, len(ids), 2, 2)
-	v, err := backendjwt.New(backendjwt.Config{JWKSURL: nodes[0].URL + "/_tp/jwks.json", Issuer: rotIssuer, Audience: rotAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up.v.Store(v)
 
 	// held waits until node i's log says it re-read its keys, for cause,
 	// holding exactly want (kids, in the order the node holds them).
@@ -140,33 +108,7 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 		})
 	}
 
-	var (
-		allowed, denied atomic.Int64
-		mu              sync.Mutex
-		denials         []string // guarded by mu
-		wg              sync.WaitGroup
-	)
-	hc := &http.Client{Timeout: 30 * time.Second}
-	began := time.Now()
-	stop := began.Add(loadFor)
-	for w := range workers {
-		wg.Go(func() {
-			for i := 0; time.Now().Before(stop); i++ {
-				n := nodes[(w+i)%len(nodes)]
-				got, err := rotRequest(c.world, hc, fmt.Sprintf("%s/v1/asserted/w%d-%d", n.URL, w, i))
-				switch {
-				case err == nil && got == "200":
-					allowed.Add(1)
-				default:
-					denied.Add(1)
-					mu.Lock()
-					denials = append(denials, fmt.Sprintf("%s at %s: %s %v", n.URL, time.Since(began).Round(time.Millisecond), got, err))
-					mu.Unlock()
-				}
-				time.Sleep(pace) // paces the load; nothing waits on an effect here
-			}
-		})
-	}
+	load := r.startLoad(30 * time.Second)
 
 	// (1) Mid-load, the new keys arrive in the directories (moved in
 	// whole, as docs/BACKEND-JWT.md says). Node 0 is sent SIGHUP; node 1
@@ -184,28 +126,24 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 	hupTook := held(0, "sighup", oldKeys[ids[0]].KID()+","+newKeys[ids[0]].KID())
 
 	// (2) The new keys listed next.
-	var next []rotListed
-	for _, id := range ids {
-		next = append(next, rotListed{oldKeys[id], "active"}, rotListed{newKeys[id], "next"})
-	}
-	publish(next)
-	nextAt := time.Since(began)
+	r.publish(t, func(id string) []rotListed {
+		return []rotListed{{oldKeys[id], "active"}, {newKeys[id], "next"}}
+	})
+	nextAt := load.since()
 	c.allOn(t, len(ids), 3, 3)
 	held(1, "trust_material_applied", oldKeys[ids[1]].KID()+","+newKeys[ids[1]].KID())
-	nextOn := time.Since(began)
+	nextOn := load.since()
 	// More than the verifier's 5 s unknown-kid refetch spacing after its
 	// first fetch, so the first new kid it meets makes it refetch.
-	time.Sleep(max(0, 10*time.Second-time.Since(began)))
+	time.Sleep(max(0, 10*time.Second-load.since()))
 
 	// (3) The switch: new active, old retired.
-	var switched []rotListed
-	for _, id := range ids {
-		switched = append(switched, rotListed{oldKeys[id], "retired"}, rotListed{newKeys[id], "active"})
-	}
-	publish(switched)
-	switchAt := time.Since(began)
+	r.publish(t, func(id string) []rotListed {
+		return []rotListed{{oldKeys[id], "retired"}, {newKeys[id], "active"}}
+	})
+	switchAt := load.since()
 	c.allOn(t, len(ids), 4, 4)
-	switchOn := time.Since(began)
+	switchOn := load.since()
 
 	// (4) The old files deleted; after the grace (the longest ttl plus
 	// backendjwt's skew from the switch), the trust material drops the old
@@ -216,56 +154,22 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 		}
 	}
 	grace := rotTTL + backendjwt.DefaultSkew
-	time.Sleep(max(0, grace-(time.Since(began)-switchOn))) // the grace is time that must pass, not an effect
-	var final []rotListed
-	for _, id := range ids {
-		final = append(final, rotListed{newKeys[id], "active"})
-	}
-	publish(final)
-	finalAt := time.Since(began)
+	time.Sleep(max(0, grace-(load.since()-switchOn))) // the grace is time that must pass, not an effect
+	r.publish(t, func(id string) []rotListed {
+		return []rotListed{{newKeys[id], "active"}}
+	})
+	finalAt := load.since()
 	c.allOn(t, len(ids), 5, 5)
 	for i, id := range ids {
 		held(i, "trust_material_applied", newKeys[id].KID())
 	}
-	finalOn := time.Since(began)
-	wg.Wait()
-	loadTook := time.Since(began)
-
-	mu.Lock()
-	up.mu.Lock()
-	byKID := kidCounts(up.verified)
-	verifiedTotal := 0
-	for _, n := range up.verified {
-		verifiedTotal += n
-	}
-	oldSigned, newSigned := 0, 0
-	for _, id := range ids {
-		oldSigned += up.verified[oldKeys[id].KID()]
-		newSigned += up.verified[newKeys[id].KID()]
-	}
-	reasons := append([]string(nil), up.reasons...)
-	up.mu.Unlock()
-	t.Logf("load %s: %d requests allowed, %d denied; upstream verified %d (%s), refused %d; node 0 held its new key %s after SIGHUP; "+
+	finalOn := load.since()
+	figures := r.checkLoad(t, load)
+	t.Logf("%s; node 0 held its new key %s after SIGHUP; "+
 		"next published at %s (all nodes on it, node 1 holding its new key, at %s), switch at %s (all on it at %s), old keys dropped at %s (all holding the new key only at %s)",
-		loadTook.Round(time.Millisecond), allowed.Load(), denied.Load(), verifiedTotal, byKID, up.refused.Load(), hupTook.Round(time.Millisecond),
+		figures, hupTook.Round(time.Millisecond),
 		nextAt.Round(time.Millisecond), nextOn.Round(time.Millisecond), switchAt.Round(time.Millisecond), switchOn.Round(time.Millisecond),
 		finalAt.Round(time.Millisecond), finalOn.Round(time.Millisecond))
-	if denied.Load() != 0 {
-		t.Errorf("%d requests not allowed during the rotation, want 0: %s", denied.Load(), strings.Join(denials[:min(len(denials), 5)], "; "))
-	}
-	mu.Unlock()
-	if up.refused.Load() != 0 {
-		t.Errorf("the upstream refused %d assertions during the rotation, want 0: %s", up.refused.Load(), strings.Join(reasons[:min(len(reasons), 5)], "; "))
-	}
-	if int64(verifiedTotal) != allowed.Load() {
-		t.Errorf("upstream verified %d requests, %d were allowed: want every allowed request verified", verifiedTotal, allowed.Load())
-	}
-	if allowed.Load() < 100 {
-		t.Errorf("only %d requests allowed: the load did not run", allowed.Load())
-	}
-	if oldSigned == 0 || newSigned == 0 {
-		t.Errorf("verified by kid %s: want assertions from both the old and the new keys", byKID)
-	}
 
 	// No restart: the same processes, each started once.
 	for i, id := range ids {
@@ -282,58 +186,22 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 	// Each node signs with its new key only, and serves a JWKS without the
 	// old keys.
 	for i, id := range ids {
-		up.mu.Lock()
-		before := up.verified[newKeys[id].KID()]
-		up.mu.Unlock()
-		got, err := rotRequest(c.world, hc, fmt.Sprintf("%s/v1/asserted/after-%d", nodes[i].URL, i))
+		r.up.mu.Lock()
+		before := r.up.verified[newKeys[id].KID()]
+		r.up.mu.Unlock()
+		got, err := rotRequest(c.world, r.hc, fmt.Sprintf("%s/v1/asserted/after-%d", nodes[i].URL, i))
 		if err != nil || got != "200" {
 			t.Fatalf("%s after the rotation: %s %v", id, got, err)
 		}
-		up.mu.Lock()
-		after := up.verified[newKeys[id].KID()]
-		up.mu.Unlock()
+		r.up.mu.Lock()
+		after := r.up.verified[newKeys[id].KID()]
+		r.up.mu.Unlock()
 		if after != before+1 {
 			t.Errorf("%s after the rotation: verified with %s went from %d to %d, want one more", id, newKeys[id].KID(), before, after)
 		}
-		resp, err := http.Get(nodes[i].URL + "/_tp/jwks.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, id := range ids {
-			if strings.Contains(string(b), `"kid":"`+oldKeys[id].KID()+`"`) || !strings.Contains(string(b), `"kid":"`+newKeys[id].KID()+`"`) {
-				t.Errorf("%s JWKS after the rotation = %s, want %s and not %s", nodes[i].URL, b, newKeys[id].KID(), oldKeys[id].KID())
-			}
-		}
+		r.checkJWKS(t, nodes[i])
 	}
 	// A fresh, otherwise valid assertion signed with a retired key is
-	// refused by backendjwt with a fresh JWKS; the same with a new key
-	// verifies, so the refusal is the key's.
-	fresh, err := backendjwt.New(backendjwt.Config{JWKSURL: nodes[1].URL + "/_tp/jwks.json", Issuer: rotIssuer, Audience: rotAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mint := func(k *keyfile.PrivateKey) string {
-		t.Helper()
-		m, err := assertion.New(assertion.Config{Issuer: rotIssuer, Key: k})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := m.Mint(&assertion.Request{Spec: &bundle.BackendAssertion{Audience: rotAudience, TTL: rotTTL},
-			Subject: wSubject, RouteID: "orders.asserted", Method: "GET", Target: "/v1/asserted/late"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got.Token
-	}
-	for _, id := range ids {
-		if _, err := fresh.Verify(t.Context(), mint(newKeys[id])); err != nil {
-			t.Errorf("an assertion signed with %s's new key: %v, want it verified", id, err)
-		}
-		_, err := fresh.Verify(t.Context(), mint(oldKeys[id]))
-		if !errors.Is(err, backendjwt.ErrInvalid) || !strings.Contains(err.Error(), "unknown kid") {
-			t.Errorf("an assertion signed with %s's retired key after its grace: err = %v, want ErrInvalid, unknown kid", id, err)
-		}
-	}
+	// refused by backendjwt with a fresh JWKS.
+	r.checkRetiredRefused(t)
 }
