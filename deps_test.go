@@ -180,6 +180,7 @@ var layers = map[string]deptest.Layer{
 	// Test support, and packages made only of tests.
 	in("egress/oauthtest"): {TestOnly: true, Allow: []string{zitadel, goJose}},
 	in("natsx/natstest"):   {TestOnly: true, Allow: []string{"github.com/nats-io/", in("natsx"), in("testport")}},
+	in("proxy/proxytest"):  {TestOnly: true, Allow: []string{in("bundle"), in("core"), in("ledger"), in("natsx/natstest"), in("signer")}},
 	in("testport"):         {TestOnly: true, Allow: stdlibOnly},
 	in("conformance"):      {TestOnly: true, Allow: stdlibOnly},
 	in("deptest"):          {TestOnly: true, Allow: stdlibOnly},

@@ -24,12 +24,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tpcluster/tpcluster/internal/assertion"
-	"github.com/tpcluster/tpcluster/internal/bundle"
-	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/keyfile"
-	"github.com/tpcluster/tpcluster/internal/ledger"
-	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/proxy"
+	"github.com/tpcluster/tpcluster/internal/proxy/proxytest"
 	"github.com/tpcluster/tpcluster/internal/signer"
 	"github.com/tpcluster/tpcluster/internal/testlog"
 	"github.com/tpcluster/tpcluster/internal/transcript"
@@ -72,49 +69,14 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{key: key, logs: &testlog.Buffer{}, metrics: sdkmetric.NewManualReader()}
-	src := []any{map[string]any{"source_type": "software_jwks", "issuer": tIssuer, "trust_domain": tDomain,
-		"subject_exact": tSubject, "required_key_binding": "software"}}
-	route := func(id, m, p string, extra map[string]any) map[string]any {
-		rt := map[string]any{"route_id": id, "method": m, "path_template": p, "freshness_class": "offline-ok", "allowed_sources": src}
-		maps.Copy(rt, extra)
-		return rt
-	}
-	pol, _ := json.Marshal(map[string]any{
-		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle", "trust_domain": tDomain,
-		"apis": []any{map[string]any{"api_id": "orders", "audience": tAudience, "base_url": "http://x"}},
-		"route_groups": []any{map[string]any{"route_group_id": "g", "api_id": "orders", "routes": []any{
-			route("orders.create", "POST", "/v1/orders", nil),
-			route("orders.get", "GET", "/v1/orders/{id}", nil),
-			route("orders.gw", "POST", "/v1/gw", map[string]any{"body_hash_from_gateway": true}),
-			route("orders.asserted", "GET", "/v1/asserted/{id}", map[string]any{
-				"backend_assertion": map[string]any{"audience": "orders-backend", "ttl_seconds": 30}}),
-		}}},
-	})
-	tm, _ := json.Marshal(map[string]any{
-		"version": "trustplane-trust-material-v1", "kind": "trust_material",
-		"issuers": []any{map[string]any{"issuer": tIssuer, "trust_domain": tDomain, "source_type": "software_jwks",
-			"keys": []any{map[string]any{"kid": "k1", "alg": "EdDSA", "status": "active", "public_key_b64url": key.PublicKeyB64()}}}},
-	})
-	opts := bundle.Options{AllowUnsigned: true, ModTime: time.Now()}
-	p, err := bundle.ParsePolicy(pol, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := bundle.ParseTrustMaterial(tm, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := &core.Snapshot{Policy: p, Trust: trust, ViewTime: time.Now()}
-	js := natstest.JetStream(t, natstest.Connect(t, natstest.Server(t).ClientURL()))
-	led, err := ledger.New(t.Context(), ledger.Config{JetStream: js, MaxAge: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { led.Close() })
-	pipe, err := core.New(core.Config{Ledger: led, Snapshot: func() *core.Snapshot { return snap }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pipe := proxytest.Pipeline(t, proxytest.World{Issuer: tIssuer, TrustDomain: tDomain, Audience: tAudience, Subject: tSubject, Key: key},
+		[]proxytest.Route{
+			{ID: "orders.create", Method: "POST", Path: "/v1/orders"},
+			{ID: "orders.get", Method: "GET", Path: "/v1/orders/{id}"},
+			{ID: "orders.gw", Method: "POST", Path: "/v1/gw", Extra: map[string]any{"body_hash_from_gateway": true}},
+			{ID: "orders.asserted", Method: "GET", Path: "/v1/asserted/{id}", Extra: map[string]any{
+				"backend_assertion": map[string]any{"audience": "orders-backend", "ttl_seconds": 30}}},
+		}, nil)
 	cfg := proxy.Config{
 		Decider:        pipe,
 		MaxBodyBytes:   o.maxBodyBytes,

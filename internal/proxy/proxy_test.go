@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
@@ -21,10 +20,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/tpcluster/tpcluster/internal/bundle"
-	"github.com/tpcluster/tpcluster/internal/core"
-	"github.com/tpcluster/tpcluster/internal/ledger"
-	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/proxy/proxytest"
 	"github.com/tpcluster/tpcluster/internal/signer"
 	"github.com/tpcluster/tpcluster/internal/transcript"
 )
@@ -66,56 +62,16 @@ func buildRig(t testing.TB, edit func(policy map[string]any, src []any), mutate 
 		t.Fatal(err)
 	}
 	r := &rig{key: key, spans: tracetest.NewSpanRecorder(), metrics: sdkmetric.NewManualReader()}
-	src := []any{map[string]any{"source_type": "software_jwks", "issuer": pIssuer, "trust_domain": pDomain,
-		"subject_exact": pSubject, "required_key_binding": "software"}}
-	route := func(id, m, p string, extra map[string]any) map[string]any {
-		rt := map[string]any{"route_id": id, "method": m, "path_template": p, "freshness_class": "offline-ok", "allowed_sources": src}
-		maps.Copy(rt, extra)
-		return rt
-	}
-	polDoc := map[string]any{
-		"version": "trustplane-bundle-v1", "kind": "policy_runtime_bundle", "trust_domain": pDomain,
-		"apis": []any{map[string]any{"api_id": "orders", "audience": pAudience, "base_url": "http://x"}},
-		"route_groups": []any{map[string]any{"route_group_id": "g", "api_id": "orders", "routes": []any{
-			route("orders.create", "POST", "/v1/orders", nil),
-			route("orders.get", "GET", "/v1/orders/{id}", nil),
-			route("orders.gw", "POST", "/v1/gw", map[string]any{"body_hash_from_gateway": true}),
-			route("orders.delete", "DELETE", "/v1/orders/{id}", nil),
-			route("orders.keep", "POST", "/v1/keep", map[string]any{"keep_override_headers": true}),
-			route("orders.asserted", "GET", "/v1/asserted/{id}", map[string]any{
-				"backend_assertion": map[string]any{"audience": "orders-backend", "ttl_seconds": 30}}),
-		}}},
-	}
-	if edit != nil {
-		edit(polDoc, src)
-	}
-	pol, _ := json.Marshal(polDoc)
-	tm, _ := json.Marshal(map[string]any{
-		"version": "trustplane-trust-material-v1", "kind": "trust_material",
-		"issuers": []any{map[string]any{"issuer": pIssuer, "trust_domain": pDomain, "source_type": "software_jwks",
-			"keys": []any{map[string]any{"kid": "k1", "alg": "EdDSA", "status": "active", "public_key_b64url": key.PublicKeyB64()}}}},
-	})
-	opts := bundle.Options{AllowUnsigned: true, ModTime: time.Now()}
-	p, err := bundle.ParsePolicy(pol, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := bundle.ParseTrustMaterial(tm, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := &core.Snapshot{Policy: p, Trust: trust, ViewTime: time.Now()}
-
-	js := natstest.JetStream(t, natstest.Connect(t, natstest.Server(t).ClientURL()))
-	led, err := ledger.New(t.Context(), ledger.Config{JetStream: js, MaxAge: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { led.Close() })
-	pipe, err := core.New(core.Config{Ledger: led, Snapshot: func() *core.Snapshot { return snap }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pipe := proxytest.Pipeline(t, proxytest.World{Issuer: pIssuer, TrustDomain: pDomain, Audience: pAudience, Subject: pSubject, Key: key},
+		[]proxytest.Route{
+			{ID: "orders.create", Method: "POST", Path: "/v1/orders"},
+			{ID: "orders.get", Method: "GET", Path: "/v1/orders/{id}"},
+			{ID: "orders.gw", Method: "POST", Path: "/v1/gw", Extra: map[string]any{"body_hash_from_gateway": true}},
+			{ID: "orders.delete", Method: "DELETE", Path: "/v1/orders/{id}"},
+			{ID: "orders.keep", Method: "POST", Path: "/v1/keep", Extra: map[string]any{"keep_override_headers": true}},
+			{ID: "orders.asserted", Method: "GET", Path: "/v1/asserted/{id}", Extra: map[string]any{
+				"backend_assertion": map[string]any{"audience": "orders-backend", "ttl_seconds": 30}}},
+		}, edit)
 
 	r.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
