@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,20 +21,6 @@ import (
 	"github.com/tpcluster/tpcluster/internal/keyfile"
 	"github.com/tpcluster/tpcluster/internal/testport"
 )
-
-// caddyBinary finds caddy; .ci/run installs Debian's package when missing.
-// A missing caddy fails the test: it is part of what CI must prove.
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("caddy"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/caddy"); err == nil {
-		return "/usr/bin/caddy"
-	}
-	t.Fatal("caddy not found: install it (apt-get install caddy), as .ci/run does")
-	return ""
-}
 
 // startCaddy runs caddy with the shipped deploy/caddy/Caddyfile, unchanged:
 // only its environment placeholders are set, to this test's ports. Its
@@ -59,7 +44,7 @@ func startCaddy(t *testing.T, verifier, app string) string {
 	}
 	start := time.Now()
 	// SIGTERM: caddy's graceful stop.
-	p := startProc(t, "caddy", caddyBinary(t), []string{"run", "--config", conf, "--adapter", "caddyfile"}, env, syscall.SIGTERM)
+	p := startProc(t, "caddy", frontDoorBinary(t, "caddy", "/usr/bin/caddy", "caddy"), []string{"run", "--config", conf, "--adapter", "caddyfile"}, env, syscall.SIGTERM)
 	base := "http://" + listen
 	p.waitHTTP(t, 20*time.Second, base+"/_tp/none", true)
 	t.Logf("caddy serving after %s", time.Since(start).Round(time.Millisecond))
@@ -126,9 +111,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 			map[string]any{"backend_assertion": map[string]any{"audience": caddyAudience, "ttl_seconds": 30}}))
 	})
 	key := withAssertionKey(t, w)
-	up := newUpstream(t)
-	n := startVerifierd(t, w, true, "--assertion-key", key, "--assertion-issuer", caddyIssuer) // check mode: no --upstream
-	gw := startCaddy(t, strings.TrimPrefix(n.URL, "http://"), strings.TrimPrefix(up.URL, "http://"))
+	up, n, gw := behindFrontDoor(t, w, startCaddy, "--assertion-key", key, "--assertion-issuer", caddyIssuer)
 	gwHost := strings.TrimPrefix(gw, "http://")
 	c := &http.Client{}
 

@@ -17,9 +17,7 @@ import (
 // forwarding headers the app gets are nginx's.
 func TestNginxCheckModeForwarding(t *testing.T) {
 	w := newWorld(t)
-	up := newUpstream(t)
-	n := startVerifierd(t, w, true) // check mode
-	gw := startNginx(t, strings.TrimPrefix(n.URL, "http://"), strings.TrimPrefix(up.URL, "http://"))
+	up, _, gw := behindFrontDoor(t, w, startNginx)
 	c := &http.Client{}
 
 	withBody := func(r *http.Request, body []byte, chunked bool) *http.Request {

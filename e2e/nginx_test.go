@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,20 +13,6 @@ import (
 	"github.com/tpcluster/tpcluster/internal/conformance"
 	"github.com/tpcluster/tpcluster/internal/testport"
 )
-
-// nginxBinary finds nginx; .ci/run installs Debian's package when missing.
-// A missing nginx fails the test: it is part of what CI must prove.
-func nginxBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx"
-	}
-	t.Fatal("nginx not found: install it (apt-get install nginx-light), as .ci/run does")
-	return ""
-}
 
 // startNginx runs nginx with the shipped deploy/nginx auth_request config,
 // its listen address and upstreams pointed at this test's processes.
@@ -85,7 +70,7 @@ http {
 		}
 	})
 	// SIGQUIT: nginx's graceful stop.
-	p := startProc(t, "nginx", nginxBinary(t), []string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"),
+	p := startProc(t, "nginx", frontDoorBinary(t, "nginx", "/usr/sbin/nginx", "nginx-light"), []string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"),
 		"-e", filepath.Join(dir, "error.log"), "-g", "daemon off;"}, nil, syscall.SIGQUIT)
 	base := "http://" + listen
 	p.waitHTTP(t, 20*time.Second, base+"/_tp/none", true)
@@ -97,9 +82,7 @@ http {
 // tampering reach the caller with the real status and the SPEC §6 body.
 func TestNginxAuthRequest(t *testing.T) {
 	w := newWorld(t)
-	up := newUpstream(t)
-	n := startVerifierd(t, w, true) // check mode: no --upstream
-	gw := startNginx(t, strings.TrimPrefix(n.URL, "http://"), strings.TrimPrefix(up.URL, "http://"))
+	up, _, gw := behindFrontDoor(t, w, startNginx)
 	c := &http.Client{}
 
 	get := w.signed(t, "GET", gw+"/v1/orders/ord_1?b=2&a=1", "orders.get", nil)
