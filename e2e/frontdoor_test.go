@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,4 +33,41 @@ func behindFrontDoor(t *testing.T, w *world, start func(t *testing.T, verifier, 
 	up := newUpstream(t)
 	n := startVerifierd(t, w, true, extra...)
 	return up, n, start(t, strings.TrimPrefix(n.URL, "http://"), strings.TrimPrefix(up.URL, "http://"))
+}
+
+// denial is a request a front door must answer with a SPEC §6 denial.
+type denial struct {
+	name   string
+	req    *http.Request
+	status int
+	reason string
+}
+
+// checkDenials sends each case's request through c, as a subtest named by
+// the case, and checks that the caller gets the status and reason with the
+// SPEC §6 body (its request_id the X-Request-Id the caller got, never
+// empty) and that up, the app, was not reached. also, if not nil, makes a
+// front door's own further checks on each answer.
+func checkDenials(t *testing.T, c *http.Client, up *upstream, cases []denial, also func(t *testing.T, tt denial, a answer)) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			before := up.count()
+			a := send(t, c, tt.req)
+			if a.status != tt.status || a.reason() != tt.reason {
+				t.Fatalf("%s = %d %s, want %d %s", tt.name, a.status, a.body, tt.status, tt.reason)
+			}
+			id := a.header.Get("X-Request-Id")
+			want := fmt.Sprintf(`{"allowed":false,"reason":%q,"request_id":%q}`, tt.reason, id)
+			if string(a.body) != want || id == "" {
+				t.Errorf("body = %s, want %s", a.body, want)
+			}
+			if also != nil {
+				also(t, tt, a)
+			}
+			if up.count() != before {
+				t.Error("a denied request reached the app")
+			}
+		})
+	}
 }
