@@ -80,8 +80,8 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	r.publish(t, func(id string) []rotListed { // (2, 2): the old keys active
-		return []rotListed{{oldKeys[id], "active"}}
+	r.publish(t, func(id string) []listedKey { // (2, 2): the old keys active
+		return []listedKey{{oldKeys[id], "active"}}
 	})
 	r.startNodes(t, func(id string) []string {
 		return []string{"--assertion-key-dir", dirs[id], "--log-level", "debug"}
@@ -126,8 +126,8 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 	hupTook := held(0, "sighup", oldKeys[ids[0]].KID()+","+newKeys[ids[0]].KID())
 
 	// (2) The new keys listed next.
-	r.publish(t, func(id string) []rotListed {
-		return []rotListed{{oldKeys[id], "active"}, {newKeys[id], "next"}}
+	r.publish(t, func(id string) []listedKey {
+		return []listedKey{{oldKeys[id], "active"}, {newKeys[id], "next"}}
 	})
 	nextAt := load.since()
 	c.allOn(t, len(ids), 3, 3)
@@ -138,8 +138,8 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 	time.Sleep(max(0, 10*time.Second-load.since()))
 
 	// (3) The switch: new active, old retired.
-	r.publish(t, func(id string) []rotListed {
-		return []rotListed{{oldKeys[id], "retired"}, {newKeys[id], "active"}}
+	r.publish(t, func(id string) []listedKey {
+		return []listedKey{{oldKeys[id], "retired"}, {newKeys[id], "active"}}
 	})
 	switchAt := load.since()
 	c.allOn(t, len(ids), 4, 4)
@@ -155,8 +155,8 @@ func TestAssertionKeyDirRotationUnderLoad(t *testing.T) {
 	}
 	grace := rotTTL + backendjwt.DefaultSkew
 	time.Sleep(max(0, grace-(load.since()-switchOn))) // the grace is time that must pass, not an effect
-	r.publish(t, func(id string) []rotListed {
-		return []rotListed{{newKeys[id], "active"}}
+	r.publish(t, func(id string) []listedKey {
+		return []listedKey{{newKeys[id], "active"}}
 	})
 	finalAt := load.since()
 	c.allOn(t, len(ids), 5, 5)

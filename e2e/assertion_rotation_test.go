@@ -43,8 +43,8 @@ func TestAssertionKeyRotationUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	r.publish(t, func(id string) []rotListed { // (2, 2): the old keys active
-		return []rotListed{{r.oldKeys[id], "active"}}
+	r.publish(t, func(id string) []listedKey { // (2, 2): the old keys active
+		return []listedKey{{r.oldKeys[id], "active"}}
 	})
 	r.startNodes(t, func(id string) []string { // both keys from the start: --assertion-key twice
 		var flags []string
@@ -59,8 +59,8 @@ func TestAssertionKeyRotationUnderLoad(t *testing.T) {
 	// Mid-load, the runbook: (2) the new keys next, (3) the new keys active
 	// and the old ones retired. The nodes already hold both keys.
 	time.Sleep(4 * time.Second) // schedules the step: the load runs on the old keys first
-	r.publish(t, func(id string) []rotListed {
-		return []rotListed{{r.oldKeys[id], "active"}, {r.newKeys[id], "next"}}
+	r.publish(t, func(id string) []listedKey {
+		return []listedKey{{r.oldKeys[id], "active"}, {r.newKeys[id], "next"}}
 	})
 	nextAt := load.since()
 	c.allOn(t, len(ids), 3, 3)
@@ -68,8 +68,8 @@ func TestAssertionKeyRotationUnderLoad(t *testing.T) {
 	// More than the verifier's 5 s unknown-kid refetch spacing after its
 	// first fetch, so the first new kid it meets makes it refetch.
 	time.Sleep(max(0, 10*time.Second-load.since()))
-	r.publish(t, func(id string) []rotListed {
-		return []rotListed{{r.oldKeys[id], "retired"}, {r.newKeys[id], "active"}}
+	r.publish(t, func(id string) []listedKey {
+		return []listedKey{{r.oldKeys[id], "retired"}, {r.newKeys[id], "active"}}
 	})
 	switchAt := load.since()
 	c.allOn(t, len(ids), 4, 4)
@@ -104,8 +104,8 @@ func TestAssertionKeyRotationUnderLoad(t *testing.T) {
 	// from the switch), the trust material drops them.
 	grace := rotTTL + backendjwt.DefaultSkew
 	time.Sleep(max(0, grace-(load.since()-switchOn))) // the grace is time that must pass, not an effect
-	r.publish(t, func(id string) []rotListed {
-		return []rotListed{{r.newKeys[id], "active"}}
+	r.publish(t, func(id string) []listedKey {
+		return []listedKey{{r.newKeys[id], "active"}}
 	})
 	c.allOn(t, len(ids), 5, 5)
 	for _, n := range r.nodes {

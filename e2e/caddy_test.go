@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,25 +60,8 @@ func withAssertionKey(t *testing.T, w *world) string {
 	if err := k.Write(base); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(w.trust)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	delete(doc, "signed_by")
-	delete(doc, "signature")
-	doc["assertion_keys"] = []any{map[string]any{"kid": k.KID(), "status": "active",
-		"public_key_b64url": base64.RawURLEncoding.EncodeToString(k.Public().Key)}}
-	if b, err = json.Marshal(doc); err != nil {
-		t.Fatal(err)
-	}
 	edited := filepath.Join(w.dir, "trust.edited.json")
-	if err := os.WriteFile(edited, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeAssertionKeys(t, w.trust, edited, []listedKey{{k, "active"}})
 	mustBundlepub(t, "sign", "--key", filepath.Join(w.dir, "bundle.key"), "--in", edited, "--out", w.trust)
 	return base + ".key"
 }

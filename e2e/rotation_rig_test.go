@@ -86,18 +86,31 @@ func newRotUpstream(t testing.TB) *rotUpstream {
 	return u
 }
 
-// rotListed is one entry of the trust material's assertion_keys.
-type rotListed struct {
+// listedKey is one entry of the trust material's assertion_keys.
+type listedKey struct {
 	k      *keyfile.PrivateKey
 	status string
 }
 
 // rotPublish re-signs c's trust material with assertion_keys set to keys,
 // and c's policy, both at sequence seq, and publishes them with bundlepub.
-func rotPublish(t testing.TB, c *channel, seq int, keys []rotListed) {
+func rotPublish(t testing.TB, c *channel, seq int, keys []listedKey) {
+	t.Helper()
+	dir := t.TempDir()
+	edited, trust, policy := filepath.Join(dir, "trust.edited.json"), filepath.Join(dir, "trust.json"), filepath.Join(dir, "policy.json")
+	writeAssertionKeys(t, c.trust, edited, keys)
+	c.resign(t, edited, trust, seq)
+	c.resign(t, c.policy, policy, seq)
+	mustBundlepub(t, "publish", "--nats-url", c.url, "--trust-material", trust, "--policy-bundle", policy,
+		"--bundle-public-key", c.bundlePub)
+}
+
+// writeAssertionKeys writes to edited the trust material at trust with its
+// signature removed and assertion_keys set to keys, for the caller to sign.
+func writeAssertionKeys(t testing.TB, trust, edited string, keys []listedKey) {
 	t.Helper()
 	var doc map[string]any
-	b, err := os.ReadFile(c.trust)
+	b, err := os.ReadFile(trust)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,18 +125,12 @@ func rotPublish(t testing.TB, c *channel, seq int, keys []rotListed) {
 			"public_key_b64url": base64.RawURLEncoding.EncodeToString(l.k.Public().Key)})
 	}
 	doc["assertion_keys"] = ak
-	dir := t.TempDir()
-	edited, trust, policy := filepath.Join(dir, "trust.edited.json"), filepath.Join(dir, "trust.json"), filepath.Join(dir, "policy.json")
 	if b, err = json.Marshal(doc); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(edited, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.resign(t, edited, trust, seq)
-	c.resign(t, c.policy, policy, seq)
-	mustBundlepub(t, "publish", "--nats-url", c.url, "--trust-material", trust, "--policy-bundle", policy,
-		"--bundle-public-key", c.bundlePub)
 }
 
 // rotRequest signs and sends one GET for orders.asserted as the world's
@@ -209,9 +216,9 @@ func newRotationRig(t testing.TB) *rotationRig {
 
 // publish publishes, at the next sequence, trust material whose
 // assertion_keys are the entries each returns for each id, in id order.
-func (r *rotationRig) publish(t testing.TB, each func(id string) []rotListed) {
+func (r *rotationRig) publish(t testing.TB, each func(id string) []listedKey) {
 	t.Helper()
-	var keys []rotListed
+	var keys []listedKey
 	for _, id := range r.ids {
 		keys = append(keys, each(id)...)
 	}
