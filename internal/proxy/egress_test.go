@@ -154,6 +154,19 @@ func (r *rig) signAsSubject(t *testing.T, subject, method, target, routeID strin
 	return req
 }
 
+// allowedAs signs a GET of target as subject for routeID, sends it, fails
+// the test unless it is allowed (200), and returns the caller's request
+// with what the upstream saw and the records so far.
+func (r *rig) allowedAs(t *testing.T, subject, target, routeID string) (*http.Request, []*http.Request, []Record) {
+	t.Helper()
+	caller := r.signAsSubject(t, subject, "GET", target, routeID)
+	if resp, text := do(t, caller); resp.StatusCode != 200 {
+		t.Fatalf("GET %s as %s = %d %s", target, subject, resp.StatusCode, text)
+	}
+	seen, recs := r.seenAndRecords()
+	return caller, seen, recs
+}
+
 func (r *rig) seenAndRecords() ([]*http.Request, []Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -213,11 +226,7 @@ func checkBridged(t *testing.T, up *http.Request, rec Record, caller *http.Reque
 // --forward-proof-headers; the next request of the subject uses the cache.
 func TestEgressClientCredentials(t *testing.T) {
 	r := newEgressRig(t, nil)
-	caller := r.signAsSubject(t, crmPrefix+"alice", "GET", "/crm/contacts/1", "crm.cc")
-	if resp, text := do(t, caller); resp.StatusCode != 200 {
-		t.Fatalf("GET = %d %s", resp.StatusCode, text)
-	}
-	seen, recs := r.seenAndRecords()
+	caller, seen, recs := r.allowedAs(t, crmPrefix+"alice", "/crm/contacts/1", "crm.cc")
 	tok := checkBridged(t, seen[0], recs[0], caller)
 	reqs := r.op.Requests()
 	if len(reqs) != 1 || reqs[0].GrantType != "client_credentials" || reqs[0].ClientAuth != "client_secret_basic" ||
@@ -230,20 +239,12 @@ func TestEgressClientCredentials(t *testing.T) {
 		t.Errorf("record = %+v", eg)
 	}
 
-	again := r.signAsSubject(t, crmPrefix+"alice", "GET", "/crm/contacts/2", "crm.cc")
-	if resp, text := do(t, again); resp.StatusCode != 200 {
-		t.Fatalf("second GET = %d %s", resp.StatusCode, text)
-	}
-	seen, recs = r.seenAndRecords()
+	again, seen, recs := r.allowedAs(t, crmPrefix+"alice", "/crm/contacts/2", "crm.cc")
 	if tok2 := checkBridged(t, seen[1], recs[1], again); tok2 != tok || !recs[1].Egress.FromCache || r.op.Count() != 1 {
 		t.Errorf("second request: same token %v, from cache %v, token requests %d; want the cached token", tok2 == tok, recs[1].Egress.FromCache, r.op.Count())
 	}
 	// Another subject never shares it.
-	bob := r.signAsSubject(t, crmPrefix+"bob", "GET", "/crm/contacts/3", "crm.cc")
-	if resp, text := do(t, bob); resp.StatusCode != 200 {
-		t.Fatalf("bob's GET = %d %s", resp.StatusCode, text)
-	}
-	seen, recs = r.seenAndRecords()
+	bob, seen, recs := r.allowedAs(t, crmPrefix+"bob", "/crm/contacts/3", "crm.cc")
 	if tok3 := checkBridged(t, seen[2], recs[2], bob); tok3 == tok || recs[2].Egress.FromCache || r.op.Count() != 2 {
 		t.Errorf("bob: shares alice's token %v, from cache %v, token requests %d", tok3 == tok, recs[2].Egress.FromCache, r.op.Count())
 	}
@@ -254,11 +255,7 @@ func TestEgressClientCredentials(t *testing.T) {
 // passport's; the assertion itself does not go upstream.
 func TestEgressTokenExchange(t *testing.T) {
 	r := newEgressRig(t, nil)
-	caller := r.signAsSubject(t, crmPrefix+"carol", "GET", "/crm/exchange/1", "crm.exchange")
-	if resp, text := do(t, caller); resp.StatusCode != 200 {
-		t.Fatalf("GET = %d %s", resp.StatusCode, text)
-	}
-	seen, recs := r.seenAndRecords()
+	caller, seen, recs := r.allowedAs(t, crmPrefix+"carol", "/crm/exchange/1", "crm.exchange")
 	checkBridged(t, seen[0], recs[0], caller)
 	reqs := r.op.Requests()
 	if len(reqs) != 1 || reqs[0].GrantType != string(bundle.GrantTokenExchange) || reqs[0].ClientAuth != "private_key_jwt" ||
@@ -278,11 +275,7 @@ func TestEgressTokenExchange(t *testing.T) {
 // else; no token request follows and the upstream is not reached.
 func TestEgressNotAnIngress(t *testing.T) {
 	r := newEgressRig(t, nil)
-	caller := r.signAsSubject(t, crmPrefix+"alice", "GET", "/crm/contacts/1", "crm.cc")
-	if resp, text := do(t, caller); resp.StatusCode != 200 {
-		t.Fatalf("GET = %d %s", resp.StatusCode, text)
-	}
-	seen, _ := r.seenAndRecords()
+	_, seen, _ := r.allowedAs(t, crmPrefix+"alice", "/crm/contacts/1", "crm.cc")
 	providerToken := seen[0].Header.Get("Authorization")
 	before := r.op.Count()
 	for _, tc := range []struct {
@@ -333,11 +326,7 @@ func TestEgressProviderOutage(t *testing.T) {
 		t.Errorf("record = %+v, egress %+v, err %v", d, recs[0].Egress, d.Err)
 	}
 	r.op.Restart()
-	caller := r.signAsSubject(t, crmPrefix+"alice", "GET", "/crm/contacts/2", "crm.cc")
-	if resp, text := do(t, caller); resp.StatusCode != 200 {
-		t.Fatalf("after recovery: %d %s", resp.StatusCode, text)
-	}
-	seen, recs = r.seenAndRecords()
+	caller, seen, recs := r.allowedAs(t, crmPrefix+"alice", "/crm/contacts/2", "crm.cc")
 	checkBridged(t, seen[0], recs[1], caller)
 }
 
