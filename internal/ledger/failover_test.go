@@ -14,7 +14,6 @@ import (
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
-	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 // TestFailoverStalledServer stalls (SIGSTOP) the external nats-server a
@@ -45,15 +44,7 @@ func TestFailoverStalledServer(t *testing.T) {
 			js := natstest.JetStream(t, nc)
 			l := newLedger(t, ledger.Config{JetStream: js, Replicas: 3})
 			entry := core.LedgerEntry{RouteID: "orders.create"}
-			// The first write into a bucket a busy cluster has just placed
-			// can find no leader yet: wait for one, each try a fresh key.
-			var warm int
-			testwait.Until(t, 60*time.Second, "a first ledger write", func() error {
-				warm++
-				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-				defer cancel()
-				return l.Consume(ctx, key(fmt.Sprintf("warm-up-%d", warm)), time.Minute, entry)
-			})
+			warmUp(t, l, entry)
 
 			on := nc.ConnectedServerName()
 			var stalled *natstest.External
@@ -189,13 +180,7 @@ func TestElectionEndsWritesInFlight(t *testing.T) {
 	js := natstest.JetStream(t, nc)
 	l := newLedger(t, ledger.Config{JetStream: js, Replicas: 3, Timeout: 30 * time.Second})
 	entry := core.LedgerEntry{RouteID: "orders.create"}
-	var warm int
-	testwait.Until(t, 60*time.Second, "a first ledger write", func() error {
-		warm++
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		return l.Consume(ctx, key(fmt.Sprintf("warm-up-%d", warm)), time.Minute, entry)
-	})
+	warmUp(t, l, entry)
 	moveLeader(t, nc, js, "KV_"+ledger.DefaultBucket, "S-2")
 	servers[1].Pause()
 	start := time.Now()

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/tpcluster/tpcluster/internal/core"
 	"github.com/tpcluster/tpcluster/internal/ledger"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
+	"github.com/tpcluster/tpcluster/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -48,6 +50,20 @@ func newLedger(t testing.TB, cfg ledger.Config) *ledger.Ledger {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// warmUp waits until l accepts a first write, each try a fresh key: the
+// first write into a bucket a busy cluster has just placed can find no
+// leader yet.
+func warmUp(t testing.TB, l *ledger.Ledger, entry core.LedgerEntry) {
+	t.Helper()
+	var warm int
+	testwait.Until(t, 60*time.Second, "a first ledger write", func() error {
+		warm++
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		return l.Consume(ctx, key(fmt.Sprintf("warm-up-%d", warm)), time.Minute, entry)
+	})
 }
 
 // sentinel names the one sentinel err matches, and fails the test if it
