@@ -1,50 +1,13 @@
 package main
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
-
-// publish appends events of node through the real spool and publisher and
-// waits until JetStream has them.
-func publish(t *testing.T, nc *nats.Conn, node string, events ...*audit.Event) {
-	t.Helper()
-	s, err := audit.OpenSpool(audit.SpoolConfig{Dir: t.TempDir(), NodeID: node})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := audit.EnsureStream(t.Context(), natstest.JetStream(t, nc), audit.StreamConfig{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, err := audit.NewPublisher(audit.PublisherConfig{Spool: s, Conn: nc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() { p.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
-	for _, e := range events {
-		if err := s.Append(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fctx, fcancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer fcancel()
-	if err := p.Flush(fctx); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // explainEvents: an allow, a body-hash denial and a bundle event.
 func explainEvents() []*audit.Event {

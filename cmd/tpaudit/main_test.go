@@ -26,10 +26,36 @@ import (
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
 
-// fill publishes n events of node through the real spool and publisher,
-// signed with key when it is not nil. The publisher's stop publishes the
-// node's checkpoint.
+// fill publishes n events of node (every third an allow, the rest
+// passport_missing denials), signed with key when one is given.
 func fill(t *testing.T, nc *nats.Conn, node string, n int, key ...ed25519.PrivateKey) {
+	t.Helper()
+	events := make([]*audit.Event, n)
+	for i := range events {
+		e := &audit.Event{Component: "verifier", Outcome: audit.OutcomeDeny, ReasonCode: reason.PassportMissing,
+			RequestID: fmt.Sprintf("%s-%d", node, i), RouteID: "orders.get", Status: 401}
+		if i%3 == 0 {
+			e.Outcome, e.ReasonCode, e.Accepted, e.Status = audit.OutcomeAllow, reason.Allowed, true, 200
+		}
+		events[i] = e
+	}
+	var k ed25519.PrivateKey
+	if len(key) > 0 {
+		k = key[0]
+	}
+	publishSigned(t, nc, node, k, events...)
+}
+
+// publish appends events of node, unsigned, as publishSigned does.
+func publish(t *testing.T, nc *nats.Conn, node string, events ...*audit.Event) {
+	t.Helper()
+	publishSigned(t, nc, node, nil, events...)
+}
+
+// publishSigned appends events of node through the real spool and
+// publisher, signed with key when it is not nil, and waits until JetStream
+// has them all. The publisher's stop publishes the node's checkpoint.
+func publishSigned(t *testing.T, nc *nats.Conn, node string, key ed25519.PrivateKey, events ...*audit.Event) {
 	t.Helper()
 	s, err := audit.OpenSpool(audit.SpoolConfig{Dir: t.TempDir(), NodeID: node})
 	if err != nil {
@@ -39,11 +65,7 @@ func fill(t *testing.T, nc *nats.Conn, node string, n int, key ...ed25519.Privat
 	if err := audit.EnsureStream(t.Context(), natstest.JetStream(t, nc), audit.StreamConfig{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	cfg := audit.PublisherConfig{Spool: s, Conn: nc}
-	if len(key) > 0 {
-		cfg.SignKey = key[0]
-	}
-	p, err := audit.NewPublisher(cfg)
+	p, err := audit.NewPublisher(audit.PublisherConfig{Spool: s, Conn: nc, SignKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,12 +73,7 @@ func fill(t *testing.T, nc *nats.Conn, node string, n int, key ...ed25519.Privat
 	var wg sync.WaitGroup
 	wg.Go(func() { p.Run(ctx) })
 	defer func() { cancel(); wg.Wait() }()
-	for i := range n {
-		e := &audit.Event{Component: "verifier", Outcome: audit.OutcomeDeny, ReasonCode: reason.PassportMissing,
-			RequestID: fmt.Sprintf("%s-%d", node, i), RouteID: "orders.get", Status: 401}
-		if i%3 == 0 {
-			e.Outcome, e.ReasonCode, e.Accepted, e.Status = audit.OutcomeAllow, reason.Allowed, true, 200
-		}
+	for _, e := range events {
 		if err := s.Append(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,39 +13,6 @@ import (
 	"github.com/tpcluster/tpcluster/internal/natsx/natstest"
 	"github.com/tpcluster/tpcluster/internal/reason"
 )
-
-// publishEvents appends events through the real spool and publisher of
-// node and waits until JetStream has them all.
-func publishEvents(t *testing.T, url, node string, events []*audit.Event) {
-	t.Helper()
-	nc := natstest.Connect(t, url)
-	s, err := audit.OpenSpool(audit.SpoolConfig{Dir: t.TempDir(), NodeID: node, Region: ""})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := audit.EnsureStream(t.Context(), natstest.JetStream(t, nc), audit.StreamConfig{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, err := audit.NewPublisher(audit.PublisherConfig{Spool: s, Conn: nc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() { p.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
-	for _, e := range events {
-		if err := s.Append(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fctx, fcancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer fcancel()
-	if err := p.Flush(fctx); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func readLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
@@ -86,7 +51,7 @@ func at(m map[string]any, path ...string) any {
 // against the stored event it came from.
 func TestExportOCSF(t *testing.T) {
 	url := natstest.Server(t).ClientURL()
-	publishEvents(t, url, "node-a", []*audit.Event{
+	publish(t, natstest.Connect(t, url), "node-a", []*audit.Event{
 		{Component: "verifier", Outcome: audit.OutcomeAllow, Accepted: true, ReasonCode: reason.Allowed, Status: 200,
 			RequestID: "req-1", RouteID: "orders.get", Method: "GET", Path: "/v1/orders/1", Audience: "https://api.example",
 			Issuer: "https://issuer.example", Subject: "spiffe://example/workload/a", JTI: "jti-hash-1"},
@@ -97,7 +62,7 @@ func TestExportOCSF(t *testing.T) {
 			RequestID: "req-3", Method: "DELETE", Path: "/v1/orders/1"},
 		{Component: "verifier", Outcome: audit.OutcomeBundle, ReasonCode: reason.BundleRejected,
 			BundleKind: "policy_bundle", BundleSHA256: strings.Repeat("ab", 32), BundleSequence: 7},
-	})
+	}...)
 	dir := t.TempDir()
 	raw, ocsf := filepath.Join(dir, "raw.jsonl"), filepath.Join(dir, "ocsf.jsonl")
 	if code, out := tpaudit(t, url, "export", "--durable", "raw", "--out", raw); code != 0 {
