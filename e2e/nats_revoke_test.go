@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tpcluster/tpcluster/internal/audit"
 	"github.com/tpcluster/tpcluster/internal/natsauth"
 	"github.com/tpcluster/tpcluster/internal/reason"
@@ -86,15 +84,7 @@ func TestNATSRevokedRecovers(t *testing.T) {
 
 	// The denial's audit event, which the node could not publish while
 	// revoked, reaches the stream once it is back.
-	nc, err := l.connect(t, natsauth.AuditReader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := l.jetStream(t, natsauth.AuditReader)
 	testwait.Until(t, 60*time.Second, "the revoked request's audit event in the stream", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()

@@ -85,6 +85,22 @@ func (l *lockedNATS) connect(t *testing.T, role natsauth.Role) (*nats.Conn, erro
 	return natsx.ConnectAuth(t.Context(), l.url(), "e2e-"+string(role), a, nil)
 }
 
+// jetStream connects as role and gives the connection and its JetStream
+// context; the connection is closed when the test ends.
+func (l *lockedNATS) jetStream(t *testing.T, role natsauth.Role) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := l.connect(t, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
 // TestNATSLockedReplay replays issue 12's attacks against a real verifierd
 // on a locked NATS server: without a credential nothing connects; with the
 // verifier's credential the consumed key can be neither purged, rolled up
@@ -113,15 +129,7 @@ func TestNATSLockedReplay(t *testing.T) {
 	}
 
 	// 2. The verifier's credential against the consumed key.
-	nc, err := l.connect(t, natsauth.Verifier)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := l.jetStream(t, natsauth.Verifier)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	const ledgerStream = "KV_TRUSTPLANE_REPLAY"
@@ -137,15 +145,7 @@ func TestNATSLockedReplay(t *testing.T) {
 
 	// 3. Admin (the only role that can) deletes the ledger stream and
 	// answers its subjects with PubAcks naming it.
-	anc, err := l.connect(t, natsauth.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anc.Close()
-	ajs, err := jetstream.New(anc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	anc, ajs := l.jetStream(t, natsauth.Admin)
 	if err := ajs.DeleteStream(t.Context(), ledgerStream); err != nil {
 		t.Fatal(err)
 	}
@@ -186,15 +186,7 @@ func TestNATSLockedBundleBucket(t *testing.T) {
 		t.Fatalf("request with bundles from the locked bucket = %d %s, want 200", a.status, a.body)
 	}
 
-	anc, err := l.connect(t, natsauth.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anc.Close()
-	ajs, err := jetstream.New(anc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ajs := l.jetStream(t, natsauth.Admin)
 	if err := ajs.DeleteKeyValue(t.Context(), "TRUSTPLANE_BUNDLES"); err != nil {
 		t.Fatal(err)
 	}
